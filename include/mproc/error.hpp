@@ -1,0 +1,43 @@
+#pragma once
+/// Errors raised by mproc.
+///
+/// One rule for the whole library: a member function not marked `noexcept` may throw
+///  - `mproc::Error` when the operating system refuses something (it carries errno, the
+///    operation and the object's name: `cannot open FileLock "/tmp/a.lock": Permission denied`);
+///  - `mproc::UsageError` when the caller broke the contract (starting a process twice,
+///    releasing a lock this thread does not hold);
+///  - `mproc::OwnerDied` only from the std-style `lock()`/`try_lock*()` members, when the
+///    previous owner of a lock died while holding it (see <mproc/lock.hpp>).
+/// Ordinary outcomes (timed out, empty, full) are values, never exceptions.
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+namespace mproc {
+
+/// The operating system refused an operation. `code()` holds the errno value.
+class Error : public std::system_error {
+ public:
+  /// `operation` says what was attempted ("cannot open"), `object` which object ("FileLock
+  /// \"/tmp/a.lock\""); both appear in what().
+  Error(int errno_value, std::string_view operation, std::string_view object = {});
+};
+
+/// The caller used an object in a way its contract forbids.
+class UsageError : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
+};
+
+/// Thrown by the std-style `lock()`/`try_lock*()` of mproc's locks when the previous owner died
+/// while holding the lock and nobody has called `mark_consistent()` since. The lock has been
+/// released again before the throw, so `std::scoped_lock` never leaves it held. To recover,
+/// call `acquire()` (which reports `owner_died()` instead of throwing), repair the guarded
+/// state, and call `mark_consistent()`.
+class OwnerDied : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace mproc

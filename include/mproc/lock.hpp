@@ -1,0 +1,112 @@
+#pragma once
+/// Crash-safe locks shared by processes: mproc::Lock and mproc::RLock.
+///
+/// A lock lives in a small block of shared memory that it maps when constructed. Create it
+/// before starting the processes that use it: every child started afterwards inherits the same
+/// block, so there is one lock for all of them, not a copy per child.
+///
+///   mproc::Lock lock;
+///   mproc::Process p([&] { std::scoped_lock hold{lock}; print_three_lines(); });
+///
+/// Thread safety: every member may be called concurrently from any thread.
+/// Process safety: any number of processes that inherited the lock may use it at once.
+/// Memory ordering: release() synchronises with the acquire that next takes the lock, in any
+///   process: writes made before release() are visible after that acquire returns.
+/// If the owner dies: when the thread or process holding the lock dies (SIGKILL included), the
+///   kernel hands the lock to the next acquirer, whose acquire() returns `owner_died()`. From
+///   then on the lock is *inconsistent*: every acquirer is told `owner_died()` (and the
+///   std-style lock()/try_lock*() throw mproc::OwnerDied) until a holder repairs the guarded
+///   state and calls mark_consistent(). Nothing hangs and nothing is hidden. Contrast: POSIX
+///   makes such a mutex unusable forever once it is released unrepaired, Python's Lock stays
+///   locked forever, Boost.Interprocess's mutex throws forever.
+///
+/// Ownership: unlike Python's `multiprocessing.Lock` (an ownerless semaphore that any process
+/// may release), an mproc lock has an owner — the thread that acquired it — and releasing it
+/// from any other thread or process throws mproc::Error (EPERM). The owner is what makes
+/// recovery possible: an ownerless lock cannot tell that its holder died. For the ownerless
+/// use (acquired in one process, released by another) use a `Semaphore` with a count of 1.
+///
+/// Waiting: an uncontended acquire or release is a single atomic instruction in user space;
+/// a contended waiter sleeps in the kernel (futex) and uses no CPU. Timeouts use the
+/// monotonic clock. Built on glibc's robust, process-shared pthread mutex (see
+/// docs/design/locks.md for the layout and why).
+///
+/// Lifetime: destroying a Lock unmaps it from this process only; children that inherited it
+/// keep using it. Destroying a lock that the calling thread still holds releases it first.
+#include <chrono>
+
+#include "mproc/acquired.hpp"
+#include "mproc/detail/deadline.hpp"
+#include "mproc/detail/mapping.hpp"
+#include "mproc/detail/std_lockable.hpp"
+
+namespace mproc {
+namespace detail {
+
+/// What Lock and RLock share: everything but the constructor.
+class RobustLock : public StdLockable<RobustLock> {
+ public:
+  RobustLock(const RobustLock&) = delete;
+  RobustLock& operator=(const RobustLock&) = delete;
+  ~RobustLock();
+
+  /// Blocks until this thread holds the lock. Returns `owner_died()` when the guarded state
+  /// may be torn (see "If the owner dies" above). Throws mproc::Error (EDEADLK) when a
+  /// non-recursive Lock is acquired again by the thread that holds it.
+  Acquired acquire() { return acquire_until(Clock::time_point::max()); }
+  /// Waits at most `timeout` (monotonic clock); `timed_out()` if the lock was not acquired.
+  template <class Rep, class Period>
+  Acquired acquire(const std::chrono::duration<Rep, Period>& timeout) {
+    return acquire_until(deadline_after(timeout));
+  }
+  /// Waits until `when`; a time point of another clock is converted once to a duration.
+  template <class C, class D>
+  Acquired acquire_until(const std::chrono::time_point<C, D>& when) {
+    return acquire_until(to_steady(when));
+  }
+  Acquired acquire_until(Clock::time_point deadline);
+
+  /// Releases one level of ownership. Throws mproc::Error (EPERM) when the calling thread
+  /// does not hold the lock — including a thread of another process.
+  void release();
+
+  /// Declares the guarded state repaired after an `owner_died()` acquire. Only the holder may
+  /// call it (mproc::Error, EPERM, otherwise). A no-op on a consistent lock.
+  void mark_consistent();
+
+  /// Whether the calling thread holds the lock.
+  bool held_by_this_thread() const noexcept;
+
+  /// "Lock" or "RLock", as used in error messages.
+  const char* kind_name() const noexcept { return recursive_ ? "RLock" : "Lock"; }
+
+ protected:
+  explicit RobustLock(bool recursive);
+
+ private:
+  struct Block;
+  Block* block() const noexcept;
+
+  Mapping mapping_;
+  bool recursive_;
+};
+
+}  // namespace detail
+
+/// A mutual-exclusion lock shared by processes, with an owner and owner-death recovery.
+/// Not recursive: acquiring it again from the thread that holds it throws mproc::Error
+/// (EDEADLK) instead of deadlocking. See the file comment for the full contract.
+class Lock final : public detail::RobustLock {
+ public:
+  Lock() : RobustLock(false) {}
+};
+
+/// A recursive lock shared by processes: the holding thread may acquire it again and must
+/// release it as many times. Owner death and ownership work as for Lock; the recursion count
+/// of a dead owner is discarded and the next acquirer holds the lock once.
+class RLock final : public detail::RobustLock {
+ public:
+  RLock() : RobustLock(true) {}
+};
+
+}  // namespace mproc

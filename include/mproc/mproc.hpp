@@ -1,0 +1,8 @@
+#pragma once
+/// mproc — Python's multiprocessing as a crash-safe C++20 library for Linux.
+/// The umbrella header: include it, or one header per concept.
+#include "mproc/acquired.hpp"
+#include "mproc/error.hpp"
+#include "mproc/file_lock.hpp"
+#include "mproc/lock.hpp"
+#include "mproc/process.hpp"

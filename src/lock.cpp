@@ -1,0 +1,159 @@
+// Lock and RLock: a robust, process-shared pthread mutex plus a small amount of our own state.
+// Layout and invariants: docs/design/locks.md.
+#include "mproc/lock.hpp"
+
+#include <pthread.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <ctime>
+#include <new>
+
+#include "segment.hpp"
+#include "sys.hpp"
+
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#define MPROC_TSAN 1
+#else
+#define MPROC_TSAN 0
+#endif
+
+namespace mproc::detail {
+
+struct RobustLock::Block {
+  static constexpr std::uint32_t kLayoutVersion = 1;
+
+  SegmentHeader header;
+  // PTHREAD_PROCESS_SHARED | PTHREAD_MUTEX_ROBUST, ERRORCHECK (Lock) or RECURSIVE (RLock).
+  // glibc's robust list makes the kernel mark it FUTEX_OWNER_DIED when the owner dies. Its
+  // futex word is also the one truth about who holds it (sys::robust_mutex_owner).
+  pthread_mutex_t mutex;
+  // Guarded by mutex: 1 from an owner's death until mark_consistent(). Kept by us rather than
+  // left to POSIX, which would make the mutex unusable forever once released unrepaired.
+  std::uint32_t poisoned;
+};
+
+namespace {
+
+[[noreturn]] void fail(int err, const char* what, const char* kind) {
+  throw Error(err, what, kind);
+}
+
+timespec to_monotonic_timespec(Clock::time_point deadline) noexcept {
+  // steady_clock is CLOCK_MONOTONIC in libstdc++.
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch());
+  timespec ts{};
+  ts.tv_sec = static_cast<time_t>(ns.count() / 1'000'000'000);
+  ts.tv_nsec = static_cast<long>(ns.count() % 1'000'000'000);
+  return ts;
+}
+
+// ThreadSanitizer intercepts pthread_mutex_lock/trylock/unlock but not clocklock; tell it about
+// the acquisition by hand so that it neither misses the happens-before edge nor reports the
+// matching unlock as "unlock of an unlocked mutex".
+int timed_lock(pthread_mutex_t* m, Clock::time_point deadline) noexcept {
+#if MPROC_TSAN
+  __tsan_mutex_pre_lock(m, 0);
+#endif
+  const timespec ts = to_monotonic_timespec(deadline);
+  const int rc = ::pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
+#if MPROC_TSAN
+  __tsan_mutex_post_lock(m, (rc == 0 || rc == EOWNERDEAD) ? 0 : __tsan_mutex_try_lock_failed, 0);
+#endif
+  return rc;
+}
+
+}  // namespace
+
+RobustLock::RobustLock(bool recursive)
+    : mapping_(Mapping::shared_anonymous(sizeof(Block), recursive ? "RLock" : "Lock")),
+      recursive_(recursive) {
+  static_assert(std::is_standard_layout_v<Block>);
+  static_assert(offsetof(Block, mutex) == sizeof(SegmentHeader), "the header comes first");
+  auto* b = new (mapping_.data()) Block{};
+  pthread_mutexattr_t attr;
+  ::pthread_mutexattr_init(&attr);
+  ::pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+  ::pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+  ::pthread_mutexattr_settype(&attr, recursive ? PTHREAD_MUTEX_RECURSIVE : PTHREAD_MUTEX_ERRORCHECK);
+  const int rc = ::pthread_mutex_init(&b->mutex, &attr);
+  ::pthread_mutexattr_destroy(&attr);
+  if (rc != 0) fail(rc, "cannot initialise", kind_name());
+  b->header.publish(recursive ? SegmentKind::rlock : SegmentKind::lock, Block::kLayoutVersion,
+                    sizeof(Block));
+}
+
+RobustLock::~RobustLock() {
+  // A held robust mutex is linked into this thread's robust list, which the kernel walks when
+  // the thread exits. Unmapping it while held would leave a dangling entry that could flag
+  // whatever memory is mapped there later, so release it first. The mutex itself is not
+  // destroyed: other processes may still be using their mapping of it.
+  Block* b = block();
+  if (b == nullptr) return;
+  while (held_by_this_thread()) (void)::pthread_mutex_unlock(&b->mutex);
+}
+
+RobustLock::Block* RobustLock::block() const noexcept {
+  return static_cast<Block*>(mapping_.data());
+}
+
+bool RobustLock::held_by_this_thread() const noexcept {
+  return sys::robust_mutex_owner(&block()->mutex) == sys::current_tid();
+}
+
+Acquired RobustLock::acquire_until(Clock::time_point deadline) {
+  Block* b = block();
+  int rc;
+  if (deadline == Clock::time_point::max()) {
+    rc = ::pthread_mutex_lock(&b->mutex);
+  } else if (deadline <= Clock::now()) {
+    rc = ::pthread_mutex_trylock(&b->mutex);
+    if (rc == EBUSY) return Acquired::Status::timed_out;
+  } else {
+    rc = timed_lock(&b->mutex, deadline);
+    if (rc == ETIMEDOUT) return Acquired::Status::timed_out;
+  }
+
+  switch (rc) {
+    case 0:
+      break;
+    case EOWNERDEAD:
+      // The kernel marked the owner dead and handed us the mutex. Make the pthread mutex usable
+      // again at once (otherwise unlocking it would make it ENOTRECOVERABLE for everyone) and
+      // record the fact in our own flag, which stays set until the user repairs the state.
+      (void)::pthread_mutex_consistent(&b->mutex);
+      // (For RLock glibc also discards the dead owner's recursion count: we hold it once.)
+      b->poisoned = 1;
+      break;
+    case EDEADLK:
+      fail(rc, "cannot acquire Lock: the calling thread already holds it (use RLock for",
+           "re-entrant locking)");
+    case EAGAIN:
+      fail(rc, "cannot acquire RLock again: recursion limit reached", "");
+    default:
+      fail(rc, "cannot acquire", kind_name());
+  }
+
+  return b->poisoned != 0 ? Acquired::Status::owner_died : Acquired::Status::ok;
+}
+
+void RobustLock::release() {
+  Block* b = block();
+  if (!held_by_this_thread()) {
+    fail(EPERM, "cannot release", recursive_ ? "RLock: not held by the calling thread"
+                                             : "Lock: not held by the calling thread");
+  }
+  const int rc = ::pthread_mutex_unlock(&b->mutex);
+  if (rc != 0) fail(rc, "cannot release", kind_name());
+}
+
+void RobustLock::mark_consistent() {
+  if (!held_by_this_thread()) {
+    fail(EPERM, "cannot mark consistent", recursive_ ? "RLock: not held by the calling thread"
+                                                     : "Lock: not held by the calling thread");
+  }
+  block()->poisoned = 0;
+}
+
+}  // namespace mproc::detail

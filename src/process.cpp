@@ -1,0 +1,391 @@
+// Process: fork, track the child through a pidfd, reap it exactly once.
+#include "mproc/process.hpp"
+
+#include <cxxabi.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <mutex>
+#include <typeinfo>
+
+#include "mproc/error.hpp"
+#include "sys.hpp"
+
+namespace mproc {
+
+namespace detail {
+
+struct ProcessState {
+  std::unique_ptr<ProcessTarget> target;
+  std::string name;
+  std::vector<int> identity;  // this process's position in the tree: Process-1:2 is {1, 2}
+  bool daemon = false;
+  pid_t creator = ::getpid();  // only this process may start, join or signal the child
+  std::atomic<bool> started{false};
+  pid_t pid = 0;    // set by start(); in the child, the child's own pid
+  int pidfd = -1;   // set by start(); -1 if the child was reaped before it could be opened
+
+  std::mutex mutex;              // serialises reaping
+  std::optional<int> exitcode;   // guarded by mutex
+
+  ~ProcessState() {
+    if (pidfd >= 0 && creator == ::getpid()) {
+      sys::stop_closing_in_children(pidfd);
+      sys::close_fd(pidfd);
+    }
+  }
+};
+
+}  // namespace detail
+
+namespace {
+
+using detail::Clock;
+using detail::ProcessState;
+
+// ---- what this process knows about itself -------------------------------------------------
+// Written only in a freshly forked child, before the target runs (no other thread exists then);
+// read-only afterwards, except the atomic counter.
+struct Self {
+  std::string name = "MainProcess";
+  std::vector<int> identity;
+  bool daemon = false;
+  std::optional<ProcessInfo> parent;
+  std::atomic<int> counter{0};  // Process objects created in this process, for default names
+};
+
+Self& self() {
+  static Self s;
+  return s;
+}
+
+// ---- the children started here, for active_children() --------------------------------------
+std::mutex g_children_mutex;
+std::vector<std::weak_ptr<ProcessState>> g_children;  // guarded by g_children_mutex
+
+void registry_prepare() noexcept { g_children_mutex.lock(); }
+void registry_parent() noexcept { g_children_mutex.unlock(); }
+void registry_child() noexcept {
+  // A child has no children of its own yet; its copies of its siblings' states are inert
+  // (their creator is another process).
+  g_children.clear();
+  g_children_mutex.unlock();
+}
+
+void install_fork_handlers() {
+  static std::once_flag once;
+  std::call_once(once, [] { ::pthread_atfork(registry_prepare, registry_parent, registry_child); });
+}
+
+std::string describe(const ProcessState& st) {
+  std::string s = st.name;
+  if (st.pid != 0) s += " (pid " + std::to_string(st.pid) + ")";
+  return s;
+}
+
+void flush_std_streams() noexcept {
+  // Anything buffered now would be written twice: once by the parent and once by the child.
+  try {
+    std::cout.flush();
+    std::clog.flush();
+  } catch (...) {
+  }
+  std::fflush(nullptr);
+}
+
+std::string demangle(const char* mangled) {
+  int status = 0;
+  char* readable = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  std::string s = status == 0 && readable != nullptr ? readable : mangled;
+  std::free(readable);
+  return s;
+}
+
+std::string current_exception_type() {
+  const std::type_info* t = abi::__cxa_current_exception_type();
+  return t != nullptr ? demangle(t->name()) : "unknown exception";
+}
+
+[[noreturn]] void run_child(ProcessState& st, const ProcessInfo& parent) noexcept {
+  if (st.daemon) {
+    // The kernel kills us when the parent thread dies, whichever way it dies. If the parent
+    // died before this line, no signal will come: check, and die the same way.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent.pid) ::raise(SIGKILL);
+  }
+  Self& me = self();
+  me.name = st.name;
+  me.identity = st.identity;
+  me.daemon = st.daemon;
+  me.parent = parent;
+  me.counter.store(0, std::memory_order_relaxed);
+  st.pid = ::getpid();
+
+  int code = 0;
+  try {
+    st.target->run();
+  } catch (const std::exception& e) {
+    const std::string type = current_exception_type();
+    std::fprintf(stderr, "Process %s (pid %d): uncaught %s: %s\n", st.name.c_str(), st.pid,
+                 type.c_str(), e.what());
+    code = 1;
+  } catch (...) {
+    const std::string type = current_exception_type();
+    std::fprintf(stderr, "Process %s (pid %d): uncaught %s\n", st.name.c_str(), st.pid,
+                 type.c_str());
+    code = 1;
+  }
+  flush_std_streams();
+  ::_exit(code);
+}
+
+// Collects the child's status if it has ended. Returns whether it has.
+bool reap(ProcessState& st) {
+  std::scoped_lock hold{st.mutex};
+  if (st.exitcode) return true;
+  if (st.pidfd < 0) {
+    throw Error(ECHILD, "cannot collect the exit status of",
+                describe(st) + ": it was reaped elsewhere (is SIGCHLD ignored?)");
+  }
+  siginfo_t info{};
+  const int rc = sys::retry_eintr(
+      [&] { return ::waitid(P_PIDFD, static_cast<id_t>(st.pidfd), &info, WEXITED | WNOHANG); });
+  if (rc == -1) {
+    if (errno == ECHILD) {
+      throw Error(ECHILD, "cannot collect the exit status of",
+                  describe(st) + ": it was reaped elsewhere (is SIGCHLD ignored, or did "
+                                 "something call wait() for all children?)");
+    }
+    sys::throw_errno("cannot wait for", describe(st));
+  }
+  if (info.si_pid == 0) return false;  // still running
+  st.exitcode = info.si_code == CLD_EXITED ? info.si_status : -info.si_status;
+  return true;
+}
+
+// Sleeps until the child's pidfd is readable (it ended) or the deadline passes.
+void wait_readable(const ProcessState& st, Clock::time_point deadline) {
+  pollfd p{st.pidfd, POLLIN, 0};
+  if (deadline == Clock::time_point::max()) {
+    if (sys::retry_eintr([&] { return ::ppoll(&p, 1, nullptr, nullptr); }) == -1) {
+      sys::throw_errno("cannot wait for", describe(st));
+    }
+    return;
+  }
+  for (;;) {
+    const auto left = deadline - Clock::now();
+    if (left <= Clock::duration::zero()) return;
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+    const timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+    const int rc = ::ppoll(&p, 1, &ts, nullptr);
+    if (rc >= 0) return;
+    if (errno != EINTR) sys::throw_errno("cannot wait for", describe(st));
+  }
+}
+
+
+void check_started_here(const ProcessState& st, const char* what) {
+  if (!st.started.load()) {
+    throw UsageError(std::string("cannot ") + what + " " + st.name + ": it was never started");
+  }
+  if (st.pid == ::getpid()) {
+    throw UsageError(std::string("cannot ") + what + " " + st.name + ": it is the current process");
+  }
+  if (st.creator != ::getpid()) {
+    throw UsageError(std::string("cannot ") + what + " " + describe(st) +
+                     ": only the process that started it can");
+  }
+}
+
+bool join_state(ProcessState& st, Clock::time_point deadline) {
+  check_started_here(st, "join");
+  for (;;) {
+    if (reap(st)) return true;
+    if (Clock::now() >= deadline) return false;
+    wait_readable(st, deadline);
+  }
+}
+
+// What ~Process does with a child it still owns: reap it if it ended, otherwise terminate it.
+void dispose(ProcessState& st) noexcept {
+  if (!st.started.load() || st.creator != ::getpid() || st.pidfd < 0) return;
+  try {
+    if (reap(st)) return;
+    (void)sys::pidfd_send_signal(st.pidfd, SIGTERM);
+    if (!join_state(st, detail::deadline_after(Process::kTerminateGrace))) {
+      (void)sys::pidfd_send_signal(st.pidfd, SIGKILL);
+      (void)join_state(st, Clock::time_point::max());
+    }
+    std::fprintf(stderr,
+                 "mproc: Process %s was destroyed while still running; it was terminated "
+                 "(exit code %d). join() a process before destroying it.\n",
+                 describe(st).c_str(), st.exitcode.value_or(0));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mproc: while disposing of Process %s: %s\n", describe(st).c_str(),
+                 e.what());
+  }
+}
+
+}  // namespace
+
+Process::Process(std::unique_ptr<detail::ProcessTarget> target)
+    : state_(std::make_shared<ProcessState>()) {
+  install_fork_handlers();
+  Self& me = self();
+  state_->target = std::move(target);
+  state_->identity = me.identity;
+  state_->identity.push_back(me.counter.fetch_add(1, std::memory_order_relaxed) + 1);
+  state_->name = "Process-";
+  for (std::size_t i = 0; i < state_->identity.size(); ++i) {
+    if (i != 0) state_->name += ':';
+    state_->name += std::to_string(state_->identity[i]);
+  }
+}
+
+Process::Process(Process&&) noexcept = default;
+
+Process& Process::operator=(Process&& other) noexcept {
+  if (this != &other) {
+    if (state_) dispose(*state_);
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+Process::~Process() {
+  if (state_) dispose(*state_);
+}
+
+Process& Process::set_name(std::string name) {
+  state_->name = std::move(name);
+  return *this;
+}
+
+Process& Process::set_daemon(bool daemon) {
+  if (state_->started.load()) {
+    throw UsageError("cannot change the daemon flag of " + describe(*state_) +
+                     ": it has already been started");
+  }
+  state_->daemon = daemon;
+  return *this;
+}
+
+void Process::start() {
+  ProcessState& st = *state_;
+  if (st.creator != ::getpid()) {
+    throw UsageError("cannot start " + st.name +
+                     ": it can only be started by the process that created it");
+  }
+  if (st.started.exchange(true)) {
+    throw UsageError("cannot start " + describe(st) + ": a process can only be started once");
+  }
+  const ProcessInfo parent = current_process();
+  flush_std_streams();
+  const pid_t pid = ::fork();
+  if (pid == -1) {
+    const int err = errno;
+    st.started.store(false);
+    throw Error(err, "cannot start", st.name);
+  }
+  if (pid == 0) run_child(st, parent);
+
+  st.pid = pid;
+  st.pidfd = sys::pidfd_open(pid);
+  if (st.pidfd < 0 && errno != ESRCH) {
+    // Without a pidfd the child cannot be tracked safely: do not leave it running untracked.
+    const int err = errno;
+    ::kill(pid, SIGKILL);
+    (void)sys::retry_eintr([&] { return ::waitpid(pid, nullptr, 0); });
+    throw Error(err, "cannot track", describe(st) + " (pidfd_open; Linux 5.4 or later is needed)");
+  }
+  if (st.pidfd >= 0) sys::close_in_children(st.pidfd);  // a grandchild must not hold it
+  std::scoped_lock hold{g_children_mutex};
+  g_children.push_back(state_);
+}
+
+void Process::join() { (void)join_state(*state_, Clock::time_point::max()); }
+
+bool Process::join_until(Clock::time_point deadline) { return join_state(*state_, deadline); }
+
+bool Process::is_alive() const {
+  ProcessState& st = *state_;
+  if (!st.started.load()) return false;
+  if (st.pid == ::getpid()) return true;
+  check_started_here(st, "check whether it is alive:");
+  return !reap(st);
+}
+
+std::optional<int> Process::exitcode() const {
+  ProcessState& st = *state_;
+  if (!st.started.load() || st.pid == ::getpid()) return std::nullopt;
+  check_started_here(st, "read the exit code of");
+  if (!reap(st)) return std::nullopt;
+  std::scoped_lock hold{st.mutex};
+  return st.exitcode;
+}
+
+void Process::send_signal(int signo, const char* what) {
+  ProcessState& st = *state_;
+  check_started_here(st, what);
+  if (reap(st)) return;  // already ended: nothing to signal, as in Python
+  if (sys::pidfd_send_signal(st.pidfd, signo) == -1 && errno != ESRCH) {
+    sys::throw_errno((std::string("cannot ") + what).c_str(), describe(st));
+  }
+}
+
+void Process::terminate() { send_signal(SIGTERM, "terminate"); }
+void Process::kill() { send_signal(SIGKILL, "kill"); }
+
+std::optional<pid_t> Process::pid() const noexcept {
+  if (!state_ || !state_->started.load()) return std::nullopt;
+  return state_->pid;
+}
+
+int Process::sentinel() const noexcept { return state_ ? state_->pidfd : -1; }
+const std::string& Process::name() const noexcept { return state_->name; }
+bool Process::daemon() const noexcept { return state_->daemon; }
+
+ProcessInfo current_process() {
+  const Self& me = self();
+  return ProcessInfo{me.name, ::getpid(), me.daemon};
+}
+
+std::optional<ProcessInfo> parent_process() { return self().parent; }
+
+std::vector<ProcessInfo> active_children() {
+  std::vector<ProcessInfo> alive;
+  std::scoped_lock hold{g_children_mutex};
+  std::erase_if(g_children, [&](const std::weak_ptr<ProcessState>& weak) {
+    const auto st = weak.lock();
+    if (!st) return true;  // its Process was destroyed, which disposed of the child
+    try {
+      if (reap(*st)) return true;
+    } catch (const Error&) {
+      return true;  // reaped elsewhere: not ours to report any more
+    }
+    alive.push_back(ProcessInfo{st->name, st->pid, st->daemon});
+    return false;
+  });
+  return alive;
+}
+
+int cpu_count() noexcept {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  const long online = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return online > 0 ? static_cast<int>(online) : 1;
+}
+
+}  // namespace mproc

@@ -1,0 +1,45 @@
+#pragma once
+// The header at the start of every mproc shared-memory segment. A process that attaches to a
+// segment checks it before touching anything else, so a segment of another kind, another
+// layout version or another element type is a clear error instead of undefined behaviour.
+// Anonymous segments (inherited through fork) carry it too: the layout is the same whether a
+// segment was inherited or opened by name.
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace mproc::detail {
+
+enum class SegmentKind : std::uint32_t {
+  lock = 1,
+  rlock = 2,
+};
+
+struct SegmentHeader {
+  static constexpr std::uint64_t kMagic = 0x31'43'4F'52'50'4D'00'00;  // "\0\0MPROC1", little end.
+
+  // Written last, with release order, by the creator: an attacher that reads kMagic with
+  // acquire order sees the rest of the header and the initialised payload.
+  std::atomic<std::uint64_t> magic;
+  std::uint32_t layout_version;
+  SegmentKind kind;
+  std::uint64_t payload_size;  // sizeof the payload struct: a cheap fingerprint of the layout
+  std::uint64_t type_hash;     // element type of typed objects (queues, values); 0 otherwise
+
+  /// Fills the header of a segment whose payload was just initialised.
+  void publish(SegmentKind k, std::uint32_t version, std::uint64_t size,
+               std::uint64_t type = 0) noexcept {
+    layout_version = version;
+    kind = k;
+    payload_size = size;
+    type_hash = type;
+    magic.store(kMagic, std::memory_order_release);  // pairs with the acquire in attach checks
+  }
+};
+
+static_assert(std::is_standard_layout_v<SegmentHeader>);
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+static_assert(sizeof(SegmentHeader) == 32);
+
+}  // namespace mproc::detail

@@ -1,0 +1,56 @@
+#pragma once
+// The one seam between mproc and Linux. Every system call that can be interrupted goes through
+// retry_eintr() here; Linux-only calls (pidfd, gettid) are wrapped here so that the rest of the
+// library reads as plain POSIX. close() is deliberately never retried on EINTR: on Linux the
+// descriptor is gone either way and a retry could close a descriptor another thread just got.
+#include <sys/types.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <string_view>
+
+namespace mproc::sys {
+
+/// Calls `op` until it does not fail with EINTR; returns its last result (errno intact).
+template <class Op>
+auto retry_eintr(Op op) {
+  for (;;) {
+    auto r = op();
+    if (!(r == -1 && errno == EINTR)) return r;
+  }
+}
+
+/// Throws mproc::Error for the current errno.
+[[noreturn]] void throw_errno(std::string_view operation, std::string_view object = {});
+
+/// The kernel thread id of the calling thread, cached per thread and reset in a forked child.
+pid_t current_tid() noexcept;
+
+/// Increments in every child forked from this process (pthread_atfork): objects that hold
+/// per-process resources (file descriptors of OFD locks) compare it to know they were forked.
+std::uint64_t fork_generation() noexcept;
+
+/// Registers `fd` to be closed in every child forked after this call, until untracked.
+/// Used for descriptors whose mere inheritance would change behaviour (an OFD lock stays
+/// held while any copy of its descriptor is open).
+void close_in_children(int fd);
+void stop_closing_in_children(int fd) noexcept;
+
+int pidfd_open(pid_t pid) noexcept;
+int pidfd_send_signal(int pidfd, int signo) noexcept;
+
+/// Closes without retrying on EINTR (see above); errors are ignored.
+void close_fd(int fd) noexcept;
+
+}  // namespace mproc::sys
+
+#include <pthread.h>
+
+namespace mproc::sys {
+
+/// The kernel thread id that holds a *robust* pthread mutex, 0 when it is free or its owner
+/// died. Reads glibc's futex word (__data.__lock), whose low 30 bits are the owner's tid for
+/// robust mutexes: a kernel ABI (the robust-futex protocol), not a glibc whim.
+pid_t robust_mutex_owner(const pthread_mutex_t* m) noexcept;
+
+}  // namespace mproc::sys

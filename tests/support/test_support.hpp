@@ -1,0 +1,134 @@
+#pragma once
+// Helpers for mproc's multi-process tests. Tests never synchronise with sleep: a child tells
+// the parent it reached a point through a Flag (a pipe), and every wait has a deadline. The
+// watchdog in test_main.cpp fails a test that deadlocks anyway.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <new>
+#include <string>
+#include <system_error>
+
+namespace mproc_test {
+
+/// Exit code of a child whose CHILD_CHECK failed.
+inline constexpr int kChildCheckFailed = 99;
+
+/// In a child, gtest assertions are invisible to the parent: report through the exit code.
+#define CHILD_CHECK(cond)                                                                    \
+  do {                                                                                       \
+    if (!(cond)) {                                                                           \
+      std::fprintf(stderr, "child check failed at %s:%d: %s\n", __FILE__, __LINE__, #cond);  \
+      std::fflush(stderr);                                                                   \
+      ::_exit(::mproc_test::kChildCheckFailed);                                              \
+    }                                                                                        \
+  } while (0)
+
+/// A one-way notification between processes (or threads) through a pipe. Created before fork,
+/// it is shared by parent and child.
+class Flag {
+ public:
+  Flag() {
+    if (::pipe2(fds_, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
+  }
+  ~Flag() {
+    ::close(fds_[0]);
+    ::close(fds_[1]);
+  }
+  Flag(const Flag&) = delete;
+  Flag& operator=(const Flag&) = delete;
+
+  void raise() const noexcept { (void)!::write(fds_[1], "x", 1); }
+  /// Sends a small value (pid, count) instead of a bare "x".
+  void send(int value) const noexcept { (void)!::write(fds_[1], &value, sizeof value); }
+  /// Waits for one raise(); false on timeout.
+  bool wait_for(std::chrono::milliseconds timeout) const {
+    char c;
+    return read_exact(&c, 1, timeout);
+  }
+  bool receive(int& value, std::chrono::milliseconds timeout) const {
+    return read_exact(&value, sizeof value, timeout);
+  }
+  /// Blocks forever (until killed): what a child does after it reached the point under test.
+  [[noreturn]] void block_forever() const {
+    for (;;) ::pause();
+  }
+
+ private:
+  bool read_exact(void* out, std::size_t n, std::chrono::milliseconds timeout) const {
+    auto* p = static_cast<char*>(out);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (n > 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() < 0) return false;
+      pollfd pfd{fds_[0], POLLIN, 0};
+      const int rc = ::poll(&pfd, 1, static_cast<int>(left.count()));
+      if (rc < 0 && errno == EINTR) continue;
+      if (rc <= 0) return false;
+      const ssize_t got = ::read(fds_[0], p, n);
+      if (got <= 0) return false;
+      p += got;
+      n -= static_cast<std::size_t>(got);
+    }
+    return true;
+  }
+
+  int fds_[2];
+};
+
+/// A T placed in anonymous shared memory: parent and children see the same object.
+template <class T>
+class Shared {
+ public:
+  Shared() {
+    void* p = ::mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap");
+    value_ = new (p) T{};
+  }
+  ~Shared() { ::munmap(value_, sizeof(T)); }
+  Shared(const Shared&) = delete;
+  Shared& operator=(const Shared&) = delete;
+  T& operator*() const noexcept { return *value_; }
+  T* operator->() const noexcept { return value_; }
+
+ private:
+  T* value_;
+};
+
+/// A fresh directory, removed with its contents by the process that created it.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "mproc-test-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) throw std::system_error(errno, std::generic_category(), "mkdtemp");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    if (::getpid() == owner_) {
+      std::error_code ec;
+      std::filesystem::remove_all(path_, ec);
+    }
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+  const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  std::filesystem::path path_;
+  pid_t owner_ = ::getpid();
+};
+
+/// How long a test waits for something that should happen promptly. Generous: CI machines are
+/// shared and slow under sanitizers. Never an assertion about speed.
+inline constexpr std::chrono::seconds kPatience{20};
+
+}  // namespace mproc_test
