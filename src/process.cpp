@@ -62,6 +62,9 @@ struct Self {
   std::atomic<int> counter{0};  // Process objects created in this process, for default names
 };
 
+// Set in the thread that runs a Process target, for mproc::exit().
+thread_local bool t_running_target = false;
+
 Self& self() {
   static Self s;
   return s;
@@ -130,8 +133,11 @@ std::string current_exception_type() {
   st.pid = ::getpid();
 
   int code = 0;
+  t_running_target = true;
   try {
     st.target->run();
+  } catch (const SystemExit& e) {
+    code = e.code();
   } catch (const std::exception& e) {
     const std::string type = current_exception_type();
     std::fprintf(stderr, "Process %s (pid %d): uncaught %s: %s\n", st.name.c_str(), st.pid,
@@ -352,6 +358,11 @@ std::optional<pid_t> Process::pid() const noexcept {
 int Process::sentinel() const noexcept { return state_ ? state_->pidfd : -1; }
 const std::string& Process::name() const noexcept { return state_->name; }
 bool Process::daemon() const noexcept { return state_->daemon; }
+
+void exit(int code) {
+  if (t_running_target) throw SystemExit(code);
+  std::exit(code);
+}
 
 ProcessInfo current_process() {
   const Self& me = self();

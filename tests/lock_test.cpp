@@ -146,6 +146,27 @@ TYPED_TEST(LockContract, std_lock_throws_owner_died_and_leaves_the_lock_free) {
   std::scoped_lock hold{*this->lock};  // no throw once consistent
 }
 
+TYPED_TEST(LockContract, mproc_exit_inside_a_scoped_lock_releases_it_cleanly) {
+  Process p = start_child([&] {
+    std::scoped_lock hold{*this->lock};
+    mproc::exit(3);
+  });
+  EXPECT_EQ(exit_code_of(p), 3);
+  EXPECT_EQ(this->lock->acquire(kPatience), Acquired::Status::ok) << "not an owner death";
+  this->lock->release();
+}
+
+TYPED_TEST(LockContract, std_exit_while_holding_it_is_an_owner_death) {
+  Process p = start_child([&] {
+    CHILD_CHECK(this->lock->acquire());
+    std::exit(0);  // no unwinding: the holder is gone without releasing
+  });
+  EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_TRUE(this->lock->acquire(kPatience).owner_died());
+  this->lock->mark_consistent();
+  this->lock->release();
+}
+
 TYPED_TEST(LockContract, timed_acquire_of_a_held_lock_gives_up_after_roughly_the_timeout) {
   Flag holding, done;
   Process p = start_child([&] {

@@ -76,6 +76,24 @@ TEST(Process, std_exit_gives_its_status_as_exit_code) {
   EXPECT_EQ(exit_code_of(p), 3);
 }
 
+TEST(Process, mproc_exit_unwinds_the_target_and_gives_its_code) {
+  Flag unwound;
+  struct Raii {
+    const Flag& flag;
+    ~Raii() { flag.raise(); }
+  };
+  Process p = start_child([&] {
+    Raii guard{unwound};
+    try {
+      mproc::exit(5);
+    } catch (const std::exception&) {
+      std::_Exit(2);  // SystemExit must not be a std::exception
+    }
+  });
+  EXPECT_EQ(exit_code_of(p), 5);
+  EXPECT_TRUE(unwound.wait_for(0ms)) << "the target's destructors must run";
+}
+
 TEST(Process, target_receives_decay_copied_arguments_and_move_only_ones) {
   auto owned = std::make_unique<int>(5);
   Process p = start_child(

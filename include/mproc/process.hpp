@@ -12,11 +12,14 @@
 /// child as rvalues, as std::thread does (use std::ref to pass by reference; in the child the
 /// reference names the child's copy of the object).
 ///
-/// Exit codes, as Python: returning from the target gives 0; std::exit(n) gives n; an
-/// exception escaping the target prints "Process NAME (pid P): TYPE: MESSAGE" on the child's
-/// stderr and gives 1; death by signal N gives -N. The child leaves with _exit() after flushing
-/// stdio, so the parent's atexit handlers and static destructors do not run twice. stdout and
-/// stderr are flushed in the parent before the fork, so buffered output is never duplicated.
+/// Exit codes, as Python: returning from the target gives 0; mproc::exit(n) — like Python's
+/// sys.exit(n) — unwinds the target's stack (destructors run, scoped locks are released) and
+/// gives n; std::exit(n) also gives n but skips the unwinding and runs the atexit handlers the
+/// child inherited from the parent; an exception escaping the target prints
+/// "Process NAME (pid P): uncaught TYPE: MESSAGE" on the child's stderr and gives 1; death by
+/// signal N gives -N. Otherwise the child leaves with _exit() after flushing stdio, so the
+/// parent's atexit handlers and static destructors do not run twice. stdout and stderr are
+/// flushed in the parent before the fork, so buffered output is never duplicated.
 ///
 /// Thread safety: join/is_alive/exitcode/terminate/kill/pid may be called concurrently on one
 ///   object from many threads; start() and the setters may not race with each other.
@@ -144,6 +147,23 @@ class Process {
   void send_signal(int signo, const char* what);
 
   std::shared_ptr<detail::ProcessState> state_;
+};
+
+/// Ends the calling process with exit code `code`, as Python's sys.exit(code): in the thread
+/// running a Process target it throws mproc::SystemExit, which unwinds the target's stack
+/// (releasing scoped locks) and becomes the exit code; anywhere else it calls std::exit(code).
+[[noreturn]] void exit(int code);
+
+/// What mproc::exit() throws inside a Process target. Deliberately not a std::exception, so that
+/// `catch (const std::exception&)` in the target does not swallow it (Python's SystemExit is not
+/// an Exception either).
+class SystemExit {
+ public:
+  explicit SystemExit(int code) noexcept : code_(code) {}
+  int code() const noexcept { return code_; }
+
+ private:
+  int code_;
 };
 
 /// The calling process: its name ("MainProcess" unless it was started by mproc), pid, daemon.
