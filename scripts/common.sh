@@ -1,0 +1,32 @@
+# Shared by scripts/demo and scripts/test: install what the build needs (Debian packages),
+# then configure and build one CMake preset. Sourced, not run.
+set -euo pipefail
+
+MPROC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Every package the build and the test suite need, and why:
+#   g++ cmake ninja-build  the compiler and build system
+#   libgtest-dev           GoogleTest, the test framework
+#   nlohmann-json3-dev     reading and writing JSON in the tickets example
+MPROC_PACKAGES=(g++ cmake ninja-build libgtest-dev nlohmann-json3-dev)
+
+mproc_install_packages() {
+  local missing=()
+  for pkg in "${MPROC_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "mproc: installing Debian packages: ${missing[*]}"
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# mproc_build PRESET: configure and build everything (library, tests, examples, benchmarks).
+mproc_build() {
+  local preset=$1
+  cd "$MPROC_ROOT"
+  cmake --preset "$preset" >/dev/null
+  cmake --build --preset "$preset"
+}
