@@ -6,18 +6,11 @@
 
 #include <cerrno>
 #include <cstddef>
-#include <ctime>
 #include <new>
 
+#include "robust_mutex.hpp"
 #include "segment.hpp"
 #include "sys.hpp"
-
-#if defined(__SANITIZE_THREAD__)
-#include <sanitizer/tsan_interface.h>
-#define MPROC_TSAN 1
-#else
-#define MPROC_TSAN 0
-#endif
 
 namespace mproc::detail {
 
@@ -40,30 +33,6 @@ namespace {
   throw Error(err, what, kind);
 }
 
-timespec to_monotonic_timespec(Clock::time_point deadline) noexcept {
-  // steady_clock is CLOCK_MONOTONIC in libstdc++.
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch());
-  timespec ts{};
-  ts.tv_sec = static_cast<time_t>(ns.count() / 1'000'000'000);
-  ts.tv_nsec = static_cast<long>(ns.count() % 1'000'000'000);
-  return ts;
-}
-
-// ThreadSanitizer intercepts pthread_mutex_lock/trylock/unlock but not clocklock; tell it about
-// the acquisition by hand so that it neither misses the happens-before edge nor reports the
-// matching unlock as "unlock of an unlocked mutex".
-int timed_lock(pthread_mutex_t* m, Clock::time_point deadline) noexcept {
-#if MPROC_TSAN
-  __tsan_mutex_pre_lock(m, 0);
-#endif
-  const timespec ts = to_monotonic_timespec(deadline);
-  const int rc = ::pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
-#if MPROC_TSAN
-  __tsan_mutex_post_lock(m, (rc == 0 || rc == EOWNERDEAD) ? 0 : __tsan_mutex_try_lock_failed, 0);
-#endif
-  return rc;
-}
-
 }  // namespace
 
 RobustLock::RobustLock(bool recursive)
@@ -72,13 +41,7 @@ RobustLock::RobustLock(bool recursive)
   static_assert(std::is_standard_layout_v<Block>);
   static_assert(offsetof(Block, mutex) == sizeof(SegmentHeader), "the header comes first");
   auto* b = new (mapping_.data()) Block{};
-  pthread_mutexattr_t attr;
-  ::pthread_mutexattr_init(&attr);
-  ::pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-  ::pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-  ::pthread_mutexattr_settype(&attr, recursive ? PTHREAD_MUTEX_RECURSIVE : PTHREAD_MUTEX_ERRORCHECK);
-  const int rc = ::pthread_mutex_init(&b->mutex, &attr);
-  ::pthread_mutexattr_destroy(&attr);
+  const int rc = sys::init_robust_mutex(&b->mutex, recursive);
   if (rc != 0) fail(rc, "cannot initialise", kind_name());
   b->header.publish(recursive ? SegmentKind::rlock : SegmentKind::lock, Block::kLayoutVersion,
                     sizeof(Block));
@@ -104,16 +67,8 @@ bool RobustLock::held_by_this_thread() const noexcept {
 
 Acquired RobustLock::acquire_until(Clock::time_point deadline) {
   Block* b = block();
-  int rc;
-  if (deadline == Clock::time_point::max()) {
-    rc = ::pthread_mutex_lock(&b->mutex);
-  } else if (deadline <= Clock::now()) {
-    rc = ::pthread_mutex_trylock(&b->mutex);
-    if (rc == EBUSY) return Acquired::Status::timed_out;
-  } else {
-    rc = timed_lock(&b->mutex, deadline);
-    if (rc == ETIMEDOUT) return Acquired::Status::timed_out;
-  }
+  const int rc = sys::lock_robust_mutex(&b->mutex, deadline);
+  if (rc == ETIMEDOUT) return Acquired::Status::timed_out;
 
   switch (rc) {
     case 0:

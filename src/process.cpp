@@ -16,6 +16,7 @@
 #include <mutex>
 #include <typeinfo>
 
+#include "mproc/detail/demangle.hpp"
 #include "mproc/error.hpp"
 #include "sys.hpp"
 
@@ -104,17 +105,9 @@ void flush_std_streams() noexcept {
   std::fflush(nullptr);
 }
 
-std::string demangle(const char* mangled) {
-  int status = 0;
-  char* readable = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
-  std::string s = status == 0 && readable != nullptr ? readable : mangled;
-  std::free(readable);
-  return s;
-}
-
 std::string current_exception_type() {
   const std::type_info* t = abi::__cxa_current_exception_type();
-  return t != nullptr ? demangle(t->name()) : "unknown exception";
+  return t != nullptr ? detail::demangle(t->name()) : "unknown exception";
 }
 
 [[noreturn]] void run_child(ProcessState& st, const ProcessInfo& parent) noexcept {

@@ -6,6 +6,7 @@
 ///    operation and the object's name: `cannot open FileLock "/tmp/a.lock": Permission denied`);
 ///  - `mproc::UsageError` when the caller broke the contract (starting a process twice,
 ///    releasing a lock this thread does not hold);
+///  - `mproc::Closed` from a put into a closed Queue;
 ///  - `mproc::OwnerDied` only from the std-style `lock()`/`try_lock*()` members, when the
 ///    previous owner of a lock died while holding it (see <mproc/lock.hpp>).
 /// Ordinary outcomes (timed out, empty, full) are values, never exceptions.
@@ -36,6 +37,13 @@ class UsageError : public std::logic_error {
 /// call `acquire()` (which reports `owner_died()` instead of throwing), repair the guarded
 /// state, and call `mark_consistent()`.
 class OwnerDied : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Thrown by a put into a Queue that was closed (close() is for good: producers learn it from
+/// this exception, consumers from the end-of-queue result of get()).
+class Closed : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };

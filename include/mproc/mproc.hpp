@@ -6,3 +6,4 @@
 #include "mproc/file_lock.hpp"
 #include "mproc/lock.hpp"
 #include "mproc/process.hpp"
+#include "mproc/queue.hpp"

@@ -1,0 +1,114 @@
+#pragma once
+// The shared-memory ring under Queue, JoinableQueue, SimpleQueue and each direction of a Pipe.
+// Design, layout and invariants: docs/design/queue.md. This header is the type-erased core;
+// the typed front ends (encoding, decoding) are templates in queue.hpp and pipe.hpp.
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "mproc/detail/deadline.hpp"
+
+namespace mproc::detail {
+
+struct RingControl;  // the shared layout, defined in src/ring.cpp
+
+/// A record as it lies in the ring: the payload may be split in two pieces at the wrap.
+struct RecordView {
+  const std::byte* first;
+  std::size_t first_size;
+  const std::byte* second;
+  std::size_t second_size;
+  std::uint32_t tag;
+
+  std::size_t size() const noexcept { return first_size + second_size; }
+  void copy_to(void* out) const noexcept {
+    std::memcpy(out, first, first_size);
+    if (second_size != 0) std::memcpy(static_cast<std::byte*>(out) + first_size, second, second_size);
+  }
+};
+
+/// What a get() asks of its caller: take the record (return true: it is consumed) or leave it
+/// (return false: a type mismatch; the record stays for a get of the right type). May throw,
+/// in which case the record stays too. A plain function pointer plus context: no allocation.
+struct Taker {
+  bool (*fn)(void* ctx, const RecordView& record);
+  void* ctx;
+  bool operator()(const RecordView& r) const { return fn(ctx, r); }
+};
+
+enum class RingStatus : std::uint8_t {
+  ok,
+  timed_out,
+  closed,        ///< put: the queue is closed; get: closed (or peer gone) and nothing left
+  wrong_type,    ///< get: the next record has another type tag; it was left in place
+};
+
+/// Statistics a ring keeps about repairs after process deaths.
+struct RingStats {
+  std::uint64_t abandoned_puts;  ///< producers that died holding the producer lock
+  std::uint64_t abandoned_gets;  ///< consumers that died holding the consumer lock
+};
+
+/// One process's view of a ring in shared memory. Cheap to copy; owns nothing.
+class RingView {
+ public:
+  static constexpr std::size_t kControlSize = 4096;
+  static constexpr std::size_t kRecordHeader = 8;
+
+  /// The capacity actually used for a requested one: a power of two, at least 4 KiB, at most
+  /// 16 GiB (mproc::Error EINVAL beyond).
+  static std::size_t round_capacity(std::size_t requested);
+  /// Bytes of shared memory for a ring of (rounded) capacity `capacity`.
+  static std::size_t footprint(std::size_t capacity) noexcept { return kControlSize + capacity; }
+  /// Initialises a ring at `base` (zeroed memory of footprint(capacity) bytes).
+  static void initialize(void* base, std::size_t capacity, std::size_t max_messages,
+                         std::uint32_t kind, std::uint64_t type_hash);
+
+  RingView() noexcept = default;
+  /// `wake_fd`: -1 for a queue (waiters sleep on futexes); for a pipe direction, this end's
+  /// socket of that direction (waiters sleep in ppoll on it, wakers write a byte to it).
+  explicit RingView(void* base, int wake_fd = -1, const char* what = "Queue") noexcept;
+
+  /// Copies `size` bytes into the ring as one record. Throws mproc::Error (EMSGSIZE) for a
+  /// message that can never fit, mproc::Closed after close(), mproc::Error (EPIPE) when a
+  /// pipe's receiving end is gone.
+  RingStatus put(const void* data, std::size_t size, std::uint32_t tag, Clock::time_point deadline);
+  /// Waits for a record and offers it to `take`.
+  RingStatus get(Taker take, Clock::time_point deadline);
+  /// Waits until a record is available (or closed/peer gone) without taking it.
+  RingStatus wait_readable(Clock::time_point deadline);
+
+  void close();
+  bool closed() const noexcept;
+  /// Exact at the instant it is read (a consistent snapshot of both commit words).
+  std::size_t size() const noexcept;
+  bool full() const noexcept;
+  std::size_t capacity() const noexcept;
+  std::size_t max_message() const noexcept { return capacity() - kRecordHeader; }
+  RingStats stats() const noexcept;
+
+  /// JoinableQueue: items put and not yet marked done.
+  std::size_t unfinished() const noexcept;
+  void task_done();
+  bool join_tasks(Clock::time_point deadline);
+
+  /// Connection::fileno(): from now on the wake socket is readable whenever a record waits.
+  void arm_fd() noexcept;
+
+  RingControl* control() const noexcept { return ctl_; }
+
+ private:
+  bool peer_gone() const noexcept;
+  void lock_side(bool producer, Clock::time_point deadline, bool& timed_out);
+  void wake(bool data_side) noexcept;
+  bool sleep(bool data_side, std::uint32_t seen, Clock::time_point until);
+  void finish_close();
+
+  RingControl* ctl_ = nullptr;
+  std::byte* data_ = nullptr;
+  int wake_fd_ = -1;
+  const char* what_ = "Queue";
+  std::int64_t next_peer_check_ns_ = 0;  // pipes: when put() next checks that the peer lives
+};
+
+}  // namespace mproc::detail

@@ -1,0 +1,210 @@
+#pragma once
+/// mproc::Queue<T>, JoinableQueue<T>, SimpleQueue<T> — FIFO queues shared by processes.
+///
+///   mproc::Queue<std::string> q;                    // 1 MiB ring in shared memory
+///   mproc::Process p([&] { q.put("hello"); });
+///   p.start();
+///   std::optional<std::string> s = q.get();         // blocks; empty optional: closed and drained
+///   while (auto job = q.get()) handle(*job);        // the consumer loop, ends at close()
+///
+/// The queue is a bounded ring of bytes in shared memory, created by the constructor and
+/// inherited by every process started afterwards. Messages vary in size: a 3-byte string and a
+/// 60 KiB vector go through the same queue.
+///
+/// Sizing: `capacity_bytes` is rounded up to a power of two (at least 4 KiB, at most 16 GiB).
+///   A message of n bytes occupies 8 + n bytes rounded up to a multiple of 8; the largest
+///   message a queue can hold is capacity − 8 bytes, and a bigger one is an mproc::Error
+///   (EMSGSIZE) at put(), never a hang. `max_messages` (0: no limit) also bounds the count,
+///   like Python's maxsize. Footprint: 4096 + capacity bytes of shared memory, in all.
+/// What T can be: trivially copyable types travel by memcpy, with no encoding;
+///   std::vector / std::basic_string of such types as their elements' bytes; everything cereal
+///   serialises (std::map, std::optional, std::tuple, std::pair, std::variant, nested) through
+///   cereal's binary archive. A type of your own: give it cereal's customisation point,
+///   `template <class Archive> void serialize(Archive& ar) { ar(field1, field2); }`, and a
+///   default constructor. Raw bytes: Queue<mproc::Bytes>, whose put() also takes a span.
+/// Allocation: put/get of trivially copyable types and of bytes allocate nothing; structured
+///   types allocate only what the decoded value needs (the encoding buffer is reused per thread).
+/// Order: the messages of one producer arrive in the order it put them. Across producers, the
+///   order is the order in which their puts took the producer lock (one total order).
+/// qsize(), empty(), full(): exact at the instant they are read (not Python's "approximate").
+/// close(): for good, for everyone. put() afterwards throws mproc::Closed; get() returns what is
+///   left and then an empty optional instead of blocking.
+///
+/// Thread safety: every member may be called from any thread.
+/// Process safety: any number of producer and consumer processes.
+/// Memory ordering: what a producer wrote before put() is visible to the consumer whose get()
+///   returns that message.
+/// Waiting: a blocked put/get spins briefly, then sleeps on a futex in shared memory and uses no
+///   CPU; a put with no sleeping consumer makes no system call. Timeouts: monotonic clock.
+/// If a peer dies (SIGKILL at any instruction): survivors never block on it and never read a
+///   torn message. A message whose put() returned is delivered exactly once, except that a
+///   consumer killed in the few instructions between taking a message and returning it loses
+///   that one message. A producer killed inside put() loses only the message it was putting. A
+///   consumer killed before taking the message leaves it to the next consumer. The repairs are
+///   counted in stats(). Details: docs/design/queue.md.
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+
+#include "mproc/detail/codec.hpp"
+#include "mproc/detail/deadline.hpp"
+#include "mproc/detail/mapping.hpp"
+#include "mproc/detail/ring.hpp"
+#include "mproc/error.hpp"
+
+namespace mproc {
+
+using RingStats = detail::RingStats;
+
+namespace detail {
+enum : std::uint32_t { kQueueKind = 3, kJoinableQueueKind = 4 };
+[[noreturn]] void throw_wrong_type(const char* what, const std::string& expected);
+}  // namespace detail
+
+template <class T>
+class Queue {
+  static_assert(detail::Message<T>,
+                "mproc::Queue<T>: T must be trivially copyable (and hold no pointers), a vector or "
+                "string of such, or serialisable by cereal (give it a serialize(Archive&) member "
+                "and a default constructor)");
+
+ public:
+  static constexpr std::size_t kDefaultCapacity = std::size_t{1} << 20;
+
+  explicit Queue(std::size_t capacity_bytes = kDefaultCapacity, std::size_t max_messages = 0)
+      : Queue(detail::kQueueKind, capacity_bytes, max_messages) {}
+
+  Queue(Queue&&) noexcept = default;
+  Queue& operator=(Queue&&) noexcept = default;
+  Queue(const Queue&) = delete;
+  Queue& operator=(const Queue&) = delete;
+
+  // ---- put -----------------------------------------------------------------------------------
+  /// Blocks while the queue is full. Throws mproc::Closed after close().
+  void put(const T& value) { (void)put_until(value, detail::Clock::time_point::max()); }
+  /// Waits at most `timeout` for room; false if there was none.
+  template <class Rep, class Period>
+  bool put_for(const T& value, const std::chrono::duration<Rep, Period>& timeout) {
+    return put_until(value, detail::deadline_after(timeout));
+  }
+  template <class C, class D>
+  bool put_until(const T& value, const std::chrono::time_point<C, D>& when) {
+    return put_until(value, detail::to_steady(when));
+  }
+  bool put_until(const T& value, detail::Clock::time_point deadline) {
+    const detail::Encoded e = detail::encode(value);
+    return put_raw(e.data, e.size, deadline);
+  }
+  /// No waiting: false when full.
+  bool try_put(const T& value) { return put_until(value, detail::Clock::time_point::min()); }
+
+  /// Queue<Bytes> only: puts a span of bytes, copied once, straight into shared memory.
+  void put(std::span<const std::byte> bytes)
+    requires std::is_same_v<T, Bytes>
+  {
+    (void)put_raw(bytes.data(), bytes.size(), detail::Clock::time_point::max());
+  }
+
+  // ---- get -----------------------------------------------------------------------------------
+  /// Blocks until a message arrives. An empty optional means the queue was closed and drained.
+  std::optional<T> get() { return get_until(detail::Clock::time_point::max()); }
+  /// Waits at most `timeout`. Empty: timed out, or closed and drained (see closed()).
+  template <class Rep, class Period>
+  std::optional<T> get_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return get_until(detail::deadline_after(timeout));
+  }
+  template <class C, class D>
+  std::optional<T> get_until(const std::chrono::time_point<C, D>& when) {
+    return get_until(detail::to_steady(when));
+  }
+  std::optional<T> get_until(detail::Clock::time_point deadline) {
+    std::optional<T> out;
+    settle(ring_.get(detail::taker_emplace(out), deadline));
+    return out;
+  }
+  /// No waiting.
+  std::optional<T> try_get() { return get_until(detail::Clock::time_point::min()); }
+  /// Blocking get into an existing object, reusing its storage (no allocation for bytes and
+  /// strings once their capacity suffices). False: closed and drained.
+  bool get_into(T& out) {
+    return settle(ring_.get(detail::taker_into(out), detail::Clock::time_point::max()));
+  }
+
+  // ---- state ---------------------------------------------------------------------------------
+  std::size_t qsize() const noexcept { return ring_.size(); }
+  bool empty() const noexcept { return qsize() == 0; }
+  /// True when not even a one-byte message would fit (or max_messages are queued).
+  bool full() const noexcept { return ring_.full(); }
+  void close() { ring_.close(); }
+  bool closed() const noexcept { return ring_.closed(); }
+
+  std::size_t capacity_bytes() const noexcept { return ring_.capacity(); }
+  std::size_t max_message_bytes() const noexcept { return ring_.max_message(); }
+  std::size_t footprint_bytes() const noexcept { return mapping_.size(); }
+  RingStats stats() const noexcept { return ring_.stats(); }
+
+ protected:
+  Queue(std::uint32_t kind, std::size_t capacity_bytes, std::size_t max_messages) {
+    const std::size_t capacity = detail::RingView::round_capacity(capacity_bytes);
+    mapping_ = detail::Mapping::shared_anonymous(detail::RingView::footprint(capacity), "Queue");
+    detail::RingView::initialize(mapping_.data(), capacity, max_messages, kind,
+                                 detail::type_tag<T>());
+    ring_ = detail::RingView(mapping_.data());
+  }
+
+  bool put_raw(const void* data, std::size_t size, detail::Clock::time_point deadline) {
+    return ring_.put(data, size, detail::type_tag<T>(), deadline) == detail::RingStatus::ok;
+  }
+  bool settle(detail::RingStatus status) {
+    if (status == detail::RingStatus::wrong_type) {
+      detail::throw_wrong_type("Queue", detail::type_name<T>());
+    }
+    return status == detail::RingStatus::ok;
+  }
+
+  detail::Mapping mapping_;
+  detail::RingView ring_;
+};
+
+/// A Queue that counts unfinished work, as Python's JoinableQueue: every put() adds a task,
+/// every task_done() finishes one, join() waits until none is left.
+/// If a consumer dies between get() and task_done(), its task stays unfinished: join() with a
+/// timeout is the way to notice.
+template <class T>
+class JoinableQueue : public Queue<T> {
+ public:
+  explicit JoinableQueue(std::size_t capacity_bytes = Queue<T>::kDefaultCapacity,
+                         std::size_t max_messages = 0)
+      : Queue<T>(detail::kJoinableQueueKind, capacity_bytes, max_messages) {}
+
+  /// Marks one task taken by get() as finished. mproc::UsageError when called more times than
+  /// messages were taken, as Python raises ValueError.
+  void task_done() { this->ring_.task_done(); }
+  /// Blocks until every message put so far has been taken and marked done.
+  void join() { (void)join_until(detail::Clock::time_point::max()); }
+  template <class Rep, class Period>
+  bool join(const std::chrono::duration<Rep, Period>& timeout) {
+    return join_until(detail::deadline_after(timeout));
+  }
+  bool join_until(detail::Clock::time_point deadline) { return this->ring_.join_tasks(deadline); }
+  std::size_t unfinished_tasks() const noexcept { return this->ring_.unfinished(); }
+};
+
+/// Python's SimpleQueue: the same queue with the small interface (put, get, empty, close).
+/// Like Python's, whose put() blocks once its pipe's 64 KiB kernel buffer is full, it is
+/// bounded: by its ring, 1 MiB unless asked otherwise.
+template <class T>
+class SimpleQueue : private Queue<T> {
+ public:
+  using Queue<T>::Queue;
+  using Queue<T>::put;
+  using Queue<T>::get;
+  using Queue<T>::empty;
+  using Queue<T>::close;
+  using Queue<T>::closed;
+};
+
+}  // namespace mproc

@@ -1,0 +1,41 @@
+#include <cxxabi.h>
+
+#include <cerrno>
+
+#include <cstdlib>
+#include <string>
+
+#include "mproc/detail/codec.hpp"
+#include "mproc/queue.hpp"
+
+namespace mproc::detail {
+
+std::string demangle(const char* mangled) {
+  int status = 0;
+  char* readable = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  std::string s = status == 0 && readable != nullptr ? readable : mangled;
+  std::free(readable);
+  return s;
+}
+
+std::uint32_t fnv1a(const char* s, std::uint32_t seed) noexcept {
+  std::uint32_t h = 2166136261u ^ seed;
+  for (; *s != '\0'; ++s) {
+    h ^= static_cast<unsigned char>(*s);
+    h *= 16777619u;
+  }
+  return h;
+}
+
+}  // namespace mproc::detail
+
+#include "mproc/error.hpp"
+
+namespace mproc::detail {
+
+void throw_wrong_type(const char* what, const std::string& expected) {
+  throw Error(EBADMSG, std::string("cannot receive a ") + expected + " from " + what,
+              "(the next message was sent as another type; it was left in place)");
+}
+
+}  // namespace mproc::detail

@@ -1,0 +1,501 @@
+// The shared ring: two robust locks, two commit words, futex or socket wake-ups.
+// Read docs/design/queue.md first: this file implements its invariants by number.
+#include "mproc/detail/ring.hpp"
+
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <bit>
+#include <cerrno>
+#include <climits>
+#include <cstddef>
+#include <new>
+#include <ctime>
+#include <string>
+
+#include "futex.hpp"
+#include "mproc/error.hpp"
+#include "robust_mutex.hpp"
+#include "segment.hpp"
+#include "sys.hpp"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define MPROC_PAUSE() _mm_pause()
+#elif defined(__aarch64__)
+#define MPROC_PAUSE() asm volatile("yield")
+#else
+#define MPROC_PAUSE() ((void)0)
+#endif
+
+namespace mproc::detail {
+
+// Commit word: low 32 bits position in 8-byte units, high 32 bits record count (both wrap).
+using Word = std::uint64_t;
+constexpr std::uint32_t pos_of(Word w) noexcept { return static_cast<std::uint32_t>(w); }
+constexpr std::uint32_t count_of(Word w) noexcept { return static_cast<std::uint32_t>(w >> 32); }
+constexpr Word make_word(std::uint32_t pos, std::uint32_t count) noexcept {
+  return (Word{count} << 32) | pos;
+}
+
+struct RingControl {
+  static constexpr std::uint32_t kLayoutVersion = 1;
+
+  SegmentHeader header;
+  std::uint64_t capacity;      // bytes, a power of two
+  std::uint32_t max_messages;  // 0: limited by bytes only
+  std::uint32_t reserved0;
+
+  // Producer line. head is written only by the put_mutex holder (invariant 1).
+  alignas(64) pthread_mutex_t put_mutex;
+  std::atomic<Word> head;
+  Word cached_tail;  // guarded by put_mutex (invariant 3)
+
+  // Consumer line. tail is written only by the get_mutex holder.
+  alignas(64) pthread_mutex_t get_mutex;
+  std::atomic<Word> tail;
+  Word cached_head;  // guarded by get_mutex
+
+  // Wake line: read on every commit, written only around sleeps.
+  alignas(64) std::atomic<std::uint32_t> data_seq;   // futex: bumped to wake a sleeping consumer
+  std::atomic<std::uint32_t> space_seq;              // futex: bumped to wake a sleeping producer
+  std::atomic<std::uint32_t> get_waiting;            // set by the get_mutex holder while it sleeps
+  std::atomic<std::uint32_t> put_waiting;            // set by the put_mutex holder while it sleeps
+  std::atomic<std::uint32_t> fd_armed;               // a poller watches the wake socket
+  std::atomic<std::uint32_t> data_signaled;          // a wake byte is (or is about to be) pending
+
+  // State line.
+  alignas(64) std::atomic<std::uint32_t> closed;     // 0 open, 1 closing, 2 closed
+  std::atomic<std::uint32_t> tasks_done;             // JoinableQueue; futex for join()
+  std::atomic<std::uint32_t> join_waiters;
+  std::atomic<std::uint64_t> abandoned_puts;
+  std::atomic<std::uint64_t> abandoned_gets;
+};
+
+static_assert(std::is_standard_layout_v<RingControl>);
+static_assert(sizeof(RingControl) <= RingView::kControlSize);
+static_assert(offsetof(RingControl, put_mutex) % 64 == 0);
+static_assert(offsetof(RingControl, get_mutex) - offsetof(RingControl, put_mutex) >= 64,
+              "producer and consumer lines must not share a cache line");
+static_assert(offsetof(RingControl, data_seq) - offsetof(RingControl, get_mutex) >= 64);
+static_assert(std::atomic<Word>::is_always_lock_free);
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
+
+namespace {
+
+constexpr std::size_t kMinCapacity = 4096;
+constexpr std::size_t kMaxCapacity = std::size_t{1} << 34;  // 2^31 units of 8 bytes
+constexpr int kSpins = 2000;                                // ~ tens of microseconds of pause
+constexpr auto kHeartbeat = std::chrono::milliseconds(100);  // see "heartbeat" in queue.md
+
+std::uint32_t units_for(std::size_t payload) noexcept {
+  return static_cast<std::uint32_t>((RingView::kRecordHeader + payload + 7) / 8);
+}
+
+struct RecordHeader {
+  std::uint32_t size;
+  std::uint32_t tag;
+};
+static_assert(sizeof(RecordHeader) == RingView::kRecordHeader);
+
+// Unlocks a side's mutex on scope exit.
+struct Unlock {
+  pthread_mutex_t* m;
+  ~Unlock() { ::pthread_mutex_unlock(m); }
+};
+
+}  // namespace
+
+std::size_t RingView::round_capacity(std::size_t requested) {
+  if (requested > kMaxCapacity) {
+    throw Error(EINVAL, "cannot create a queue of " + std::to_string(requested) + " bytes",
+                "(the largest is 16 GiB)");
+  }
+  return std::max(kMinCapacity, std::bit_ceil(requested));
+}
+
+void RingView::initialize(void* base, std::size_t capacity, std::size_t max_messages,
+                          std::uint32_t kind, std::uint64_t type_hash) {
+  auto* c = new (base) RingControl{};
+  c->capacity = capacity;
+  c->max_messages = static_cast<std::uint32_t>(std::min<std::size_t>(max_messages, UINT32_MAX / 2));
+  int rc = sys::init_robust_mutex(&c->put_mutex, false);
+  if (rc == 0) rc = sys::init_robust_mutex(&c->get_mutex, false);
+  if (rc != 0) throw Error(rc, "cannot initialise the locks of a", "queue");
+  c->header.publish(static_cast<SegmentKind>(kind), RingControl::kLayoutVersion, sizeof(RingControl),
+                    type_hash);
+}
+
+RingView::RingView(void* base, int wake_fd, const char* what) noexcept
+    : ctl_(static_cast<RingControl*>(base)),
+      data_(static_cast<std::byte*>(base) + kControlSize),
+      wake_fd_(wake_fd),
+      what_(what) {}
+
+std::size_t RingView::capacity() const noexcept { return ctl_->capacity; }
+
+// ---- locking and repair -------------------------------------------------------------------
+
+void RingView::lock_side(bool producer, Clock::time_point deadline, bool& timed_out) {
+  pthread_mutex_t* m = producer ? &ctl_->put_mutex : &ctl_->get_mutex;
+  const int rc = sys::lock_robust_mutex(m, deadline);
+  timed_out = rc == ETIMEDOUT;
+  if (rc == 0 || timed_out) return;
+  if (rc != EOWNERDEAD) throw Error(rc, "cannot lock", what_);
+  // The previous holder of this side died. Everything it committed is complete (a single
+  // store publishes a record); everything else lies beyond the commit word and is ignored.
+  // Only its waiting flag can be stale: clear it. Then the side is consistent again.
+  if (producer) {
+    ctl_->put_waiting.store(0, std::memory_order_relaxed);
+    ctl_->cached_tail = ctl_->tail.load(std::memory_order_acquire);
+    ctl_->abandoned_puts.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    ctl_->get_waiting.store(0, std::memory_order_relaxed);
+    ctl_->cached_head = ctl_->head.load(std::memory_order_acquire);
+    ctl_->abandoned_gets.fetch_add(1, std::memory_order_relaxed);
+  }
+  ::pthread_mutex_consistent(m);
+}
+
+// ---- waking and sleeping ------------------------------------------------------------------
+
+// Called after a commit and a seq_cst fence (the waker's half of the handshake in queue.md).
+void RingView::wake(bool data_side) noexcept {
+  RingControl& c = *ctl_;
+  std::atomic<std::uint32_t>& waiting = data_side ? c.get_waiting : c.put_waiting;
+  if (wake_fd_ < 0) {
+    if (waiting.load(std::memory_order_relaxed) == 0) return;
+    std::atomic<std::uint32_t>& seq = data_side ? c.data_seq : c.space_seq;
+    seq.fetch_add(1, std::memory_order_release);
+    sys::futex_wake(&seq, 1);
+    return;
+  }
+  // Pipe: the byte goes to the peer's socket of this direction.
+  bool send = waiting.load(std::memory_order_relaxed) != 0;
+  if (data_side && c.fd_armed.load(std::memory_order_relaxed) != 0) {
+    // An external poller: keep the socket readable while records wait (one byte pending).
+    send = c.data_signaled.exchange(1, std::memory_order_acq_rel) == 0 || send;
+  }
+  if (send) (void)::send(wake_fd_, "w", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+// Sleeps until woken, `until`, or a heartbeat passes. Returns false if the peer end of a pipe
+// is gone (POLLHUP). The caller has set its waiting flag, fenced, read `seen` and re-checked.
+bool RingView::sleep(bool data_side, std::uint32_t seen, Clock::time_point until) {
+  RingControl& c = *ctl_;
+  until = std::min(until, Clock::now() + kHeartbeat);
+  if (wake_fd_ < 0) {
+    sys::futex_wait(data_side ? &c.data_seq : &c.space_seq, seen, until);
+    return true;
+  }
+  pollfd p{wake_fd_, POLLIN, 0};
+  const auto left = std::max(until - Clock::now(), Clock::duration::zero());
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+  const timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+  const int rc = ::ppoll(&p, 1, &ts, nullptr);
+  if (rc > 0 && (p.revents & (POLLHUP | POLLERR)) != 0) return false;
+  if (rc > 0 && (p.revents & POLLIN) != 0) {
+    char buf[64];
+    ssize_t n = ::recv(wake_fd_, buf, sizeof buf, MSG_DONTWAIT);
+    if (n == 0) return false;  // EOF: the peer end is closed everywhere
+    while (n == static_cast<ssize_t>(sizeof buf)) n = ::recv(wake_fd_, buf, sizeof buf, MSG_DONTWAIT);
+    if (data_side) {
+      // The pending byte is gone: let the next commit send another. The caller re-checks the
+      // ring after this fence, so a commit that saw the flag still set is not missed (it pairs
+      // with the fence after the producer's commit).
+      c.data_signaled.store(0, std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+    }
+  }
+  return true;
+}
+
+bool RingView::peer_gone() const noexcept {
+  if (wake_fd_ < 0) return false;
+  pollfd p{wake_fd_, POLLIN | POLLRDHUP, 0};
+  if (::poll(&p, 1, 0) <= 0) return false;
+  return (p.revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0;
+}
+
+// ---- put ----------------------------------------------------------------------------------
+
+RingStatus RingView::put(const void* data, std::size_t size, std::uint32_t tag,
+                         Clock::time_point deadline) {
+  RingControl& c = *ctl_;
+  if (size > max_message()) {
+    throw Error(EMSGSIZE,
+                "cannot put a message of " + std::to_string(size) + " bytes into a " + what_,
+                "whose capacity is " + std::to_string(c.capacity) + " bytes (the largest message "
+                "it can ever hold is " + std::to_string(max_message()) + " bytes)");
+  }
+  const std::uint32_t need = units_for(size);
+  const std::uint32_t cap_units = static_cast<std::uint32_t>(c.capacity / 8);
+
+  bool timed_out = false;
+  lock_side(true, deadline, timed_out);
+  if (timed_out) return RingStatus::timed_out;
+  Unlock unlock{&c.put_mutex};
+
+  const Word h = c.head.load(std::memory_order_relaxed);  // ours (invariant 1)
+  auto fits = [&](Word t) {
+    const std::uint32_t used = pos_of(h) - pos_of(t);
+    if (cap_units - used < need) return false;
+    return c.max_messages == 0 || count_of(h) - count_of(t) < c.max_messages;
+  };
+  auto check_open = [&] {
+    if (c.closed.load(std::memory_order_acquire) != 0) {
+      throw Closed(std::string("cannot put into a closed ") + what_);
+    }
+    if (wake_fd_ >= 0 && peer_gone()) {
+      throw Error(EPIPE, "cannot send on Connection",
+                  "(the receiving end was closed or its process died)");
+    }
+  };
+  if (c.closed.load(std::memory_order_acquire) != 0) check_open();
+  if (wake_fd_ >= 0) {
+    // A sender that never blocks would not notice a dead receiver: look every 10 ms, on the
+    // coarse clock (a vDSO read, no system call).
+    timespec now{};
+    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    const std::int64_t now_ns = std::int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
+    if (now_ns >= next_peer_check_ns_) {
+      next_peer_check_ns_ = now_ns + 10'000'000;
+      check_open();
+    }
+  }
+
+  if (!fits(c.cached_tail)) {
+    c.cached_tail = c.tail.load(std::memory_order_acquire);  // pairs with the consumer's commit
+    for (int spin = 0; !fits(c.cached_tail); ++spin) {
+      if (spin < kSpins) {
+        MPROC_PAUSE();
+      } else {
+        if (Clock::now() >= deadline) return RingStatus::timed_out;
+        check_open();
+        // Sleep (queue.md, "Waking"): announce, fence, snapshot, re-check, sleep.
+        c.put_waiting.store(1, std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        const std::uint32_t seen = c.space_seq.load(std::memory_order_acquire);
+        c.cached_tail = c.tail.load(std::memory_order_acquire);
+        bool peer_ok = true;
+        if (!fits(c.cached_tail) && c.closed.load(std::memory_order_acquire) == 0) {
+          peer_ok = sleep(false, seen, deadline);
+        }
+        c.put_waiting.store(0, std::memory_order_relaxed);
+        if (!peer_ok) check_open();
+      }
+      c.cached_tail = c.tail.load(std::memory_order_acquire);
+    }
+  }
+
+  // Write the record beyond head (invariant 2), in up to two pieces.
+  const std::size_t mask = c.capacity - 1;
+  const std::size_t at = (std::size_t{pos_of(h)} * 8) & mask;
+  const RecordHeader rh{static_cast<std::uint32_t>(size), tag};
+  std::memcpy(data_ + at, &rh, sizeof rh);  // at is 8-aligned and capacity is a multiple of 8
+  const std::size_t body = (at + sizeof rh) & mask;
+  const std::size_t first = std::min(size, c.capacity - body);
+  std::memcpy(data_ + body, data, first);
+  if (first < size) std::memcpy(data_, static_cast<const std::byte*>(data) + first, size - first);
+
+  c.head.store(make_word(pos_of(h) + need, count_of(h) + 1), std::memory_order_release);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  wake(true);
+  return RingStatus::ok;
+}
+
+// ---- get ----------------------------------------------------------------------------------
+
+void RingView::finish_close() {
+  // Wait for an in-flight put (it holds put_mutex) to finish, then no put can commit again.
+  bool timed_out = false;
+  lock_side(true, Clock::time_point::max(), timed_out);
+  ctl_->closed.store(2, std::memory_order_release);
+  ::pthread_mutex_unlock(&ctl_->put_mutex);
+}
+
+RingStatus RingView::get(Taker take, Clock::time_point deadline) {
+  RingControl& c = *ctl_;
+  bool timed_out = false;
+  lock_side(false, deadline, timed_out);
+  if (timed_out) return RingStatus::timed_out;
+  Unlock unlock{&c.get_mutex};
+
+  const Word t = c.tail.load(std::memory_order_relaxed);  // ours
+  if (pos_of(c.cached_head) == pos_of(t)) {
+    c.cached_head = c.head.load(std::memory_order_acquire);  // pairs with the producer's commit
+    for (int spin = 0; pos_of(c.cached_head) == pos_of(t); ++spin) {
+      const std::uint32_t closed = c.closed.load(std::memory_order_acquire);
+      if (closed == 1) finish_close();
+      if (closed != 0) {
+        // Closed for good: one last look, since a put may have committed before the close.
+        c.cached_head = c.head.load(std::memory_order_acquire);
+        if (pos_of(c.cached_head) != pos_of(t)) break;
+        return RingStatus::closed;
+      }
+      if (spin < kSpins) {
+        MPROC_PAUSE();
+      } else {
+        if (Clock::now() >= deadline) return RingStatus::timed_out;
+        c.get_waiting.store(1, std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        const std::uint32_t seen = c.data_seq.load(std::memory_order_acquire);
+        c.cached_head = c.head.load(std::memory_order_acquire);
+        bool peer_ok = true;
+        if (pos_of(c.cached_head) == pos_of(t) && c.closed.load(std::memory_order_acquire) == 0) {
+          peer_ok = sleep(true, seen, deadline);
+        }
+        c.get_waiting.store(0, std::memory_order_relaxed);
+        if (!peer_ok) {
+          c.cached_head = c.head.load(std::memory_order_acquire);
+          if (pos_of(c.cached_head) != pos_of(t)) break;
+          return RingStatus::closed;  // end of stream: the sender is gone and nothing is left
+        }
+      }
+      c.cached_head = c.head.load(std::memory_order_acquire);
+    }
+  }
+
+  // A complete record starts at t (invariant 2).
+  const std::size_t mask = c.capacity - 1;
+  const std::size_t at = (std::size_t{pos_of(t)} * 8) & mask;
+  RecordHeader rh;
+  std::memcpy(&rh, data_ + at, sizeof rh);
+  const std::size_t body = (at + sizeof rh) & mask;
+  const std::size_t first = std::min<std::size_t>(rh.size, c.capacity - body);
+  const RecordView view{data_ + body, first, data_, rh.size - first, rh.tag};
+  if (!take(view)) return RingStatus::wrong_type;  // left in place, tail unchanged
+
+  c.tail.store(make_word(pos_of(t) + units_for(rh.size), count_of(t) + 1), std::memory_order_release);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  wake(false);
+  return RingStatus::ok;
+}
+
+RingStatus RingView::wait_readable(Clock::time_point deadline) {
+  RingControl& c = *ctl_;
+  for (int spin = 0;; ++spin) {
+    if (pos_of(c.head.load(std::memory_order_acquire)) != pos_of(c.tail.load(std::memory_order_acquire))) {
+      return RingStatus::ok;
+    }
+    if (c.closed.load(std::memory_order_acquire) != 0) return RingStatus::closed;
+    if (spin < kSpins) {
+      MPROC_PAUSE();
+      continue;
+    }
+    if (Clock::now() >= deadline) return RingStatus::timed_out;
+    // Sleep without the consumer lock: announce through the same flag; a spurious wake of
+    // another sleeper is harmless, every sleeper re-checks.
+    c.get_waiting.store(1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    const std::uint32_t seen = c.data_seq.load(std::memory_order_acquire);
+    bool peer_ok = true;
+    if (pos_of(c.head.load(std::memory_order_acquire)) == pos_of(c.tail.load(std::memory_order_acquire))) {
+      peer_ok = sleep(true, seen, deadline);
+    }
+    c.get_waiting.store(0, std::memory_order_relaxed);
+    if (!peer_ok) {
+      if (pos_of(c.head.load(std::memory_order_acquire)) != pos_of(c.tail.load(std::memory_order_acquire))) {
+        return RingStatus::ok;
+      }
+      return RingStatus::closed;
+    }
+  }
+}
+
+// ---- close, sizes, JoinableQueue ----------------------------------------------------------
+
+void RingView::close() {
+  RingControl& c = *ctl_;
+  std::uint32_t expected = 0;
+  c.closed.compare_exchange_strong(expected, 1, std::memory_order_acq_rel);
+  // Wake every sleeper so that it sees the flag.
+  c.data_seq.fetch_add(1, std::memory_order_release);
+  c.space_seq.fetch_add(1, std::memory_order_release);
+  sys::futex_wake(&c.data_seq, INT_MAX);
+  sys::futex_wake(&c.space_seq, INT_MAX);
+  if (c.closed.load(std::memory_order_acquire) == 1) finish_close();
+  c.data_seq.fetch_add(1, std::memory_order_release);
+  sys::futex_wake(&c.data_seq, INT_MAX);
+}
+
+bool RingView::closed() const noexcept { return ctl_->closed.load(std::memory_order_acquire) != 0; }
+
+std::size_t RingView::size() const noexcept {
+  // Both words only grow (modulo 2^32). If tail reads the same before and after head, that
+  // (head, tail) pair existed at the instant head was read: the count is exact then.
+  const RingControl& c = *ctl_;
+  for (;;) {
+    const Word t1 = c.tail.load(std::memory_order_acquire);
+    const Word h = c.head.load(std::memory_order_acquire);
+    const Word t2 = c.tail.load(std::memory_order_acquire);
+    if (t1 == t2) return count_of(h) - count_of(t1);
+  }
+}
+
+bool RingView::full() const noexcept {
+  const RingControl& c = *ctl_;
+  for (;;) {
+    const Word t1 = c.tail.load(std::memory_order_acquire);
+    const Word h = c.head.load(std::memory_order_acquire);
+    const Word t2 = c.tail.load(std::memory_order_acquire);
+    if (t1 != t2) continue;
+    if (c.max_messages != 0 && count_of(h) - count_of(t1) >= c.max_messages) return true;
+    const std::uint32_t used = pos_of(h) - pos_of(t1);
+    return c.capacity / 8 - used < units_for(1);  // not even a 1-byte message fits
+  }
+}
+
+RingStats RingView::stats() const noexcept {
+  return {ctl_->abandoned_puts.load(std::memory_order_relaxed),
+          ctl_->abandoned_gets.load(std::memory_order_relaxed)};
+}
+
+std::size_t RingView::unfinished() const noexcept {
+  return count_of(ctl_->head.load(std::memory_order_acquire)) -
+         ctl_->tasks_done.load(std::memory_order_acquire);
+}
+
+void RingView::task_done() {
+  RingControl& c = *ctl_;
+  std::uint32_t done = c.tasks_done.load(std::memory_order_relaxed);
+  for (;;) {
+    // More task_done() calls than items taken by get() is a caller error, as in Python.
+    if (done == count_of(c.tail.load(std::memory_order_acquire))) {
+      throw UsageError(std::string("task_done() called more times than items were taken from the ") +
+                       what_);
+    }
+    if (c.tasks_done.compare_exchange_weak(done, done + 1, std::memory_order_acq_rel)) break;
+  }
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (c.join_waiters.load(std::memory_order_relaxed) != 0) sys::futex_wake(&c.tasks_done, INT_MAX);
+}
+
+bool RingView::join_tasks(Clock::time_point deadline) {
+  RingControl& c = *ctl_;
+  c.join_waiters.fetch_add(1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  bool done = false;
+  for (;;) {
+    const std::uint32_t seen = c.tasks_done.load(std::memory_order_acquire);
+    if (seen == count_of(c.head.load(std::memory_order_acquire))) {
+      done = true;
+      break;
+    }
+    if (Clock::now() >= deadline) break;
+    sys::futex_wait(&c.tasks_done, seen, std::min(deadline, Clock::now() + kHeartbeat));
+  }
+  c.join_waiters.fetch_sub(1, std::memory_order_relaxed);
+  return done;
+}
+
+void RingView::arm_fd() noexcept {
+  RingControl& c = *ctl_;
+  if (c.fd_armed.exchange(1, std::memory_order_acq_rel) == 0) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+}
+
+}  // namespace mproc::detail
