@@ -268,8 +268,9 @@ RingStatus RingView::put(const void* data, std::size_t size, std::uint32_t tag,
 
   if (!fits(c.cached_tail)) {
     c.cached_tail = c.tail.load(std::memory_order_acquire);  // pairs with the consumer's commit
+    const int spins = deadline > Clock::now() ? kSpins : 0;  // try_put does not spin
     for (int spin = 0; !fits(c.cached_tail); ++spin) {
-      if (spin < kSpins) {
+      if (spin < spins) {
         MPROC_PAUSE();
       } else {
         if (Clock::now() >= deadline) return RingStatus::timed_out;
@@ -326,6 +327,7 @@ RingStatus RingView::get(Taker take, Clock::time_point deadline) {
   const Word t = c.tail.load(std::memory_order_relaxed);  // ours
   if (pos_of(c.cached_head) == pos_of(t)) {
     c.cached_head = c.head.load(std::memory_order_acquire);  // pairs with the producer's commit
+    const int spins = deadline > Clock::now() ? kSpins : 0;  // try_get does not spin
     for (int spin = 0; pos_of(c.cached_head) == pos_of(t); ++spin) {
       const std::uint32_t closed = c.closed.load(std::memory_order_acquire);
       if (closed == 1) finish_close();
@@ -335,10 +337,10 @@ RingStatus RingView::get(Taker take, Clock::time_point deadline) {
         if (pos_of(c.cached_head) != pos_of(t)) break;
         return RingStatus::closed;
       }
-      if (spin < kSpins) {
+      if (spin < spins) {
         MPROC_PAUSE();
       } else {
-        if (Clock::now() >= deadline) return RingStatus::timed_out;
+        if (Clock::now() >= deadline) return peer_gone() ? RingStatus::closed : RingStatus::timed_out;
         c.get_waiting.store(1, std::memory_order_relaxed);
         std::atomic_thread_fence(std::memory_order_seq_cst);
         const std::uint32_t seen = c.data_seq.load(std::memory_order_acquire);
@@ -376,16 +378,17 @@ RingStatus RingView::get(Taker take, Clock::time_point deadline) {
 
 RingStatus RingView::wait_readable(Clock::time_point deadline) {
   RingControl& c = *ctl_;
+  const int spins = deadline > Clock::now() ? kSpins : 0;  // poll(0) does not spin
   for (int spin = 0;; ++spin) {
     if (pos_of(c.head.load(std::memory_order_acquire)) != pos_of(c.tail.load(std::memory_order_acquire))) {
       return RingStatus::ok;
     }
     if (c.closed.load(std::memory_order_acquire) != 0) return RingStatus::closed;
-    if (spin < kSpins) {
+    if (spin < spins) {
       MPROC_PAUSE();
       continue;
     }
-    if (Clock::now() >= deadline) return RingStatus::timed_out;
+    if (Clock::now() >= deadline) return peer_gone() ? RingStatus::closed : RingStatus::timed_out;
     // Sleep without the consumer lock: announce through the same flag; a spurious wake of
     // another sleeper is harmless, every sleeper re-checks.
     c.get_waiting.store(1, std::memory_order_relaxed);

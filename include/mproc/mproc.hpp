@@ -5,5 +5,6 @@
 #include "mproc/error.hpp"
 #include "mproc/file_lock.hpp"
 #include "mproc/lock.hpp"
+#include "mproc/pipe.hpp"
 #include "mproc/process.hpp"
 #include "mproc/queue.hpp"

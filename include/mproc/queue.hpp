@@ -61,7 +61,6 @@ using RingStats = detail::RingStats;
 
 namespace detail {
 enum : std::uint32_t { kQueueKind = 3, kJoinableQueueKind = 4 };
-[[noreturn]] void throw_wrong_type(const char* what, const std::string& expected);
 }  // namespace detail
 
 template <class T>

@@ -45,6 +45,8 @@ using Bytes = std::vector<std::byte>;
 namespace detail {
 
 std::uint32_t fnv1a(const char* s, std::uint32_t seed) noexcept;
+/// mproc::Error (EBADMSG): the next message is not a `expected`; it was left in place.
+[[noreturn]] void throw_wrong_type(const char* what, const std::string& expected);
 
 template <class T>
 inline constexpr bool is_raw_v = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> &&
