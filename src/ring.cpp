@@ -4,6 +4,7 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -128,10 +129,11 @@ void RingView::initialize(void* base, std::size_t capacity, std::size_t max_mess
                     type_hash);
 }
 
-RingView::RingView(void* base, int wake_fd, const char* what) noexcept
+RingView::RingView(void* base, int wake_fd, const char* what, int event_fd) noexcept
     : ctl_(static_cast<RingControl*>(base)),
       data_(static_cast<std::byte*>(base) + kControlSize),
       wake_fd_(wake_fd),
+      event_fd_(event_fd),
       what_(what) {}
 
 std::size_t RingView::capacity() const noexcept { return ctl_->capacity; }
@@ -166,6 +168,11 @@ void RingView::wake(bool data_side) noexcept {
   RingControl& c = *ctl_;
   std::atomic<std::uint32_t>& waiting = data_side ? c.get_waiting : c.put_waiting;
   if (wake_fd_ < 0) {
+    // Queue: an armed descriptor (fileno()) becomes readable when the first record lands.
+    if (data_side && event_fd_ >= 0 && c.fd_armed.load(std::memory_order_relaxed) != 0 &&
+        c.data_signaled.exchange(1, std::memory_order_acq_rel) == 0) {
+      (void)::eventfd_write(event_fd_, 1);
+    }
     if (waiting.load(std::memory_order_relaxed) == 0) return;
     std::atomic<std::uint32_t>& seq = data_side ? c.data_seq : c.space_seq;
     seq.fetch_add(1, std::memory_order_release);
@@ -340,7 +347,11 @@ RingStatus RingView::get(Taker take, Clock::time_point deadline) {
       if (spin < spins) {
         MPROC_PAUSE();
       } else {
-        if (Clock::now() >= deadline) return peer_gone() ? RingStatus::closed : RingStatus::timed_out;
+        if (Clock::now() >= deadline) {
+          if (peer_gone()) return RingStatus::closed;
+          if (event_fd_ >= 0) unsignal_if_empty(t);
+          return RingStatus::timed_out;
+        }
         c.get_waiting.store(1, std::memory_order_relaxed);
         std::atomic_thread_fence(std::memory_order_seq_cst);
         const std::uint32_t seen = c.data_seq.load(std::memory_order_acquire);
@@ -374,6 +385,21 @@ RingStatus RingView::get(Taker take, Clock::time_point deadline) {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   wake(false);
   return RingStatus::ok;
+}
+
+// Queue::fileno(): a get() that found the queue empty clears the descriptor, so that it is not
+// left readable with nothing to read. A record that lands meanwhile finds data_signaled == 1 and
+// does not signal, so re-check after the fence and signal on its behalf.
+void RingView::unsignal_if_empty(Word t) noexcept {
+  RingControl& c = *ctl_;
+  if (c.data_signaled.exchange(0, std::memory_order_acq_rel) == 0) return;
+  eventfd_t drained;
+  (void)::eventfd_read(event_fd_, &drained);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (pos_of(c.head.load(std::memory_order_acquire)) != pos_of(t) &&
+      c.data_signaled.exchange(1, std::memory_order_acq_rel) == 0) {
+    (void)::eventfd_write(event_fd_, 1);
+  }
 }
 
 RingStatus RingView::wait_readable(Clock::time_point deadline) {
@@ -496,8 +522,11 @@ bool RingView::join_tasks(Clock::time_point deadline) {
 
 void RingView::arm_fd() noexcept {
   RingControl& c = *ctl_;
-  if (c.fd_armed.exchange(1, std::memory_order_acq_rel) == 0) {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (c.fd_armed.exchange(1, std::memory_order_acq_rel) != 0) return;
+  // Records already waiting were committed before anyone watched: signal for them.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (event_fd_ >= 0 && size() != 0 && c.data_signaled.exchange(1, std::memory_order_acq_rel) == 0) {
+    (void)::eventfd_write(event_fd_, 1);
   }
 }
 

@@ -1,5 +1,6 @@
 // mproc::Queue, JoinableQueue, SimpleQueue across real processes.
 #include <gtest/gtest.h>
+#include <poll.h>
 
 #include <atomic>
 #include <csignal>
@@ -391,4 +392,24 @@ TEST(Queue, put_and_get_of_trivial_types_and_bytes_do_not_allocate) {
   }
   EXPECT_EQ(allocations_so_far() - before, 0) << "allocations on the put/get path";
   EXPECT_EQ(received, payload);
+}
+
+TEST(Queue, fileno_is_readable_while_messages_wait) {
+  Queue<int> q;
+  q.put(1);  // before anyone watches: arming must still signal it
+  const int fd = q.fileno();
+  pollfd p{fd, POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 0), 1);
+  EXPECT_EQ(q.try_get(), 1);
+  EXPECT_EQ(q.try_get(), std::nullopt);  // finds it empty: clears the descriptor
+  EXPECT_EQ(::poll(&p, 1, 0), 0);
+  Flag go;
+  Process child = start_child([&] {
+    CHILD_CHECK(go.wait_for(kPatience));
+    q.put(2);
+  });
+  go.raise();
+  EXPECT_EQ(::poll(&p, 1, static_cast<int>(std::chrono::milliseconds(kPatience).count())), 1);
+  EXPECT_EQ(q.try_get(), 2);
+  EXPECT_EQ(exit_code_of(child), 0);
 }

@@ -61,6 +61,28 @@ using RingStats = detail::RingStats;
 
 namespace detail {
 enum : std::uint32_t { kQueueKind = 3, kJoinableQueueKind = 4 };
+
+/// What every Queue<T> holds, whatever T: the shared ring and the descriptor behind fileno().
+class QueueCore {
+ public:
+  QueueCore(std::uint32_t kind, std::size_t capacity_bytes, std::size_t max_messages,
+            std::uint64_t type_hash);
+  QueueCore(QueueCore&& other) noexcept;
+  QueueCore& operator=(QueueCore&& other) noexcept;
+  QueueCore(const QueueCore&) = delete;
+  QueueCore& operator=(const QueueCore&) = delete;
+  ~QueueCore();
+
+  RingView& ring() noexcept { return ring_; }
+  const RingView& ring() const noexcept { return ring_; }
+  std::size_t footprint() const noexcept { return mapping_.size(); }
+  int fileno() noexcept;
+
+ private:
+  Mapping mapping_;
+  int event_fd_ = -1;
+  RingView ring_;
+};
 }  // namespace detail
 
 template <class T>
@@ -121,7 +143,7 @@ class Queue {
   }
   std::optional<T> get_until(detail::Clock::time_point deadline) {
     std::optional<T> out;
-    settle(ring_.get(detail::taker_emplace(out), deadline));
+    settle(ring().get(detail::taker_emplace(out), deadline));
     return out;
   }
   /// No waiting.
@@ -129,33 +151,35 @@ class Queue {
   /// Blocking get into an existing object, reusing its storage (no allocation for bytes and
   /// strings once their capacity suffices). False: closed and drained.
   bool get_into(T& out) {
-    return settle(ring_.get(detail::taker_into(out), detail::Clock::time_point::max()));
+    return settle(ring().get(detail::taker_into(out), detail::Clock::time_point::max()));
   }
 
   // ---- state ---------------------------------------------------------------------------------
-  std::size_t qsize() const noexcept { return ring_.size(); }
+  std::size_t qsize() const noexcept { return ring().size(); }
   bool empty() const noexcept { return qsize() == 0; }
   /// True when not even a one-byte message would fit (or max_messages are queued).
-  bool full() const noexcept { return ring_.full(); }
-  void close() { ring_.close(); }
-  bool closed() const noexcept { return ring_.closed(); }
+  bool full() const noexcept { return ring().full(); }
+  void close() { ring().close(); }
+  bool closed() const noexcept { return ring().closed(); }
 
-  std::size_t capacity_bytes() const noexcept { return ring_.capacity(); }
-  std::size_t max_message_bytes() const noexcept { return ring_.max_message(); }
-  std::size_t footprint_bytes() const noexcept { return mapping_.size(); }
-  RingStats stats() const noexcept { return ring_.stats(); }
+  std::size_t capacity_bytes() const noexcept { return ring().capacity(); }
+  std::size_t max_message_bytes() const noexcept { return ring().max_message(); }
+  std::size_t footprint_bytes() const noexcept { return core_.footprint(); }
+  RingStats stats() const noexcept { return ring().stats(); }
+
+  /// A descriptor (an eventfd, shared by every process that has the queue) that is readable
+  /// while messages wait, for poll/epoll/asio loops: call try_get() until it returns empty.
+  /// It may stay readable with nothing to read until a get finds the queue empty. Watching it
+  /// costs nothing until fileno() is first called; from then on, a put into an empty queue
+  /// writes to it (one system call per empty-to-non-empty transition).
+  int fileno() noexcept { return core_.fileno(); }
 
  protected:
-  Queue(std::uint32_t kind, std::size_t capacity_bytes, std::size_t max_messages) {
-    const std::size_t capacity = detail::RingView::round_capacity(capacity_bytes);
-    mapping_ = detail::Mapping::shared_anonymous(detail::RingView::footprint(capacity), "Queue");
-    detail::RingView::initialize(mapping_.data(), capacity, max_messages, kind,
-                                 detail::type_tag<T>());
-    ring_ = detail::RingView(mapping_.data());
-  }
+  Queue(std::uint32_t kind, std::size_t capacity_bytes, std::size_t max_messages)
+      : core_(kind, capacity_bytes, max_messages, detail::type_tag<T>()) {}
 
   bool put_raw(const void* data, std::size_t size, detail::Clock::time_point deadline) {
-    return ring_.put(data, size, detail::type_tag<T>(), deadline) == detail::RingStatus::ok;
+    return ring().put(data, size, detail::type_tag<T>(), deadline) == detail::RingStatus::ok;
   }
   bool settle(detail::RingStatus status) {
     if (status == detail::RingStatus::wrong_type) {
@@ -164,8 +188,10 @@ class Queue {
     return status == detail::RingStatus::ok;
   }
 
-  detail::Mapping mapping_;
-  detail::RingView ring_;
+  detail::RingView& ring() noexcept { return core_.ring(); }
+  const detail::RingView& ring() const noexcept { return core_.ring(); }
+
+  detail::QueueCore core_;
 };
 
 /// A Queue that counts unfinished work, as Python's JoinableQueue: every put() adds a task,
@@ -181,15 +207,15 @@ class JoinableQueue : public Queue<T> {
 
   /// Marks one task taken by get() as finished. mproc::UsageError when called more times than
   /// messages were taken, as Python raises ValueError.
-  void task_done() { this->ring_.task_done(); }
+  void task_done() { this->ring().task_done(); }
   /// Blocks until every message put so far has been taken and marked done.
   void join() { (void)join_until(detail::Clock::time_point::max()); }
   template <class Rep, class Period>
   bool join(const std::chrono::duration<Rep, Period>& timeout) {
     return join_until(detail::deadline_after(timeout));
   }
-  bool join_until(detail::Clock::time_point deadline) { return this->ring_.join_tasks(deadline); }
-  std::size_t unfinished_tasks() const noexcept { return this->ring_.unfinished(); }
+  bool join_until(detail::Clock::time_point deadline) { return this->ring().join_tasks(deadline); }
+  std::size_t unfinished_tasks() const noexcept { return this->ring().unfinished(); }
 };
 
 /// Python's SimpleQueue: the same queue with the small interface (put, get, empty, close).

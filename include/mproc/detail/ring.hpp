@@ -67,7 +67,9 @@ class RingView {
   RingView() noexcept = default;
   /// `wake_fd`: -1 for a queue (waiters sleep on futexes); for a pipe direction, this end's
   /// socket of that direction (waiters sleep in ppoll on it, wakers write a byte to it).
-  explicit RingView(void* base, int wake_fd = -1, const char* what = "Queue") noexcept;
+  /// `event_fd`: a queue's eventfd for fileno(), or -1.
+  explicit RingView(void* base, int wake_fd = -1, const char* what = "Queue",
+                    int event_fd = -1) noexcept;
 
   /// Copies `size` bytes into the ring as one record. Throws mproc::Error (EMSGSIZE) for a
   /// message that can never fit, mproc::Closed after close(), mproc::Error (EPIPE) when a
@@ -92,7 +94,8 @@ class RingView {
   void task_done();
   bool join_tasks(Clock::time_point deadline);
 
-  /// Connection::fileno(): from now on the wake socket is readable whenever a record waits.
+  /// fileno(): from now on the wake socket (pipe) or eventfd (queue) is readable whenever a
+  /// record waits.
   void arm_fd() noexcept;
 
   RingControl* control() const noexcept { return ctl_; }
@@ -103,10 +106,12 @@ class RingView {
   void wake(bool data_side) noexcept;
   bool sleep(bool data_side, std::uint32_t seen, Clock::time_point until);
   void finish_close();
+  void unsignal_if_empty(std::uint64_t tail_word) noexcept;
 
   RingControl* ctl_ = nullptr;
   std::byte* data_ = nullptr;
   int wake_fd_ = -1;
+  int event_fd_ = -1;
   const char* what_ = "Queue";
   std::int64_t next_peer_check_ns_ = 0;  // pipes: when put() next checks that the peer lives
 };
