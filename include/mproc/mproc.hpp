@@ -6,5 +6,6 @@
 #include "mproc/file_lock.hpp"
 #include "mproc/lock.hpp"
 #include "mproc/pipe.hpp"
+#include "mproc/pool.hpp"
 #include "mproc/process.hpp"
 #include "mproc/queue.hpp"

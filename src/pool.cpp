@@ -1,0 +1,426 @@
+// Pool: a dispatcher thread that hands chunks to specific workers, so that a dead worker's
+// chunks are known and failed, never lost. Read docs/design/pool.md first.
+#include "mproc/pool.hpp"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <cxxabi.h>
+#include <deque>
+#include <exception>
+#include <thread>
+
+#include "mproc/process.hpp"
+#include "mproc/queue.hpp"
+#include "sys.hpp"
+
+namespace mproc {
+
+RemoteError::RemoteError(std::string type, std::string message, std::size_t index)
+    : std::runtime_error(type + ": " + message + " (task " + std::to_string(index) + ")"),
+      type_(std::move(type)),
+      message_(std::move(message)),
+      index_(index) {}
+
+namespace {
+std::string describe_exit(int exitcode, pid_t pid) {
+  std::string s = "worker pid " + std::to_string(pid) + " died ";
+  if (exitcode < 0) {
+    const char* name = ::sigabbrev_np(-exitcode);
+    s += "from signal " + std::to_string(-exitcode) + (name ? std::string(" (SIG") + name + ")" : "");
+  } else {
+    s += "with exit code " + std::to_string(exitcode);
+  }
+  return s + " while running this task";
+}
+}  // namespace
+
+WorkerDied::WorkerDied(int exitcode, pid_t pid, std::size_t index)
+    : RemoteError("mproc::WorkerDied", describe_exit(exitcode, pid), index), exitcode_(exitcode) {}
+
+namespace detail {
+
+std::string current_exception_type() {
+  const std::type_info* t = abi::__cxa_current_exception_type();
+  return t != nullptr ? demangle(t->name()) : "unknown exception";
+}
+
+std::string current_exception_message() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "(not a std::exception)";
+  }
+}
+
+void Failure::raise() const {
+  switch (kind) {
+    case task:
+      throw RemoteError(type, message, index);
+    case worker_died:
+      throw WorkerDied(exitcode, pid, index);
+    case terminated:
+      break;
+  }
+  throw PoolTerminated("the pool was terminated before this task finished");
+}
+
+namespace {
+
+// What a worker sends back for one chunk: this header, then the exception's type and message
+// (if it failed), then the encoded results.
+struct ResultHeader {
+  std::uint64_t job;
+  std::uint64_t first;
+  std::uint32_t count;
+  std::uint32_t slot;
+  std::uint32_t ok;
+  std::uint32_t failed;
+  std::uint32_t type_size;
+  std::uint32_t message_size;
+};
+
+constexpr std::size_t kMaxAssigned = 2;  // one running, one queued: a worker never idles
+
+[[noreturn]] void worker_main(Queue<Bytes>& tasks, Queue<Bytes>& results, const PoolOptions& options,
+                              std::uint32_t slot) {
+  if (options.initializer != nullptr) options.initializer();
+  Bytes task, reply;
+  int done = 0;
+  while (tasks.get_into(task)) {
+    ChunkHeader h;
+    std::memcpy(&h, task.data(), sizeof h);
+    const std::byte* callable = task.data() + sizeof h;
+    const RecordView args{callable + h.callable_size, task.size() - sizeof h - h.callable_size,
+                          nullptr, 0, 0};
+    ChunkOutcome outcome;
+    h.runner(callable, args, h.count, outcome);
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      const ResultHeader rh{h.job, h.first, h.count, slot, outcome.ok ? 1u : 0u, outcome.failed,
+                            static_cast<std::uint32_t>(outcome.type.size()),
+                            static_cast<std::uint32_t>(outcome.message.size())};
+      reply.resize(sizeof rh + outcome.type.size() + outcome.message.size() + outcome.results.size());
+      std::byte* p = reply.data();
+      std::memcpy(p, &rh, sizeof rh);
+      std::memcpy(p += sizeof rh, outcome.type.data(), outcome.type.size());
+      std::memcpy(p += outcome.type.size(), outcome.message.data(), outcome.message.size());
+      std::memcpy(p + outcome.message.size(), outcome.results.data(), outcome.results.size());
+      try {
+        results.put(std::span<const std::byte>(reply));
+        break;
+      } catch (const Error& e) {
+        if (e.code().value() != EMSGSIZE || attempt != 0) throw;
+        // The results do not fit the results queue: report that instead of the results.
+        outcome = ChunkOutcome{false, 0, "mproc::Error",
+                               "the chunk's results (" + std::to_string(outcome.results.size()) +
+                                   " bytes) do not fit the pool's queue; raise PoolOptions::queue_bytes",
+                               {}};
+      }
+    }
+    if (options.maxtasksperchild > 0 && ++done >= options.maxtasksperchild) break;
+  }
+  std::exit(0);
+}
+
+}  // namespace
+
+struct PoolCore::State {
+  struct Chunk {
+    std::shared_ptr<JobBase> job;
+    std::size_t first;
+    std::uint32_t count;
+    std::string bytes;
+  };
+  struct Worker {
+    std::unique_ptr<Queue<Bytes>> tasks;
+    std::optional<Process> process;
+    std::deque<Chunk> assigned;  // sent and not yet answered, oldest first
+    int sent = 0;
+  };
+  enum class Phase { running, closing, terminating };
+
+  explicit State(const PoolOptions& o)
+      : options(o), results(std::max<std::size_t>(o.queue_bytes, std::size_t{1} << 20)) {
+    if (options.processes <= 0) options.processes = cpu_count();
+    wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd < 0) sys::throw_errno("cannot create the wake-up descriptor of a", "Pool");
+    sys::close_in_children(wake_fd);
+    workers.resize(static_cast<std::size_t>(options.processes));
+  }
+  ~State() {
+    sys::stop_closing_in_children(wake_fd);
+    sys::close_fd(wake_fd);
+  }
+
+  void wake() noexcept { (void)::eventfd_write(wake_fd, 1); }
+
+  // ---- dispatcher thread only ----------------------------------------------------------------
+
+  void start_worker(std::size_t slot) {
+    Worker& w = workers[slot];
+    w.tasks = std::make_unique<Queue<Bytes>>(options.queue_bytes);
+    w.assigned.clear();
+    w.sent = 0;
+    Queue<Bytes>* tasks = w.tasks.get();
+    Queue<Bytes>* res = &results;
+    const PoolOptions* opts = &options;
+    w.process.emplace([tasks, res, opts, slot] {
+      worker_main(*tasks, *res, *opts, static_cast<std::uint32_t>(slot));
+    });
+    w.process->set_name("PoolWorker-" + std::to_string(slot + 1));
+    w.process->set_daemon(true);  // never outlives the pool's process
+    w.process->start();
+  }
+
+  // Hands pending chunks to workers with room. Called with `mutex` held.
+  void assign() {
+    for (std::size_t n = 0; n < workers.size() && !pending.empty(); ++n) {
+      Worker& w = workers[(next_worker + n) % workers.size()];
+      if (!w.process) continue;
+      while (!pending.empty() && w.assigned.size() < kMaxAssigned &&
+             (options.maxtasksperchild <= 0 || w.sent < options.maxtasksperchild)) {
+        Chunk& c = pending.front();
+        const auto* p = reinterpret_cast<const std::byte*>(c.bytes.data());
+        // Recorded as assigned before anything can happen to it (docs/design/pool.md).
+        if (!w.tasks->put_for(Bytes(p, p + c.bytes.size()), std::chrono::seconds(0))) break;
+        w.assigned.push_back(std::move(c));
+        ++w.sent;
+        pending.pop_front();
+      }
+    }
+    next_worker = (next_worker + 1) % workers.size();
+  }
+
+  void handle_result(const Bytes& reply) {
+    ResultHeader rh;
+    std::memcpy(&rh, reply.data(), sizeof rh);
+    const char* p = reinterpret_cast<const char*>(reply.data()) + sizeof rh;
+    std::string type(p, rh.type_size);
+    std::string message(p + rh.type_size, rh.message_size);
+    const char* body = p + rh.type_size + rh.message_size;
+    std::string encoded(body, reply.size() - sizeof rh - rh.type_size - rh.message_size);
+
+    std::shared_ptr<JobBase> job;
+    {
+      std::scoped_lock hold{mutex};
+      Worker& w = workers[rh.slot];
+      for (auto it = w.assigned.begin(); it != w.assigned.end(); ++it) {
+        if (it->first == rh.first && job_id_of(*it) == rh.job) {
+          job = std::move(it->job);
+          w.assigned.erase(it);
+          break;
+        }
+      }
+    }
+    if (!job) return;  // already failed (terminate raced with the result)
+    if (rh.ok != 0) {
+      job->deliver(rh.first, rh.count, encoded);
+    } else {
+      Failure f{Failure::task, rh.first + rh.failed, std::move(type), std::move(message), 0, 0};
+      job->fail(rh.first, rh.count, f);
+    }
+  }
+
+  static std::uint64_t job_id_of(const Chunk& c) {
+    std::uint64_t id;
+    std::memcpy(&id, c.bytes.data() + offsetof(ChunkHeader, job), sizeof id);
+    return id;
+  }
+
+  void drain_results() {
+    while (auto r = results.try_get()) handle_result(*r);
+  }
+
+  void handle_death(std::size_t slot, bool replace) {
+    Worker& w = workers[slot];
+    w.process->join();
+    const int code = w.process->exitcode().value_or(0);
+    const pid_t pid = *w.process->pid();
+    std::deque<Chunk> lost;
+    {
+      std::scoped_lock hold{mutex};
+      lost.swap(w.assigned);
+    }
+    for (Chunk& c : lost) {
+      c.job->fail(c.first, c.count, Failure{Failure::worker_died, c.first, {}, {}, code, pid});
+    }
+    w.process.reset();
+    if (replace) start_worker(slot);
+  }
+
+  void run() {
+    {
+      std::scoped_lock hold{mutex};
+      for (std::size_t i = 0; i < workers.size(); ++i) start_worker(i);
+    }
+    std::vector<pollfd> fds;
+    for (;;) {
+      Phase now;
+      {
+        std::scoped_lock hold{mutex};
+        now = phase;
+        if (now != Phase::terminating) assign();
+        if (now == Phase::closing && pending.empty()) {
+          bool idle = true;
+          for (auto& w : workers) idle = idle && w.assigned.empty();
+          if (idle) break;
+        }
+      }
+      if (now == Phase::terminating) break;
+
+      fds.clear();
+      fds.push_back(pollfd{results.fileno(), POLLIN, 0});
+      fds.push_back(pollfd{wake_fd, POLLIN, 0});
+      for (auto& w : workers) fds.push_back(pollfd{w.process ? w.process->sentinel() : -1, POLLIN, 0});
+      if (::poll(fds.data(), fds.size(), 100) < 0 && errno != EINTR) {
+        std::fprintf(stderr, "mproc: Pool dispatcher: poll failed: %s\n", std::strerror(errno));
+      }
+      eventfd_t ignored;
+      (void)::eventfd_read(wake_fd, &ignored);
+      drain_results();
+      for (std::size_t i = 0; i < workers.size(); ++i) {
+        if (fds[i + 2].fd >= 0 && (fds[i + 2].revents & POLLIN) != 0) {
+          drain_results();  // what it sent before dying counts
+          bool replace;
+          {
+            std::scoped_lock hold{mutex};
+            replace = phase == Phase::running || (phase == Phase::closing && !pending.empty());
+          }
+          handle_death(i, replace);
+        }
+      }
+    }
+    shutdown();
+  }
+
+  void shutdown() {
+    Phase now;
+    {
+      std::scoped_lock hold{mutex};
+      now = phase;
+    }
+    if (now == Phase::terminating) {
+      for (auto& w : workers)
+        if (w.process) w.process->kill();
+    } else {
+      for (auto& w : workers)
+        if (w.tasks) w.tasks->close();  // idle workers drain nothing and exit
+    }
+    for (auto& w : workers) {
+      if (!w.process) continue;
+      w.process->join();
+      drain_results();
+    }
+    const Failure stopped{Failure::terminated, 0, {}, {}, 0, 0};
+    std::deque<Chunk> unfinished;
+    {
+      std::scoped_lock hold{mutex};
+      for (auto& w : workers) {
+        for (auto& c : w.assigned) unfinished.push_back(std::move(c));
+        w.assigned.clear();
+      }
+      for (auto& c : pending) unfinished.push_back(std::move(c));
+      pending.clear();
+      finished = true;
+    }
+    for (Chunk& c : unfinished) {
+      Failure f = stopped;
+      f.index = c.first;
+      c.job->fail(c.first, c.count, f);
+    }
+  }
+
+  PoolOptions options;
+  Queue<Bytes> results;
+  int wake_fd = -1;
+  std::vector<Worker> workers;  // dispatcher thread; `assigned` also under mutex
+
+  std::mutex mutex;  // guards pending, phase, finished, next_job and every Worker::assigned
+  std::deque<Chunk> pending;
+  Phase phase = Phase::running;
+  bool finished = false;
+  std::uint64_t next_job = 1;
+  std::size_t next_worker = 0;
+
+  std::thread dispatcher;
+};
+
+PoolCore::PoolCore(const PoolOptions& options) : state_(std::make_unique<State>(options)) {
+  state_->dispatcher = std::thread([s = state_.get()] { s->run(); });
+}
+
+PoolCore::~PoolCore() {
+  terminate();
+  if (state_->dispatcher.joinable()) state_->dispatcher.join();
+}
+
+void PoolCore::submit(std::shared_ptr<JobBase> job, std::vector<EncodedChunk>&& chunks) {
+  State& s = *state_;
+  const std::size_t limit = RingView::round_capacity(s.options.queue_bytes) - RingView::kRecordHeader;
+  for (const auto& c : chunks) {
+    if (c.bytes.size() > limit) {
+      throw Error(EMSGSIZE, "cannot submit a chunk of " + std::to_string(c.bytes.size()) + " bytes to a",
+                  "Pool whose worker queues take at most " + std::to_string(limit) +
+                      " bytes (raise PoolOptions::queue_bytes, or use a smaller chunksize)");
+    }
+  }
+  {
+    std::scoped_lock hold{s.mutex};
+    if (s.phase != State::Phase::running) {
+      throw UsageError("cannot submit to a Pool after close() or terminate()");
+    }
+    const std::uint64_t id = s.next_job++;
+    if (chunks.empty()) {
+      // An empty map: nothing to run, the job is already complete.
+      job->deliver(0, 0, {});
+      return;
+    }
+    for (auto& c : chunks) {
+      std::memcpy(c.bytes.data() + offsetof(ChunkHeader, job), &id, sizeof id);
+      s.pending.push_back(State::Chunk{job, c.first, c.count, std::move(c.bytes)});
+    }
+  }
+  s.wake();
+}
+
+void PoolCore::close() {
+  {
+    std::scoped_lock hold{state_->mutex};
+    if (state_->phase == State::Phase::running) state_->phase = State::Phase::closing;
+  }
+  state_->wake();
+}
+
+void PoolCore::terminate() {
+  {
+    std::scoped_lock hold{state_->mutex};
+    state_->phase = State::Phase::terminating;
+  }
+  state_->wake();
+}
+
+void PoolCore::join() {
+  {
+    std::scoped_lock hold{state_->mutex};
+    if (state_->phase == State::Phase::running) {
+      throw UsageError("cannot join a Pool that is still running: call close() or terminate() first");
+    }
+  }
+  if (state_->dispatcher.joinable()) {
+    if (state_->dispatcher.get_id() == std::this_thread::get_id()) {
+      throw UsageError("cannot join a Pool from one of its own callbacks");
+    }
+    state_->dispatcher.join();
+  }
+}
+
+int PoolCore::processes() const noexcept { return state_->options.processes; }
+
+}  // namespace detail
+}  // namespace mproc

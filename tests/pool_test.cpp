@@ -1,0 +1,258 @@
+// mproc::Pool with real worker processes: results and their order, failures and their
+// positions, dead workers replaced and reported, recycling, terminate, timeouts.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <numeric>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mproc/pool.hpp"
+#include "support/test_support.hpp"
+
+using namespace std::chrono_literals;
+using mproc::Pool;
+using mproc::PoolOptions;
+using mproc_test::kPatience;
+
+namespace {
+
+int square(int x) { return x * x; }
+int add(int a, int b) { return a + b; }
+std::string shout(const std::string& s) { return s + "!"; }
+pid_t worker_pid(int) { return ::getpid(); }
+
+int fail_on_13(int x) {
+  if (x == 13) throw std::invalid_argument("13 is unlucky");
+  return x;
+}
+
+int fail_on_5_and_50(int x) {
+  if (x == 5 || x == 50) throw std::runtime_error("bad " + std::to_string(x));
+  return x;
+}
+
+int die_on(int x) {
+  if (x == 3) ::raise(SIGKILL);
+  if (x == 4) ::raise(SIGSEGV);
+  return x;
+}
+
+// Workload, not synchronisation: a task that takes a while.
+int slow(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+
+int g_initialised = 0;
+void initialise() { g_initialised = 42; }
+int read_initialised(int) { return g_initialised; }
+
+std::vector<int> range(int n) {
+  std::vector<int> v(static_cast<std::size_t>(n));
+  std::iota(v.begin(), v.end(), 0);
+  return v;
+}
+
+}  // namespace
+
+TEST(Pool, map_returns_results_in_input_order) {
+  Pool pool(2);
+  EXPECT_EQ(pool.processes(), 2);
+  const auto inputs = range(1000);
+  for (std::size_t chunksize : {0u, 1u, 7u, 1000u}) {
+    const std::vector<int> out = pool.map(square, inputs, chunksize);
+    ASSERT_EQ(out.size(), inputs.size());
+    for (int i = 0; i < 1000; ++i) ASSERT_EQ(out[static_cast<std::size_t>(i)], i * i) << chunksize;
+  }
+  EXPECT_TRUE(pool.map(square, std::vector<int>{}).empty());
+}
+
+TEST(Pool, map_carries_structured_arguments_and_results) {
+  Pool pool(2);
+  const std::vector<std::string> words{"a", "bb", "ccc"};
+  EXPECT_EQ(pool.map(shout, words), (std::vector<std::string>{"a!", "bb!", "ccc!"}));
+}
+
+TEST(Pool, starmap_spreads_tuples_over_arguments) {
+  Pool pool(2);
+  const std::vector<std::tuple<int, int>> pairs{{1, 2}, {3, 4}, {5, 6}};
+  EXPECT_EQ(pool.starmap(add, pairs), (std::vector<int>{3, 7, 11}));
+}
+
+TEST(Pool, apply_and_apply_async_run_one_task) {
+  Pool pool(2);
+  EXPECT_EQ(pool.apply(add, 20, 22), 42);
+  auto r = pool.apply_async(square, 9);
+  r.wait();
+  EXPECT_TRUE(r.ready());
+  EXPECT_TRUE(r.successful());
+  EXPECT_EQ(r.get(), 81);
+}
+
+TEST(Pool, captureless_and_trivially_copyable_lambdas_are_accepted) {
+  Pool pool(2);
+  EXPECT_EQ(pool.apply([](int x) { return x + 1; }, 1), 2);
+  const int k = 3;
+  EXPECT_EQ(pool.map([k](int x) { return x * k; }, std::vector<int>{1, 2}), (std::vector<int>{3, 6}));
+}
+
+TEST(Pool, get_with_a_timeout_expires_and_leaves_the_pool_usable) {
+  Pool pool(2);
+  auto r = pool.apply_async(slow, 400);
+  EXPECT_EQ(r.get(10ms), std::nullopt);
+  EXPECT_FALSE(r.ready());
+  EXPECT_THROW((void)r.successful(), mproc::UsageError);
+  EXPECT_EQ(pool.apply(square, 5), 25) << "the other worker still serves";
+  EXPECT_EQ(r.get(kPatience), 400);
+}
+
+TEST(Pool, imap_yields_in_order_while_work_is_running) {
+  Pool pool(2);
+  std::vector<int> seen;
+  for (int v : pool.imap(square, range(200))) seen.push_back(v);
+  ASSERT_EQ(seen.size(), 200u);
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(seen[static_cast<std::size_t>(i)], i * i);
+}
+
+TEST(Pool, imap_unordered_yields_every_result_once) {
+  Pool pool(2);
+  std::multiset<int> seen;
+  for (int v : pool.imap_unordered(square, range(200), 3)) seen.insert(v);
+  ASSERT_EQ(seen.size(), 200u);
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(seen.count(i * i), 1u);
+}
+
+TEST(Pool, an_exception_in_a_task_reaches_the_caller_with_type_message_and_position) {
+  Pool pool(2);
+  try {
+    (void)pool.map(fail_on_13, range(40), 1);
+    FAIL() << "expected mproc::RemoteError";
+  } catch (const mproc::RemoteError& e) {
+    EXPECT_EQ(e.type(), "std::invalid_argument");
+    EXPECT_EQ(e.message(), "13 is unlucky");
+    EXPECT_EQ(e.index(), 13u);
+    EXPECT_NE(std::string(e.what()).find("13 is unlucky"), std::string::npos);
+  }
+  auto ok = pool.apply_async(fail_on_13, 12);
+  auto bad = pool.apply_async(fail_on_13, 13);
+  EXPECT_EQ(ok.get(), 12) << "other tasks are unaffected";
+  EXPECT_THROW((void)bad.get(), mproc::RemoteError);
+  EXPECT_FALSE(bad.successful());
+}
+
+TEST(Pool, map_reports_the_first_failure_by_input_position) {
+  Pool pool(2);
+  for (std::size_t chunksize : {1u, 10u}) {
+    try {
+      (void)pool.map(fail_on_5_and_50, range(100), chunksize);
+      FAIL() << "expected mproc::RemoteError";
+    } catch (const mproc::RemoteError& e) {
+      EXPECT_EQ(e.index(), 5u) << "chunksize " << chunksize;
+      EXPECT_EQ(e.message(), "bad 5");
+    }
+  }
+}
+
+TEST(Pool, a_worker_killed_mid_task_fails_that_task_and_is_replaced) {
+  Pool pool(2);
+  auto killed = pool.apply_async(die_on, 3);
+  try {
+    (void)killed.get(kPatience);
+    FAIL() << "expected mproc::WorkerDied";
+  } catch (const mproc::WorkerDied& e) {
+    EXPECT_EQ(e.exitcode(), -SIGKILL);
+    EXPECT_NE(std::string(e.what()).find("signal 9"), std::string::npos) << e.what();
+  }
+  auto crashed = pool.apply_async(die_on, 4);
+  try {
+    (void)crashed.get(kPatience);
+    FAIL() << "expected mproc::WorkerDied";
+  } catch (const mproc::WorkerDied& e) {
+    EXPECT_EQ(e.exitcode(), -SIGSEGV);
+  }
+  // The pool replaced both workers and keeps serving.
+  const auto out = pool.map(square, range(100));
+  EXPECT_EQ(out[99], 99 * 99);
+}
+
+TEST(Pool, a_dead_worker_in_a_map_fails_the_map_not_the_pool) {
+  Pool pool(2);
+  try {
+    (void)pool.map(die_on, std::vector<int>{0, 1, 2, 3, 5, 6}, 1);
+    FAIL() << "expected mproc::WorkerDied";
+  } catch (const mproc::WorkerDied& e) {
+    EXPECT_EQ(e.index(), 3u);
+  }
+  EXPECT_EQ(pool.apply(square, 3), 9);
+}
+
+TEST(Pool, maxtasksperchild_recycles_workers) {
+  PoolOptions options;
+  options.processes = 1;
+  options.maxtasksperchild = 1;
+  Pool pool(options);
+  std::set<pid_t> pids;
+  for (int i = 0; i < 4; ++i) pids.insert(pool.apply(worker_pid, i));
+  EXPECT_EQ(pids.size(), 4u) << "each task ran in a fresh worker";
+}
+
+TEST(Pool, the_initializer_runs_in_every_worker) {
+  PoolOptions options;
+  options.processes = 2;
+  options.initializer = initialise;
+  Pool pool(options);
+  for (int v : pool.map(read_initialised, range(20), 1)) EXPECT_EQ(v, 42);
+  EXPECT_EQ(g_initialised, 0) << "not in the parent";
+}
+
+TEST(Pool, terminate_fails_unfinished_tasks_quickly) {
+  Pool pool(2);
+  auto running = pool.apply_async(slow, 30'000);
+  auto queued = pool.map_async(slow, std::vector<int>{30'000, 30'000, 30'000}, 1);
+  const auto t0 = std::chrono::steady_clock::now();
+  pool.terminate();
+  pool.join();
+  EXPECT_THROW((void)running.get(), mproc::PoolTerminated);
+  EXPECT_THROW((void)queued.get(), mproc::PoolTerminated);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, kPatience);
+  EXPECT_THROW((void)pool.apply_async(square, 1), mproc::UsageError);
+}
+
+TEST(Pool, close_lets_queued_work_finish_then_join_returns) {
+  Pool pool(2);
+  auto r = pool.map_async(square, range(50), 1);
+  pool.close();
+  EXPECT_THROW((void)pool.apply_async(square, 1), mproc::UsageError);
+  pool.join();
+  EXPECT_EQ(r.get()[49], 49 * 49);
+}
+
+TEST(Pool, join_while_running_is_a_usage_error) {
+  Pool pool(1);
+  EXPECT_THROW(pool.join(), mproc::UsageError);
+}
+
+TEST(Pool, destroying_a_busy_pool_does_not_hang) {
+  std::optional<mproc::AsyncResult<int>> r;
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    Pool pool(2);
+    r = pool.apply_async(slow, 30'000);
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, kPatience);
+  EXPECT_THROW((void)r->get(), mproc::PoolTerminated);
+}
+
+TEST(Pool, a_chunk_too_large_for_the_worker_queue_is_an_error_at_submit) {
+  PoolOptions options;
+  options.processes = 1;
+  options.queue_bytes = 4096;
+  Pool pool(options);
+  EXPECT_THROW((void)pool.apply_async(shout, std::string(10'000, 'x')), mproc::Error);
+  EXPECT_EQ(pool.apply(square, 2), 4);
+}
