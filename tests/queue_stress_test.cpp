@@ -1,0 +1,396 @@
+// Queue under fire: producers and consumers are SIGKILLed at random points while messages flow,
+// and afterwards every message is accounted for against the contract in queue.hpp ("If a peer
+// dies") and the loss table in docs/design/queue.md:
+//   - no message is torn (a consumer checks every byte; a torn one is CHILD_CHECK, exit 99);
+//   - no message is delivered twice;
+//   - every message whose put() returned is delivered, except at most one per consumer killed;
+//   - a message whose put() was cut short by a kill is delivered once or not at all;
+//   - nothing is delivered that was never put.
+// MPROC_STRESS_KILLS sets the number of kills (default 300, about 2 s; a soak run uses
+// thousands, about 130 kills a second on two cores, with MPROC_TEST_WATCHDOG_S raised past
+// 60 s when it needs to). MPROC_STRESS_SEED replays a run's choice of victims and pauses; the
+// verdict never depends on them, only the path taken does.
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <random>
+#include <span>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "mproc/process.hpp"
+#include "mproc/queue.hpp"
+#include "support/test_support.hpp"
+
+using namespace std::chrono_literals;
+using mproc::Bytes;
+using mproc::Process;
+using mproc::Queue;
+using mproc_test::kPatience;
+using mproc_test::Shared;
+
+namespace {
+
+template <class F>
+Process start_child(F&& f) {
+  Process p(std::forward<F>(f));
+  p.set_daemon(true);
+  p.start();
+  return p;
+}
+
+constexpr std::uint32_t kProducers = 3;
+constexpr std::uint32_t kConsumers = 3;
+constexpr std::size_t kMaxPayload = 2000;
+constexpr std::size_t kCapacity = 64 * 1024;  // small: the ring wraps and producers block often
+constexpr std::uint64_t kMinReceived = 5000;  // the queue must have been really exercised
+
+// What a producer has done with an id, in the order it happens.
+enum : std::uint8_t { kNotAttempted = 0, kPutCalled = 1, kPutReturned = 2 };
+
+struct Tally {
+  std::atomic<std::uint32_t> next_seq[kProducers];  // per slot: the first seq never attempted
+  std::atomic<std::uint64_t> received_total;  // approximate (a kill may fall before it): pacing
+  std::atomic<std::uint64_t> duplicates;
+  std::atomic<std::uint32_t> stop;  // producers: return after the current put
+};
+
+/// One byte per id in shared memory, zero at first, accessed atomically. Pages are touched
+/// only as ids are used, so the id space can be sized generously for a long soak.
+class SharedBytes {
+ public:
+  explicit SharedBytes(std::size_t n) : size_(n) {
+    void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap");
+    data_ = static_cast<std::uint8_t*>(p);
+  }
+  ~SharedBytes() { ::munmap(data_, size_); }
+  SharedBytes(const SharedBytes&) = delete;
+  SharedBytes& operator=(const SharedBytes&) = delete;
+  std::atomic_ref<std::uint8_t> operator[](std::size_t i) const {
+    return std::atomic_ref<std::uint8_t>(data_[i]);
+  }
+
+ private:
+  std::uint8_t* data_;
+  std::size_t size_;
+};
+
+/// What every process of the test shares (inherited through fork).
+struct World {
+  explicit World(std::uint32_t per_slot)
+      : seqs_per_slot(per_slot),
+        put_state(std::size_t{kProducers} * per_slot),
+        received(std::size_t{kProducers} * per_slot) {}
+  std::size_t index(std::uint32_t slot, std::uint32_t seq) const {
+    return std::size_t{slot} * seqs_per_slot + seq;
+  }
+
+  Queue<Bytes> q{kCapacity};
+  std::uint32_t seqs_per_slot;  // ids a producer slot may use
+  Shared<Tally> tally;
+  SharedBytes put_state;  // per id: kNotAttempted, kPutCalled, kPutReturned
+  SharedBytes received;   // per id: deliveries, saturating at 2
+};
+
+// ---- messages: a 16-byte header, then a payload that is a function of (slot, seq) -------------
+
+struct Header {
+  std::uint32_t slot;
+  std::uint32_t seq;
+  std::uint32_t size;      // payload bytes
+  std::uint32_t checksum;  // over slot, seq, size and the payload
+};
+static_assert(sizeof(Header) == 16);
+
+std::uint64_t splitmix(std::uint64_t& state) {
+  std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// The payload of an id: its length (0..kMaxPayload) and its bytes depend on the id alone.
+void make_payload(std::uint32_t slot, std::uint32_t seq, Bytes& out) {
+  std::uint64_t state = ((std::uint64_t{slot} << 32) | seq) * 0x2545f4914f6cdd1dULL + 1;
+  const std::size_t size = static_cast<std::size_t>(splitmix(state) % (kMaxPayload + 1));
+  out.resize(size);
+  for (std::size_t i = 0; i < size; i += 8) {
+    const std::uint64_t word = splitmix(state);
+    std::memcpy(out.data() + i, &word, std::min<std::size_t>(8, size - i));
+  }
+}
+
+std::uint32_t fnv1a(std::uint32_t h, const void* data, std::size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (std::size_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 16777619u;
+  }
+  return h;
+}
+
+std::uint32_t checksum_of(std::uint32_t slot, std::uint32_t seq, std::span<const std::byte> payload) {
+  const auto size = static_cast<std::uint32_t>(payload.size());
+  std::uint32_t h = 2166136261u;
+  h = fnv1a(h, &slot, sizeof slot);
+  h = fnv1a(h, &seq, sizeof seq);
+  h = fnv1a(h, &size, sizeof size);
+  return fnv1a(h, payload.data(), payload.size());
+}
+
+void encode(std::uint32_t slot, std::uint32_t seq, Bytes& payload, Bytes& out) {
+  make_payload(slot, seq, payload);
+  const Header h{slot, seq, static_cast<std::uint32_t>(payload.size()),
+                 checksum_of(slot, seq, payload)};
+  out.resize(sizeof h + payload.size());
+  std::memcpy(out.data(), &h, sizeof h);
+  if (!payload.empty()) std::memcpy(out.data() + sizeof h, payload.data(), payload.size());
+}
+
+// ---- the children -----------------------------------------------------------------------------
+
+// Continues `slot` after the highest seq any earlier incarnation of it attempted. The order of
+// the records makes the accounting sound: next_seq before put (a replacement never reuses a
+// seq that may be in the ring), kPutCalled before put (nothing unrecorded is ever put),
+// kPutReturned right after put returns. Returns by itself only when told to stop, or when the
+// slot runs out of ids (the killer then leaves the slot alone).
+void producer(World& w, std::uint32_t slot) {
+  Tally& t = *w.tally;
+  Bytes payload, message;
+  payload.reserve(kMaxPayload);
+  message.reserve(sizeof(Header) + kMaxPayload);
+  for (std::uint32_t seq = t.next_seq[slot].load(); seq < w.seqs_per_slot; ++seq) {
+    if (t.stop.load(std::memory_order_relaxed) != 0) return;
+    const std::size_t id = w.index(slot, seq);
+    encode(slot, seq, payload, message);
+    t.next_seq[slot].store(seq + 1);
+    w.put_state[id].store(kPutCalled);
+    w.q.put(std::span<const std::byte>(message));
+    w.put_state[id].store(kPutReturned);
+  }
+}
+
+// Records the delivery first, so that a kill during the checks cannot make a message look lost
+// (a killed consumer's window for losing one stays as narrow as the library's own), then checks
+// every byte and the per-producer order.
+void consumer(World& w) {
+  Tally& t = *w.tally;
+  Bytes expected;
+  expected.reserve(kMaxPayload);
+  std::array<std::int64_t, kProducers> last_seq;  // one producer's messages arrive in order
+  last_seq.fill(-1);
+  while (std::optional<Bytes> m = w.q.get()) {
+    CHILD_CHECK(m->size() >= sizeof(Header));
+    Header h;
+    std::memcpy(&h, m->data(), sizeof h);
+    CHILD_CHECK(h.slot < kProducers);
+    CHILD_CHECK(h.seq < t.next_seq[h.slot].load());  // an id nobody attempted: corrupt
+    const std::size_t id = w.index(h.slot, h.seq);
+    std::uint8_t seen = w.received[id].load();
+    while (seen < 2 &&
+           !w.received[id].compare_exchange_weak(seen, static_cast<std::uint8_t>(seen + 1))) {
+    }
+    if (seen != 0) t.duplicates.fetch_add(1);
+    t.received_total.fetch_add(1);
+
+    CHILD_CHECK(m->size() == sizeof(Header) + h.size);
+    const std::span<const std::byte> payload(m->data() + sizeof h, h.size);
+    CHILD_CHECK(checksum_of(h.slot, h.seq, payload) == h.checksum);
+    make_payload(h.slot, h.seq, expected);
+    CHILD_CHECK(payload.size() == expected.size());
+    CHILD_CHECK(std::memcmp(payload.data(), expected.data(), expected.size()) == 0);
+    CHILD_CHECK(static_cast<std::int64_t>(h.seq) > last_seq[h.slot]);
+    last_seq[h.slot] = h.seq;
+  }
+}
+
+// ---- the parent -------------------------------------------------------------------------------
+
+std::uint64_t env_or(const char* name, std::uint64_t fallback) {
+  const char* s = std::getenv(name);
+  if (s == nullptr || *s == '\0') return fallback;
+  return std::strtoull(s, nullptr, 10);
+}
+
+struct Child {
+  Process process;
+  bool producer;
+  std::uint32_t slot;
+  bool finished = false;  // a producer whose slot ran out of ids and that returned
+};
+
+const char* role(const Child& c) { return c.producer ? "producer" : "consumer"; }
+
+}  // namespace
+
+TEST(QueueStress, random_kills_lose_only_what_the_contract_allows) {
+  const std::uint64_t kills_wanted = env_or("MPROC_STRESS_KILLS", 300);
+  const std::uint64_t seed = env_or("MPROC_STRESS_SEED", std::random_device{}());
+  std::printf("queue stress: %llu kills, seed %llu (MPROC_STRESS_KILLS, MPROC_STRESS_SEED)\n",
+              static_cast<unsigned long long>(kills_wanted), static_cast<unsigned long long>(seed));
+  std::mt19937_64 rng(seed);
+  const auto t0 = std::chrono::steady_clock::now();
+
+  // Two cores move about 1,000 messages per slot per kill: leave room for several times that.
+  const auto per_slot = static_cast<std::uint32_t>(
+      std::clamp<std::uint64_t>(kills_wanted * 4096, std::uint64_t{1} << 22, std::uint64_t{1} << 30));
+  World w(per_slot);
+  Tally& t = *w.tally;
+
+  auto start_producer = [&w](std::uint32_t slot) {
+    return start_child([&w, slot] { producer(w, slot); });
+  };
+  auto start_consumer = [&w] { return start_child([&w] { consumer(w); }); };
+
+  std::vector<Child> children;
+  for (std::uint32_t c = 0; c < kConsumers; ++c) children.push_back({start_consumer(), false, c});
+  for (std::uint32_t p = 0; p < kProducers; ++p) children.push_back({start_producer(p), true, p});
+  auto ran_out = [&](const Child& c) {
+    return c.producer && c.process.exitcode() == 0 && t.next_seq[c.slot].load() >= per_slot;
+  };
+
+  // ---- the killer: a random victim at a random moment -----------------------------------------
+  std::uint64_t producer_kills = 0, consumer_kills = 0;
+  bool child_failed = false;
+  std::optional<std::chrono::steady_clock::time_point> overtime;  // kills done, not exercised
+  for (;;) {
+    const bool exercised = producer_kills > 0 && consumer_kills > 0 &&
+                           t.received_total.load() >= kMinReceived;
+    if (producer_kills + consumer_kills >= kills_wanted) {
+      if (exercised) break;
+      if (!overtime) overtime = std::chrono::steady_clock::now();
+      if (std::chrono::steady_clock::now() - *overtime > kPatience) {
+        ADD_FAILURE() << "the queue was not exercised: " << producer_kills << " producer kills, "
+                      << consumer_kills << " consumer kills, " << t.received_total.load()
+                      << " messages received (want >= " << kMinReceived << ")";
+        break;
+      }
+    }
+
+    // Load shaping, not synchronisation: the kill lands wherever the victim happens to be.
+    // One pause in four is short, to catch replacements while they start up.
+    const std::uint64_t pause_us = rng() % 4 == 0 ? rng() % 200 : rng() % 8000;
+    std::this_thread::sleep_for(std::chrono::microseconds(static_cast<long>(pause_us)));
+
+    // A child that ended by itself has failed (a CHILD_CHECK, an exception), unless it is a
+    // producer whose slot ran out of ids.
+    for (Child& c : children) {
+      if (c.finished || c.process.is_alive()) continue;
+      if (ran_out(c)) {
+        c.finished = true;
+        continue;
+      }
+      const int code = c.process.exitcode().value_or(-1000);
+      ADD_FAILURE() << role(c) << " " << c.slot << " ended by itself with exit code " << code
+                    << (code == mproc_test::kChildCheckFailed ? " (a torn, misordered or unknown message)" : "");
+      child_failed = true;
+    }
+    if (child_failed) break;
+
+    std::vector<Child*> live;
+    for (Child& c : children) {
+      if (!c.finished) live.push_back(&c);
+    }
+    Child& victim = *live[rng() % live.size()];
+    victim.process.kill();
+    ASSERT_TRUE(victim.process.join(kPatience)) << "a SIGKILLed " << role(victim) << " did not end";
+    if (victim.process.exitcode() != -SIGKILL) continue;  // it ended first: judged above, next round
+    (victim.producer ? producer_kills : consumer_kills) += 1;
+    victim.process = victim.producer ? start_producer(victim.slot) : start_consumer();
+  }
+  const double kill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  // ---- stop: producers return after their current put, then close, then consumers drain -------
+  t.stop.store(1);
+  for (Child& c : children) {
+    if (!c.producer || c.finished) continue;
+    ASSERT_TRUE(c.process.join(kPatience))
+        << "producer " << c.slot << " (pid " << c.process.pid().value_or(0)
+        << ") did not stop: a survivor is blocked in put() although no peer is alive to block it";
+    EXPECT_EQ(c.process.exitcode(), 0) << "producer " << c.slot;
+  }
+  w.q.close();
+  for (Child& c : children) {
+    if (c.producer) continue;
+    ASSERT_TRUE(c.process.join(kPatience))
+        << "consumer " << c.slot << " (pid " << c.process.pid().value_or(0)
+        << ") did not drain and end: a survivor is blocked in get() after close()";
+    EXPECT_EQ(c.process.exitcode(), 0) << "consumer " << c.slot;
+  }
+  EXPECT_EQ(w.q.qsize(), 0u);
+
+  // ---- account for every id ---------------------------------------------------------------------
+  // Ids at or past a slot's next_seq were never attempted, and consumers reject them.
+  std::uint64_t returned = 0, cut_short = 0, cut_short_received = 0, received = 0, missing = 0,
+                phantoms = 0, multiple = 0;
+  std::optional<std::pair<std::uint32_t, std::uint32_t>> first_missing, first_phantom;
+  for (std::uint32_t slot = 0; slot < kProducers; ++slot) {
+    const std::uint32_t end = t.next_seq[slot].load();
+    for (std::uint32_t seq = 0; seq < end; ++seq) {
+      const std::size_t id = w.index(slot, seq);
+      const std::uint8_t state = w.put_state[id].load();
+      const std::uint8_t got = w.received[id].load();
+      received += got != 0;
+      multiple += got > 1;
+      if (state == kPutReturned) {
+        ++returned;
+        if (got == 0 && ++missing == 1) first_missing.emplace(slot, seq);
+      } else if (state == kPutCalled) {
+        ++cut_short;
+        cut_short_received += got != 0;
+      } else if (got != 0 && ++phantoms == 1) {
+        first_phantom.emplace(slot, seq);  // delivered, but its producer died before put()
+      }
+    }
+  }
+  int ran_out_of_ids = 0;
+  for (const Child& c : children) ran_out_of_ids += c.finished;
+  const mproc::RingStats stats = w.q.stats();
+  const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf(
+      "queue stress: kills: %llu producers, %llu consumers | puts returned %llu, cut short %llu "
+      "(%llu of them delivered) | received %llu, missing %llu (allowed %llu), duplicates %llu, "
+      "phantoms %llu | abandoned_puts %llu, abandoned_gets %llu | %.1f s killing, %.1f s in all"
+      "%s%s\n",
+      static_cast<unsigned long long>(producer_kills), static_cast<unsigned long long>(consumer_kills),
+      static_cast<unsigned long long>(returned), static_cast<unsigned long long>(cut_short),
+      static_cast<unsigned long long>(cut_short_received), static_cast<unsigned long long>(received),
+      static_cast<unsigned long long>(missing), static_cast<unsigned long long>(consumer_kills),
+      static_cast<unsigned long long>(t.duplicates.load()), static_cast<unsigned long long>(phantoms),
+      static_cast<unsigned long long>(stats.abandoned_puts),
+      static_cast<unsigned long long>(stats.abandoned_gets), kill_s, total_s,
+      ran_out_of_ids != 0 ? " | a producer slot ran out of ids" : "",
+      child_failed ? " | a child failed" : "");
+  std::fflush(stdout);
+
+  EXPECT_FALSE(child_failed);
+  EXPECT_EQ(t.duplicates.load(), 0u) << "messages delivered more than once";
+  EXPECT_EQ(multiple, 0u) << "ids delivered more than once";
+  EXPECT_EQ(phantoms, 0u) << "delivered although never put; the first: slot "
+                          << first_phantom.value_or(std::pair{0u, 0u}).first << " seq "
+                          << first_phantom.value_or(std::pair{0u, 0u}).second;
+  EXPECT_LE(missing, consumer_kills)
+      << "returned puts lost beyond one per killed consumer; the first: slot "
+      << first_missing.value_or(std::pair{0u, 0u}).first << " seq "
+      << first_missing.value_or(std::pair{0u, 0u}).second;
+  EXPECT_GT(producer_kills, 0u);
+  EXPECT_GT(consumer_kills, 0u);
+  EXPECT_GE(received, kMinReceived);
+  // A repair happens only where a process died holding a lock, and nobody died after close().
+  EXPECT_LE(stats.abandoned_puts, producer_kills);
+  EXPECT_LE(stats.abandoned_gets, consumer_kills);
+}
