@@ -42,29 +42,35 @@ constexpr Word make_word(std::uint32_t pos, std::uint32_t count) noexcept {
 }
 
 struct RingControl {
-  static constexpr std::uint32_t kLayoutVersion = 1;
+  static constexpr std::uint32_t kLayoutVersion = 2;
 
   SegmentHeader header;
   std::uint64_t capacity;      // bytes, a power of two
   std::uint32_t max_messages;  // 0: limited by bytes only
   std::uint32_t reserved0;
 
-  // Producer line. head is written only by the put_mutex holder (invariant 1).
+  // Producer-private line: only producers touch it, so taking the lock moves no cache line
+  // between a producer and a consumer.
   alignas(64) pthread_mutex_t put_mutex;
-  std::atomic<Word> head;
   Word cached_tail;  // guarded by put_mutex (invariant 3)
 
-  // Consumer line. tail is written only by the get_mutex holder.
+  // head on a line of its own: written by the put_mutex holder (invariant 1), read by consumers.
+  // A consumer spinning on it must not also pull the producer's lock away from the producer.
+  alignas(64) std::atomic<Word> head;
+
+  // Consumer-private line.
   alignas(64) pthread_mutex_t get_mutex;
-  std::atomic<Word> tail;
   Word cached_head;  // guarded by get_mutex
+
+  // tail on a line of its own: written by the get_mutex holder, read by producers.
+  alignas(64) std::atomic<Word> tail;
 
   // Wake line: read on every commit, written only around sleeps.
   alignas(64) std::atomic<std::uint32_t> data_seq;   // futex: bumped to wake a sleeping consumer
   std::atomic<std::uint32_t> space_seq;              // futex: bumped to wake a sleeping producer
   std::atomic<std::uint32_t> get_waiting;            // set by the get_mutex holder while it sleeps
   std::atomic<std::uint32_t> put_waiting;            // set by the put_mutex holder while it sleeps
-  std::atomic<std::uint32_t> fd_armed;               // a poller watches the wake socket
+  std::atomic<std::uint32_t> fd_armed;               // a poller watches the wake descriptor
   std::atomic<std::uint32_t> data_signaled;          // a wake byte is (or is about to be) pending
 
   // State line.
@@ -78,9 +84,12 @@ struct RingControl {
 static_assert(std::is_standard_layout_v<RingControl>);
 static_assert(sizeof(RingControl) <= RingView::kControlSize);
 static_assert(offsetof(RingControl, put_mutex) % 64 == 0);
-static_assert(offsetof(RingControl, get_mutex) - offsetof(RingControl, put_mutex) >= 64,
-              "producer and consumer lines must not share a cache line");
-static_assert(offsetof(RingControl, data_seq) - offsetof(RingControl, get_mutex) >= 64);
+static_assert(offsetof(RingControl, head) % 64 == 0 && offsetof(RingControl, tail) % 64 == 0,
+              "each commit word has a cache line of its own");
+static_assert(offsetof(RingControl, head) - offsetof(RingControl, put_mutex) >= 64,
+              "the producer lock and head must not share a cache line");
+static_assert(offsetof(RingControl, tail) - offsetof(RingControl, get_mutex) >= 64,
+              "the consumer lock and tail must not share a cache line");
 static_assert(std::atomic<Word>::is_always_lock_free);
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 
@@ -90,6 +99,11 @@ constexpr std::size_t kMinCapacity = 4096;
 constexpr std::size_t kMaxCapacity = std::size_t{1} << 34;  // 2^31 units of 8 bytes
 constexpr int kSpins = 2000;                                // ~ tens of microseconds of pause
 constexpr auto kHeartbeat = std::chrono::milliseconds(100);  // see "heartbeat" in queue.md
+
+// Whether a call may wait at all; a blocking call (deadline max) reads no clock to find out.
+bool may_wait(Clock::time_point deadline) noexcept {
+  return deadline == Clock::time_point::max() || deadline > Clock::now();
+}
 
 std::uint32_t units_for(std::size_t payload) noexcept {
   return static_cast<std::uint32_t>((RingView::kRecordHeader + payload + 7) / 8);
@@ -275,7 +289,7 @@ RingStatus RingView::put(const void* data, std::size_t size, std::uint32_t tag,
 
   if (!fits(c.cached_tail)) {
     c.cached_tail = c.tail.load(std::memory_order_acquire);  // pairs with the consumer's commit
-    const int spins = deadline > Clock::now() ? kSpins : 0;  // try_put does not spin
+    const int spins = may_wait(deadline) ? kSpins : 0;  // try_put does not spin
     for (int spin = 0; !fits(c.cached_tail); ++spin) {
       if (spin < spins) {
         MPROC_PAUSE();
@@ -334,7 +348,7 @@ RingStatus RingView::get(Taker take, Clock::time_point deadline) {
   const Word t = c.tail.load(std::memory_order_relaxed);  // ours
   if (pos_of(c.cached_head) == pos_of(t)) {
     c.cached_head = c.head.load(std::memory_order_acquire);  // pairs with the producer's commit
-    const int spins = deadline > Clock::now() ? kSpins : 0;  // try_get does not spin
+    const int spins = may_wait(deadline) ? kSpins : 0;  // try_get does not spin
     for (int spin = 0; pos_of(c.cached_head) == pos_of(t); ++spin) {
       const std::uint32_t closed = c.closed.load(std::memory_order_acquire);
       if (closed == 1) finish_close();
@@ -404,7 +418,7 @@ void RingView::unsignal_if_empty(Word t) noexcept {
 
 RingStatus RingView::wait_readable(Clock::time_point deadline) {
   RingControl& c = *ctl_;
-  const int spins = deadline > Clock::now() ? kSpins : 0;  // poll(0) does not spin
+  const int spins = may_wait(deadline) ? kSpins : 0;  // poll(0) does not spin
   for (int spin = 0;; ++spin) {
     if (pos_of(c.head.load(std::memory_order_acquire)) != pos_of(c.tail.load(std::memory_order_acquire))) {
       return RingStatus::ok;
