@@ -25,7 +25,9 @@ using mproc::Lock;
 using mproc::Process;
 using mproc::RLock;
 using mproc_test::Flag;
+using mproc_test::exit_code_of;
 using mproc_test::kPatience;
+using mproc_test::start_child;
 using mproc_test::Shared;
 using mproc_test::TempDir;
 
@@ -41,19 +43,6 @@ struct Maker<FileLock> {
     return std::make_unique<FileLock>((dir / "test.lock").string());
   }
 };
-
-template <class F>
-Process start_child(F&& f) {
-  Process p(std::forward<F>(f));
-  p.set_daemon(true);
-  p.start();
-  return p;
-}
-
-int exit_code_of(Process& p) {
-  EXPECT_TRUE(p.join(kPatience)) << p.name() << " did not end";
-  return p.exitcode().value_or(-1000);
-}
 
 struct Counter {
   long value = 0;

@@ -16,23 +16,13 @@
 using namespace std::chrono_literals;
 using mproc::Process;
 using mproc_test::Flag;
+using mproc_test::exit_code_of;
 using mproc_test::kPatience;
+using mproc_test::start_child;
 
 namespace {
 
 // A started daemon child: tests' children die with the runner if the watchdog fires.
-template <class F, class... Args>
-Process start_child(F&& f, Args&&... args) {
-  Process p(std::forward<F>(f), std::forward<Args>(args)...);
-  p.set_daemon(true);
-  p.start();
-  return p;
-}
-
-int exit_code_of(Process& p) {
-  EXPECT_TRUE(p.join(kPatience)) << p.name() << " did not end";
-  return p.exitcode().value_or(-1000);
-}
 
 std::string read_all(int fd) {
   std::string out;

@@ -38,18 +38,12 @@ using namespace std::chrono_literals;
 using mproc::Bytes;
 using mproc::Process;
 using mproc::Queue;
+using mproc_test::exit_code_of;
 using mproc_test::kPatience;
+using mproc_test::start_child;
 using mproc_test::Shared;
 
 namespace {
-
-template <class F>
-Process start_child(F&& f) {
-  Process p(std::forward<F>(f));
-  p.set_daemon(true);
-  p.start();
-  return p;
-}
 
 constexpr std::uint32_t kProducers = 3;
 constexpr std::uint32_t kConsumers = 3;

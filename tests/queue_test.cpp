@@ -23,23 +23,12 @@ using mproc::Process;
 using mproc::Queue;
 using mproc::SimpleQueue;
 using mproc_test::Flag;
+using mproc_test::exit_code_of;
 using mproc_test::kPatience;
+using mproc_test::start_child;
 using mproc_test::Shared;
 
 namespace {
-
-template <class F>
-Process start_child(F&& f) {
-  Process p(std::forward<F>(f));
-  p.set_daemon(true);
-  p.start();
-  return p;
-}
-
-int exit_code_of(Process& p) {
-  EXPECT_TRUE(p.join(kPatience)) << p.name() << " did not end";
-  return p.exitcode().value_or(-1000);
-}
 
 struct Point {  // trivially copyable: travels by memcpy
   double x, y;

@@ -3,6 +3,7 @@
 // the parent it reached a point through a Flag (a pipe), and every wait has a deadline. The
 // watchdog in test_main.cpp fails a test that deadlocks anyway.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -15,6 +16,9 @@
 #include <new>
 #include <string>
 #include <system_error>
+#include <utility>
+
+#include "mproc/process.hpp"
 
 namespace mproc_test {
 
@@ -130,5 +134,21 @@ class TempDir {
 /// How long a test waits for something that should happen promptly. Generous: CI machines are
 /// shared and slow under sanitizers. Never an assertion about speed.
 inline constexpr std::chrono::seconds kPatience{20};
+
+/// Starts a child as a daemon, so that it dies with the test runner if the watchdog fires.
+template <class F, class... Args>
+mproc::Process start_child(F&& f, Args&&... args) {
+  mproc::Process p(std::forward<F>(f), std::forward<Args>(args)...);
+  p.set_daemon(true);
+  p.start();
+  return p;
+}
+
+/// Joins a child (failing the test if it does not end within kPatience) and returns its exit
+/// code, or -1000 if it had none.
+inline int exit_code_of(mproc::Process& p) {
+  EXPECT_TRUE(p.join(kPatience)) << p.name() << " did not end";
+  return p.exitcode().value_or(-1000);
+}
 
 }  // namespace mproc_test
