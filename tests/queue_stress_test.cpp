@@ -38,7 +38,6 @@ using namespace std::chrono_literals;
 using mproc::Bytes;
 using mproc::Process;
 using mproc::Queue;
-using mproc_test::exit_code_of;
 using mproc_test::kPatience;
 using mproc_test::start_child;
 using mproc_test::Shared;
