@@ -14,6 +14,12 @@ namespace mproc::detail {
 enum class SegmentKind : std::uint32_t {
   lock = 1,
   rlock = 2,
+  queue = 3,
+  joinable_queue = 4,
+  pipe = 5,
+  semaphore = 6,
+  bounded_semaphore = 7,
+  event = 8,
 };
 
 struct SegmentHeader {

@@ -24,7 +24,8 @@
 /// may release), an mproc lock has an owner — the thread that acquired it — and releasing it
 /// from any other thread or process throws mproc::Error (EPERM). The owner is what makes
 /// recovery possible: an ownerless lock cannot tell that its holder died. For the ownerless
-/// use (acquired in one process, released by another) use a `Semaphore` with a count of 1.
+/// use (acquired in one process, released by another) use `mproc::Semaphore(1)`
+/// (<mproc/semaphore.hpp>).
 ///
 /// Waiting: an uncontended acquire or release is a single atomic instruction in user space;
 /// a contended waiter sleeps in the kernel (futex) and uses no CPU. Timeouts use the

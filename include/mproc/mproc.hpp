@@ -3,9 +3,11 @@
 /// The umbrella header: include it, or one header per concept.
 #include "mproc/acquired.hpp"
 #include "mproc/error.hpp"
+#include "mproc/event.hpp"
 #include "mproc/file_lock.hpp"
 #include "mproc/lock.hpp"
 #include "mproc/pipe.hpp"
 #include "mproc/pool.hpp"
 #include "mproc/process.hpp"
 #include "mproc/queue.hpp"
+#include "mproc/semaphore.hpp"

@@ -1,0 +1,55 @@
+#pragma once
+/// mproc::Event — a flag that processes can set, clear and wait for, as Python's
+/// multiprocessing.Event.
+///
+///   mproc::Event ready;
+///   mproc::Process p([&] { load(); ready.set(); });
+///   p.start();
+///   if (!ready.wait(5s)) give_up();
+///
+/// Thread safety: every member may be called from any thread.
+/// Process safety: any number of processes that inherited it (create it before start()).
+/// Memory ordering: what a process wrote before set() is visible to a waiter after wait()
+///   returns true because of that set().
+/// If a peer dies: the flag stays as it was; waiters go on waiting for a set() from someone
+///   else (wait with a timeout if the only setter may die). A setter that dies between raising
+///   the flag and waking sleepers delays them by at most 100 ms (heartbeat).
+/// Waiting: spins briefly, then sleeps on a futex in shared memory; is_set() and set() on a
+///   flag nobody waits for make no system call.
+#include <chrono>
+
+#include "mproc/detail/deadline.hpp"
+#include "mproc/detail/mapping.hpp"
+
+namespace mproc {
+
+class Event {
+ public:
+  Event();
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+
+  void set() noexcept;
+  void clear() noexcept;
+  bool is_set() const noexcept;
+
+  /// Blocks until the flag is set. Always true.
+  bool wait() { return wait_until(detail::Clock::time_point::max()); }
+  /// Waits at most `timeout`; returns whether the flag is set.
+  template <class Rep, class Period>
+  bool wait(const std::chrono::duration<Rep, Period>& timeout) {
+    return wait_until(detail::deadline_after(timeout));
+  }
+  template <class C, class D>
+  bool wait_until(const std::chrono::time_point<C, D>& when) {
+    return wait_until(detail::to_steady(when));
+  }
+  bool wait_until(detail::Clock::time_point deadline);
+
+ private:
+  struct Block;
+  Block* block() const noexcept;
+  detail::Mapping mapping_;
+};
+
+}  // namespace mproc

@@ -1,0 +1,89 @@
+#pragma once
+/// mproc::Semaphore and mproc::BoundedSemaphore — counting semaphores shared by processes, as
+/// Python's multiprocessing.Semaphore / BoundedSemaphore.
+///
+///   mproc::Semaphore slots(3);                 // at most three processes inside at once
+///   mproc::Process p([&] { slots.acquire(); work(); slots.release(); });
+///
+/// A semaphore has no owner: any thread of any process may release what another acquired. That
+/// is what makes Semaphore(1) the ownerless lock (Python's Lock semantics), and also why it
+/// cannot recover a count held by a process that died: nobody can tell that the count was
+/// "held". For mutual exclusion that survives the death of its holder, use mproc::Lock.
+///
+/// Like a Lock, a Semaphore lives in a small block of shared memory mapped by the constructor:
+/// create it before starting the processes that use it; every child inherits the same one.
+///
+/// Thread safety: every member may be called from any thread.
+/// Process safety: any number of processes that inherited it.
+/// Memory ordering: a release() synchronises with the acquire() that takes that count.
+/// If a peer dies: a count acquired by a process that then dies is lost (release it in a
+///   handler, or use Lock). A process that dies while *waiting* costs nothing: the other
+///   waiters go on. A waker that dies between raising the count and waking a sleeper delays
+///   that sleeper by at most 100 ms (waiters re-check on a heartbeat).
+/// Waiting: an acquire spins briefly, then sleeps on a futex in shared memory (no CPU use); an
+///   uncontended acquire or release is one atomic instruction, with no system call.
+#include <chrono>
+#include <cstdint>
+
+#include "mproc/detail/deadline.hpp"
+#include "mproc/detail/mapping.hpp"
+#include "mproc/error.hpp"
+
+namespace mproc {
+
+class Semaphore {
+ public:
+  /// The initial count.
+  explicit Semaphore(std::uint32_t value = 1) : Semaphore(value, 0) {}
+  Semaphore(const Semaphore&) = delete;
+  Semaphore& operator=(const Semaphore&) = delete;
+
+  /// Takes one count, waiting while it is zero. Always true (for symmetry with the timed form).
+  bool acquire() { return acquire_until(detail::Clock::time_point::max()); }
+  /// Waits at most `timeout`; false if no count became available.
+  template <class Rep, class Period>
+  bool acquire(const std::chrono::duration<Rep, Period>& timeout) {
+    return acquire_until(detail::deadline_after(timeout));
+  }
+  template <class C, class D>
+  bool acquire_until(const std::chrono::time_point<C, D>& when) {
+    return acquire_until(detail::to_steady(when));
+  }
+  bool acquire_until(detail::Clock::time_point deadline);
+  bool try_acquire() { return acquire_until(detail::Clock::time_point::min()); }
+
+  /// Returns `n` counts, waking as many waiters. For a BoundedSemaphore, releasing beyond the
+  /// initial value is an mproc::UsageError (Python's ValueError) and changes nothing.
+  void release(std::uint32_t n = 1);
+
+  /// The count now (Python's get_value()).
+  std::uint32_t get_value() const noexcept;
+
+  // std::counting_semaphore-style names, so generic code works.
+  template <class Rep, class Period>
+  bool try_acquire_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return acquire(timeout);
+  }
+  template <class C, class D>
+  bool try_acquire_until(const std::chrono::time_point<C, D>& when) {
+    return acquire_until(when);
+  }
+
+ protected:
+  /// `bound` 0: unbounded.
+  Semaphore(std::uint32_t value, std::uint32_t bound);
+
+ private:
+  struct Block;
+  Block* block() const noexcept;
+  detail::Mapping mapping_;
+};
+
+/// A Semaphore whose count may never exceed its initial value: a release() without a matching
+/// acquire() is caught as an error instead of silently raising the limit.
+class BoundedSemaphore : public Semaphore {
+ public:
+  explicit BoundedSemaphore(std::uint32_t value = 1) : Semaphore(value, value) {}
+};
+
+}  // namespace mproc
