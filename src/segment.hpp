@@ -20,6 +20,8 @@ enum class SegmentKind : std::uint32_t {
   semaphore = 6,
   bounded_semaphore = 7,
   event = 8,
+  condition = 9,
+  barrier = 10,
 };
 
 struct SegmentHeader {

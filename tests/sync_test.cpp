@@ -5,12 +5,16 @@
 #include <csignal>
 #include <vector>
 
+#include "mproc/barrier.hpp"
+#include "mproc/condition.hpp"
 #include "mproc/event.hpp"
 #include "mproc/semaphore.hpp"
 #include "support/test_support.hpp"
 
 using namespace std::chrono_literals;
+using mproc::Barrier;
 using mproc::BoundedSemaphore;
+using mproc::Condition;
 using mproc::Event;
 using mproc::Process;
 using mproc::Semaphore;
@@ -146,4 +150,161 @@ TEST(Event, set_wakes_every_waiting_process) {
   while (waiting->load() < 3 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
   go.set();
   for (auto& p : ps) EXPECT_EQ(exit_code_of(p), 0);
+}
+
+TEST(Condition, wait_for_returns_when_another_process_makes_the_predicate_true) {
+  mproc::Lock lock;
+  Condition cv(lock);
+  Shared<int> count;
+  Flag waiting;
+  Process consumer = start_child([&] {
+    std::unique_lock hold{lock};
+    waiting.raise();
+    CHILD_CHECK(cv.wait_for([&] { return *count > 0; }, kPatience));
+    CHILD_CHECK(lock.held_by_this_thread());
+  });
+  ASSERT_TRUE(waiting.wait_for(kPatience));
+  {
+    std::scoped_lock hold{lock};
+    ++*count;
+    cv.notify();
+  }
+  EXPECT_EQ(exit_code_of(consumer), 0);
+}
+
+TEST(Condition, wait_times_out_and_returns_holding_the_lock) {
+  mproc::Lock lock;
+  Condition cv(lock);
+  std::unique_lock hold{lock};
+  const auto t0 = std::chrono::steady_clock::now();
+  const mproc::Waited w = cv.wait(100ms);
+  EXPECT_TRUE(w.timed_out());
+  EXPECT_FALSE(w.owner_died());
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 100ms);
+  EXPECT_TRUE(lock.held_by_this_thread());
+  EXPECT_FALSE(cv.wait_for([] { return false; }, 50ms));
+}
+
+TEST(Condition, waiting_or_notifying_without_the_lock_is_an_error) {
+  mproc::Lock lock;
+  Condition cv(lock);
+  EXPECT_THROW((void)cv.wait(10ms), mproc::UsageError);
+  EXPECT_THROW(cv.notify(), mproc::UsageError);
+}
+
+TEST(Condition, notify_all_wakes_every_waiting_process) {
+  Condition cv;  // over an RLock of its own, as Python's Condition()
+  Shared<std::atomic<int>> waiting;
+  Shared<int> go;
+  std::vector<Process> ps;
+  for (int i = 0; i < 3; ++i) {
+    ps.push_back(start_child([&] {
+      std::unique_lock hold{cv.lock()};
+      waiting->fetch_add(1);
+      CHILD_CHECK(cv.wait_for([&] { return *go == 1; }, kPatience));
+    }));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + kPatience;
+  while (waiting->load() < 3 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  {
+    std::scoped_lock hold{cv.lock()};
+    *go = 1;
+    cv.notify_all();
+  }
+  for (auto& p : ps) EXPECT_EQ(exit_code_of(p), 0);
+}
+
+TEST(Condition, wait_releases_every_level_of_an_rlock_and_restores_them) {
+  mproc::RLock lock;
+  Condition cv(lock);
+  ASSERT_TRUE(lock.acquire());
+  ASSERT_TRUE(lock.acquire());
+  Flag took;
+  Process p = start_child([&] {
+    CHILD_CHECK(lock.acquire(kPatience));  // possible only while the parent waits
+    took.raise();
+    cv.notify();
+    lock.release();
+  });
+  const mproc::Waited w = cv.wait(kPatience);
+  EXPECT_FALSE(w.timed_out());
+  EXPECT_TRUE(took.wait_for(0ms));
+  lock.release();
+  lock.release();  // both levels came back
+  EXPECT_THROW(lock.release(), mproc::Error);
+  EXPECT_EQ(exit_code_of(p), 0);
+}
+
+TEST(Barrier, releases_all_parties_with_distinct_indices_and_runs_the_action_once) {
+  Shared<std::atomic<int>> actions;
+  struct Indices {
+    std::atomic<int> seen[3];
+  };
+  Shared<Indices> indices;
+  Barrier barrier(3, [&] { actions->fetch_add(1); }, kPatience);
+  std::vector<Process> ps;
+  for (int i = 0; i < 3; ++i) {
+    ps.push_back(start_child([&] {
+      for (int round = 0; round < 5; ++round) {
+        const std::uint32_t index = barrier.wait();
+        CHILD_CHECK(index < 3);
+        if (round == 0) indices->seen[index].fetch_add(1);
+      }
+    }));
+  }
+  for (auto& p : ps) EXPECT_EQ(exit_code_of(p), 0);
+  for (auto& s : indices->seen) EXPECT_EQ(s.load(), 1);
+  EXPECT_EQ(actions->load(), 5) << "once per round, in one process";
+  EXPECT_EQ(barrier.parties(), 3u);
+  EXPECT_FALSE(barrier.broken());
+}
+
+TEST(Barrier, a_timeout_breaks_it_for_every_waiter_until_reset) {
+  Barrier barrier(3);
+  Process p = start_child([&] {
+    try {
+      (void)barrier.wait(kPatience);  // broken by the parent's timeout, long before this one
+    } catch (const mproc::BrokenBarrier&) {
+      std::exit(0);
+    }
+    std::exit(1);
+  });
+  EXPECT_THROW((void)barrier.wait(200ms), mproc::BrokenBarrier);
+  EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_TRUE(barrier.broken());
+  EXPECT_THROW((void)barrier.wait(10ms), mproc::BrokenBarrier);
+  barrier.reset();
+  EXPECT_FALSE(barrier.broken());
+  EXPECT_EQ(barrier.n_waiting(), 0u);
+}
+
+TEST(Barrier, abort_breaks_it_for_waiting_processes) {
+  Barrier barrier(2);
+  Shared<std::atomic<int>> arrived;
+  Process p = start_child([&] {
+    arrived->store(1);
+    try {
+      (void)barrier.wait(kPatience);
+    } catch (const mproc::BrokenBarrier&) {
+      std::exit(0);
+    }
+    std::exit(1);
+  });
+  const auto deadline = std::chrono::steady_clock::now() + kPatience;
+  while (barrier.n_waiting() == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  barrier.abort();
+  EXPECT_EQ(exit_code_of(p), 0);
+}
+
+TEST(Barrier, a_party_that_dies_before_arriving_breaks_it_after_the_default_timeout) {
+  Barrier barrier(2, {}, std::chrono::milliseconds(300));
+  Flag started;
+  Process doomed = start_child([&] {
+    started.raise();
+    started.block_forever();  // killed before it ever reaches the barrier
+  });
+  ASSERT_TRUE(started.wait_for(kPatience));
+  doomed.kill();
+  EXPECT_EQ(exit_code_of(doomed), -SIGKILL);
+  EXPECT_THROW((void)barrier.wait(), mproc::BrokenBarrier);
 }

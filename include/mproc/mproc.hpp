@@ -2,6 +2,8 @@
 /// mproc — Python's multiprocessing as a crash-safe C++20 library for Linux.
 /// The umbrella header: include it, or one header per concept.
 #include "mproc/acquired.hpp"
+#include "mproc/barrier.hpp"
+#include "mproc/condition.hpp"
 #include "mproc/error.hpp"
 #include "mproc/event.hpp"
 #include "mproc/file_lock.hpp"

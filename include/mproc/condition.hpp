@@ -1,0 +1,99 @@
+#pragma once
+/// mproc::Condition — a condition variable shared by processes, over a Lock or an RLock, as
+/// Python's multiprocessing.Condition.
+///
+///   mproc::Lock lock;
+///   mproc::Condition ready(lock);
+///   // consumer                                   // producer
+///   std::unique_lock hold{lock};                  std::scoped_lock hold{lock};
+///   ready.wait_for([&] { return *count > 0; }, 5s);   ++*count; ready.notify();
+///
+/// wait() must be called with the lock held by the calling thread; it releases the lock (every
+/// level of an RLock), sleeps until notified or timed out, and re-acquires it before returning.
+/// notify(n) wakes at least n waiters if there are that many (possibly more: loop on a
+/// predicate, or use wait_for); notify_all() wakes them all. Both need the lock held, as in
+/// Python.
+///
+/// Thread safety: every member may be called from any thread (holding the lock as required).
+/// Process safety: any number of processes that inherited the Condition and its lock.
+/// Memory ordering: that of the lock: a waiter sees what the notifier wrote before releasing.
+/// If a peer dies: a waiter that dies costs nothing. A process that dies while holding the lock
+///   makes the lock report owner death to the next acquirer, as always — including a waiter
+///   re-acquiring it: wait() then reports owner_died(), and wait_for() throws mproc::OwnerDied
+///   (with the lock held, so the caller's guard releases it). A notifier that dies between
+///   notifying and waking delays waiters by at most 100 ms (heartbeat).
+#include <chrono>
+#include <cstdint>
+#include <memory>
+
+#include "mproc/detail/deadline.hpp"
+#include "mproc/detail/mapping.hpp"
+#include "mproc/error.hpp"
+#include "mproc/lock.hpp"
+
+namespace mproc {
+
+/// The outcome of Condition::wait: true unless it timed out. Either way the lock is held again.
+class [[nodiscard]] Waited {
+ public:
+  constexpr Waited(bool timed_out, bool owner_died) noexcept : timed_out_(timed_out), owner_died_(owner_died) {}
+  constexpr explicit operator bool() const noexcept { return !timed_out_; }
+  constexpr bool timed_out() const noexcept { return timed_out_; }
+  /// The lock was re-acquired from a dead owner (or is still inconsistent): see lock.hpp.
+  constexpr bool owner_died() const noexcept { return owner_died_; }
+
+ private:
+  bool timed_out_, owner_died_;
+};
+
+class Condition {
+ public:
+  /// Over `lock` (a Lock or an RLock), which must outlive the Condition.
+  explicit Condition(detail::RobustLock& lock);
+  /// Over an RLock of its own, as Python's Condition() (reach it through lock()).
+  Condition();
+  Condition(const Condition&) = delete;
+  Condition& operator=(const Condition&) = delete;
+  ~Condition();
+
+  Waited wait() { return wait_until(detail::Clock::time_point::max()); }
+  template <class Rep, class Period>
+  Waited wait(const std::chrono::duration<Rep, Period>& timeout) {
+    return wait_until(detail::deadline_after(timeout));
+  }
+  Waited wait_until(detail::Clock::time_point deadline);
+
+  /// Waits until `predicate()` is true or `timeout` passes; returns the predicate's last value
+  /// (Python's wait_for). Throws mproc::OwnerDied if the lock came back from a dead owner.
+  template <class Pred, class Rep, class Period>
+  bool wait_for(Pred predicate, const std::chrono::duration<Rep, Period>& timeout) {
+    const auto deadline = detail::deadline_after(timeout);
+    while (!predicate()) {
+      const Waited w = wait_until(deadline);
+      if (w.owner_died()) detail::throw_owner_died(lock_->kind_name());
+      if (w.timed_out()) return predicate();
+    }
+    return true;
+  }
+  template <class Pred>
+  void wait_for(Pred predicate) {
+    (void)wait_for(predicate, detail::Clock::duration::max());
+  }
+
+  void notify(std::uint32_t n = 1);
+  void notify_all();
+
+  /// The lock this Condition uses.
+  detail::RobustLock& lock() noexcept { return *lock_; }
+
+ private:
+  struct Block;
+  Block* block() const noexcept;
+  void check_held(const char* what) const;
+
+  std::unique_ptr<RLock> own_lock_;
+  detail::RobustLock* lock_;
+  detail::Mapping mapping_;
+};
+
+}  // namespace mproc
