@@ -9,6 +9,7 @@
 #include "mproc/condition.hpp"
 #include "mproc/event.hpp"
 #include "mproc/semaphore.hpp"
+#include "mproc/value.hpp"
 #include "support/test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -307,4 +308,68 @@ TEST(Barrier, a_party_that_dies_before_arriving_breaks_it_after_the_default_time
   doomed.kill();
   EXPECT_EQ(exit_code_of(doomed), -SIGKILL);
   EXPECT_THROW((void)barrier.wait(), mproc::BrokenBarrier);
+}
+
+TEST(Value, update_is_atomic_across_processes) {
+  mproc::Value<long> counter(0);
+  std::vector<Process> ps;
+  for (int i = 0; i < 4; ++i) {
+    ps.push_back(start_child([&] {
+      for (int n = 0; n < 5000; ++n) counter.update([](long& c) { ++c; });
+    }));
+  }
+  for (auto& p : ps) EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_EQ(counter.get(), 20'000);
+  counter.set(7);
+  EXPECT_EQ(counter.get(), 7);
+}
+
+TEST(Value, a_writer_killed_holding_its_lock_is_reported) {
+  mproc::Value<int> v(1);
+  Flag holding;
+  Process p = start_child([&] {
+    CHILD_CHECK(v.get_lock().acquire());
+    v.raw() = 2;
+    holding.raise();
+    holding.block_forever();
+  });
+  ASSERT_TRUE(holding.wait_for(kPatience));
+  p.kill();
+  EXPECT_EQ(exit_code_of(p), -SIGKILL);
+  EXPECT_THROW((void)v.get(), mproc::OwnerDied);
+  mproc::Acquired got = v.get_lock().acquire(kPatience);
+  ASSERT_TRUE(got.owner_died());
+  v.raw() = 3;  // repaired
+  v.get_lock().mark_consistent();
+  v.get_lock().release();
+  EXPECT_EQ(v.get(), 3);
+}
+
+TEST(Array, elements_written_by_a_child_are_seen_by_the_parent) {
+  struct Sample {
+    double x;
+    int id;
+  };
+  mproc::Array<Sample> a(100, Sample{0.0, -1});
+  EXPECT_EQ(a.size(), 100u);
+  EXPECT_EQ(a.get(99).id, -1);
+  Process p = start_child([&] {
+    for (std::size_t i = 0; i < a.size(); ++i) a.set(i, Sample{static_cast<double>(i) / 2, static_cast<int>(i)});
+  });
+  EXPECT_EQ(exit_code_of(p), 0);
+  const auto all = a.to_vector();
+  for (std::size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].id, static_cast<int>(i));
+  EXPECT_THROW((void)a.get(100), std::out_of_range);
+}
+
+TEST(RawArray, is_shared_without_a_lock) {
+  mproc::RawArray<int> a(10);
+  mproc::RawValue<int> v(5);
+  Process p = start_child([&] {
+    a[3] = 33;
+    *v = 6;
+  });
+  EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_EQ(a[3], 33);
+  EXPECT_EQ(*v, 6);
 }

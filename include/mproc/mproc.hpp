@@ -13,3 +13,4 @@
 #include "mproc/process.hpp"
 #include "mproc/queue.hpp"
 #include "mproc/semaphore.hpp"
+#include "mproc/value.hpp"
