@@ -22,7 +22,11 @@ enum class SegmentKind : std::uint32_t {
   event = 8,
   condition = 9,
   barrier = 10,
+  shared_memory = 11,
 };
+
+/// Where a named segment's payload starts: the header gets a cache line of its own.
+inline constexpr std::size_t kSegmentDataOffset = 64;
 
 struct SegmentHeader {
   static constexpr std::uint64_t kMagic = 0x31'43'4F'52'50'4D'00'00;  // "\0\0MPROC1", little end.

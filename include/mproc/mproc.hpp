@@ -13,4 +13,5 @@
 #include "mproc/process.hpp"
 #include "mproc/queue.hpp"
 #include "mproc/semaphore.hpp"
+#include "mproc/shared_memory.hpp"
 #include "mproc/value.hpp"

@@ -14,6 +14,8 @@ class Mapping {
   /// A MAP_SHARED anonymous mapping of at least `size` bytes, zero-filled, shared with every
   /// child forked after this call. `what` names the owner in error messages.
   static Mapping shared_anonymous(std::size_t size, std::string_view what);
+  /// Takes ownership of an existing mapping (from mmap of a named segment).
+  static Mapping adopt(void* addr, std::size_t size) noexcept { return Mapping{addr, size}; }
 
   Mapping(Mapping&& other) noexcept
       : addr_(std::exchange(other.addr_, nullptr)), size_(std::exchange(other.size_, 0)) {}

@@ -1,0 +1,66 @@
+#include "mproc/shared_memory.hpp"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <string>
+
+#include "mproc/error.hpp"
+#include "named.hpp"
+#include "sys.hpp"
+
+namespace mproc {
+namespace {
+constexpr std::uint32_t kLayoutVersion = 1;
+using detail::kSegmentDataOffset;
+using detail::SegmentKind;
+}  // namespace
+
+SharedMemory::SharedMemory(std::string name, detail::Mapping mapping, std::size_t size, bool created) noexcept
+    : name_(std::move(name)),
+      mapping_(std::move(mapping)),
+      data_(static_cast<std::byte*>(mapping_.data()) + kSegmentDataOffset),
+      size_(size),
+      created_(created) {}
+
+SharedMemory SharedMemory::create(std::string_view name, std::size_t size, mode_t mode) {
+  detail::NamedSegment seg = detail::create_segment_raw(name, kSegmentDataOffset + size, mode);
+  detail::publish_segment(seg, SegmentKind::shared_memory, kLayoutVersion, size, 0);
+  return SharedMemory(std::string(name), std::move(seg.mapping), size, true);
+}
+
+SharedMemory SharedMemory::open(std::string_view name) {
+  detail::NamedSegment seg = detail::open_segment(name, SegmentKind::shared_memory, kLayoutVersion, 0);
+  const auto& h = *static_cast<const detail::SegmentHeader*>(seg.mapping.data());
+  return SharedMemory(std::string(name), std::move(seg.mapping), h.payload_size, false);
+}
+
+SharedMemory SharedMemory::open_or_create(std::string_view name, std::size_t size, mode_t mode) {
+  try {
+    return create(name, size, mode);
+  } catch (const Error& e) {
+    if (e.code().value() != EEXIST) throw;
+  }
+  SharedMemory shm = open(name);
+  if (shm.size() != size) {
+    throw Error(EINVAL, "cannot open SharedMemory \"" + std::string(name) + "\"",
+                "(it exists with " + std::to_string(shm.size()) + " bytes; " + std::to_string(size) +
+                    " were asked for)");
+  }
+  return shm;
+}
+
+void SharedMemory::unlink(std::string_view name) {
+  detail::validate_name(name);
+  if (::shm_unlink(detail::shm_path(name).c_str()) != 0) {
+    sys::throw_errno("cannot unlink SharedMemory", "\"" + std::string(name) + "\"");
+  }
+}
+
+void SharedMemory::close() noexcept {
+  mapping_ = detail::Mapping();
+  data_ = nullptr;
+  size_ = 0;
+}
+
+}  // namespace mproc

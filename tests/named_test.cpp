@@ -1,0 +1,143 @@
+// Named shared memory: names, creation races, header checks against foreign or truncated
+// segments, permissions (as another user), and no leftovers in /dev/shm.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "mproc/shared_memory.hpp"
+#include "support/test_support.hpp"
+
+using mproc::SharedMemory;
+using mproc_test::exit_code_of;
+using mproc_test::kPatience;
+using mproc_test::Shared;
+using mproc_test::start_child;
+
+namespace {
+
+// A unique name per test, unlinked at the end whatever happened.
+class Named : public testing::Test {
+ protected:
+  std::string name = "test-" + std::to_string(::getpid()) + "-" +
+                     testing::UnitTest::GetInstance()->current_test_info()->name();
+  void TearDown() override { ::shm_unlink(("/mproc." + name).c_str()); }
+
+  int error_of(auto f) {
+    try {
+      f();
+    } catch (const mproc::Error& e) {
+      last_message = e.what();
+      return e.code().value();
+    }
+    return 0;
+  }
+  std::string last_message;
+};
+
+}  // namespace
+
+TEST_F(Named, a_block_created_here_is_opened_by_name_in_another_process) {
+  SharedMemory shm = SharedMemory::create(name, 4096);
+  EXPECT_TRUE(shm.created());
+  EXPECT_EQ(shm.size(), 4096u);
+  mproc::Process p = start_child([&] {
+    SharedMemory same = SharedMemory::open(name);  // by name, not through inheritance
+    CHILD_CHECK(same.size() == 4096);
+    std::memcpy(same.buf().data(), "hello", 6);
+  });
+  EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_STREQ(reinterpret_cast<const char*>(shm.buf().data()), "hello");
+  shm.unlink();
+  EXPECT_EQ(error_of([&] { (void)SharedMemory::open(name); }), ENOENT);
+  EXPECT_NE(last_message.find(name), std::string::npos) << last_message;
+}
+
+TEST_F(Named, creating_an_existing_name_fails_and_open_or_create_opens_it) {
+  SharedMemory first = SharedMemory::create(name, 100);
+  EXPECT_EQ(error_of([&] { (void)SharedMemory::create(name, 100); }), EEXIST);
+  SharedMemory second = SharedMemory::open_or_create(name, 100);
+  EXPECT_FALSE(second.created());
+  EXPECT_EQ(error_of([&] { (void)SharedMemory::open_or_create(name, 200); }), EINVAL);
+  EXPECT_NE(last_message.find("100 bytes"), std::string::npos) << last_message;
+}
+
+TEST_F(Named, many_processes_open_or_create_at_once_and_exactly_one_creates) {
+  struct Tally {
+    std::atomic<int> ready{0}, created{0}, opened{0};
+  };
+  Shared<Tally> tally;
+  std::vector<mproc::Process> ps;
+  for (int i = 0; i < 8; ++i) {
+    ps.push_back(start_child([&] {
+      tally->ready.fetch_add(1);
+      while (tally->ready.load() < 8) {
+      }
+      SharedMemory shm = SharedMemory::open_or_create(name, 4096);
+      (shm.created() ? tally->created : tally->opened).fetch_add(1);
+    }));
+  }
+  for (auto& p : ps) EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_EQ(tally->created.load(), 1);
+  EXPECT_EQ(tally->opened.load(), 7);
+}
+
+TEST_F(Named, invalid_names_are_refused_with_the_rule) {
+  for (const char* bad : {"", "a/b", "..", ".hidden", "sp ace", "x\n"}) {
+    EXPECT_EQ(error_of([&] { (void)SharedMemory::create(bad, 10); }), EINVAL) << bad;
+  }
+  EXPECT_NE(last_message.find("letters, digits"), std::string::npos) << last_message;
+  EXPECT_EQ(error_of([&] { (void)SharedMemory::create(std::string(201, 'a'), 10); }), EINVAL);
+}
+
+TEST_F(Named, a_foreign_or_truncated_segment_is_a_clear_error_not_a_crash) {
+  const std::string path = "/mproc." + name;
+  int fd = ::shm_open(path.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 10), 0);  // smaller than a header
+  EXPECT_EQ(error_of([&] { (void)SharedMemory::open(name); }), EINVAL);
+  EXPECT_NE(last_message.find("too small"), std::string::npos) << last_message;
+  ASSERT_EQ(::ftruncate(fd, 4096), 0);  // big enough, but zeros: no mproc header
+  const char junk[] = "definitely not an mproc header";
+  ASSERT_EQ(::pwrite(fd, junk, sizeof junk, 0), static_cast<ssize_t>(sizeof junk));
+  EXPECT_EQ(error_of([&] { (void)SharedMemory::open(name); }), EINVAL);
+  EXPECT_NE(last_message.find("not an mproc object"), std::string::npos) << last_message;
+  ::close(fd);
+}
+
+TEST_F(Named, a_header_claiming_more_than_the_segment_holds_is_reported_as_truncated) {
+  { SharedMemory shm = SharedMemory::create(name, 8192); }
+  const int fd = ::shm_open(("/mproc." + name).c_str(), O_RDWR, 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 1024), 0);
+  ::close(fd);
+  EXPECT_EQ(error_of([&] { (void)SharedMemory::open(name); }), EINVAL);
+  EXPECT_NE(last_message.find("truncated"), std::string::npos) << last_message;
+}
+
+TEST_F(Named, blocks_are_owner_only_by_default_and_another_user_cannot_open_them) {
+  const mode_t old = ::umask(0);
+  SharedMemory shm = SharedMemory::create(name, 64);
+  ::umask(old);
+  struct stat st {};
+  ASSERT_EQ(::stat(("/dev/shm/mproc." + name).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to become another user";
+  mproc::Process p = start_child([&] {
+    CHILD_CHECK(::setgid(65534) == 0 && ::setuid(65534) == 0);  // nobody
+    try {
+      (void)SharedMemory::open(name);
+    } catch (const mproc::Error& e) {
+      CHILD_CHECK(e.code().value() == EACCES);
+      std::exit(0);
+    }
+    std::exit(1);
+  });
+  EXPECT_EQ(exit_code_of(p), 0) << "another user opened an owner-only block";
+}
