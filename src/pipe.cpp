@@ -27,6 +27,9 @@ std::pair<Connection, Connection> Pipe(bool duplex, std::size_t capacity_bytes) 
       detail::Mapping::shared_anonymous(duplex ? 2 * one : one, "Pipe"));
   auto* base = static_cast<std::byte*>(mapping->data());
 
+  detail::RingView::initialize(base, capacity, 0, kPipeKind, 0);
+  if (duplex) detail::RingView::initialize(base + one, capacity, 0, kPipeKind, 0);
+
   // Direction 0 carries second -> first; direction 1 (duplex only) first -> second.
   // In each socketpair, [0] belongs to the sending end and [1] to the receiving end.
   int s0[2] = {-1, -1}, s1[2] = {-1, -1};
@@ -38,8 +41,6 @@ std::pair<Connection, Connection> Pipe(bool duplex, std::size_t capacity_bytes) 
     errno = err;
     throw_socketpair();
   }
-  detail::RingView::initialize(base, capacity, 0, kPipeKind, 0);
-  if (duplex) detail::RingView::initialize(base + one, capacity, 0, kPipeKind, 0);
 
   Connection first, second;
   first.mapping_ = mapping;

@@ -88,8 +88,10 @@ struct ResultHeader {
 
 constexpr std::size_t kMaxAssigned = 2;  // one running, one queued: a worker never idles
 
-[[noreturn]] void worker_main(Queue<Bytes>& tasks, Queue<Bytes>& results, const PoolOptions& options,
-                              std::uint32_t slot) {
+// Runs in the worker process. It returns (never std::exit): the Process machinery then leaves
+// with _exit, so the parent's static destructors and atexit handlers do not run in workers.
+void worker_main(Queue<Bytes>& tasks, Queue<Bytes>& results, const PoolOptions& options,
+                 std::uint32_t slot) {
   if (options.initializer != nullptr) options.initializer();
   Bytes task, reply;
   int done = 0;
@@ -125,7 +127,6 @@ constexpr std::size_t kMaxAssigned = 2;  // one running, one queued: a worker ne
     }
     if (options.maxtasksperchild > 0 && ++done >= options.maxtasksperchild) break;
   }
-  std::exit(0);
 }
 
 }  // namespace
@@ -162,11 +163,15 @@ struct PoolCore::State {
 
   // ---- dispatcher thread only ----------------------------------------------------------------
 
+  // Called without `mutex`: a worker forked while this thread held it would inherit it locked.
   void start_worker(std::size_t slot) {
     Worker& w = workers[slot];
     w.tasks = std::make_unique<Queue<Bytes>>(options.queue_bytes);
-    w.assigned.clear();
-    w.sent = 0;
+    {
+      std::scoped_lock hold{mutex};
+      w.assigned.clear();
+      w.sent = 0;
+    }
     Queue<Bytes>* tasks = w.tasks.get();
     Queue<Bytes>* res = &results;
     const PoolOptions* opts = &options;
@@ -255,10 +260,24 @@ struct PoolCore::State {
   }
 
   void run() {
-    {
+    try {
+      loop();
+    } catch (const std::exception& e) {
+      // Fork, mmap or a decode failed in here. Do not take the user's process down with an
+      // escaped exception: fail every unfinished task and stop the pool.
+      std::fprintf(stderr, "mproc: the Pool's dispatcher failed (%s); terminating the pool\n", e.what());
       std::scoped_lock hold{mutex};
-      for (std::size_t i = 0; i < workers.size(); ++i) start_worker(i);
+      phase = Phase::terminating;
     }
+    try {
+      shutdown();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "mproc: while shutting the Pool down: %s\n", e.what());
+    }
+  }
+
+  void loop() {
+    for (std::size_t i = 0; i < workers.size(); ++i) start_worker(i);
     std::vector<pollfd> fds;
     for (;;) {
       Phase now;
@@ -296,7 +315,6 @@ struct PoolCore::State {
         }
       }
     }
-    shutdown();
   }
 
   void shutdown() {

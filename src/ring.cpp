@@ -363,7 +363,7 @@ RingStatus RingView::get(Taker take, Clock::time_point deadline) {
       } else {
         if (Clock::now() >= deadline) {
           if (peer_gone()) return RingStatus::closed;
-          if (event_fd_ >= 0) unsignal_if_empty(t);
+          if (c.fd_armed.load(std::memory_order_relaxed) != 0) (void)unsignal_if_empty(t);
           return RingStatus::timed_out;
         }
         c.get_waiting.store(1, std::memory_order_relaxed);
@@ -401,19 +401,31 @@ RingStatus RingView::get(Taker take, Clock::time_point deadline) {
   return RingStatus::ok;
 }
 
-// Queue::fileno(): a get() that found the queue empty clears the descriptor, so that it is not
-// left readable with nothing to read. A record that lands meanwhile finds data_signaled == 1 and
-// does not signal, so re-check after the fence and signal on its behalf.
-void RingView::unsignal_if_empty(Word t) noexcept {
+// fileno(): a reader that found the ring empty clears the armed descriptor, so that it is not
+// left readable with nothing to read (a level-triggered poller would spin). Order matters:
+// drain first, then clear the flag, then fence and re-check. A record committed before the clear
+// saw the flag set and sent nothing: the re-check finds it (and, for a queue, re-signals). One
+// committed after the clear signals for itself. Returns whether a record is waiting after all.
+bool RingView::unsignal_if_empty(Word t) noexcept {
   RingControl& c = *ctl_;
-  if (c.data_signaled.exchange(0, std::memory_order_acq_rel) == 0) return;
-  eventfd_t drained;
-  (void)::eventfd_read(event_fd_, &drained);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (pos_of(c.head.load(std::memory_order_acquire)) != pos_of(t) &&
-      c.data_signaled.exchange(1, std::memory_order_acq_rel) == 0) {
+  if (c.data_signaled.load(std::memory_order_acquire) == 0) return false;
+  if (event_fd_ >= 0) {
+    eventfd_t drained;
+    (void)::eventfd_read(event_fd_, &drained);
+  } else {
+    char buf[64];
+    while (::recv(wake_fd_, buf, sizeof buf, MSG_DONTWAIT) > 0) {
+    }
+  }
+  c.data_signaled.store(0, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with the fence after a commit
+  if (pos_of(c.head.load(std::memory_order_acquire)) == pos_of(t)) return false;
+  // A pipe's reader cannot signal its own socket (only the peer writes to it); the caller, which
+  // found the record, reports it ready instead.
+  if (event_fd_ >= 0 && c.data_signaled.exchange(1, std::memory_order_acq_rel) == 0) {
     (void)::eventfd_write(event_fd_, 1);
   }
+  return true;
 }
 
 RingStatus RingView::wait_readable(Clock::time_point deadline) {
@@ -428,7 +440,14 @@ RingStatus RingView::wait_readable(Clock::time_point deadline) {
       MPROC_PAUSE();
       continue;
     }
-    if (Clock::now() >= deadline) return peer_gone() ? RingStatus::closed : RingStatus::timed_out;
+    if (Clock::now() >= deadline) {
+      if (peer_gone()) return RingStatus::closed;
+      if (c.fd_armed.load(std::memory_order_relaxed) != 0 &&
+          unsignal_if_empty(c.tail.load(std::memory_order_acquire))) {
+        return RingStatus::ok;
+      }
+      return RingStatus::timed_out;
+    }
     // Sleep without the consumer lock: announce through the same flag; a spurious wake of
     // another sleeper is harmless, every sleeper re-checks.
     c.get_waiting.store(1, std::memory_order_relaxed);

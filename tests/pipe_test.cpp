@@ -2,6 +2,7 @@
 // the peer closes or dies, descriptors for poll loops, wait() on several connections.
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/resource.h>
 
 #include <csignal>
 #include <map>
@@ -225,4 +226,21 @@ TEST(Pipe, ping_pong_keeps_order_across_many_round_trips) {
   }
   a.close();
   EXPECT_EQ(exit_code_of(p), 0);
+}
+
+TEST(Pipe, waiting_on_an_armed_descriptor_sleeps_instead_of_spinning) {
+  auto [a, b] = Pipe();
+  Connection* ends[] = {&a};
+  (void)a.fileno();  // armed: the next send writes a wake byte
+  b.send(1);
+  EXPECT_EQ(mproc::wait(ends, kPatience).size(), 1u);
+  EXPECT_EQ(a.recv<int>(), 1);  // the byte stays behind; wait() must not spin on it
+  rusage before{}, after{};
+  ::getrusage(RUSAGE_SELF, &before);
+  EXPECT_TRUE(mproc::wait(ends, 500ms).empty());
+  ::getrusage(RUSAGE_SELF, &after);
+  const auto cpu_us = [](const rusage& r) {
+    return (r.ru_utime.tv_sec + r.ru_stime.tv_sec) * 1'000'000L + r.ru_utime.tv_usec + r.ru_stime.tv_usec;
+  };
+  EXPECT_LT(cpu_us(after) - cpu_us(before), 200'000) << "wait() burned CPU on an empty pipe";
 }

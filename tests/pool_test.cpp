@@ -1,6 +1,8 @@
 // mproc::Pool with real worker processes: results and their order, failures and their
 // positions, dead workers replaced and reported, recycling, terminate, timeouts.
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -56,6 +58,16 @@ int slow(int ms) {
 int g_initialised = 0;
 void initialise() { g_initialised = 42; }
 int read_initialised(int) { return g_initialised; }
+
+// Writes a byte to g_witness[1] if it is destroyed in a process other than the test runner:
+// a pool worker must never run the parent's static destructors.
+int g_witness[2] = {-1, -1};
+const pid_t g_runner = ::getpid();
+struct Witness {
+  ~Witness() {
+    if (::getpid() != g_runner && g_witness[1] >= 0) (void)!::write(g_witness[1], "x", 1);
+  }
+} g_static_witness;
 
 std::vector<int> range(int n) {
   std::vector<int> v(static_cast<std::size_t>(n));
@@ -260,4 +272,51 @@ TEST(Pool, a_chunk_too_large_for_the_worker_queue_is_an_error_at_submit) {
   Pool pool(options);
   EXPECT_THROW((void)pool.apply_async(shout, std::string(10'000, 'x')), mproc::Error);
   EXPECT_EQ(pool.apply(square, 2), 4);
+}
+
+TEST(Pool, workers_do_not_run_the_parents_static_destructors) {
+  ASSERT_EQ(::pipe(g_witness), 0);
+  {
+    PoolOptions options;
+    options.processes = 2;
+    options.maxtasksperchild = 1;  // workers exit (and are replaced) after every task
+    Pool pool(options);
+    (void)pool.map(square, range(6), 1);
+    pool.close();
+    pool.join();
+  }
+  pollfd p{g_witness[0], POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 0), 0) << "a worker ran a static destructor of the parent";
+  ::close(g_witness[0]);
+  ::close(g_witness[1]);
+  g_witness[0] = g_witness[1] = -1;
+}
+
+int kill_self(int) {
+  ::raise(SIGKILL);
+  return 0;
+}
+
+TEST(Pool, a_failure_inside_the_dispatcher_fails_tasks_instead_of_aborting_the_process) {
+  // In a child: leave no room for another descriptor, then kill a worker, so that starting its
+  // replacement fails (EMFILE). The caller must get an exception, not std::terminate.
+  mproc::Process p = mproc_test::start_child([] {
+    Pool pool(1);
+    // Descriptors already open stay usable; no new one can be opened.
+    const rlimit tight{3, 3};
+    CHILD_CHECK(::setrlimit(RLIMIT_NOFILE, &tight) == 0);
+    bool failed_cleanly = false;
+    try {
+      (void)pool.apply(kill_self, 1);
+    } catch (const std::exception&) {
+      failed_cleanly = true;
+    }
+    CHILD_CHECK(failed_cleanly);
+    try {
+      (void)pool.apply_async(square, 2).get(kPatience);
+    } catch (const std::exception&) {
+      // terminated or refused: either is a clean failure
+    }
+  });
+  EXPECT_EQ(mproc_test::exit_code_of(p), 0) << "the process was aborted by an escaped exception";
 }

@@ -9,6 +9,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -401,4 +402,27 @@ TEST(Queue, fileno_is_readable_while_messages_wait) {
   EXPECT_EQ(::poll(&p, 1, static_cast<int>(std::chrono::milliseconds(kPatience).count())), 1);
   EXPECT_EQ(q.try_get(), 2);
   EXPECT_EQ(exit_code_of(child), 0);
+}
+
+TEST(Queue, fileno_never_stays_unreadable_while_messages_wait) {
+  // A producer thread races with a consumer that polls fileno() and drains with try_get(): the
+  // descriptor must become readable every time messages are waiting (a lost signal here once
+  // left a full queue behind an unreadable descriptor).
+  Queue<int> q(1 << 16);
+  const int fd = q.fileno();
+  constexpr int kCount = 300'000;
+  std::thread producer([&] {
+    for (int i = 0; i < kCount; ++i) q.put(i);
+  });
+  int got = 0;
+  while (got < kCount) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 5000) == 0 && q.qsize() > 0) {
+      ADD_FAILURE() << "fileno() stayed unreadable for 5 s with " << q.qsize() << " messages waiting";
+      break;
+    }
+    while (q.try_get()) ++got;
+  }
+  producer.join();
+  EXPECT_EQ(got, kCount);
 }

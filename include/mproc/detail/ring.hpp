@@ -106,7 +106,7 @@ class RingView {
   void wake(bool data_side) noexcept;
   bool sleep(bool data_side, std::uint32_t seen, Clock::time_point until);
   void finish_close();
-  void unsignal_if_empty(std::uint64_t tail_word) noexcept;
+  bool unsignal_if_empty(std::uint64_t tail_word) noexcept;
 
   RingControl* ctl_ = nullptr;
   std::byte* data_ = nullptr;
