@@ -29,7 +29,11 @@
 ///   after either. The destructor terminates and joins, like Python's `with Pool() as p:` — it
 ///   never hangs; call close() and join() first to let queued work finish.
 /// Thread safety: every member may be called from any thread. Results (AsyncResult, imap
-///   ranges) may outlive the pool; theirs tasks then fail with PoolTerminated.
+///   ranges) may outlive the pool; their tasks then fail with PoolTerminated.
+/// Workers are forked by the pool's dispatcher thread, at start and whenever one is replaced, so
+///   (as with Python's fork start method) they inherit what the parent has open at that moment —
+///   including the ends of your Pipes: a peer waiting for end of stream on a Pipe whose other end
+///   a worker inherited will keep waiting while that worker lives.
 /// Timeouts: monotonic clock; an expired get(timeout) leaves the task and the pool running.
 #include <sys/types.h>
 
