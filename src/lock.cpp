@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <new>
 
+#include "named.hpp"
 #include "robust_mutex.hpp"
 #include "segment.hpp"
 #include "sys.hpp"
@@ -35,17 +36,40 @@ namespace {
 
 }  // namespace
 
+// Constructs the Block in fresh zeroed memory (anonymous or a newly created named segment). The
+// header is published by the caller, last.
+void RobustLock::init_block(void* mem, const void* recursive) {
+  static_assert(std::is_standard_layout_v<Block>);
+  static_assert(offsetof(Block, mutex) == sizeof(SegmentHeader), "the header comes first");
+  auto* b = new (mem) Block{};
+  const bool r = *static_cast<const bool*>(recursive);
+  const int rc = sys::init_robust_mutex(&b->mutex, r);
+  if (rc != 0) fail(rc, "cannot initialise", r ? "RLock" : "Lock");
+}
+
 RobustLock::RobustLock(bool recursive)
     : mapping_(Mapping::shared_anonymous(sizeof(Block), recursive ? "RLock" : "Lock")),
       recursive_(recursive) {
-  static_assert(std::is_standard_layout_v<Block>);
-  static_assert(offsetof(Block, mutex) == sizeof(SegmentHeader), "the header comes first");
-  auto* b = new (mapping_.data()) Block{};
-  const int rc = sys::init_robust_mutex(&b->mutex, recursive);
-  if (rc != 0) fail(rc, "cannot initialise", kind_name());
-  b->header.publish(recursive ? SegmentKind::rlock : SegmentKind::lock, Block::kLayoutVersion,
-                    sizeof(Block));
+  init_block(mapping_.data(), &recursive);
+  block()->header.publish(recursive ? SegmentKind::rlock : SegmentKind::lock, Block::kLayoutVersion,
+                          sizeof(Block));
 }
+
+RobustLock::RobustLock(const NamedSpec& spec, bool recursive)
+    : mapping_(attach_named(spec, recursive ? SegmentKind::rlock : SegmentKind::lock,
+                            Block::kLayoutVersion, sizeof(Block), 0, &RobustLock::init_block, &recursive)),
+      recursive_(recursive) {}
+
+}  // namespace mproc::detail
+
+namespace mproc {
+
+void Lock::unlink(std::string_view name) { detail::unlink_named(name, "Lock"); }
+void RLock::unlink(std::string_view name) { detail::unlink_named(name, "RLock"); }
+
+}  // namespace mproc
+
+namespace mproc::detail {
 
 RobustLock::~RobustLock() {
   // A held robust mutex is linked into this thread's robust list, which the kernel walks when

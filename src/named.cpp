@@ -9,6 +9,7 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <algorithm>
 
 #include "mproc/error.hpp"
 #include "sys.hpp"
@@ -143,6 +144,37 @@ NamedSegment open_segment(std::string_view name, SegmentKind kind, std::uint32_t
                                   ": truncated)");
   }
   return seg;
+}
+
+void unlink_named(std::string_view name, const char* kind) {
+  validate_name(name);
+  if (::shm_unlink(shm_path(name).c_str()) != 0) {
+    sys::throw_errno(std::string("cannot unlink ") + kind, quoted(name));
+  }
+}
+
+Mapping attach_named(const NamedSpec& spec, SegmentKind kind, std::uint32_t version, std::size_t size,
+                     std::uint64_t type_hash, void (*init)(void* mem, const void* ctx), const void* ctx,
+                     bool* created) {
+  if (spec.how != OpenHow::open) {
+    const std::size_t total = std::max(size, kSegmentDataOffset);
+    try {
+      NamedSegment seg = create_segment_raw(spec.name, total, spec.mode);
+      try {
+        init(seg.mapping.data(), ctx);
+      } catch (...) {
+        ::shm_unlink(shm_path(spec.name).c_str());
+        throw;
+      }
+      publish_segment(seg, kind, version, total - kSegmentDataOffset, type_hash);
+      if (created != nullptr) *created = true;
+      return std::move(seg.mapping);
+    } catch (const Error& e) {
+      if (spec.how == OpenHow::create || e.code().value() != EEXIST) throw;
+    }
+  }
+  if (created != nullptr) *created = false;
+  return std::move(open_segment(spec.name, kind, version, type_hash).mapping);
 }
 
 }  // namespace mproc::detail

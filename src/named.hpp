@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "mproc/detail/mapping.hpp"
+#include "mproc/detail/named_spec.hpp"
 #include "segment.hpp"
 
 namespace mproc::detail {
@@ -34,5 +35,15 @@ void publish_segment(NamedSegment& seg, SegmentKind kind, std::uint32_t version,
 /// Opens `name` and checks its header against what the caller expects.
 NamedSegment open_segment(std::string_view name, SegmentKind kind, std::uint32_t version,
                           std::uint64_t type_hash);
+
+/// Removes a named object's file (mproc::Error ENOENT if there is none).
+void unlink_named(std::string_view name, const char* kind);
+
+/// Creates, opens or opens-or-creates the object `spec` names. A created segment of `size`
+/// bytes (its own SegmentHeader at offset 0) is initialised by `init` before its header is
+/// published; an opened one is checked against kind, version and type. `created` says which.
+Mapping attach_named(const NamedSpec& spec, SegmentKind kind, std::uint32_t version, std::size_t size,
+                     std::uint64_t type_hash, void (*init)(void* mem, const void* ctx), const void* ctx,
+                     bool* created = nullptr);
 
 }  // namespace mproc::detail

@@ -50,12 +50,7 @@ SharedMemory SharedMemory::open_or_create(std::string_view name, std::size_t siz
   return shm;
 }
 
-void SharedMemory::unlink(std::string_view name) {
-  detail::validate_name(name);
-  if (::shm_unlink(detail::shm_path(name).c_str()) != 0) {
-    sys::throw_errno("cannot unlink SharedMemory", "\"" + std::string(name) + "\"");
-  }
-}
+void SharedMemory::unlink(std::string_view name) { detail::unlink_named(name, "SharedMemory"); }
 
 void SharedMemory::close() noexcept {
   mapping_ = detail::Mapping();

@@ -7,10 +7,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "mproc/lock.hpp"
 #include "mproc/shared_memory.hpp"
 #include "support/test_support.hpp"
 
@@ -140,4 +142,31 @@ TEST_F(Named, blocks_are_owner_only_by_default_and_another_user_cannot_open_them
     std::exit(1);
   });
   EXPECT_EQ(exit_code_of(p), 0) << "another user opened an owner-only block";
+}
+
+TEST_F(Named, a_lock_opened_by_name_excludes_and_reports_a_dead_owner) {
+  mproc::Lock lock = mproc::Lock::create(name);
+  mproc_test::Flag holding;
+  mproc::Process p = start_child([&] {
+    mproc::Lock same = mproc::Lock::open(name);  // a handle of its own, found by name
+    CHILD_CHECK(same.acquire());
+    holding.raise();
+    holding.block_forever();
+  });
+  ASSERT_TRUE(holding.wait_for(kPatience));
+  EXPECT_FALSE(lock.try_lock_for(std::chrono::milliseconds(50)));
+  p.kill();
+  EXPECT_EQ(exit_code_of(p), -SIGKILL);
+  mproc::Acquired got = lock.acquire(kPatience);
+  EXPECT_TRUE(got.owner_died());
+  lock.mark_consistent();
+  lock.release();
+  mproc::Lock::unlink(name);
+}
+
+TEST_F(Named, opening_a_name_that_holds_another_kind_says_what_it_found) {
+  SharedMemory shm = SharedMemory::create(name, 128);
+  EXPECT_EQ(error_of([&] { (void)mproc::Lock::open(name); }), EINVAL);
+  EXPECT_NE(last_message.find("holds a SharedMemory"), std::string::npos) << last_message;
+  EXPECT_EQ(error_of([&] { (void)mproc::RLock::open_or_create(name); }), EINVAL);
 }

@@ -35,10 +35,12 @@
 /// Lifetime: destroying a Lock unmaps it from this process only; children that inherited it
 /// keep using it. Destroying a lock that the calling thread still holds releases it first.
 #include <chrono>
+#include <string_view>
 
 #include "mproc/acquired.hpp"
 #include "mproc/detail/deadline.hpp"
 #include "mproc/detail/mapping.hpp"
+#include "mproc/detail/named_spec.hpp"
 #include "mproc/detail/std_lockable.hpp"
 
 namespace mproc {
@@ -83,10 +85,12 @@ class RobustLock : public StdLockable<RobustLock> {
 
  protected:
   explicit RobustLock(bool recursive);
+  RobustLock(const NamedSpec& spec, bool recursive);
 
  private:
   struct Block;
   Block* block() const noexcept;
+  static void init_block(void* mem, const void* recursive);
 
   Mapping mapping_;
   bool recursive_;
@@ -97,9 +101,24 @@ class RobustLock : public StdLockable<RobustLock> {
 /// A mutual-exclusion lock shared by processes, with an owner and owner-death recovery.
 /// Not recursive: acquiring it again from the thread that holds it throws mproc::Error
 /// (EDEADLK) instead of deadlocking. See the file comment for the full contract.
+///
+/// Named: `Lock::create(name)`, `Lock::open(name)`, `Lock::open_or_create(name)` share one lock
+/// between programs started separately (see <mproc/shared_memory.hpp> for names, modes and the
+/// checks made on open; `SharedMemory::unlink(name)`-style removal is `Lock::unlink(name)`).
 class Lock final : public detail::RobustLock {
  public:
   Lock() : RobustLock(false) {}
+  static Lock create(std::string_view name, mode_t mode = 0600) {
+    return Lock(detail::NamedSpec{name, detail::OpenHow::create, mode});
+  }
+  static Lock open(std::string_view name) { return Lock(detail::NamedSpec{name, detail::OpenHow::open, 0}); }
+  static Lock open_or_create(std::string_view name, mode_t mode = 0600) {
+    return Lock(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode});
+  }
+  static void unlink(std::string_view name);
+
+ private:
+  explicit Lock(const detail::NamedSpec& spec) : RobustLock(spec, false) {}
 };
 
 /// A recursive lock shared by processes: the holding thread may acquire it again and must
@@ -108,6 +127,17 @@ class Lock final : public detail::RobustLock {
 class RLock final : public detail::RobustLock {
  public:
   RLock() : RobustLock(true) {}
+  static RLock create(std::string_view name, mode_t mode = 0600) {
+    return RLock(detail::NamedSpec{name, detail::OpenHow::create, mode});
+  }
+  static RLock open(std::string_view name) { return RLock(detail::NamedSpec{name, detail::OpenHow::open, 0}); }
+  static RLock open_or_create(std::string_view name, mode_t mode = 0600) {
+    return RLock(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode});
+  }
+  static void unlink(std::string_view name);
+
+ private:
+  explicit RLock(const detail::NamedSpec& spec) : RobustLock(spec, true) {}
 };
 
 }  // namespace mproc
