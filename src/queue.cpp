@@ -2,8 +2,11 @@
 
 #include <sys/eventfd.h>
 
+#include <algorithm>
+#include <string>
 #include <utility>
 
+#include "named.hpp"
 #include "sys.hpp"
 
 namespace mproc::detail {
@@ -17,6 +20,36 @@ QueueCore::QueueCore(std::uint32_t kind, std::size_t capacity_bytes, std::size_t
   event_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (event_fd_ < 0) sys::throw_errno("cannot create the descriptor of a", "Queue");
   ring_ = RingView(mapping_.data(), -1, "Queue", event_fd_);
+}
+
+namespace {
+struct RingInit {
+  std::size_t capacity, max_messages;
+  std::uint32_t kind;
+  std::uint64_t type_hash;
+};
+void init_ring(void* mem, const void* ctx) {
+  const auto& r = *static_cast<const RingInit*>(ctx);
+  RingView::initialize(mem, r.capacity, r.max_messages, r.kind, r.type_hash, false);
+}
+}  // namespace
+
+QueueCore::QueueCore(const NamedSpec& spec, std::uint32_t kind, std::size_t capacity_bytes,
+                     std::size_t max_messages, std::uint64_t type_hash) {
+  const std::size_t capacity = RingView::round_capacity(std::max<std::size_t>(capacity_bytes, 1));
+  const RingInit init{capacity, max_messages, kind, type_hash};
+  mapping_ = attach_named(spec, static_cast<SegmentKind>(kind), RingView::kLayoutVersion, RingView::footprint(capacity),
+                          type_hash, &init_ring, &init);
+  ring_ = RingView(mapping_.data(), -1, kind == 4 ? "JoinableQueue" : "Queue", -1);
+  if (RingView::footprint(ring_.capacity()) > mapping_.size()) {
+    throw Error(EINVAL, "cannot open Queue \"" + std::string(spec.name) + "\"",
+                "(its ring claims " + std::to_string(ring_.capacity()) + " bytes but the segment is " +
+                    std::to_string(mapping_.size()) + ": truncated)");
+  }
+}
+
+void QueueCore::unlink(std::string_view name, std::uint32_t kind) {
+  unlink_named(name, kind == 4 ? "JoinableQueue" : "Queue");
 }
 
 QueueCore::QueueCore(QueueCore&& other) noexcept
@@ -36,7 +69,11 @@ QueueCore& QueueCore::operator=(QueueCore&& other) noexcept {
 
 QueueCore::~QueueCore() { sys::close_fd(event_fd_); }
 
-int QueueCore::fileno() noexcept {
+int QueueCore::fileno() {
+  if (event_fd_ < 0) {
+    throw UsageError("fileno() is not available on a Queue opened by name: its descriptor is "
+                     "shared only with children that inherit the queue");
+  }
   ring_.arm_fd();
   return event_fd_;
 }

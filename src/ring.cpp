@@ -42,7 +42,7 @@ constexpr Word make_word(std::uint32_t pos, std::uint32_t count) noexcept {
 }
 
 struct RingControl {
-  static constexpr std::uint32_t kLayoutVersion = 2;
+  static constexpr std::uint32_t kLayoutVersion = RingView::kLayoutVersion;
 
   SegmentHeader header;
   std::uint64_t capacity;      // bytes, a power of two
@@ -132,14 +132,14 @@ std::size_t RingView::round_capacity(std::size_t requested) {
 }
 
 void RingView::initialize(void* base, std::size_t capacity, std::size_t max_messages,
-                          std::uint32_t kind, std::uint64_t type_hash) {
+                          std::uint32_t kind, std::uint64_t type_hash, bool publish) {
   auto* c = new (base) RingControl{};
   c->capacity = capacity;
   c->max_messages = static_cast<std::uint32_t>(std::min<std::size_t>(max_messages, UINT32_MAX / 2));
   int rc = sys::init_robust_mutex(&c->put_mutex, false);
   if (rc == 0) rc = sys::init_robust_mutex(&c->get_mutex, false);
   if (rc != 0) throw Error(rc, "cannot initialise the locks of a", "queue");
-  c->header.publish(static_cast<SegmentKind>(kind), RingControl::kLayoutVersion, sizeof(RingControl),
+  if (publish) c->header.publish(static_cast<SegmentKind>(kind), RingControl::kLayoutVersion, sizeof(RingControl),
                     type_hash);
 }
 

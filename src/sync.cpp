@@ -13,6 +13,7 @@
 #include "mproc/condition.hpp"
 #include "mproc/error.hpp"
 #include "mproc/event.hpp"
+#include "named.hpp"
 #include "robust_mutex.hpp"
 #include "mproc/semaphore.hpp"
 #include "segment.hpp"
@@ -55,16 +56,30 @@ struct Semaphore::Block {
   std::uint32_t bound;                           // BoundedSemaphore: the initial value; 0: none
 };
 
-Semaphore::Semaphore(std::uint32_t value, std::uint32_t bound)
-    : mapping_(detail::Mapping::shared_anonymous(sizeof(Block), bound ? "BoundedSemaphore" : "Semaphore")) {
+void Semaphore::init_block(void* mem, const void* value_and_bound) {
   static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
   static_assert(std::is_standard_layout_v<Block>);
-  auto* b = new (mapping_.data()) Block{};
-  b->value.store(value, std::memory_order_relaxed);
-  b->bound = bound;
-  b->header.publish(bound ? SegmentKind::bounded_semaphore : SegmentKind::semaphore,
-                    Block::kLayoutVersion, sizeof(Block));
+  const auto* vb = static_cast<const std::uint32_t*>(value_and_bound);
+  auto* b = new (mem) Block{};
+  b->value.store(vb[0], std::memory_order_relaxed);
+  b->bound = vb[1];
 }
+
+Semaphore::Semaphore(std::uint32_t value, std::uint32_t bound)
+    : mapping_(detail::Mapping::shared_anonymous(sizeof(Block), bound ? "BoundedSemaphore" : "Semaphore")) {
+  const std::uint32_t vb[2] = {value, bound};
+  init_block(mapping_.data(), vb);
+  block()->header.publish(bound ? SegmentKind::bounded_semaphore : SegmentKind::semaphore,
+                          Block::kLayoutVersion, sizeof(Block));
+}
+
+Semaphore::Semaphore(const detail::NamedSpec& spec, std::uint32_t value, std::uint32_t bound) {
+  const std::uint32_t vb[2] = {value, bound};
+  mapping_ = detail::attach_named(spec, bound ? SegmentKind::bounded_semaphore : SegmentKind::semaphore,
+                                  Block::kLayoutVersion, sizeof(Block), 0, &Semaphore::init_block, vb);
+}
+
+void Semaphore::unlink(std::string_view name) { detail::unlink_named(name, "Semaphore"); }
 
 Semaphore::Block* Semaphore::block() const noexcept { return static_cast<Block*>(mapping_.data()); }
 
@@ -137,10 +152,18 @@ struct Event::Block {
   std::atomic<std::uint32_t> waiters;
 };
 
+void Event::init_block(void* mem, const void*) { new (mem) Block{}; }
+
 Event::Event() : mapping_(detail::Mapping::shared_anonymous(sizeof(Block), "Event")) {
-  auto* b = new (mapping_.data()) Block{};
-  b->header.publish(SegmentKind::event, Block::kLayoutVersion, sizeof(Block));
+  init_block(mapping_.data(), nullptr);
+  block()->header.publish(SegmentKind::event, Block::kLayoutVersion, sizeof(Block));
 }
+
+Event::Event(const detail::NamedSpec& spec)
+    : mapping_(detail::attach_named(spec, SegmentKind::event, Block::kLayoutVersion, sizeof(Block), 0,
+                                    &Event::init_block, nullptr)) {}
+
+void Event::unlink(std::string_view name) { detail::unlink_named(name, "Event"); }
 
 Event::Block* Event::block() const noexcept { return static_cast<Block*>(mapping_.data()); }
 

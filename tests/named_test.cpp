@@ -12,7 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "mproc/event.hpp"
 #include "mproc/lock.hpp"
+#include "mproc/queue.hpp"
+#include "mproc/semaphore.hpp"
 #include "mproc/shared_memory.hpp"
 #include "support/test_support.hpp"
 
@@ -29,7 +32,10 @@ class Named : public testing::Test {
  protected:
   std::string name = "test-" + std::to_string(::getpid()) + "-" +
                      testing::UnitTest::GetInstance()->current_test_info()->name();
-  void TearDown() override { ::shm_unlink(("/mproc." + name).c_str()); }
+  void TearDown() override {
+    ::shm_unlink(("/mproc." + name).c_str());
+    ::shm_unlink(("/mproc." + name + ".event").c_str());
+  }
 
   int error_of(auto f) {
     try {
@@ -169,4 +175,46 @@ TEST_F(Named, opening_a_name_that_holds_another_kind_says_what_it_found) {
   EXPECT_EQ(error_of([&] { (void)mproc::Lock::open(name); }), EINVAL);
   EXPECT_NE(last_message.find("holds a SharedMemory"), std::string::npos) << last_message;
   EXPECT_EQ(error_of([&] { (void)mproc::RLock::open_or_create(name); }), EINVAL);
+}
+
+TEST_F(Named, a_queue_opened_by_name_carries_messages_between_separate_handles) {
+  auto q = mproc::Queue<std::string>::create(name, 64 * 1024);
+  mproc::Process p = start_child([&] {
+    auto same = mproc::Queue<std::string>::open(name);
+    CHILD_CHECK(same.capacity_bytes() == 64 * 1024);
+    same.put("by name");
+    CHILD_CHECK(same.get_for(kPatience) == std::optional<std::string>("reply"));
+  });
+  EXPECT_EQ(q.get_for(kPatience), "by name");
+  q.put("reply");
+  EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_THROW((void)q.fileno(), mproc::UsageError) << "the eventfd is not shared by name";
+  mproc::Queue<std::string>::unlink(name);
+}
+
+TEST_F(Named, a_queue_of_another_element_type_is_refused) {
+  auto q = mproc::Queue<int>::create(name);
+  EXPECT_EQ(error_of([&] { (void)mproc::Queue<std::string>::open(name); }), EINVAL);
+  EXPECT_NE(last_message.find("element type"), std::string::npos) << last_message;
+  EXPECT_EQ(error_of([&] { (void)mproc::JoinableQueue<int>::open(name); }), EINVAL);
+  EXPECT_NE(last_message.find("holds a Queue"), std::string::npos) << last_message;
+}
+
+TEST_F(Named, a_semaphore_and_an_event_work_by_name) {
+  auto sem = mproc::Semaphore::create(name, 0);
+  const std::string event_name = name + ".event";
+  auto ready = mproc::Event::create(event_name);
+  mproc::Process p = start_child([&] {
+    auto s = mproc::Semaphore::open(name);
+    auto e = mproc::Event::open(event_name);
+    s.release();
+    e.set();
+  });
+  EXPECT_TRUE(sem.acquire(kPatience));
+  EXPECT_TRUE(ready.wait(kPatience));
+  EXPECT_EQ(exit_code_of(p), 0);
+  auto again = mproc::Semaphore::open_or_create(name, 5);  // exists: the 5 is not used
+  EXPECT_EQ(again.get_value(), 0u);
+  mproc::Event::unlink(event_name);
+  mproc::Semaphore::unlink(name);
 }

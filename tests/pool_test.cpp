@@ -298,6 +298,10 @@ int kill_self(int) {
 }
 
 TEST(Pool, a_failure_inside_the_dispatcher_fails_tasks_instead_of_aborting_the_process) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "leaves no file descriptor free, which AddressSanitizer's own runtime needs "
+                  "(its reports fail inside the child); runs in the release and tsan presets";
+#endif
   // In a child: leave no room for another descriptor, then kill a worker, so that starting its
   // replacement fails (EMFILE). The caller must get an exception, not std::terminate.
   mproc::Process p = mproc_test::start_child([] {

@@ -17,15 +17,26 @@
 /// Waiting: spins briefly, then sleeps on a futex in shared memory; is_set() and set() on a
 ///   flag nobody waits for make no system call.
 #include <chrono>
+#include <string_view>
 
 #include "mproc/detail/deadline.hpp"
 #include "mproc/detail/mapping.hpp"
+#include "mproc/detail/named_spec.hpp"
 
 namespace mproc {
 
 class Event {
  public:
   Event();
+  /// Named forms, for programs started separately (names, modes and checks: shared_memory.hpp).
+  static Event create(std::string_view name, mode_t mode = 0600) {
+    return Event(detail::NamedSpec{name, detail::OpenHow::create, mode});
+  }
+  static Event open(std::string_view name) { return Event(detail::NamedSpec{name, detail::OpenHow::open, 0}); }
+  static Event open_or_create(std::string_view name, mode_t mode = 0600) {
+    return Event(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode});
+  }
+  static void unlink(std::string_view name);
   Event(const Event&) = delete;
   Event& operator=(const Event&) = delete;
 
@@ -47,8 +58,10 @@ class Event {
   bool wait_until(detail::Clock::time_point deadline);
 
  private:
+  explicit Event(const detail::NamedSpec& spec);
   struct Block;
   Block* block() const noexcept;
+  static void init_block(void* mem, const void* unused);
   detail::Mapping mapping_;
 };
 

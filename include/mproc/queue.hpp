@@ -47,11 +47,13 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "mproc/detail/codec.hpp"
 #include "mproc/detail/deadline.hpp"
 #include "mproc/detail/mapping.hpp"
+#include "mproc/detail/named_spec.hpp"
 #include "mproc/detail/ring.hpp"
 #include "mproc/error.hpp"
 
@@ -67,6 +69,10 @@ class QueueCore {
  public:
   QueueCore(std::uint32_t kind, std::size_t capacity_bytes, std::size_t max_messages,
             std::uint64_t type_hash);
+  /// Named: created with the given sizes, or opened (sizes then come from the segment).
+  QueueCore(const NamedSpec& spec, std::uint32_t kind, std::size_t capacity_bytes,
+            std::size_t max_messages, std::uint64_t type_hash);
+  static void unlink(std::string_view name, std::uint32_t kind);
   QueueCore(QueueCore&& other) noexcept;
   QueueCore& operator=(QueueCore&& other) noexcept;
   QueueCore(const QueueCore&) = delete;
@@ -76,7 +82,7 @@ class QueueCore {
   RingView& ring() noexcept { return ring_; }
   const RingView& ring() const noexcept { return ring_; }
   std::size_t footprint() const noexcept { return mapping_.size(); }
-  int fileno() noexcept;
+  int fileno();
 
  private:
   Mapping mapping_;
@@ -172,11 +178,31 @@ class Queue {
   /// It may stay readable with nothing to read until a get finds the queue empty. Watching it
   /// costs nothing until fileno() is first called; from then on, a put into an empty queue
   /// writes to it (one system call per empty-to-non-empty transition).
-  int fileno() noexcept { return core_.fileno(); }
+  /// Not available on a queue opened by name (mproc::UsageError): the eventfd is shared only
+  /// with children that inherit it.
+  int fileno() { return core_.fileno(); }
+
+  /// Named queues, for programs started separately (names, modes and the checks made on open:
+  /// <mproc/shared_memory.hpp>). open() also checks that the queue carries this T.
+  static Queue create(std::string_view name, std::size_t capacity_bytes = kDefaultCapacity,
+                      std::size_t max_messages = 0, mode_t mode = 0600) {
+    return Queue(detail::NamedSpec{name, detail::OpenHow::create, mode}, detail::kQueueKind, capacity_bytes, max_messages);
+  }
+  static Queue open(std::string_view name) {
+    return Queue(detail::NamedSpec{name, detail::OpenHow::open, 0}, detail::kQueueKind, 0, 0);
+  }
+  static Queue open_or_create(std::string_view name, std::size_t capacity_bytes = kDefaultCapacity,
+                              std::size_t max_messages = 0, mode_t mode = 0600) {
+    return Queue(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode}, detail::kQueueKind,
+                 capacity_bytes, max_messages);
+  }
+  static void unlink(std::string_view name) { detail::QueueCore::unlink(name, detail::kQueueKind); }
 
  protected:
   Queue(std::uint32_t kind, std::size_t capacity_bytes, std::size_t max_messages)
       : core_(kind, capacity_bytes, max_messages, detail::type_tag<T>()) {}
+  Queue(const detail::NamedSpec& spec, std::uint32_t kind, std::size_t capacity_bytes, std::size_t max_messages)
+      : core_(spec, kind, capacity_bytes, max_messages, detail::type_tag<T>()) {}
 
   bool put_raw(const void* data, std::size_t size, detail::Clock::time_point deadline) {
     return ring().put(data, size, detail::type_tag<T>(), deadline) == detail::RingStatus::ok;
@@ -205,6 +231,21 @@ class JoinableQueue : public Queue<T> {
                          std::size_t max_messages = 0)
       : Queue<T>(detail::kJoinableQueueKind, capacity_bytes, max_messages) {}
 
+  static JoinableQueue create(std::string_view name, std::size_t capacity_bytes = Queue<T>::kDefaultCapacity,
+                              std::size_t max_messages = 0, mode_t mode = 0600) {
+    return JoinableQueue(detail::NamedSpec{name, detail::OpenHow::create, mode}, capacity_bytes, max_messages);
+  }
+  static JoinableQueue open(std::string_view name) {
+    return JoinableQueue(detail::NamedSpec{name, detail::OpenHow::open, 0}, 0, 0);
+  }
+  static JoinableQueue open_or_create(std::string_view name,
+                                      std::size_t capacity_bytes = Queue<T>::kDefaultCapacity,
+                                      std::size_t max_messages = 0, mode_t mode = 0600) {
+    return JoinableQueue(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode}, capacity_bytes,
+                         max_messages);
+  }
+  static void unlink(std::string_view name) { detail::QueueCore::unlink(name, detail::kJoinableQueueKind); }
+
   /// Marks one task taken by get() as finished. mproc::UsageError when called more times than
   /// messages were taken, as Python raises ValueError.
   void task_done() { this->ring().task_done(); }
@@ -216,6 +257,10 @@ class JoinableQueue : public Queue<T> {
   }
   bool join_until(detail::Clock::time_point deadline) { return this->ring().join_tasks(deadline); }
   std::size_t unfinished_tasks() const noexcept { return this->ring().unfinished(); }
+
+ private:
+  JoinableQueue(const detail::NamedSpec& spec, std::size_t capacity_bytes, std::size_t max_messages)
+      : Queue<T>(spec, detail::kJoinableQueueKind, capacity_bytes, max_messages) {}
 };
 
 /// Python's SimpleQueue: the same queue with the small interface (put, get, empty, close).

@@ -24,9 +24,11 @@
 ///   uncontended acquire or release is one atomic instruction, with no system call.
 #include <chrono>
 #include <cstdint>
+#include <string_view>
 
 #include "mproc/detail/deadline.hpp"
 #include "mproc/detail/mapping.hpp"
+#include "mproc/detail/named_spec.hpp"
 #include "mproc/error.hpp"
 
 namespace mproc {
@@ -35,6 +37,18 @@ class Semaphore {
  public:
   /// The initial count.
   explicit Semaphore(std::uint32_t value = 1) : Semaphore(value, 0) {}
+  /// Named forms, for programs started separately (names, modes and checks: shared_memory.hpp).
+  /// `value` is used only when this call creates it.
+  static Semaphore create(std::string_view name, std::uint32_t value, mode_t mode = 0600) {
+    return Semaphore(detail::NamedSpec{name, detail::OpenHow::create, mode}, value, 0);
+  }
+  static Semaphore open(std::string_view name) {
+    return Semaphore(detail::NamedSpec{name, detail::OpenHow::open, 0}, 0, 0);
+  }
+  static Semaphore open_or_create(std::string_view name, std::uint32_t value, mode_t mode = 0600) {
+    return Semaphore(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode}, value, 0);
+  }
+  static void unlink(std::string_view name);
   Semaphore(const Semaphore&) = delete;
   Semaphore& operator=(const Semaphore&) = delete;
 
@@ -72,10 +86,12 @@ class Semaphore {
  protected:
   /// `bound` 0: unbounded.
   Semaphore(std::uint32_t value, std::uint32_t bound);
+  Semaphore(const detail::NamedSpec& spec, std::uint32_t value, std::uint32_t bound);
 
  private:
   struct Block;
   Block* block() const noexcept;
+  static void init_block(void* mem, const void* value_and_bound);
   detail::Mapping mapping_;
 };
 
@@ -84,6 +100,18 @@ class Semaphore {
 class BoundedSemaphore : public Semaphore {
  public:
   explicit BoundedSemaphore(std::uint32_t value = 1) : Semaphore(value, value) {}
+  static BoundedSemaphore create(std::string_view name, std::uint32_t value, mode_t mode = 0600) {
+    return BoundedSemaphore(detail::NamedSpec{name, detail::OpenHow::create, mode}, value);
+  }
+  static BoundedSemaphore open(std::string_view name) {
+    return BoundedSemaphore(detail::NamedSpec{name, detail::OpenHow::open, 0}, 0);
+  }
+  static BoundedSemaphore open_or_create(std::string_view name, std::uint32_t value, mode_t mode = 0600) {
+    return BoundedSemaphore(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode}, value);
+  }
+
+ private:
+  BoundedSemaphore(const detail::NamedSpec& spec, std::uint32_t value) : Semaphore(spec, value, value) {}
 };
 
 }  // namespace mproc

@@ -53,6 +53,8 @@ struct RingStats {
 class RingView {
  public:
   static constexpr std::size_t kControlSize = 4096;
+  /// The layout version in every ring's header (docs/design/queue.md).
+  static constexpr std::uint32_t kLayoutVersion = 2;
   static constexpr std::size_t kRecordHeader = 8;
 
   /// The capacity actually used for a requested one: a power of two, at least 4 KiB, at most
@@ -61,8 +63,9 @@ class RingView {
   /// Bytes of shared memory for a ring of (rounded) capacity `capacity`.
   static std::size_t footprint(std::size_t capacity) noexcept { return kControlSize + capacity; }
   /// Initialises a ring at `base` (zeroed memory of footprint(capacity) bytes).
+  /// `publish` false: leave the header to the caller (a named segment publishes it itself).
   static void initialize(void* base, std::size_t capacity, std::size_t max_messages,
-                         std::uint32_t kind, std::uint64_t type_hash);
+                         std::uint32_t kind, std::uint64_t type_hash, bool publish = true);
 
   RingView() noexcept = default;
   /// `wake_fd`: -1 for a queue (waiters sleep on futexes); for a pipe direction, this end's
