@@ -179,15 +179,19 @@ TEST_F(Named, opening_a_name_that_holds_another_kind_says_what_it_found) {
 
 TEST_F(Named, a_queue_opened_by_name_carries_messages_between_separate_handles) {
   auto q = mproc::Queue<std::string>::create(name, 64 * 1024);
-  mproc::Process p = start_child([&] {
+  mproc::Process producer = start_child([&] {
     auto same = mproc::Queue<std::string>::open(name);
     CHILD_CHECK(same.capacity_bytes() == 64 * 1024);
     same.put("by name");
-    CHILD_CHECK(same.get_for(kPatience) == std::optional<std::string>("reply"));
   });
+  EXPECT_EQ(exit_code_of(producer), 0);
   EXPECT_EQ(q.get_for(kPatience), "by name");
   q.put("reply");
-  EXPECT_EQ(exit_code_of(p), 0);
+  mproc::Process consumer = start_child([&] {
+    auto same = mproc::Queue<std::string>::open(name);
+    CHILD_CHECK(same.get_for(kPatience) == std::optional<std::string>("reply"));
+  });
+  EXPECT_EQ(exit_code_of(consumer), 0);
   EXPECT_THROW((void)q.fileno(), mproc::UsageError) << "the eventfd is not shared by name";
   mproc::Queue<std::string>::unlink(name);
 }
