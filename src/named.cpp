@@ -101,24 +101,30 @@ NamedSegment open_segment(std::string_view name, SegmentKind kind, std::uint32_t
   validate_name(name);
   const int fd = ::shm_open(shm_path(name).c_str(), O_RDWR | O_CLOEXEC, 0);
   if (fd < 0) sys::throw_errno(std::string("cannot open ") + kind_name(kind), quoted(name));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    sys::close_fd(fd);
-    throw Error(err, "cannot inspect shared memory", quoted(name));
+  // A creator that won the O_EXCL race may not have sized the file yet: give it a moment, as
+  // for the magic below (found by eight processes racing through open_or_create).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  std::size_t size = 0;
+  for (;;) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      const int err = errno;
+      sys::close_fd(fd);
+      throw Error(err, "cannot inspect shared memory", quoted(name));
+    }
+    size = static_cast<std::size_t>(st.st_size);
+    if (size >= kSegmentDataOffset || std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  const auto size = static_cast<std::size_t>(st.st_size);
   if (size < kSegmentDataOffset) {
-    // Either a foreign or truncated file, or one whose creator is still sizing it.
     sys::close_fd(fd);
     throw Error(EINVAL, std::string("cannot open ") + kind_name(kind) + " " + quoted(name),
                 "(the segment is " + std::to_string(size) + " bytes, too small for an mproc header: "
-                "truncated, not created by mproc, or still being created)");
+                "truncated, not created by mproc, or its creator died while creating it)");
   }
   NamedSegment seg{map_fd(fd, size, name), false};
   const auto& h = *static_cast<const SegmentHeader*>(seg.mapping.data());
   // A creator publishes the magic last; give one that is still initialising a moment.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
   while (h.magic.load(std::memory_order_acquire) != SegmentHeader::kMagic &&
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
