@@ -52,9 +52,20 @@
 #include "mproc/acquired.hpp"
 #include "mproc/file_lock.hpp"
 #include "mproc/lock.hpp"
+#include "bench_util.hpp"
 #include "mproc/process.hpp"
 
 namespace {
+
+using bench::allowed_cpus;
+using bench::fail_errno;
+using bench::kNoCpu;
+using bench::median;
+using bench::pin_to_cpu;
+using bench::ratios;
+using bench::Series;
+using bench::SharedMap;
+using bench::spin_until;
 
 using Clock = std::chrono::steady_clock;
 
@@ -62,10 +73,6 @@ constexpr int kRounds = 5;
 constexpr int kProcesses = 2;
 
 // ---- small helpers -------------------------------------------------------------------------
-
-[[noreturn]] void fail_errno(const std::string& what) {
-  throw std::system_error(errno, std::generic_category(), what);
-}
 
 void must(mproc::Acquired got, const char* what) {
   if (!got || got.owner_died())
@@ -79,41 +86,6 @@ void check_rc(int rc, const char* what) {
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];  // kRounds is odd
-}
-
-struct Series {
-  std::vector<double> values;
-  double med() const { return median(values); }
-  double min() const { return *std::min_element(values.begin(), values.end()); }
-  double max() const { return *std::max_element(values.begin(), values.end()); }
-};
-
-std::vector<double> ratios(const Series& num, const Series& den) {
-  std::vector<double> r;
-  for (std::size_t i = 0; i < num.values.size(); ++i) r.push_back(num.values[i] / den.values[i]);
-  return r;
-}
-
-// A MAP_SHARED|MAP_ANONYMOUS region: shared with every child forked while it exists.
-class SharedMap {
- public:
-  explicit SharedMap(std::size_t size) : size_(size) {
-    addr_ = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (addr_ == MAP_FAILED) fail_errno("mmap");
-  }
-  SharedMap(const SharedMap&) = delete;
-  SharedMap& operator=(const SharedMap&) = delete;
-  ~SharedMap() { ::munmap(addr_, size_); }
-  void* data() const { return addr_; }
-
- private:
-  void* addr_;
-  std::size_t size_;
-};
 
 // A process-shared, non-robust pthread mutex in its own shared page (as Boost.Interprocess).
 class PsharedMutex {
@@ -190,13 +162,6 @@ struct Arena {
   std::uint64_t switches;             // guarded: critical sections whose owner changed
   int last_owner;                     // guarded
 };
-static_assert(std::atomic<int>::is_always_lock_free, "the start flag must work across processes");
-
-void spin_until(const std::atomic<int>& flag, int value) {
-  for (int spins = 0; flag.load(std::memory_order_acquire) < value; ++spins) {
-    if (spins > 1000) ::sched_yield();
-  }
-}
 
 // Runs in each child: wait for the start signal, then `increments` critical sections.
 template <class Acquire, class Release>
@@ -223,27 +188,6 @@ struct ContendedResult {
 // The CPUs this process may run on. Child i is pinned to CPU i (modulo their number), so that
 // two children really run on two cores: left alone, the scheduler sometimes puts both on one
 // core, and then they take turns per time slice and hardly contend at all.
-constexpr std::size_t kNoCpu = static_cast<std::size_t>(-1);
-
-std::vector<std::size_t> allowed_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::vector<std::size_t> cpus;
-  if (::sched_getaffinity(0, sizeof set, &set) == 0) {
-    for (std::size_t c = 0; c < CPU_SETSIZE; ++c) {
-      if (CPU_ISSET(c, &set)) cpus.push_back(c);
-    }
-  }
-  return cpus;  // empty when unknown: then the children are not pinned
-}
-
-void pin_to_cpu(std::size_t cpu) {
-  if (cpu == kNoCpu) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  if (::sched_setaffinity(0, sizeof set, &set) != 0) fail_errno("sched_setaffinity");
-}
 
 template <class Child>
 ContendedResult contended(Arena& a, const std::vector<std::size_t>& cpus, std::int64_t increments,

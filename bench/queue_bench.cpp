@@ -73,10 +73,21 @@
 #include <type_traits>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "mproc/process.hpp"
 #include "mproc/queue.hpp"
 
 namespace {
+
+using bench::allowed_cpus;
+using bench::fail_errno;
+using bench::kNoCpu;
+using bench::median;
+using bench::pin_to_cpu;
+using bench::ratios;
+using bench::Series;
+using bench::SharedMap;
+using bench::spin_until;
 
 using Clock = std::chrono::steady_clock;
 
@@ -85,52 +96,12 @@ constexpr int kMaxChildren = 4;
 
 // ---- small helpers -------------------------------------------------------------------------
 
-[[noreturn]] void fail_errno(const std::string& what) {
-  throw std::system_error(errno, std::generic_category(), what);
-}
-
 [[noreturn]] void fail(const std::string& what) { throw std::runtime_error(what); }
 
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
       .count();
 }
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];  // kRounds is odd
-}
-
-struct Series {
-  std::vector<double> values;
-  double med() const { return median(values); }
-  double min() const { return *std::min_element(values.begin(), values.end()); }
-  double max() const { return *std::max_element(values.begin(), values.end()); }
-};
-
-// num[i] / den[i], round by round.
-std::vector<double> ratios(const Series& num, const Series& den) {
-  std::vector<double> r;
-  for (std::size_t i = 0; i < num.values.size(); ++i) r.push_back(num.values[i] / den.values[i]);
-  return r;
-}
-
-// A MAP_SHARED|MAP_ANONYMOUS region: shared with every child forked while it exists.
-class SharedMap {
- public:
-  explicit SharedMap(std::size_t size) : size_(size) {
-    addr_ = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (addr_ == MAP_FAILED) fail_errno("mmap");
-  }
-  SharedMap(const SharedMap&) = delete;
-  SharedMap& operator=(const SharedMap&) = delete;
-  ~SharedMap() { ::munmap(addr_, size_); }
-  void* data() const { return addr_; }
-
- private:
-  void* addr_;
-  std::size_t size_;
-};
 
 // A pipe(2): both ends open in the parent, inherited by every child forked while it exists.
 // Each child uses the ends it needs; closing the others is unnecessary, since no reader relies
@@ -185,27 +156,6 @@ void write_full(int fd, const void* buf, std::size_t size) {
 
 // Child i of a pinned scenario runs on CPU i (modulo their number), so that the two processes
 // really run side by side: left alone, the scheduler sometimes puts both on one core.
-constexpr std::size_t kNoCpu = static_cast<std::size_t>(-1);
-
-std::vector<std::size_t> allowed_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::vector<std::size_t> cpus;
-  if (::sched_getaffinity(0, sizeof set, &set) == 0) {
-    for (std::size_t c = 0; c < CPU_SETSIZE; ++c) {
-      if (CPU_ISSET(c, &set)) cpus.push_back(c);
-    }
-  }
-  return cpus;  // empty when unknown: then the children are not pinned
-}
-
-void pin_to_cpu(std::size_t cpu) {
-  if (cpu == kNoCpu) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  if (::sched_setaffinity(0, sizeof set, &set) != 0) fail_errno("sched_setaffinity");
-}
 
 // ---- the shared control block and the child runner ----------------------------------------
 
@@ -218,13 +168,6 @@ struct Control {
   std::uint64_t received[kMaxChildren];    // messages child i received (consumers)
   std::uint64_t seq_sum[kMaxChildren];     // sum of the sequence numbers it received
 };
-static_assert(std::atomic<int>::is_always_lock_free, "the start flag must work across processes");
-
-void spin_until(const std::atomic<int>& flag, int value) {
-  for (int spins = 0; flag.load(std::memory_order_acquire) < value; ++spins) {
-    if (spins > 1000) ::sched_yield();
-  }
-}
 
 struct RunResult {
   double seconds;
