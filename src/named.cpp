@@ -58,6 +58,8 @@ const char* kind_name(SegmentKind kind) noexcept {
     case SegmentKind::condition: return "Condition";
     case SegmentKind::barrier: return "Barrier";
     case SegmentKind::shared_memory: return "SharedMemory";
+    case SegmentKind::value: return "Value";
+    case SegmentKind::array: return "Array";
   }
   return "unknown kind";
 }
@@ -183,4 +185,26 @@ Mapping attach_named(const NamedSpec& spec, SegmentKind kind, std::uint32_t vers
   return std::move(open_segment(spec.name, kind, version, type_hash).mapping);
 }
 
+std::byte* attach_typed(const NamedSpec& spec, bool array, std::size_t bytes, std::uint64_t type_hash,
+                        void (*init)(void* data, const void* ctx), const void* ctx, Mapping& mapping,
+                        std::size_t& payload) {
+  struct Ctx {
+    void (*init)(void*, const void*);
+    const void* ctx;
+  } c{init, ctx};
+  mapping = attach_named(
+      spec, array ? SegmentKind::array : SegmentKind::value, 1, kSegmentDataOffset + bytes, type_hash,
+      [](void* mem, const void* raw) {
+        const auto& cc = *static_cast<const Ctx*>(raw);
+        cc.init(static_cast<std::byte*>(mem) + kSegmentDataOffset, cc.ctx);
+      },
+      &c);
+  payload = static_cast<const SegmentHeader*>(mapping.data())->payload_size;
+  return static_cast<std::byte*>(mapping.data()) + kSegmentDataOffset;
+}
+
+}  // namespace mproc::detail
+
+namespace mproc::detail {
+void unlink_named_public(std::string_view name, const char* kind) { unlink_named(name, kind); }
 }  // namespace mproc::detail

@@ -23,6 +23,8 @@ enum class SegmentKind : std::uint32_t {
   condition = 9,
   barrier = 10,
   shared_memory = 11,
+  value = 12,
+  array = 13,
 };
 
 /// Where a named segment's payload starts: the header gets a cache line of its own.

@@ -17,6 +17,7 @@
 #include "mproc/queue.hpp"
 #include "mproc/semaphore.hpp"
 #include "mproc/shared_memory.hpp"
+#include "mproc/value.hpp"
 #include "support/test_support.hpp"
 
 using mproc::SharedMemory;
@@ -33,8 +34,9 @@ class Named : public testing::Test {
   std::string name = "test-" + std::to_string(::getpid()) + "-" +
                      testing::UnitTest::GetInstance()->current_test_info()->name();
   void TearDown() override {
-    ::shm_unlink(("/mproc." + name).c_str());
-    ::shm_unlink(("/mproc." + name + ".event").c_str());
+    for (const char* suffix : {"", ".lock", ".event", ".event.lock"}) {
+      ::shm_unlink(("/mproc." + name + suffix).c_str());
+    }
   }
 
   int error_of(auto f) {
@@ -221,4 +223,25 @@ TEST_F(Named, a_semaphore_and_an_event_work_by_name) {
   EXPECT_EQ(again.get_value(), 0u);
   mproc::Event::unlink(event_name);
   mproc::Semaphore::unlink(name);
+}
+
+TEST_F(Named, a_value_and_an_array_are_shared_by_name_with_their_locks) {
+  auto counter = mproc::Value<long>::create(name, 10);
+  const std::string array_name = name + ".event";  // a second name TearDown also removes
+  auto samples = mproc::Array<double>::create(array_name, 8, 0.5);
+  mproc::Process p = start_child([&] {
+    auto c = mproc::Value<long>::open(name);
+    auto a = mproc::Array<double>::open(array_name);
+    CHILD_CHECK(a.size() == 8 && a.get(7) == 0.5);
+    for (int i = 0; i < 1000; ++i) c.update([](long& v) { ++v; });
+    a.set(3, 2.5);
+  });
+  for (int i = 0; i < 1000; ++i) counter.update([](long& v) { ++v; });
+  EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_EQ(counter.get(), 2010) << "the named lock serialised both processes' updates";
+  EXPECT_EQ(samples.get(3), 2.5);
+  EXPECT_EQ(error_of([&] { (void)mproc::Value<int>::open(name); }), EINVAL);
+  EXPECT_NE(last_message.find("element type"), std::string::npos) << last_message;
+  mproc::Value<long>::unlink(name);
+  mproc::Array<double>::unlink(array_name);
 }

@@ -21,17 +21,25 @@
 /// Process safety: shared by every process started after construction.
 /// Memory ordering: that of the lock for get/set/update; none for unguarded access.
 /// If a peer dies: see Locking. Raw forms: a writer that dies mid-write may leave a torn value.
+/// Named forms (create/open/open_or_create/unlink, as for SharedMemory): the data is the named
+///   object "<name>" and, for Value/Array, its lock is the RLock "<name>.lock" (so names are at
+///   most 195 characters); open() checks the element type, and an Array's size comes from the
+///   segment.
 #include <algorithm>
 #include <cstddef>
 #include <mutex>
 #include <new>
 #include <span>
+#include <string_view>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
 
+#include "mproc/detail/codec.hpp"
 #include "mproc/detail/mapping.hpp"
+#include "mproc/detail/named_spec.hpp"
+#include "mproc/detail/named_typed.hpp"
 #include "mproc/lock.hpp"
 
 namespace mproc {
@@ -53,6 +61,38 @@ T* make_shared_objects(Mapping& mapping, std::size_t n, const T& fill, const cha
   return p;
 }
 
+template <class T>
+struct Fill {
+  std::size_t count;
+  const T* value;
+  static void init(void* data, const void* self) {
+    const auto& f = *static_cast<const Fill*>(self);
+    for (std::size_t i = 0; i < f.count; ++i) new (static_cast<T*>(data) + i) T(*f.value);
+  }
+};
+
+/// Attaches named data of `count` T (count 0 on open: whatever the segment holds). Returns the
+/// first element; `count` receives the number of elements.
+template <class T>
+T* attach_objects(const NamedSpec& spec, bool array, std::size_t& count, const T& fill, Mapping& mapping) {
+  static_assert(alignof(T) <= 64, "mproc: named data is 64-byte aligned");
+  const Fill<T> f{count, &fill};
+  std::size_t payload = 0;
+  std::byte* p = attach_typed(spec, array, count * sizeof(T), type_tag<T>(), &Fill<T>::init, &f, mapping, payload);
+  count = payload / sizeof(T);
+  return reinterpret_cast<T*>(p);
+}
+
+inline RLock attach_lock(const NamedSpec& spec) {
+  const std::string name = std::string(spec.name) + ".lock";
+  switch (spec.how) {
+    case OpenHow::create: return RLock::create(name, spec.mode);
+    case OpenHow::open: return RLock::open(name);
+    case OpenHow::open_or_create: break;
+  }
+  return RLock::open_or_create(name, spec.mode);
+}
+
 }  // namespace detail
 
 /// One T in shared memory, without a lock.
@@ -67,7 +107,27 @@ class RawValue {
   const T& operator*() const noexcept { return *ptr_; }
   T* operator->() noexcept { return ptr_; }
 
+  static RawValue create(std::string_view name, const T& initial = T{}, mode_t mode = 0600) {
+    return RawValue(detail::NamedSpec{name, detail::OpenHow::create, mode}, initial);
+  }
+  static RawValue open(std::string_view name) {
+    return RawValue(detail::NamedSpec{name, detail::OpenHow::open, 0}, T{});
+  }
+  static RawValue open_or_create(std::string_view name, const T& initial = T{}, mode_t mode = 0600) {
+    return RawValue(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode}, initial);
+  }
+  static void unlink(std::string_view name) { detail::unlink_named_public(name, "Value"); }
+
  private:
+  template <class>
+  friend class Value;
+  RawValue(const detail::NamedSpec& spec, const T& initial) {
+    detail::check_shareable<T>();
+    std::size_t count = 1;
+    ptr_ = detail::attach_objects(spec, false, count, initial, mapping_);
+    if (count != 1) throw Error(EINVAL, "cannot open Value \"" + std::string(spec.name) + "\"", "(wrong size)");
+  }
+
   detail::Mapping mapping_;
   T* ptr_;
 };
@@ -98,7 +158,22 @@ class Value {
   /// The value itself, unguarded: hold get_lock() while using it.
   T& raw() noexcept { return *raw_; }
 
+  static Value create(std::string_view name, const T& initial = T{}, mode_t mode = 0600) {
+    return Value(detail::NamedSpec{name, detail::OpenHow::create, mode}, initial);
+  }
+  static Value open(std::string_view name) { return Value(detail::NamedSpec{name, detail::OpenHow::open, 0}, T{}); }
+  static Value open_or_create(std::string_view name, const T& initial = T{}, mode_t mode = 0600) {
+    return Value(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode}, initial);
+  }
+  /// Removes the value and its lock.
+  static void unlink(std::string_view name) {
+    RLock::unlink(std::string(name) + ".lock");
+    detail::unlink_named_public(name, "Value");
+  }
+
  private:
+  Value(const detail::NamedSpec& spec, const T& initial) : raw_(spec, initial), lock_(detail::attach_lock(spec)) {}
+
   RawValue<T> raw_;
   mutable RLock lock_;
 };
@@ -119,7 +194,26 @@ class RawArray {
   T* begin() noexcept { return data_; }
   T* end() noexcept { return data_ + size_; }
 
+  static RawArray create(std::string_view name, std::size_t size, const T& fill = T{}, mode_t mode = 0600) {
+    return RawArray(detail::NamedSpec{name, detail::OpenHow::create, mode}, size, fill);
+  }
+  static RawArray open(std::string_view name) {
+    return RawArray(detail::NamedSpec{name, detail::OpenHow::open, 0}, 0, T{});
+  }
+  static RawArray open_or_create(std::string_view name, std::size_t size, const T& fill = T{},
+                                 mode_t mode = 0600) {
+    return RawArray(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode}, size, fill);
+  }
+  static void unlink(std::string_view name) { detail::unlink_named_public(name, "Array"); }
+
  private:
+  template <class>
+  friend class Array;
+  RawArray(const detail::NamedSpec& spec, std::size_t size, const T& fill) : size_(size) {
+    detail::check_shareable<T>();
+    data_ = detail::attach_objects(spec, true, size_, fill, mapping_);
+  }
+
   detail::Mapping mapping_;
   std::size_t size_;
   T* data_;
@@ -162,7 +256,23 @@ class Array {
   T& operator[](std::size_t i) noexcept { return raw_[i]; }
   std::span<T> span() noexcept { return raw_.span(); }
 
+  static Array create(std::string_view name, std::size_t size, const T& fill = T{}, mode_t mode = 0600) {
+    return Array(detail::NamedSpec{name, detail::OpenHow::create, mode}, size, fill);
+  }
+  static Array open(std::string_view name) { return Array(detail::NamedSpec{name, detail::OpenHow::open, 0}, 0, T{}); }
+  static Array open_or_create(std::string_view name, std::size_t size, const T& fill = T{}, mode_t mode = 0600) {
+    return Array(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode}, size, fill);
+  }
+  /// Removes the array and its lock.
+  static void unlink(std::string_view name) {
+    RLock::unlink(std::string(name) + ".lock");
+    detail::unlink_named_public(name, "Array");
+  }
+
  private:
+  Array(const detail::NamedSpec& spec, std::size_t size, const T& fill)
+      : raw_(spec, size, fill), lock_(detail::attach_lock(spec)) {}
+
   void check(std::size_t i) const {
     if (i >= raw_.size()) {
       throw std::out_of_range("mproc::Array index " + std::to_string(i) + " out of range (size " +

@@ -1,0 +1,20 @@
+#pragma once
+// The named form of Value/Array data: a segment whose payload is `bytes` of T, initialised by
+// `init` when this call creates it. Defined in src/named.cpp.
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "mproc/detail/mapping.hpp"
+#include "mproc/detail/named_spec.hpp"
+
+namespace mproc::detail {
+
+/// Returns the payload's address; `payload` receives its size in bytes (from the segment's
+/// header when opened). Throws mproc::Error like every named attach (see shared_memory.hpp).
+std::byte* attach_typed(const NamedSpec& spec, bool array, std::size_t bytes, std::uint64_t type_hash,
+                        void (*init)(void* data, const void* ctx), const void* ctx, Mapping& mapping,
+                        std::size_t& payload);
+void unlink_named_public(std::string_view name, const char* kind);
+
+}  // namespace mproc::detail
