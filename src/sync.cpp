@@ -206,17 +206,32 @@ struct Condition::Block {
   std::atomic<std::uint32_t> waiters;
 };
 
+void Condition::init_block(void* mem, const void*) { new (mem) Block{}; }
+
 Condition::Condition(detail::RobustLock& lock)
     : lock_(&lock), mapping_(detail::Mapping::shared_anonymous(sizeof(Block), "Condition")) {
-  auto* b = new (mapping_.data()) Block{};
-  b->header.publish(SegmentKind::condition, Block::kLayoutVersion, sizeof(Block));
+  init_block(mapping_.data(), nullptr);
+  block()->header.publish(SegmentKind::condition, Block::kLayoutVersion, sizeof(Block));
 }
 
 Condition::Condition() : own_lock_(std::make_unique<RLock>()), lock_(nullptr) {
   lock_ = own_lock_.get();
   mapping_ = detail::Mapping::shared_anonymous(sizeof(Block), "Condition");
-  auto* b = new (mapping_.data()) Block{};
-  b->header.publish(SegmentKind::condition, Block::kLayoutVersion, sizeof(Block));
+  init_block(mapping_.data(), nullptr);
+  block()->header.publish(SegmentKind::condition, Block::kLayoutVersion, sizeof(Block));
+}
+
+Condition::Condition(const detail::NamedSpec& spec) : lock_(nullptr) {
+  const std::string lock_name = std::string(spec.name) + ".lock";
+  own_lock_.reset(new RLock(detail::NamedSpec{lock_name, spec.how, spec.mode}));
+  lock_ = own_lock_.get();
+  mapping_ = detail::attach_named(spec, SegmentKind::condition, Block::kLayoutVersion, sizeof(Block), 0,
+                                  &Condition::init_block, nullptr);
+}
+
+void Condition::unlink(std::string_view name) {
+  RLock::unlink(std::string(name) + ".lock");
+  detail::unlink_named(name, "Condition");
 }
 
 Condition::~Condition() = default;
@@ -283,18 +298,32 @@ struct Barrier::Block {
   std::atomic<std::uint32_t> broken;
 };
 
+void Barrier::init_block(void* mem, const void* parties) {
+  auto* b = new (mem) Block{};
+  const int rc = sys::init_robust_mutex(&b->mutex, false);
+  if (rc != 0) throw Error(rc, "cannot initialise", "Barrier");
+  b->parties = *static_cast<const std::uint32_t*>(parties);
+  b->aborted_generation.store(UINT32_MAX, std::memory_order_relaxed);
+}
+
 Barrier::Barrier(std::uint32_t parties, std::function<void()> action, Clock::duration timeout)
     : action_(std::move(action)),
       timeout_(timeout),
       mapping_(detail::Mapping::shared_anonymous(sizeof(Block), "Barrier")) {
   if (parties == 0) throw UsageError("a Barrier needs at least one party");
-  auto* b = new (mapping_.data()) Block{};
-  const int rc = sys::init_robust_mutex(&b->mutex, false);
-  if (rc != 0) throw Error(rc, "cannot initialise", "Barrier");
-  b->parties = parties;
-  b->aborted_generation.store(UINT32_MAX, std::memory_order_relaxed);
-  b->header.publish(SegmentKind::barrier, Block::kLayoutVersion, sizeof(Block));
+  init_block(mapping_.data(), &parties);
+  block()->header.publish(SegmentKind::barrier, Block::kLayoutVersion, sizeof(Block));
 }
+
+Barrier::Barrier(const detail::NamedSpec& spec, std::uint32_t parties, std::function<void()> action,
+                 Clock::duration timeout)
+    : action_(std::move(action)), timeout_(timeout) {
+  if (parties == 0) throw UsageError("a Barrier needs at least one party");
+  mapping_ = detail::attach_named(spec, SegmentKind::barrier, Block::kLayoutVersion, sizeof(Block), 0,
+                                  &Barrier::init_block, &parties);
+}
+
+void Barrier::unlink(std::string_view name) { detail::unlink_named(name, "Barrier"); }
 
 Barrier::Block* Barrier::block() const noexcept { return static_cast<Block*>(mapping_.data()); }
 

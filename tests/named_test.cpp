@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "mproc/barrier.hpp"
+#include "mproc/condition.hpp"
 #include "mproc/event.hpp"
 #include "mproc/lock.hpp"
 #include "mproc/queue.hpp"
@@ -244,4 +246,27 @@ TEST_F(Named, a_value_and_an_array_are_shared_by_name_with_their_locks) {
   EXPECT_NE(last_message.find("element type"), std::string::npos) << last_message;
   mproc::Value<long>::unlink(name);
   mproc::Array<double>::unlink(array_name);
+}
+
+TEST_F(Named, a_condition_and_a_barrier_work_by_name) {
+  auto cv = mproc::Condition::create(name);
+  const std::string barrier_name = name + ".event";
+  auto barrier = mproc::Barrier::create(barrier_name, 2, {}, kPatience);
+  mproc_test::Shared<int> flag;
+  mproc::Process p = start_child([&] {
+    auto c = mproc::Condition::open(name);
+    auto b = mproc::Barrier::open(barrier_name, {}, kPatience);
+    (void)b.wait();  // both sides arrived
+    std::scoped_lock hold{c.lock()};
+    *flag = 1;
+    c.notify_all();
+  });
+  (void)barrier.wait();
+  {
+    std::unique_lock hold{cv.lock()};
+    EXPECT_TRUE(cv.wait_for([&] { return *flag == 1; }, kPatience));
+  }
+  EXPECT_EQ(exit_code_of(p), 0);
+  mproc::Condition::unlink(name);
+  mproc::Barrier::unlink(barrier_name);
 }

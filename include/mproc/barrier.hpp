@@ -28,9 +28,11 @@
 #include <cstdint>
 #include <functional>
 #include <stdexcept>
+#include <string_view>
 
 #include "mproc/detail/deadline.hpp"
 #include "mproc/detail/mapping.hpp"
+#include "mproc/detail/named_spec.hpp"
 #include "mproc/error.hpp"
 
 namespace mproc {
@@ -45,6 +47,23 @@ class Barrier {
   /// `timeout` is the default for wait(); zero or negative: wait forever.
   explicit Barrier(std::uint32_t parties, std::function<void()> action = {},
                    detail::Clock::duration timeout = detail::Clock::duration::zero());
+  /// Named, for programs started separately (names as for SharedMemory). `parties` is used only
+  /// when this call creates it; the action and default timeout are this process's own.
+  static Barrier create(std::string_view name, std::uint32_t parties, std::function<void()> action = {},
+                        detail::Clock::duration timeout = detail::Clock::duration::zero(), mode_t mode = 0600) {
+    return Barrier(detail::NamedSpec{name, detail::OpenHow::create, mode}, parties, std::move(action), timeout);
+  }
+  static Barrier open(std::string_view name, std::function<void()> action = {},
+                      detail::Clock::duration timeout = detail::Clock::duration::zero()) {
+    return Barrier(detail::NamedSpec{name, detail::OpenHow::open, 0}, 1, std::move(action), timeout);
+  }
+  static Barrier open_or_create(std::string_view name, std::uint32_t parties, std::function<void()> action = {},
+                                detail::Clock::duration timeout = detail::Clock::duration::zero(),
+                                mode_t mode = 0600) {
+    return Barrier(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode}, parties, std::move(action),
+                   timeout);
+  }
+  static void unlink(std::string_view name);
   Barrier(const Barrier&) = delete;
   Barrier& operator=(const Barrier&) = delete;
 
@@ -64,8 +83,11 @@ class Barrier {
   bool broken() const noexcept;
 
  private:
+  Barrier(const detail::NamedSpec& spec, std::uint32_t parties, std::function<void()> action,
+          detail::Clock::duration timeout);
   struct Block;
   Block* block() const noexcept;
+  static void init_block(void* mem, const void* parties);
   void lock_block();
   void unlock_block() noexcept;
 

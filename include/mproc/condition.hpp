@@ -25,9 +25,11 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <string_view>
 
 #include "mproc/detail/deadline.hpp"
 #include "mproc/detail/mapping.hpp"
+#include "mproc/detail/named_spec.hpp"
 #include "mproc/error.hpp"
 #include "mproc/lock.hpp"
 
@@ -52,6 +54,19 @@ class Condition {
   explicit Condition(detail::RobustLock& lock);
   /// Over an RLock of its own, as Python's Condition() (reach it through lock()).
   Condition();
+  /// Named: the condition "<name>" with its own RLock "<name>.lock" (names as for SharedMemory,
+  /// at most 195 characters).
+  static Condition create(std::string_view name, mode_t mode = 0600) {
+    return Condition(detail::NamedSpec{name, detail::OpenHow::create, mode});
+  }
+  static Condition open(std::string_view name) {
+    return Condition(detail::NamedSpec{name, detail::OpenHow::open, 0});
+  }
+  static Condition open_or_create(std::string_view name, mode_t mode = 0600) {
+    return Condition(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode});
+  }
+  /// Removes the condition and its lock.
+  static void unlink(std::string_view name);
   Condition(const Condition&) = delete;
   Condition& operator=(const Condition&) = delete;
   ~Condition();
@@ -87,8 +102,10 @@ class Condition {
   detail::RobustLock& lock() noexcept { return *lock_; }
 
  private:
+  explicit Condition(const detail::NamedSpec& spec);
   struct Block;
   Block* block() const noexcept;
+  static void init_block(void* mem, const void* unused);
   void check_held(const char* what) const;
 
   std::unique_ptr<RLock> own_lock_;

@@ -137,6 +137,7 @@ class RLock final : public detail::RobustLock {
   static void unlink(std::string_view name);
 
  private:
+  friend class Condition;  // a named Condition attaches its own named RLock
   explicit RLock(const detail::NamedSpec& spec) : RobustLock(spec, true) {}
 };
 
