@@ -7,9 +7,10 @@ MPROC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Every package the build and the test suite need, and why:
 #   g++ cmake ninja-build  the compiler and build system
 #   libcereal-dev          cereal, which encodes structured queue and pipe messages
+#   libcli11-dev           CLI11, which parses the mproc command-line tool's arguments
 #   libgtest-dev           GoogleTest, the test framework
 #   nlohmann-json3-dev     reading and writing JSON in the tickets example
-MPROC_PACKAGES=(g++ cmake ninja-build libcereal-dev libgtest-dev nlohmann-json3-dev)
+MPROC_PACKAGES=(g++ cmake ninja-build libcereal-dev libcli11-dev libgtest-dev nlohmann-json3-dev)
 
 mproc_install_packages() {
   local missing=()

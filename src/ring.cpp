@@ -510,6 +510,13 @@ bool RingView::full() const noexcept {
   }
 }
 
+bool RingView::consumer_waiting() const noexcept {
+  return ctl_->get_waiting.load(std::memory_order_relaxed) != 0;
+}
+bool RingView::producer_waiting() const noexcept {
+  return ctl_->put_waiting.load(std::memory_order_relaxed) != 0;
+}
+
 RingStats RingView::stats() const noexcept {
   return {ctl_->abandoned_puts.load(std::memory_order_relaxed),
           ctl_->abandoned_gets.load(std::memory_order_relaxed)};

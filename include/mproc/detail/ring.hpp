@@ -91,6 +91,9 @@ class RingView {
   std::size_t capacity() const noexcept;
   std::size_t max_message() const noexcept { return capacity() - kRecordHeader; }
   RingStats stats() const noexcept;
+  /// Whether a consumer / a producer is asleep on this ring right now (for `mproc ls`).
+  bool consumer_waiting() const noexcept;
+  bool producer_waiting() const noexcept;
 
   /// JoinableQueue: items put and not yet marked done.
   std::size_t unfinished() const noexcept;

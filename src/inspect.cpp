@@ -1,0 +1,90 @@
+#include "mproc/inspect.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "mproc/detail/ring.hpp"
+#include "mproc/error.hpp"
+#include "named.hpp"
+#include "sys.hpp"
+
+namespace mproc {
+namespace {
+
+constexpr std::string_view kPrefix = "mproc.";
+
+// Fills in what the header (and, for a queue, the ring) says. Reads only; never blocks.
+void read_header(const std::string& file, NamedObjectInfo& info) {
+  const int fd = ::shm_open(("/" + file).c_str(), O_RDONLY | O_CLOEXEC, 0);
+  if (fd < 0) return;  // another user's, or gone: leave kind "?"
+  void* addr = info.bytes >= detail::kSegmentDataOffset
+                   ? ::mmap(nullptr, info.bytes, PROT_READ, MAP_SHARED, fd, 0)
+                   : MAP_FAILED;
+  sys::close_fd(fd);
+  if (addr == MAP_FAILED) return;
+  const auto& h = *static_cast<const detail::SegmentHeader*>(addr);
+  if (h.magic.load(std::memory_order_acquire) == detail::SegmentHeader::kMagic) {
+    info.kind = detail::kind_name(h.kind);
+    const bool ring = h.kind == detail::SegmentKind::queue || h.kind == detail::SegmentKind::joinable_queue;
+    if (ring && info.bytes >= detail::RingView::kControlSize) {
+      const detail::RingView view(addr);
+      if (detail::RingView::footprint(view.capacity()) <= info.bytes) {
+        info.depth = view.size();
+        info.capacity = view.capacity();
+        info.consumer_waiting = view.consumer_waiting();
+        info.producer_waiting = view.producer_waiting();
+      }
+    }
+  }
+  ::munmap(addr, info.bytes);
+}
+
+}  // namespace
+
+std::vector<NamedObjectInfo> list_named_objects() {
+  std::vector<NamedObjectInfo> out;
+  DIR* dir = ::opendir("/dev/shm");
+  if (dir == nullptr) sys::throw_errno("cannot list", "/dev/shm");
+  while (const dirent* e = ::readdir(dir)) {
+    const std::string file = e->d_name;
+    if (file.rfind(kPrefix, 0) != 0) continue;
+    struct stat st {};
+    if (::stat(("/dev/shm/" + file).c_str(), &st) != 0) continue;  // removed meanwhile
+    NamedObjectInfo info;
+    info.name = file.substr(kPrefix.size());
+    info.kind = "?";
+    info.bytes = static_cast<std::size_t>(st.st_size);
+    info.owner = st.st_uid;
+    info.mode = st.st_mode & 07777;
+    read_header(file, info);
+    out.push_back(std::move(info));
+  }
+  ::closedir(dir);
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  return out;
+}
+
+void remove_named_object(std::string_view name) {
+  detail::validate_name(name);
+  const std::string path = detail::shm_path(name);
+  // Find its kind first, to know whether it has a companion lock.
+  NamedObjectInfo info;
+  struct stat st {};
+  if (::stat(("/dev/shm" + path).c_str(), &st) == 0) {
+    info.bytes = static_cast<std::size_t>(st.st_size);
+    read_header(path.substr(1), info);
+  }
+  if (::shm_unlink(path.c_str()) != 0) sys::throw_errno("cannot remove", "\"" + std::string(name) + "\"");
+  if (info.kind == "Value" || info.kind == "Array" || info.kind == "Condition") {
+    (void)::shm_unlink((path + ".lock").c_str());
+  }
+}
+
+}  // namespace mproc

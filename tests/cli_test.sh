@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# End-to-end tests of the `mproc` command-line tool, from a shell, as a script would use it.
+# Usage: cli_test.sh PATH/TO/mproc   (run by CTest; every command has a timeout as a watchdog)
+set -u
+MPROC=$1
+P="cli-test-$$"
+failures=0
+passes=0
+t() { timeout 30 "$MPROC" "$@"; }
+check() {  # check DESCRIPTION EXPECTED ACTUAL
+  if [ "$2" == "$3" ]; then passes=$((passes + 1)); else
+    echo "FAIL: $1: expected [$2], got [$3]"; failures=$((failures + 1)); fi
+}
+cleanup() {
+  for n in "$P-q" "$P-stdin" "$P-lock" "$P-dead"; do "$MPROC" rm "$n" 2>/dev/null; done
+  rm -f "/tmp/$P".*
+}
+trap cleanup EXIT
+
+# --help works everywhere and exits 0
+for sub in "" "ls" "rm" "lock" "queue" "queue put" "queue get"; do
+  # shellcheck disable=SC2086
+  t $sub --help > /dev/null; check "--help for '$sub'" 0 $?
+done
+
+# usage errors exit 2, with the reason on stderr
+t frobnicate 2> "/tmp/$P.err"; check "unknown subcommand exits 2" 2 $?
+grep -q . "/tmp/$P.err"; check "unknown subcommand explains itself on stderr" 0 $?
+
+# a message round trip through a named queue, from an argument and from standard input
+t queue put "$P-q" "hello from a shell"; check "queue put" 0 $?
+check "queue get returns the message" "hello from a shell" "$(t queue get "$P-q")"
+printf 'line one\nline two' | t queue put "$P-stdin"; check "queue put from stdin" 0 $?
+check "stdin message intact" "$(printf 'line one\nline two')" "$(t queue get "$P-stdin")"
+
+# ls shows kind, name and depth
+t queue put "$P-q" "waiting"
+ls_out=$(t ls)
+echo "$ls_out" | grep -E "^Queue +$P-q .*1 waiting" > /dev/null; check "ls shows the queue and its depth" 0 $?
+
+# get on an empty queue times out with exit 1 and prints nothing
+t queue get "$P-q" > /dev/null   # drain the one left
+start=$(date +%s%N)
+out=$(t queue get "$P-q" --timeout 0.3); rc=$?
+elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+check "get --timeout on an empty queue exits 1" 1 $rc
+check "and prints nothing" "" "$out"
+[ "$elapsed_ms" -ge 300 ]; check "it waited at least the timeout (${elapsed_ms} ms)" 0 $?
+
+# lock runs the command, passes its exit status through, and serialises concurrent holders
+t lock "$P-lock" -- sh -c 'exit 7'; check "lock passes the command's exit status" 7 $?
+for i in 1 2 3; do
+  t lock "$P-lock" -- sh -c "echo start $i >> /tmp/$P.log; sleep 0.1; echo end $i >> /tmp/$P.log" &
+done
+wait
+interleaved=$(awk '{ if (NR % 2 == 1) s = $2; else if ($1 != "end" || $2 != s) bad = 1 } END { print bad + 0 }' "/tmp/$P.log")
+check "three concurrent holders never interleave" 0 "$interleaved"
+check "all three ran" 6 "$(wc -l < "/tmp/$P.log")"
+
+# a holder killed with SIGKILL: the next holder gets the lock and is told
+"$MPROC" lock "$P-dead" -- sh -c "echo \$\$ > /tmp/$P.child; exec sleep 30" &
+holder=$!  # mproc itself, the lock's holder (its command is a child of it)
+for _ in $(seq 100); do [ -s "/tmp/$P.child" ] && break; sleep 0.05; done
+kill -9 "$holder"; wait "$holder" 2>/dev/null
+kill "$(cat "/tmp/$P.child")" 2>/dev/null
+t lock "$P-dead" --timeout 5 -- true 2> "/tmp/$P.err"; check "the next holder gets a dead holder's lock" 0 $?
+grep -q "died while holding it" "/tmp/$P.err"; check "and is told on stderr" 0 $?
+t lock "$P-dead" --timeout 5 -- true 2> "/tmp/$P.err"
+grep -q "died" "/tmp/$P.err"; check "a successful command marked it consistent again" 1 $?
+
+# rm removes; errors are exit 3 with a message
+t rm "$P-q"; check "rm" 0 $?
+[ ! -e "/dev/shm/mproc.$P-q" ]; check "rm removed the file" 0 $?
+t rm "$P-q" 2> "/tmp/$P.err"; check "rm of a missing object exits 3" 3 $?
+grep -q "No such file" "/tmp/$P.err"; check "and says why" 0 $?
+t rm "bad/name" 2> /dev/null; check "an invalid name exits 3" 3 $?
+
+echo "$passes passed, $failures failed"
+[ "$failures" -eq 0 ]
