@@ -13,6 +13,7 @@
 #include <ctime>
 
 #include "mproc/detail/deadline.hpp"
+#include "wait.hpp"
 
 namespace mproc::sys {
 
@@ -20,8 +21,7 @@ namespace mproc::sys {
 /// wake, spurious ones included: callers re-check their condition.
 inline void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected,
                        detail::Clock::time_point until) noexcept {
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(until.time_since_epoch()).count();
-  const timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+  const timespec ts = monotonic_timespec(until);
   // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, so EINTR needs no recomputation.
   (void)::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT_BITSET, expected,
                   &ts, nullptr, FUTEX_BITSET_MATCH_ANY);

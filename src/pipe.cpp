@@ -10,6 +10,7 @@
 #include <string>
 
 #include "sys.hpp"
+#include "wait.hpp"
 
 namespace mproc {
 namespace {
@@ -143,9 +144,7 @@ std::vector<Connection*> wait(std::span<Connection* const> connections,
     // Armed now: a message committed from here on makes its descriptor readable. One that
     // landed between the look above and the arming is caught by the look after this sleep,
     // which the heartbeat bounds.
-    const auto left = std::min<detail::Clock::duration>(deadline - now, std::chrono::milliseconds(100));
-    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
-    const timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+    const timespec ts = sys::timespec_until(sys::next_wake(deadline));
     if (::ppoll(fds.data(), fds.size(), &ts, nullptr) < 0 && errno != EINTR) {
       sys::throw_errno("cannot wait for", "Connections");
     }

@@ -17,6 +17,7 @@
 #include "mproc/process.hpp"
 #include "mproc/queue.hpp"
 #include "sys.hpp"
+#include "wait.hpp"
 
 namespace mproc {
 
@@ -297,7 +298,7 @@ struct PoolCore::State {
       fds.push_back(pollfd{results.fileno(), POLLIN, 0});
       fds.push_back(pollfd{wake_fd, POLLIN, 0});
       for (auto& w : workers) fds.push_back(pollfd{w.process ? w.process->sentinel() : -1, POLLIN, 0});
-      if (::poll(fds.data(), fds.size(), 100) < 0 && errno != EINTR) {
+      if (::poll(fds.data(), fds.size(), static_cast<int>(sys::kHeartbeat.count())) < 0 && errno != EINTR) {
         std::fprintf(stderr, "mproc: Pool dispatcher: poll failed: %s\n", std::strerror(errno));
       }
       eventfd_t ignored;

@@ -19,6 +19,7 @@
 #include "mproc/detail/demangle.hpp"
 #include "mproc/error.hpp"
 #include "sys.hpp"
+#include "wait.hpp"
 
 namespace mproc {
 
@@ -180,10 +181,8 @@ void wait_readable(const ProcessState& st, Clock::time_point deadline) {
     return;
   }
   for (;;) {
-    const auto left = deadline - Clock::now();
-    if (left <= Clock::duration::zero()) return;
-    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
-    const timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+    if (deadline <= Clock::now()) return;
+    const timespec ts = sys::timespec_until(deadline);
     const int rc = ::ppoll(&p, 1, &ts, nullptr);
     if (rc >= 0) return;
     if (errno != EINTR) sys::throw_errno("cannot wait for", describe(st));

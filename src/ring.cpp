@@ -21,15 +21,8 @@
 #include "robust_mutex.hpp"
 #include "segment.hpp"
 #include "sys.hpp"
+#include "wait.hpp"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define MPROC_PAUSE() _mm_pause()
-#elif defined(__aarch64__)
-#define MPROC_PAUSE() asm volatile("yield")
-#else
-#define MPROC_PAUSE() ((void)0)
-#endif
 
 namespace mproc::detail {
 
@@ -98,12 +91,6 @@ namespace {
 constexpr std::size_t kMinCapacity = 4096;
 constexpr std::size_t kMaxCapacity = std::size_t{1} << 34;  // 2^31 units of 8 bytes
 constexpr int kSpins = 2000;                                // ~ tens of microseconds of pause
-constexpr auto kHeartbeat = std::chrono::milliseconds(100);  // see "heartbeat" in queue.md
-
-// Whether a call may wait at all; a blocking call (deadline max) reads no clock to find out.
-bool may_wait(Clock::time_point deadline) noexcept {
-  return deadline == Clock::time_point::max() || deadline > Clock::now();
-}
 
 std::uint32_t units_for(std::size_t payload) noexcept {
   return static_cast<std::uint32_t>((RingView::kRecordHeader + payload + 7) / 8);
@@ -206,15 +193,13 @@ void RingView::wake(bool data_side) noexcept {
 // is gone (POLLHUP). The caller has set its waiting flag, fenced, read `seen` and re-checked.
 bool RingView::sleep(bool data_side, std::uint32_t seen, Clock::time_point until) {
   RingControl& c = *ctl_;
-  until = std::min(until, Clock::now() + kHeartbeat);
+  until = sys::next_wake(until);
   if (wake_fd_ < 0) {
     sys::futex_wait(data_side ? &c.data_seq : &c.space_seq, seen, until);
     return true;
   }
   pollfd p{wake_fd_, POLLIN, 0};
-  const auto left = std::max(until - Clock::now(), Clock::duration::zero());
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
-  const timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+  const timespec ts = sys::timespec_until(until);
   const int rc = ::ppoll(&p, 1, &ts, nullptr);
   if (rc > 0 && (p.revents & (POLLHUP | POLLERR)) != 0) return false;
   if (rc > 0 && (p.revents & POLLIN) != 0) {
@@ -289,10 +274,10 @@ RingStatus RingView::put(const void* data, std::size_t size, std::uint32_t tag,
 
   if (!fits(c.cached_tail)) {
     c.cached_tail = c.tail.load(std::memory_order_acquire);  // pairs with the consumer's commit
-    const int spins = may_wait(deadline) ? kSpins : 0;  // try_put does not spin
+    const int spins = sys::may_wait(deadline) ? kSpins : 0;  // try_put does not spin
     for (int spin = 0; !fits(c.cached_tail); ++spin) {
       if (spin < spins) {
-        MPROC_PAUSE();
+        sys::cpu_relax();
       } else {
         if (Clock::now() >= deadline) return RingStatus::timed_out;
         check_open();
@@ -348,7 +333,7 @@ RingStatus RingView::get(Taker take, Clock::time_point deadline) {
   const Word t = c.tail.load(std::memory_order_relaxed);  // ours
   if (pos_of(c.cached_head) == pos_of(t)) {
     c.cached_head = c.head.load(std::memory_order_acquire);  // pairs with the producer's commit
-    const int spins = may_wait(deadline) ? kSpins : 0;  // try_get does not spin
+    const int spins = sys::may_wait(deadline) ? kSpins : 0;  // try_get does not spin
     for (int spin = 0; pos_of(c.cached_head) == pos_of(t); ++spin) {
       const std::uint32_t closed = c.closed.load(std::memory_order_acquire);
       if (closed == 1) finish_close();
@@ -359,7 +344,7 @@ RingStatus RingView::get(Taker take, Clock::time_point deadline) {
         return RingStatus::closed;
       }
       if (spin < spins) {
-        MPROC_PAUSE();
+        sys::cpu_relax();
       } else {
         if (Clock::now() >= deadline) {
           if (peer_gone()) return RingStatus::closed;
@@ -430,14 +415,14 @@ bool RingView::unsignal_if_empty(Word t) noexcept {
 
 RingStatus RingView::wait_readable(Clock::time_point deadline) {
   RingControl& c = *ctl_;
-  const int spins = may_wait(deadline) ? kSpins : 0;  // poll(0) does not spin
+  const int spins = sys::may_wait(deadline) ? kSpins : 0;  // poll(0) does not spin
   for (int spin = 0;; ++spin) {
     if (pos_of(c.head.load(std::memory_order_acquire)) != pos_of(c.tail.load(std::memory_order_acquire))) {
       return RingStatus::ok;
     }
     if (c.closed.load(std::memory_order_acquire) != 0) return RingStatus::closed;
     if (spin < spins) {
-      MPROC_PAUSE();
+      sys::cpu_relax();
       continue;
     }
     if (Clock::now() >= deadline) {
@@ -554,7 +539,7 @@ bool RingView::join_tasks(Clock::time_point deadline) {
       break;
     }
     if (Clock::now() >= deadline) break;
-    sys::futex_wait(&c.tasks_done, seen, std::min(deadline, Clock::now() + kHeartbeat));
+    sys::futex_wait(&c.tasks_done, seen, sys::next_wake(deadline));
   }
   c.join_waiters.fetch_sub(1, std::memory_order_relaxed);
   return done;

@@ -1,5 +1,7 @@
 #include "robust_mutex.hpp"
 
+#include "wait.hpp"
+
 #include <cerrno>
 #include <ctime>
 
@@ -25,11 +27,9 @@ int init_robust_mutex(pthread_mutex_t* m, bool recursive) noexcept {
 
 namespace {
 
-// One timed attempt, ending at `until` (steady_clock is CLOCK_MONOTONIC in libstdc++).
+// One timed attempt, ending at `until`.
 int clocklock(pthread_mutex_t* m, detail::Clock::time_point until) noexcept {
-  const auto ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(until.time_since_epoch()).count();
-  const timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+  const timespec ts = monotonic_timespec(until);
   // ThreadSanitizer intercepts pthread_mutex_lock/trylock/unlock but not clocklock: tell it
   // about the acquisition by hand, or it misses the happens-before edge and reports the
   // matching unlock as "unlock of an unlocked mutex".
@@ -43,8 +43,6 @@ int clocklock(pthread_mutex_t* m, detail::Clock::time_point until) noexcept {
   return rc;
 }
 
-// How long one sleep on a contended lock may last before the waiter looks again.
-constexpr auto kSlice = std::chrono::milliseconds(100);
 
 }  // namespace
 
@@ -58,10 +56,8 @@ int lock_robust_mutex(pthread_mutex_t* m, detail::Clock::time_point deadline) no
   // kernel's robust-list cleanup only covers locks that are *held* at death). Waking every
   // slice bounds that stall (the queue stress test found it; see docs/design/locks.md).
   for (;;) {
-    const auto now = detail::Clock::now();
-    if (now >= deadline) return ETIMEDOUT;
-    const auto until = deadline - now > kSlice ? now + kSlice : deadline;
-    const int r = clocklock(m, until);
+    if (detail::Clock::now() >= deadline) return ETIMEDOUT;
+    const int r = clocklock(m, next_wake(deadline));
     if (r != ETIMEDOUT) return r;
   }
 }

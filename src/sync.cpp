@@ -17,13 +17,8 @@
 #include "robust_mutex.hpp"
 #include "mproc/semaphore.hpp"
 #include "segment.hpp"
+#include "wait.hpp"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define MPROC_PAUSE() _mm_pause()
-#else
-#define MPROC_PAUSE() ((void)0)
-#endif
 
 namespace mproc {
 namespace {
@@ -34,15 +29,8 @@ using detail::SegmentHeader;
 using detail::SegmentKind;
 
 constexpr int kSpins = 1000;
-constexpr auto kHeartbeat = std::chrono::milliseconds(100);
-
-bool may_wait(Clock::time_point deadline) noexcept {
-  return deadline == Clock::time_point::max() || deadline > Clock::now();
-}
-
-Clock::time_point next_wake(Clock::time_point deadline) noexcept {
-  return std::min(deadline, Clock::now() + kHeartbeat);
-}
+using sys::may_wait;
+using sys::next_wake;
 
 }  // namespace
 
@@ -103,7 +91,7 @@ bool Semaphore::acquire_until(Clock::time_point deadline) {
   if (take()) return true;
   if (!may_wait(deadline)) return false;
   for (int i = 0; i < kSpins; ++i) {
-    MPROC_PAUSE();
+    sys::cpu_relax();
     if (take()) return true;
   }
   for (;;) {
@@ -182,7 +170,7 @@ bool Event::wait_until(Clock::time_point deadline) {
   if (is_set()) return true;
   if (!may_wait(deadline)) return false;
   for (int i = 0; i < kSpins; ++i) {
-    MPROC_PAUSE();
+    sys::cpu_relax();
     if (is_set()) return true;
   }
   for (;;) {

@@ -1,0 +1,56 @@
+#pragma once
+// What every waiting loop in mproc shares: the spin-phase pause, the heartbeat that bounds every
+// kernel sleep (docs/design/queue.md, "heartbeat"), and conversions of steady_clock times to the
+// timespecs that futex, ppoll and pthread_mutex_clocklock take.
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+
+#include "mproc/detail/deadline.hpp"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+namespace mproc::sys {
+
+/// One spin-loop iteration's pause: frees the pipeline (and a hyperthread sibling) while spinning.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+/// No sleep in mproc lasts longer than this before the sleeper re-checks: it bounds the stall
+/// when a waker dies between changing a word and waking (and glibc's lost robust-mutex wake-up).
+inline constexpr std::chrono::milliseconds kHeartbeat{100};
+
+/// Whether a call with this deadline may wait at all; a blocking call reads no clock to know.
+inline bool may_wait(detail::Clock::time_point deadline) noexcept {
+  return deadline == detail::Clock::time_point::max() || deadline > detail::Clock::now();
+}
+
+/// The end of the next sleep: the deadline, or one heartbeat from now if that comes first.
+inline detail::Clock::time_point next_wake(detail::Clock::time_point deadline) noexcept {
+  return std::min(deadline, detail::Clock::now() + kHeartbeat);
+}
+
+inline timespec to_timespec(std::chrono::nanoseconds ns) noexcept {
+  const auto n = ns.count();
+  return timespec{static_cast<time_t>(n / 1'000'000'000), static_cast<long>(n % 1'000'000'000)};
+}
+
+/// An absolute CLOCK_MONOTONIC time (steady_clock is CLOCK_MONOTONIC in libstdc++).
+inline timespec monotonic_timespec(detail::Clock::time_point when) noexcept {
+  return to_timespec(std::chrono::duration_cast<std::chrono::nanoseconds>(when.time_since_epoch()));
+}
+
+/// The time from now until `when` (zero if it has passed), for relative timeouts such as ppoll's.
+inline timespec timespec_until(detail::Clock::time_point when) noexcept {
+  const auto left = std::max(when - detail::Clock::now(), detail::Clock::duration::zero());
+  return to_timespec(std::chrono::duration_cast<std::chrono::nanoseconds>(left));
+}
+
+}  // namespace mproc::sys
