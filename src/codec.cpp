@@ -3,6 +3,8 @@
 #include <cerrno>
 
 #include <cstdlib>
+#include <exception>
+#include <typeinfo>
 #include <string>
 
 #include "mproc/detail/codec.hpp"
@@ -16,6 +18,21 @@ std::string demangle(const char* mangled) {
   std::string s = status == 0 && readable != nullptr ? readable : mangled;
   std::free(readable);
   return s;
+}
+
+std::string current_exception_type() {
+  const std::type_info* t = abi::__cxa_current_exception_type();
+  return t != nullptr ? demangle(t->name()) : "unknown exception";
+}
+
+std::string current_exception_message() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "(not a std::exception)";
+  }
 }
 
 std::uint32_t fnv1a(const char* s, std::uint32_t seed) noexcept {

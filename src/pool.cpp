@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
-#include <cxxabi.h>
 #include <deque>
 #include <exception>
 #include <thread>
@@ -44,21 +43,6 @@ WorkerDied::WorkerDied(int exitcode, pid_t pid, std::size_t index)
     : RemoteError("mproc::WorkerDied", describe_exit(exitcode, pid), index), exitcode_(exitcode) {}
 
 namespace detail {
-
-std::string current_exception_type() {
-  const std::type_info* t = abi::__cxa_current_exception_type();
-  return t != nullptr ? demangle(t->name()) : "unknown exception";
-}
-
-std::string current_exception_message() {
-  try {
-    throw;
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return "(not a std::exception)";
-  }
-}
 
 void Failure::raise() const {
   switch (kind) {

@@ -1,7 +1,6 @@
 // Process: fork, track the child through a pidfd, reap it exactly once.
 #include "mproc/process.hpp"
 
-#include <cxxabi.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/prctl.h>
@@ -14,7 +13,6 @@
 #include <cstdlib>
 #include <iostream>
 #include <mutex>
-#include <typeinfo>
 
 #include "mproc/detail/demangle.hpp"
 #include "mproc/error.hpp"
@@ -106,11 +104,6 @@ void flush_std_streams() noexcept {
   std::fflush(nullptr);
 }
 
-std::string current_exception_type() {
-  const std::type_info* t = abi::__cxa_current_exception_type();
-  return t != nullptr ? detail::demangle(t->name()) : "unknown exception";
-}
-
 [[noreturn]] void run_child(ProcessState& st, const ProcessInfo& parent) noexcept {
   if (st.daemon) {
     // The kernel kills us when the parent thread dies, whichever way it dies. If the parent
@@ -133,12 +126,12 @@ std::string current_exception_type() {
   } catch (const SystemExit& e) {
     code = e.code();
   } catch (const std::exception& e) {
-    const std::string type = current_exception_type();
+    const std::string type = detail::current_exception_type();
     std::fprintf(stderr, "Process %s (pid %d): uncaught %s: %s\n", st.name.c_str(), st.pid,
                  type.c_str(), e.what());
     code = 1;
   } catch (...) {
-    const std::string type = current_exception_type();
+    const std::string type = detail::current_exception_type();
     std::fprintf(stderr, "Process %s (pid %d): uncaught %s\n", st.name.c_str(), st.pid,
                  type.c_str());
     code = 1;

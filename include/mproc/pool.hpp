@@ -175,8 +175,6 @@ struct ChunkOutcome {
 using ChunkRunner = void (*)(const std::byte* callable, const RecordView& args, std::uint32_t count,
                              ChunkOutcome& out);
 
-std::string current_exception_type();
-std::string current_exception_message();
 
 template <class F, class Tuple>
 void run_chunk(const std::byte* callable, const RecordView& args, std::uint32_t count,
