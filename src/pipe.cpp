@@ -9,13 +9,14 @@
 #include <cerrno>
 #include <string>
 
+#include "segment.hpp"
 #include "sys.hpp"
 #include "wait.hpp"
 
 namespace mproc {
 namespace {
 
-enum : std::uint32_t { kPipeKind = 5 };
+constexpr auto kPipeKind = static_cast<std::uint32_t>(detail::SegmentKind::pipe);
 
 [[noreturn]] void throw_socketpair() { sys::throw_errno("cannot create the sockets of a", "Pipe"); }
 

@@ -22,7 +22,15 @@ QueueCore::QueueCore(std::uint32_t kind, std::size_t capacity_bytes, std::size_t
   ring_ = RingView(mapping_.data(), -1, "Queue", event_fd_);
 }
 
+// The public header names these kinds without seeing segment.hpp; keep the two in step.
+static_assert(kQueueKind == static_cast<std::uint32_t>(SegmentKind::queue));
+static_assert(kJoinableQueueKind == static_cast<std::uint32_t>(SegmentKind::joinable_queue));
+
 namespace {
+const char* queue_kind_name(std::uint32_t kind) noexcept {
+  return kind == kJoinableQueueKind ? "JoinableQueue" : "Queue";
+}
+
 struct RingInit {
   std::size_t capacity, max_messages;
   std::uint32_t kind;
@@ -40,7 +48,7 @@ QueueCore::QueueCore(const NamedSpec& spec, std::uint32_t kind, std::size_t capa
   const RingInit init{capacity, max_messages, kind, type_hash};
   mapping_ = attach_named(spec, static_cast<SegmentKind>(kind), RingView::kLayoutVersion, RingView::footprint(capacity),
                           type_hash, &init_ring, &init);
-  ring_ = RingView(mapping_.data(), -1, kind == 4 ? "JoinableQueue" : "Queue", -1);
+  ring_ = RingView(mapping_.data(), -1, queue_kind_name(kind), -1);
   if (RingView::footprint(ring_.capacity()) > mapping_.size()) {
     throw Error(EINVAL, "cannot open Queue \"" + std::string(spec.name) + "\"",
                 "(its ring claims " + std::to_string(ring_.capacity()) + " bytes but the segment is " +
@@ -49,7 +57,7 @@ QueueCore::QueueCore(const NamedSpec& spec, std::uint32_t kind, std::size_t capa
 }
 
 void QueueCore::unlink(std::string_view name, std::uint32_t kind) {
-  unlink_named(name, kind == 4 ? "JoinableQueue" : "Queue");
+  unlink_named(name, queue_kind_name(kind));
 }
 
 QueueCore::QueueCore(QueueCore&& other) noexcept
