@@ -48,23 +48,14 @@ class [[nodiscard]] Waited {
   bool timed_out_, owner_died_;
 };
 
-class Condition {
+class Condition : public detail::NamedFactories<Condition> {
  public:
   /// Over `lock` (a Lock or an RLock), which must outlive the Condition.
   explicit Condition(detail::RobustLock& lock);
   /// Over an RLock of its own, as Python's Condition() (reach it through lock()).
   Condition();
-  /// Named: the condition "<name>" with its own RLock "<name>.lock" (names as for SharedMemory,
-  /// at most 195 characters).
-  static Condition create(std::string_view name, mode_t mode = 0600) {
-    return Condition(detail::NamedSpec{name, detail::OpenHow::create, mode});
-  }
-  static Condition open(std::string_view name) {
-    return Condition(detail::NamedSpec{name, detail::OpenHow::open, 0});
-  }
-  static Condition open_or_create(std::string_view name, mode_t mode = 0600) {
-    return Condition(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode});
-  }
+  // Named (create/open/open_or_create from NamedFactories): the condition "<name>" with its own
+  // RLock "<name>.lock" (names as for SharedMemory, at most 195 characters).
   /// Removes the condition and its lock.
   static void unlink(std::string_view name);
   Condition(const Condition&) = delete;
@@ -102,6 +93,7 @@ class Condition {
   detail::RobustLock& lock() noexcept { return *lock_; }
 
  private:
+  friend class detail::NamedFactories<Condition>;
   explicit Condition(const detail::NamedSpec& spec);
   struct Block;
   Block* block() const noexcept;

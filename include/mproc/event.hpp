@@ -25,17 +25,11 @@
 
 namespace mproc {
 
-class Event {
+class Event : public detail::NamedFactories<Event> {
  public:
   Event();
-  /// Named forms, for programs started separately (names, modes and checks: shared_memory.hpp).
-  static Event create(std::string_view name, mode_t mode = 0600) {
-    return Event(detail::NamedSpec{name, detail::OpenHow::create, mode});
-  }
-  static Event open(std::string_view name) { return Event(detail::NamedSpec{name, detail::OpenHow::open, 0}); }
-  static Event open_or_create(std::string_view name, mode_t mode = 0600) {
-    return Event(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode});
-  }
+  // Named forms, for programs started separately: create(name, mode), open(name),
+  // open_or_create(name, mode) (NamedFactories; names, modes and checks: shared_memory.hpp).
   static void unlink(std::string_view name);
   Event(const Event&) = delete;
   Event& operator=(const Event&) = delete;
@@ -58,6 +52,7 @@ class Event {
   bool wait_until(detail::Clock::time_point deadline);
 
  private:
+  friend class detail::NamedFactories<Event>;
   explicit Event(const detail::NamedSpec& spec);
   struct Block;
   Block* block() const noexcept;

@@ -105,38 +105,26 @@ class RobustLock : public StdLockable<RobustLock> {
 /// Named: `Lock::create(name)`, `Lock::open(name)`, `Lock::open_or_create(name)` share one lock
 /// between programs started separately (see <mproc/shared_memory.hpp> for names, modes and the
 /// checks made on open; `SharedMemory::unlink(name)`-style removal is `Lock::unlink(name)`).
-class Lock final : public detail::RobustLock {
+class Lock final : public detail::RobustLock, public detail::NamedFactories<Lock> {
  public:
   Lock() : RobustLock(false) {}
-  static Lock create(std::string_view name, mode_t mode = 0600) {
-    return Lock(detail::NamedSpec{name, detail::OpenHow::create, mode});
-  }
-  static Lock open(std::string_view name) { return Lock(detail::NamedSpec{name, detail::OpenHow::open, 0}); }
-  static Lock open_or_create(std::string_view name, mode_t mode = 0600) {
-    return Lock(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode});
-  }
   static void unlink(std::string_view name);
 
  private:
+  friend class detail::NamedFactories<Lock>;
   explicit Lock(const detail::NamedSpec& spec) : RobustLock(spec, false) {}
 };
 
 /// A recursive lock shared by processes: the holding thread may acquire it again and must
 /// release it as many times. Owner death and ownership work as for Lock; the recursion count
 /// of a dead owner is discarded and the next acquirer holds the lock once.
-class RLock final : public detail::RobustLock {
+class RLock final : public detail::RobustLock, public detail::NamedFactories<RLock> {
  public:
   RLock() : RobustLock(true) {}
-  static RLock create(std::string_view name, mode_t mode = 0600) {
-    return RLock(detail::NamedSpec{name, detail::OpenHow::create, mode});
-  }
-  static RLock open(std::string_view name) { return RLock(detail::NamedSpec{name, detail::OpenHow::open, 0}); }
-  static RLock open_or_create(std::string_view name, mode_t mode = 0600) {
-    return RLock(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode});
-  }
   static void unlink(std::string_view name);
 
  private:
+  friend class detail::NamedFactories<RLock>;
   friend class Condition;  // a named Condition attaches its own named RLock
   explicit RLock(const detail::NamedSpec& spec) : RobustLock(spec, true) {}
 };

@@ -15,4 +15,18 @@ struct NamedSpec {
   mode_t mode;
 };
 
+/// create/open/open_or_create for a primitive whose named form needs nothing but the name (and
+/// a mode when creating). Derived has a private constructor from NamedSpec and befriends this.
+template <class Derived>
+class NamedFactories {
+ public:
+  static Derived create(std::string_view name, mode_t mode = 0600) {
+    return Derived(NamedSpec{name, OpenHow::create, mode});
+  }
+  static Derived open(std::string_view name) { return Derived(NamedSpec{name, OpenHow::open, 0}); }
+  static Derived open_or_create(std::string_view name, mode_t mode = 0600) {
+    return Derived(NamedSpec{name, OpenHow::open_or_create, mode});
+  }
+};
+
 }  // namespace mproc::detail
