@@ -8,7 +8,10 @@
 #include <atomic>
 #include <cerrno>
 #include <cstddef>
+#include <cstdio>
+#include <exception>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -87,6 +90,28 @@ static_assert(std::atomic<int>::is_always_lock_free, "the start flag must work a
 inline void spin_until(const std::atomic<int>& flag, int value) {
   for (int spins = 0; flag.load(std::memory_order_acquire) < value; ++spins) {
     if (spins > 1000) ::sched_yield();
+  }
+}
+
+/// A benchmark's main(): accepts only --quick, runs run(quick), turns an exception into a message
+/// and exit status 1 (2 for a bad argument).
+template <class Run>
+int main_with_quick(int argc, char** argv, const char* name, Run run) {
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--quick") {
+      quick = true;
+    } else {
+      std::fprintf(stderr, "usage: %s [--quick]\n", argv[0]);
+      return 2;
+    }
+  }
+  try {
+    return run(quick);
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "%s: error: %s\n", name, e.what());
+    return 1;
   }
 }
 
