@@ -16,6 +16,9 @@
 ///   kernel's O_EXCL picks exactly one creator; the others wait for it to finish initialising).
 ///   Space is reserved at creation (posix_fallocate), so a full /dev/shm is an ENOSPC error
 ///   then, not a SIGBUS later.
+/// If the creator dies while creating: a creator killed before it finished leaves a name that
+///   open() and open_or_create() refuse (EINVAL, "its creator died before finishing it") until
+///   someone unlinks it (`mproc rm NAME`); the same holds for every named primitive.
 /// Permissions: mode 0600 unless asked otherwise (set exactly, whatever the umask): other users
 ///   cannot open it.
 /// Lifetime: the name exists until unlink() (by anyone allowed to); the memory stays valid in a
