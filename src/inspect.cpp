@@ -27,11 +27,22 @@ void read_header(const std::string& file, NamedObjectInfo& info) {
   void* addr = info.bytes >= detail::kSegmentDataOffset
                    ? ::mmap(nullptr, info.bytes, PROT_READ, MAP_SHARED, fd, 0)
                    : MAP_FAILED;
-  sys::close_fd(fd);
-  if (addr == MAP_FAILED) return;
+  if (addr == MAP_FAILED) {
+    sys::close_fd(fd);
+    return;
+  }
   const auto& h = *static_cast<const detail::SegmentHeader*>(addr);
   if (h.magic.load(std::memory_order_acquire) == detail::SegmentHeader::kMagic) {
     info.kind = detail::kind_name(h.kind);
+    info.persistent = (h.flags & detail::kSegmentPersistent) != 0;
+    info.creator_pid = h.creator_pid;
+    info.creator_alive = sys::process_alive(h.creator_pid, h.creator_start);
+    // In use = some process holds a lease (a shared OFD lock): ask whether an exclusive lock
+    // could be placed, without placing it.
+    struct flock fl {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (::fcntl(fd, F_OFD_GETLK, &fl) == 0) info.in_use = fl.l_type != F_UNLCK;
     const bool ring = h.kind == detail::SegmentKind::queue || h.kind == detail::SegmentKind::joinable_queue;
     if (ring && info.bytes >= detail::RingView::kControlSize) {
       const detail::RingView view(addr);
@@ -44,6 +55,7 @@ void read_header(const std::string& file, NamedObjectInfo& info) {
     }
   }
   ::munmap(addr, info.bytes);
+  sys::close_fd(fd);
 }
 
 }  // namespace
@@ -70,6 +82,8 @@ std::vector<NamedObjectInfo> list_named_objects() {
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   return out;
 }
+
+std::vector<std::string> remove_stale_named_objects() { return detail::sweep_named(detail::Sweep::stale); }
 
 void remove_named_object(std::string_view name) {
   detail::validate_name(name);

@@ -1,15 +1,20 @@
 #include "named.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <climits>
+#include <cstddef>
+#include <cstdio>
+#include <cstring>
 #include <string>
-#include <thread>
-#include <algorithm>
 
 #include "mproc/error.hpp"
 #include "sys.hpp"
@@ -17,15 +22,93 @@
 namespace mproc::detail {
 namespace {
 
+constexpr const char* kShmDir = "/dev/shm";
+constexpr std::string_view kFilePrefix = "/dev/shm/mproc.";
+// The magic of version-1 headers (before creators and lifetimes were recorded).
+constexpr std::uint64_t kMagicV1 = 0x31'43'4F'52'50'4D'00'00;
+
 std::string quoted(std::string_view name) { return "\"" + std::string(name) + "\""; }
 
-// Maps an open shm descriptor; the descriptor is closed either way.
-Mapping map_fd(int fd, std::size_t size, std::string_view name) {
-  void* addr = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  const int err = errno;
+std::string describe(SegmentKind kind, std::string_view name) {
+  return std::string(kind_name(kind)) + " " + quoted(name);
+}
+
+// A whole-file OFD lock operation (F_OFD_SETLK / F_OFD_SETLKW / F_OFD_GETLK).
+int ofd_lock(int fd, short type, int cmd, struct flock* out = nullptr) {
+  struct flock fl {};
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;  // l_start = l_len = 0: the whole file; l_pid must be 0 for OFD locks
+  const int rc = sys::retry_eintr([&] { return ::fcntl(fd, cmd, &fl); });
+  if (out != nullptr) *out = fl;
+  return rc;
+}
+
+struct ProcFdPath {
+  char text[32];
+  explicit ProcFdPath(int fd) noexcept { std::snprintf(text, sizeof text, "/proc/self/fd/%d", fd); }
+};
+
+// The header as plain data, read with pread from a file another process wrote.
+struct HeaderSnapshot {
+  std::uint64_t magic;
+  std::uint32_t layout_version;
+  std::uint32_t kind;
+  std::uint64_t payload_size;
+  std::uint64_t type_hash;
+  std::int32_t creator_pid;
+  std::uint32_t flags;
+  std::uint64_t creator_start;
+};
+static_assert(sizeof(HeaderSnapshot) == sizeof(SegmentHeader));
+static_assert(offsetof(HeaderSnapshot, creator_start) == offsetof(SegmentHeader, creator_start));
+static_assert(offsetof(HeaderSnapshot, flags) == offsetof(SegmentHeader, flags));
+
+bool read_snapshot(int fd, HeaderSnapshot& h) noexcept {
+  return sys::retry_eintr([&] { return ::pread(fd, &h, sizeof h, 0); }) == static_cast<ssize_t>(sizeof h);
+}
+
+// Removes the file `path`, open here as `probe` (an open file description of its own), if no
+// process holds a lease on it and `decide` agrees. The exclusive lock is what makes this safe:
+// no lease holder lets us have it, and an opener that arrives meanwhile waits for it, then
+// sees that the file it opened has no name any more (st_nlink == 0) and looks again. The
+// inode check makes sure the name still refers to the file we locked. The lock goes with
+// the probe descriptor, which the caller closes.
+template <class Decide>
+bool remove_if_unused(int probe, const char* path, Decide decide) noexcept {
+  if (ofd_lock(probe, F_WRLCK, F_OFD_SETLK) != 0) return false;  // in use, or cannot tell
+  struct stat mine {}, named {};
+  if (::fstat(probe, &mine) != 0 || mine.st_nlink == 0) return false;
+  HeaderSnapshot h{};
+  if (!read_snapshot(probe, h) || h.magic != SegmentHeader::kMagic || !decide(h)) return false;
+  if (::stat(path, &named) != 0 || named.st_ino != mine.st_ino || named.st_dev != mine.st_dev) return false;
+  return ::unlink(path) == 0;
+}
+
+bool unused_tracked(const HeaderSnapshot& h) noexcept { return (h.flags & kSegmentPersistent) == 0; }
+
+bool remove_path_if_unused_tracked(const std::string& path) noexcept {
+  const int probe = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (probe < 0) return false;
+  const bool removed = remove_if_unused(probe, path.c_str(), unused_tracked);
+  sys::close_fd(probe);
+  return removed;
+}
+
+// The lease descriptor of a just-linked segment still refers to the file by its nameless
+// O_TMPFILE path ("/dev/shm/#123 (deleted)"), which release_lease cannot remove by. Swap it for
+// a descriptor opened by name, with its own lease, in the same slot. Nobody else can hold an
+// exclusive lock meanwhile (the old descriptor's lease is held until dup3 closes it). If the
+// name no longer refers to our file (unlinked and re-created in between), keep the old one:
+// this object is then simply never removed automatically.
+void adopt_name(int lease_fd, const std::string& path) noexcept {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return;
+  struct stat mine {}, named {};
+  if (::fstat(lease_fd, &mine) == 0 && ::fstat(fd, &named) == 0 && mine.st_ino == named.st_ino &&
+      mine.st_dev == named.st_dev && ofd_lock(fd, F_RDLCK, F_OFD_SETLK) == 0) {
+    (void)::dup3(fd, lease_fd, O_CLOEXEC);
+  }
   sys::close_fd(fd);
-  if (addr == MAP_FAILED) throw Error(err, "cannot map shared memory", quoted(name));
-  return Mapping::adopt(addr, size);
 }
 
 }  // namespace
@@ -44,6 +127,7 @@ void validate_name(std::string_view name) {
 }
 
 std::string shm_path(std::string_view name) { return "/mproc." + std::string(name); }
+std::string file_path(std::string_view name) { return std::string(kFilePrefix) + std::string(name); }
 
 const char* kind_name(SegmentKind kind) noexcept {
   switch (kind) {
@@ -64,94 +148,125 @@ const char* kind_name(SegmentKind kind) noexcept {
   return "unknown kind";
 }
 
-NamedSegment create_segment_raw(std::string_view name, std::size_t total, mode_t mode) {
-  validate_name(name);
-  const std::string path = shm_path(name);
-  const int fd = ::shm_open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  if (fd < 0) sys::throw_errno("cannot create shared memory", quoted(name));
-  // The umask may have taken bits away: set exactly what was asked.
-  if (::fchmod(fd, mode) != 0) {
-    const int err = errno;
-    sys::close_fd(fd);
-    ::shm_unlink(path.c_str());
-    throw Error(err, "cannot set the mode of shared memory", quoted(name));
+void check_segment_header(const void* mem, std::size_t size, SegmentKind kind, std::uint32_t version,
+                          std::uint64_t type_hash, std::string_view what) {
+  const std::string op = "cannot open " + std::string(what);
+  if (size < kSegmentDataOffset || mem == nullptr) {
+    throw Error(EINVAL, op, "(the segment is " + std::to_string(size) +
+                                " bytes, too small for an mproc header: truncated, or not created by mproc)");
   }
-  // Reserve the space now: on a full /dev/shm this fails with ENOSPC here instead of a SIGBUS
-  // on first touch. posix_fallocate returns the error instead of setting errno.
-  const int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(total));
-  if (rc != 0) {
-    sys::close_fd(fd);
-    ::shm_unlink(path.c_str());
-    throw Error(rc, "cannot reserve " + std::to_string(total) + " bytes of shared memory for",
-                quoted(name));
+  const auto& h = *static_cast<const SegmentHeader*>(mem);
+  const std::uint64_t magic = h.magic.load(std::memory_order_acquire);
+  if (magic == kMagicV1) {
+    throw Error(EINVAL, op, "(it was created by an older version of mproc, with layout-1 headers)");
   }
-  try {
-    return NamedSegment{map_fd(fd, total, name), true};
-  } catch (...) {
-    ::shm_unlink(path.c_str());
-    throw;
+  if (magic != SegmentHeader::kMagic) throw Error(EINVAL, op, "(it is not an mproc object: no mproc header)");
+  if (h.kind != kind) {
+    const char* found = kind_name(h.kind);
+    throw Error(EINVAL, op,
+                std::strcmp(found, "unknown kind") == 0
+                    ? "(its header names an unknown kind, " + std::to_string(static_cast<std::uint32_t>(h.kind)) +
+                          ": corrupted, or made by a newer mproc)"
+                    : std::string("(it holds a ") + found + ")");
+  }
+  if (h.layout_version != version) {
+    throw Error(EINVAL, op, "(it has layout version " + std::to_string(h.layout_version) +
+                                "; this program expects " + std::to_string(version) + ")");
+  }
+  if (h.type_hash != type_hash) throw Error(EINVAL, op, "(it holds a different element type)");
+  if (h.payload_size > size - kSegmentDataOffset) {
+    throw Error(EINVAL, op, "(the header says " + std::to_string(h.payload_size) +
+                                " bytes of payload but the segment has only " +
+                                std::to_string(size - kSegmentDataOffset) + ": truncated)");
   }
 }
 
+NamedSegment create_unnamed_segment(std::size_t total, mode_t mode, std::string_view what) {
+  sweep_now_and_then();
+  // An unnamed file in /dev/shm: it gets its name (link_segment) only once it is complete, so
+  // nobody ever sees a half-made object, and a creator that dies before that leaves nothing.
+  const int fd = ::open(kShmDir, O_TMPFILE | O_RDWR | O_CLOEXEC, mode & 07777);
+  if (fd < 0) sys::throw_errno("cannot create shared memory for", what);
+  const auto fail = [&](int err, const std::string& op) {
+    sys::close_fd(fd);
+    throw Error(err, op, what);
+  };
+  // The umask may have taken bits away: set exactly what was asked.
+  if (::fchmod(fd, mode & 07777) != 0) fail(errno, "cannot set the mode of shared memory for");
+  // Reserve the space now: on a full /dev/shm this fails with ENOSPC here instead of a SIGBUS
+  // on first touch. posix_fallocate returns the error instead of setting errno.
+  if (const int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(total)); rc != 0) {
+    fail(rc, "cannot reserve " + std::to_string(total) + " bytes of shared memory for");
+  }
+  if (ofd_lock(fd, F_RDLCK, F_OFD_SETLK) != 0) fail(errno, "cannot take a lease on shared memory for");
+  void* addr = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (addr == MAP_FAILED) fail(errno, "cannot map shared memory for");
+  return NamedSegment{Mapping::adopt(addr, total, fd), true};
+}
+
 void publish_segment(NamedSegment& seg, SegmentKind kind, std::uint32_t version, std::uint64_t payload,
-                     std::uint64_t type_hash) {
-  static_cast<SegmentHeader*>(seg.mapping.data())->publish(kind, version, payload, type_hash);
+                     std::uint64_t type_hash, Lifetime lifetime) {
+  auto* h = static_cast<SegmentHeader*>(seg.mapping.data());
+  const pid_t self = ::getpid();
+  h->creator_pid = self;
+  h->creator_start = sys::process_start_ticks(self);
+  h->flags = lifetime == Lifetime::persistent ? kSegmentPersistent : 0;
+  h->publish(kind, version, payload, type_hash);  // magic last
+}
+
+void link_segment(NamedSegment& seg, std::string_view name, SegmentKind kind) {
+  const std::string path = file_path(name);
+  const ProcFdPath self(seg.mapping.lease_fd());
+  for (bool retried = false;; retried = true) {
+    if (::linkat(AT_FDCWD, self.text, AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW) == 0) {
+      adopt_name(seg.mapping.lease_fd(), path);
+      return;
+    }
+    const int err = errno;
+    // A tracked object of this name that nobody uses is garbage (its last user died): clear
+    // it and try once more.
+    if (err == EEXIST && !retried && remove_path_if_unused_tracked(path)) continue;
+    throw Error(err, "cannot create " + describe(kind, name),
+                err == EEXIST ? "(the name exists)" : err == ENOENT ? "(is /proc mounted?)" : "");
+  }
 }
 
 NamedSegment open_segment(std::string_view name, SegmentKind kind, std::uint32_t version,
                           std::uint64_t type_hash) {
   validate_name(name);
-  const int fd = ::shm_open(shm_path(name).c_str(), O_RDWR | O_CLOEXEC, 0);
-  if (fd < 0) sys::throw_errno(std::string("cannot open ") + kind_name(kind), quoted(name));
-  // A creator that won the O_EXCL race may not have sized the file yet: give it a moment, as
-  // for the magic below (found by eight processes racing through open_or_create).
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-  std::size_t size = 0;
+  const std::string path = file_path(name);
+  const std::string what = describe(kind, name);
   for (;;) {
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      const int err = errno;
+    const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) sys::throw_errno("cannot open " + what);
+    const auto fail = [&](int err, const char* op) {
       sys::close_fd(fd);
-      throw Error(err, "cannot inspect shared memory", quoted(name));
+      throw Error(err, op, what);
+    };
+    // The lease: held for as long as this process (or a child it forks) has the object open.
+    if (ofd_lock(fd, F_RDLCK, F_OFD_SETLKW) != 0) fail(errno, "cannot take a lease on");
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) fail(errno, "cannot inspect");
+    if (st.st_nlink == 0) {  // removed as unused while we were opening it: look again
+      sys::close_fd(fd);
+      continue;
     }
-    size = static_cast<std::size_t>(st.st_size);
-    if (size >= kSegmentDataOffset || std::chrono::steady_clock::now() >= deadline) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    const auto size = static_cast<std::size_t>(st.st_size);
+    if (size < kSegmentDataOffset) {
+      sys::close_fd(fd);
+      check_segment_header(nullptr, size, kind, version, type_hash, what);  // throws
+    }
+    void* addr = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (addr == MAP_FAILED) fail(errno, "cannot map");
+    try {
+      check_segment_header(addr, size, kind, version, type_hash, what);
+    } catch (...) {
+      ::munmap(addr, size);
+      sys::close_fd(fd);  // not release_lease: a failed open never removes anything
+      throw;
+    }
+    return NamedSegment{Mapping::adopt(addr, size, fd), false};
   }
-  if (size < kSegmentDataOffset) {
-    sys::close_fd(fd);
-    throw Error(EINVAL, std::string("cannot open ") + kind_name(kind) + " " + quoted(name),
-                "(the segment is " + std::to_string(size) + " bytes, too small for an mproc header: "
-                "truncated, not created by mproc, or its creator died while creating it)");
-  }
-  NamedSegment seg{map_fd(fd, size, name), false};
-  const auto& h = *static_cast<const SegmentHeader*>(seg.mapping.data());
-  // A creator publishes the magic last; give one that is still initialising a moment.
-  while (h.magic.load(std::memory_order_acquire) != SegmentHeader::kMagic &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  const std::string what = std::string("cannot open ") + kind_name(kind) + " " + quoted(name);
-  if (h.magic.load(std::memory_order_acquire) != SegmentHeader::kMagic) {
-    throw Error(EINVAL, what, "(it is not an mproc object: no mproc header, or its creator died "
-                              "before finishing it)");
-  }
-  if (h.kind != kind) {
-    throw Error(EINVAL, what, std::string("(it holds a ") + kind_name(h.kind) + ")");
-  }
-  if (h.layout_version != version) {
-    throw Error(EINVAL, what, "(it has layout version " + std::to_string(h.layout_version) +
-                                  "; this program expects " + std::to_string(version) + ")");
-  }
-  if (h.type_hash != type_hash) {
-    throw Error(EINVAL, what, "(it holds a different element type)");
-  }
-  if (kSegmentDataOffset + h.payload_size > size) {
-    throw Error(EINVAL, what, "(the header says " + std::to_string(h.payload_size) +
-                                  " bytes but the segment has only " + std::to_string(size) +
-                                  ": truncated)");
-  }
-  return seg;
 }
 
 void unlink_named(std::string_view name, const char* kind) {
@@ -164,25 +279,33 @@ void unlink_named(std::string_view name, const char* kind) {
 Mapping attach_named(const NamedSpec& spec, SegmentKind kind, std::uint32_t version, std::size_t size,
                      std::uint64_t type_hash, void (*init)(void* mem, const void* ctx), const void* ctx,
                      bool* created) {
-  if (spec.how != OpenHow::open) {
-    const std::size_t total = std::max(size, kSegmentDataOffset);
-    try {
-      NamedSegment seg = create_segment_raw(spec.name, total, spec.mode);
+  validate_name(spec.name);
+  const std::string what = describe(kind, spec.name);
+  // open_or_create opens first (the usual case, and it costs no initialisation), creates when
+  // the name does not exist, and opens again if another process won the creation meanwhile.
+  for (int round = 0;; ++round) {
+    if (spec.how != OpenHow::create) {
       try {
-        init(seg.mapping.data(), ctx);
-      } catch (...) {
-        ::shm_unlink(shm_path(spec.name).c_str());
-        throw;
+        NamedSegment seg = open_segment(spec.name, kind, version, type_hash);
+        if (created != nullptr) *created = false;
+        return std::move(seg.mapping);
+      } catch (const Error& e) {
+        if (spec.how == OpenHow::open || e.code().value() != ENOENT) throw;
       }
-      publish_segment(seg, kind, version, total - kSegmentDataOffset, type_hash);
+    }
+    const std::size_t total = std::max(size, kSegmentDataOffset);
+    NamedSegment seg = create_unnamed_segment(total, spec.options.mode, what);
+    init(seg.mapping.data(), ctx);  // if it throws, the unnamed file goes with seg
+    publish_segment(seg, kind, version, total - kSegmentDataOffset, type_hash, spec.options.lifetime);
+    try {
+      link_segment(seg, spec.name, kind);
       if (created != nullptr) *created = true;
       return std::move(seg.mapping);
     } catch (const Error& e) {
-      if (spec.how == OpenHow::create || e.code().value() != EEXIST) throw;
+      // Lost the race to another creator: open theirs (unless it vanished again, then retry).
+      if (spec.how == OpenHow::create || e.code().value() != EEXIST || round > 100) throw;
     }
   }
-  if (created != nullptr) *created = false;
-  return std::move(open_segment(spec.name, kind, version, type_hash).mapping);
 }
 
 std::byte* attach_typed(const NamedSpec& spec, bool array, std::size_t bytes, std::uint64_t type_hash,
@@ -201,6 +324,76 @@ std::byte* attach_typed(const NamedSpec& spec, bool array, std::size_t bytes, st
       &c);
   payload = static_cast<const SegmentHeader*>(mapping.data())->payload_size;
   return static_cast<std::byte*>(mapping.data()) + kSegmentDataOffset;
+}
+
+bool segment_is_tracked(const void* mem, std::size_t size) noexcept {
+  if (mem == nullptr || size < sizeof(SegmentHeader)) return false;
+  const auto& h = *static_cast<const SegmentHeader*>(mem);
+  return h.magic.load(std::memory_order_acquire) == SegmentHeader::kMagic && (h.flags & kSegmentPersistent) == 0;
+}
+
+void release_lease(int fd, bool tracked) noexcept {
+  if (!tracked) {
+    sys::close_fd(fd);
+    return;
+  }
+  // Our descriptor's open file description may be shared with forked children, and the lease
+  // (an OFD lock) lives as long as any of them keeps it open: so ask "does anybody else use
+  // it?" through a new open file description of the same file, after closing ours.
+  const ProcFdPath self(fd);
+  char target[PATH_MAX];
+  const ssize_t n = ::readlink(self.text, target, sizeof target - 1);
+  const int probe = ::open(self.text, O_RDWR | O_CLOEXEC);
+  sys::close_fd(fd);
+  if (probe < 0) return;
+  if (n > 0) {
+    target[n] = '\0';
+    if (std::string_view(target).rfind(kFilePrefix, 0) == 0) (void)remove_if_unused(probe, target, unused_tracked);
+  }
+  sys::close_fd(probe);
+}
+
+std::vector<std::string> sweep_named(Sweep which) {
+  std::vector<std::string> removed;
+  DIR* dir = ::opendir(kShmDir);
+  if (dir == nullptr) sys::throw_errno("cannot list", kShmDir);
+  const auto decide = [which](const HeaderSnapshot& h) {
+    if (unused_tracked(h)) return true;
+    return which == Sweep::stale && !sys::process_alive(h.creator_pid, h.creator_start);
+  };
+  const std::string_view prefix = kFilePrefix.substr(std::strlen(kShmDir) + 1);  // "mproc."
+  while (const dirent* e = ::readdir(dir)) {
+    const std::string_view file = e->d_name;
+    if (file.rfind(prefix, 0) != 0) continue;
+    const std::string path = std::string(kShmDir) + "/" + std::string(file);
+    const int probe = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (probe < 0) continue;  // another user's, or gone meanwhile
+    if (remove_if_unused(probe, path.c_str(), decide)) removed.emplace_back(file.substr(prefix.size()));
+    sys::close_fd(probe);
+  }
+  ::closedir(dir);
+  std::sort(removed.begin(), removed.end());
+  return removed;
+}
+
+void sweep_now_and_then() noexcept {
+  static std::atomic<std::int64_t> last_ns{0};
+  static std::atomic<pid_t> last_pid{0};
+  const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                       std::chrono::steady_clock::now().time_since_epoch())
+                       .count();
+  const pid_t self = ::getpid();  // a forked child sweeps on its own account
+  if (last_pid.load(std::memory_order_relaxed) == self &&
+      now - last_ns.load(std::memory_order_relaxed) < std::chrono::nanoseconds(std::chrono::seconds(1)).count()) {
+    return;
+  }
+  last_pid.store(self, std::memory_order_relaxed);
+  last_ns.store(now, std::memory_order_relaxed);
+  try {
+    (void)sweep_named(Sweep::unused_tracked);
+  } catch (...) {
+    // A sweep is housekeeping: a creation never fails because of it.
+  }
 }
 
 }  // namespace mproc::detail

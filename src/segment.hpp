@@ -30,8 +30,13 @@ enum class SegmentKind : std::uint32_t {
 /// Where a named segment's payload starts: the header gets a cache line of its own.
 inline constexpr std::size_t kSegmentDataOffset = 64;
 
+/// Flags in SegmentHeader::flags.
+inline constexpr std::uint32_t kSegmentPersistent = 1;  // Lifetime::persistent: never swept as unused
+
 struct SegmentHeader {
-  static constexpr std::uint64_t kMagic = 0x31'43'4F'52'50'4D'00'00;  // "\0\0MPROC1", little end.
+  // "\0\0MPROC2", little end. Version 2 added the creator and the flags (named objects' lifetime);
+  // a version-1 segment is "not an mproc object" to this code, and is never swept.
+  static constexpr std::uint64_t kMagic = 0x32'43'4F'52'50'4D'00'00;
 
   // Written last, with release order, by the creator: an attacher that reads kMagic with
   // acquire order sees the rest of the header and the initialised payload.
@@ -40,6 +45,11 @@ struct SegmentHeader {
   SegmentKind kind;
   std::uint64_t payload_size;  // sizeof the payload struct: a cheap fingerprint of the layout
   std::uint64_t type_hash;     // element type of typed objects (queues, values); 0 otherwise
+  // Named segments only (zero in anonymous ones), written before the magic and never changed:
+  std::int32_t creator_pid;    // the process that created it (for `mproc ls` and rm --stale)
+  std::uint32_t flags;         // kSegmentPersistent
+  std::uint64_t creator_start; // the creator's start time (clock ticks since boot), so a
+                               // recycled pid is not mistaken for the creator
 
   /// Fills the header of a segment whose payload was just initialised.
   void publish(SegmentKind k, std::uint32_t version, std::uint64_t size,
@@ -54,6 +64,7 @@ struct SegmentHeader {
 
 static_assert(std::is_standard_layout_v<SegmentHeader>);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
-static_assert(sizeof(SegmentHeader) == 32);
+static_assert(sizeof(SegmentHeader) == 48);
+static_assert(sizeof(SegmentHeader) <= kSegmentDataOffset);
 
 }  // namespace mproc::detail

@@ -23,9 +23,12 @@ SharedMemory::SharedMemory(std::string name, detail::Mapping mapping, std::size_
       size_(size),
       created_(created) {}
 
-SharedMemory SharedMemory::create(std::string_view name, std::size_t size, mode_t mode) {
-  detail::NamedSegment seg = detail::create_segment_raw(name, kSegmentDataOffset + size, mode);
-  detail::publish_segment(seg, SegmentKind::shared_memory, kLayoutVersion, size, 0);
+SharedMemory SharedMemory::create(std::string_view name, std::size_t size, NamedOptions options) {
+  detail::validate_name(name);
+  const std::string what = "SharedMemory \"" + std::string(name) + "\"";
+  detail::NamedSegment seg = detail::create_unnamed_segment(kSegmentDataOffset + size, options.mode, what);
+  detail::publish_segment(seg, SegmentKind::shared_memory, kLayoutVersion, size, 0, options.lifetime);
+  detail::link_segment(seg, name, SegmentKind::shared_memory);
   return SharedMemory(std::string(name), std::move(seg.mapping), size, true);
 }
 
@@ -35,19 +38,26 @@ SharedMemory SharedMemory::open(std::string_view name) {
   return SharedMemory(std::string(name), std::move(seg.mapping), h.payload_size, false);
 }
 
-SharedMemory SharedMemory::open_or_create(std::string_view name, std::size_t size, mode_t mode) {
-  try {
-    return create(name, size, mode);
-  } catch (const Error& e) {
-    if (e.code().value() != EEXIST) throw;
+SharedMemory SharedMemory::open_or_create(std::string_view name, std::size_t size, NamedOptions options) {
+  // Open first; create if absent; open again if another process created it meanwhile.
+  for (int round = 0;; ++round) {
+    try {
+      SharedMemory shm = open(name);
+      if (shm.size() != size) {
+        throw Error(EINVAL, "cannot open SharedMemory \"" + std::string(name) + "\"",
+                    "(it exists with " + std::to_string(shm.size()) + " bytes; " + std::to_string(size) +
+                        " were asked for)");
+      }
+      return shm;
+    } catch (const Error& e) {
+      if (e.code().value() != ENOENT || round > 100) throw;
+    }
+    try {
+      return create(name, size, options);
+    } catch (const Error& e) {
+      if (e.code().value() != EEXIST) throw;
+    }
   }
-  SharedMemory shm = open(name);
-  if (shm.size() != size) {
-    throw Error(EINVAL, "cannot open SharedMemory \"" + std::string(name) + "\"",
-                "(it exists with " + std::to_string(shm.size()) + " bytes; " + std::to_string(size) +
-                    " were asked for)");
-  }
-  return shm;
 }
 
 void SharedMemory::unlink(std::string_view name) { detail::unlink_named(name, "SharedMemory"); }

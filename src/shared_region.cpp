@@ -4,6 +4,7 @@
 #include <string>
 
 #include "mproc/detail/mapping.hpp"
+#include "named.hpp"
 #include "sys.hpp"
 
 namespace mproc::detail {
@@ -17,9 +18,13 @@ Mapping Mapping::shared_anonymous(std::size_t size, std::string_view what) {
 }
 
 void Mapping::reset() noexcept {
+  // Read the lifetime from the header before the memory goes; then drop the lease.
+  const bool tracked = lease_fd_ >= 0 && segment_is_tracked(addr_, size_);
   if (addr_ != nullptr) ::munmap(addr_, size_);
+  if (lease_fd_ >= 0) release_lease(lease_fd_, tracked);
   addr_ = nullptr;
   size_ = 0;
+  lease_fd_ = -1;
 }
 
 }  // namespace mproc::detail

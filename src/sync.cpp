@@ -211,7 +211,7 @@ Condition::Condition() : own_lock_(std::make_unique<RLock>()), lock_(nullptr) {
 
 Condition::Condition(const detail::NamedSpec& spec) : lock_(nullptr) {
   const std::string lock_name = std::string(spec.name) + ".lock";
-  own_lock_.reset(new RLock(detail::NamedSpec{lock_name, spec.how, spec.mode}));
+  own_lock_.reset(new RLock(detail::NamedSpec{lock_name, spec.how, spec.options}));
   lock_ = own_lock_.get();
   mapping_ = detail::attach_named(spec, SegmentKind::condition, Block::kLayoutVersion, sizeof(Block), 0,
                                   &Condition::init_block, nullptr);

@@ -42,6 +42,14 @@ int pidfd_send_signal(int pidfd, int signo) noexcept;
 /// Closes without retrying on EINTR (see above); errors are ignored.
 void close_fd(int fd) noexcept;
 
+/// When process `pid` started, in clock ticks since boot (field 22 of /proc/PID/stat); 0 if it
+/// does not exist or cannot be read. With the pid it names one process for good: pids are
+/// recycled, (pid, start) pairs are not.
+std::uint64_t process_start_ticks(pid_t pid) noexcept;
+/// Whether the process (pid, start_ticks) is still running; start_ticks 0 means "unknown",
+/// checked by pid alone. A zombie counts as dead.
+bool process_alive(pid_t pid, std::uint64_t start_ticks) noexcept;
+
 }  // namespace mproc::sys
 
 #include <pthread.h>

@@ -12,7 +12,7 @@ check() {  # check DESCRIPTION EXPECTED ACTUAL
     echo "FAIL: $1: expected [$2], got [$3]"; failures=$((failures + 1)); fi
 }
 cleanup() {
-  for n in "$P-q" "$P-stdin" "$P-lock" "$P-dead"; do "$MPROC" rm "$n" 2>/dev/null; done
+  for n in "$P-q" "$P-stdin" "$P-lock" "$P-dead" "$P-held" "$P-stale"; do "$MPROC" rm "$n" 2>/dev/null; done
   rm -f "/tmp/$P".*
 }
 trap cleanup EXIT
@@ -37,6 +37,10 @@ check "stdin message intact" "$(printf 'line one\nline two')" "$(t queue get "$P
 t queue put "$P-q" "waiting"
 ls_out=$(t ls)
 echo "$ls_out" | grep -E "^Queue +$P-q .*1 waiting" > /dev/null; check "ls shows the queue and its depth" 0 $?
+# ... and that the tool made it persistent, its creator (that `mproc queue put`) is gone, and
+# nobody has it open
+echo "$ls_out" | grep -E "^Queue +$P-q .* persistent +[0-9]+ +no +no " > /dev/null
+check "ls shows lifetime, creator, creator alive, in use" 0 $?
 
 # get on an empty queue times out with exit 1 and prints nothing
 t queue get "$P-q" > /dev/null   # drain the one left
@@ -74,6 +78,22 @@ t rm "$P-q"; check "rm" 0 $?
 t rm "$P-q" 2> "/tmp/$P.err"; check "rm of a missing object exits 3" 3 $?
 grep -q "No such file" "/tmp/$P.err"; check "and says why" 0 $?
 t rm "bad/name" 2> /dev/null; check "an invalid name exits 3" 3 $?
+
+# rm --stale removes what nobody has open and whose creator is dead, and nothing in use
+t rm 2> /dev/null; check "rm with neither NAME nor --stale is a usage error" 2 $?
+t rm "$P-q" --stale 2> /dev/null; check "rm with both NAME and --stale is a usage error" 2 $?
+t queue put "$P-stale" "left behind"; check "a queue left by a finished script" 0 $?
+t queue get "$P-held" --timeout 20 > "/tmp/$P.held" &
+getter=$!  # it creates $P-held and keeps it open while it waits
+for _ in $(seq 200); do [ -e "/dev/shm/mproc.$P-held" ] && break; sleep 0.05; done
+stale_out=$(t rm --stale); check "rm --stale" 0 $?
+echo "$stale_out" | grep -qx "removed $P-stale"; check "rm --stale removed the abandoned queue" 0 $?
+[ ! -e "/dev/shm/mproc.$P-stale" ]; check "its file is gone" 0 $?
+[ -e "/dev/shm/mproc.$P-held" ]; check "rm --stale kept the queue a live process has open" 0 $?
+t queue put "$P-held" "still here"; wait "$getter"; check "the waiting reader got its message" 0 $?
+check "intact" "still here" "$(cat "/tmp/$P.held")"
+t rm --stale > "/tmp/$P.out"
+grep -qx "removed $P-held" "/tmp/$P.out"; check "once its users are gone, it is stale too" 0 $?
 
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -6,15 +6,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "mproc/barrier.hpp"
 #include "mproc/condition.hpp"
 #include "mproc/event.hpp"
+#include "mproc/inspect.hpp"
 #include "mproc/lock.hpp"
 #include "mproc/queue.hpp"
 #include "mproc/semaphore.hpp"
@@ -82,7 +85,7 @@ TEST_F(Named, creating_an_existing_name_fails_and_open_or_create_opens_it) {
 
 TEST_F(Named, many_processes_open_or_create_at_once_and_exactly_one_creates) {
   struct Tally {
-    std::atomic<int> ready{0}, created{0}, opened{0};
+    std::atomic<int> ready{0}, created{0}, opened{0}, attached{0};
   };
   Shared<Tally> tally;
   std::vector<mproc::Process> ps;
@@ -93,6 +96,10 @@ TEST_F(Named, many_processes_open_or_create_at_once_and_exactly_one_creates) {
       }
       SharedMemory shm = SharedMemory::open_or_create(name, 4096);
       (shm.created() ? tally->created : tally->opened).fetch_add(1);
+      // Keep it open until all have attached: a tracked object nobody holds is removed.
+      tally->attached.fetch_add(1);
+      while (tally->attached.load() < 8) {
+      }
     }));
   }
   for (auto& p : ps) EXPECT_EQ(exit_code_of(p), 0);
@@ -124,7 +131,7 @@ TEST_F(Named, a_foreign_or_truncated_segment_is_a_clear_error_not_a_crash) {
 }
 
 TEST_F(Named, a_header_claiming_more_than_the_segment_holds_is_reported_as_truncated) {
-  { SharedMemory shm = SharedMemory::create(name, 8192); }
+  { SharedMemory shm = SharedMemory::create(name, 8192, mproc::Lifetime::persistent); }
   const int fd = ::shm_open(("/mproc." + name).c_str(), O_RDWR, 0);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::ftruncate(fd, 1024), 0);
@@ -269,4 +276,193 @@ TEST_F(Named, a_condition_and_a_barrier_work_by_name) {
   EXPECT_EQ(exit_code_of(p), 0);
   mproc::Condition::unlink(name);
   mproc::Barrier::unlink(barrier_name);
+}
+
+// ---- Lifetime: leases, tracked and persistent objects, sweeps (docs/design/named.md) ----
+
+namespace {
+
+bool exists(const std::string& name) {
+  struct stat st {};
+  return ::stat(("/dev/shm/mproc." + name).c_str(), &st) == 0;
+}
+
+bool contains(const std::vector<std::string>& names, const std::string& name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+}  // namespace
+
+TEST_F(Named, a_tracked_object_is_removed_when_its_last_user_closes_it) {
+  mproc_test::Flag created, opened, release;
+  // The child is started before the queue exists, so it holds only what it opens by name.
+  mproc::Process p = start_child([&] {
+    CHILD_CHECK(created.wait_for(kPatience));
+    auto same = mproc::Queue<int>::open(name);
+    opened.raise();
+    CHILD_CHECK(release.wait_for(kPatience));
+    CHILD_CHECK(same.get() == 7);
+  });  // `same` is closed when the child's function returns: it is the last user
+  std::optional<mproc::Queue<int>> q;
+  q.emplace(mproc::Queue<int>::create(name, 4096));
+  created.raise();
+  ASSERT_TRUE(opened.wait_for(kPatience));
+  q->put(7);
+  q.reset();
+  EXPECT_TRUE(exists(name)) << "removed while another process had it open";
+  EXPECT_NO_THROW((void)mproc::Queue<int>::open(name));  // open and close again: still in use
+  EXPECT_TRUE(exists(name));
+  release.raise();
+  EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_FALSE(exists(name)) << "the last user closed it, but the name stayed";
+}
+
+TEST_F(Named, a_forked_child_that_inherited_an_object_keeps_it_in_use) {
+  std::optional<mproc::Queue<int>> q;
+  q.emplace(mproc::Queue<int>::create(name, 4096));
+  mproc_test::Flag release;
+  mproc::Process p = start_child([&] { CHILD_CHECK(release.wait_for(kPatience)); });
+  q.reset();  // the child still holds the inherited lease
+  EXPECT_TRUE(exists(name));
+  EXPECT_FALSE(contains(mproc::remove_stale_named_objects(), name));
+  release.raise();
+  EXPECT_EQ(exit_code_of(p), 0);
+  // The child ended without closing what it inherited (children end with _exit): unused now,
+  // so the next sweep removes it.
+  (void)mproc::remove_stale_named_objects();
+  EXPECT_FALSE(exists(name));
+}
+
+TEST_F(Named, a_crashed_programs_tracked_objects_are_swept_by_the_next_creation) {
+  mproc_test::Flag ready;
+  mproc::Process p = start_child([&] {
+    auto q = mproc::Queue<int>::create(name, 4096);
+    q.put(1);
+    ready.raise();
+    ready.block_forever();
+  });
+  ASSERT_TRUE(ready.wait_for(kPatience));
+  p.kill();
+  ASSERT_TRUE(p.join(kPatience));
+  // The first creation in a process sweeps; a fresh child makes sure that this one does.
+  mproc::Process creator = start_child([&] { auto other = mproc::Lock::create(name + ".other"); });
+  EXPECT_EQ(exit_code_of(creator), 0);
+  EXPECT_FALSE(exists(name)) << "the crashed program's queue was not swept";
+  EXPECT_FALSE(exists(name + ".other")) << "closed by its only user, it should be gone too";
+}
+
+TEST_F(Named, creating_a_name_left_by_a_crashed_program_succeeds_and_starts_fresh) {
+  mproc_test::Flag ready;
+  mproc::Process p = start_child([&] {
+    auto q = mproc::Queue<int>::create(name, 4096);
+    q.put(1);
+    ready.raise();
+    ready.block_forever();
+  });
+  ASSERT_TRUE(ready.wait_for(kPatience));
+  p.kill();
+  ASSERT_TRUE(p.join(kPatience));
+  auto q = mproc::Queue<int>::create(name, 4096);  // not EEXIST: the old one was garbage
+  EXPECT_EQ(q.qsize(), 0u);
+}
+
+TEST_F(Named, no_sweep_removes_an_object_a_live_process_has_open) {
+  mproc_test::Flag created, opened, release;
+  mproc::Process creator = start_child([&] {
+    auto q = mproc::Queue<int>::create(name, 4096);
+    q.put(5);
+    created.raise();
+    created.block_forever();
+  });
+  ASSERT_TRUE(created.wait_for(kPatience));
+  mproc::Process user = start_child([&] {
+    auto q = mproc::Queue<int>::open(name);
+    opened.raise();
+    CHILD_CHECK(release.wait_for(kPatience));
+    CHILD_CHECK(q.get() == 5);
+  });
+  ASSERT_TRUE(opened.wait_for(kPatience));
+  creator.kill();  // the creator crashes; the user goes on
+  ASSERT_TRUE(creator.join(kPatience));
+  EXPECT_FALSE(contains(mproc::remove_stale_named_objects(), name));
+  EXPECT_TRUE(exists(name));
+  EXPECT_NO_THROW((void)mproc::Queue<int>::open(name)) << "others can still find it by name";
+  release.raise();
+  EXPECT_EQ(exit_code_of(user), 0);
+  EXPECT_FALSE(exists(name)) << "its last user closed it";
+}
+
+TEST_F(Named, a_persistent_object_outlives_its_creator_until_it_is_stale) {
+  mproc_test::Flag written, read;
+  mproc::Process writer = start_child([&] {
+    auto shm = SharedMemory::create(name, 64, mproc::Lifetime::persistent);
+    std::memcpy(shm.buf().data(), "results", 8);
+    written.raise();
+    CHILD_CHECK(read.wait_for(kPatience));
+  });  // closes it and exits
+  ASSERT_TRUE(written.wait_for(kPatience));
+  {
+    auto shm = SharedMemory::open(name);
+    read.raise();
+    ASSERT_EQ(exit_code_of(writer), 0);
+    EXPECT_FALSE(contains(mproc::remove_stale_named_objects(), name)) << "removed while open";
+    auto again = SharedMemory::open(name);  // the creator is gone; the results are not
+    EXPECT_STREQ(reinterpret_cast<const char*>(again.buf().data()), "results");
+  }
+  // Nobody has it open and its creator is dead: stale (any `rm --stale` may take it now).
+  (void)mproc::remove_stale_named_objects();
+  EXPECT_FALSE(exists(name));
+}
+
+TEST_F(Named, a_persistent_object_whose_creator_lives_is_not_stale) {
+  { auto lock = mproc::Lock::create(name, {0600, mproc::Lifetime::persistent}); }
+  EXPECT_TRUE(exists(name));
+  EXPECT_FALSE(contains(mproc::remove_stale_named_objects(), name));
+  EXPECT_TRUE(exists(name));
+  mproc::Lock::unlink(name);
+}
+
+TEST_F(Named, the_listing_shows_creator_liveness_lifetime_and_use) {
+  auto lock = mproc::Lock::create(name);
+  const auto all = mproc::list_named_objects();
+  const auto it = std::find_if(all.begin(), all.end(), [&](const auto& o) { return o.name == name; });
+  ASSERT_NE(it, all.end());
+  EXPECT_EQ(it->kind, "Lock");
+  EXPECT_EQ(it->creator_pid, ::getpid());
+  EXPECT_EQ(it->creator_alive, std::optional<bool>(true));
+  EXPECT_EQ(it->in_use, std::optional<bool>(true));
+  EXPECT_FALSE(it->persistent);
+}
+
+TEST_F(Named, opening_and_closing_races_never_lose_an_object_that_is_held) {
+  // One process holds the object; others open and close it as fast as they can. Every close
+  // tries to remove it (it is tracked) and must find it in use; every open must find the
+  // holder's object, never a fresh one.
+  auto held = mproc::RawValue<int>::create(name, 42);
+  std::vector<mproc::Process> churners;
+  for (int i = 0; i < 3; ++i) {
+    churners.push_back(start_child([&] {
+      for (int round = 0; round < 300; ++round) {
+        auto v = mproc::RawValue<int>::open_or_create(name, 0);
+        CHILD_CHECK(*v == 42);
+      }
+    }));
+  }
+  for (auto& p : churners) EXPECT_EQ(exit_code_of(p), 0);
+}
+
+TEST_F(Named, opening_and_closing_races_with_no_holder_always_succeed) {
+  // Nobody holds it: objects come and go as the last closer removes them. open_or_create must
+  // always succeed (never a spurious ENOENT or a half-removed object) and leave nothing behind.
+  std::vector<mproc::Process> churners;
+  for (int i = 0; i < 3; ++i) {
+    churners.push_back(start_child([&] {
+      for (int round = 0; round < 300; ++round) {
+        auto v = mproc::RawValue<int>::open_or_create(name, 7);
+        CHILD_CHECK(*v == 7);
+      }
+    }));
+  }
+  for (auto& p : churners) EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_FALSE(exists(name));
 }

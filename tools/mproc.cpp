@@ -32,9 +32,12 @@ std::string user_name(uid_t uid) {
   return std::to_string(uid);
 }
 
+const char* yes_no(const std::optional<bool>& b) { return !b ? "?" : *b ? "yes" : "no"; }
+
 int cmd_ls() {
   const auto objects = mproc::list_named_objects();
-  std::printf("%-16s %-32s %10s %-10s %5s  %s\n", "KIND", "NAME", "BYTES", "OWNER", "MODE", "QUEUE");
+  std::printf("%-16s %-32s %10s %-10s %5s %-10s %8s %5s %6s  %s\n", "KIND", "NAME", "BYTES", "OWNER", "MODE",
+              "LIFETIME", "CREATOR", "ALIVE", "IN-USE", "QUEUE");
   for (const auto& o : objects) {
     std::string queue;
     if (o.depth) {
@@ -42,8 +45,11 @@ int cmd_ls() {
       if (o.consumer_waiting) queue += ", a consumer is blocked";
       if (o.producer_waiting) queue += ", a producer is blocked";
     }
-    std::printf("%-16s %-32s %10zu %-10s %04o  %s\n", o.kind.c_str(), o.name.c_str(), o.bytes,
-                user_name(o.owner).c_str(), static_cast<unsigned>(o.mode), queue.c_str());
+    const std::string creator = o.creator_pid > 0 ? std::to_string(o.creator_pid) : "?";
+    std::printf("%-16s %-32s %10zu %-10s %04o %-10s %8s %5s %6s  %s\n", o.kind.c_str(), o.name.c_str(), o.bytes,
+                user_name(o.owner).c_str(), static_cast<unsigned>(o.mode),
+                o.kind == "?" ? "?" : o.persistent ? "persistent" : "tracked", creator.c_str(),
+                yes_no(o.creator_alive), yes_no(o.in_use), queue.c_str());
   }
   return kOk;
 }
@@ -70,7 +76,8 @@ int run_command(const std::vector<std::string>& argv) {
 }
 
 int cmd_lock(const std::string& name, double timeout, const std::vector<std::string>& command) {
-  auto lock = mproc::Lock::open_or_create(name);
+  // Persistent: the lock outlives this command, so that a holder's death reaches the next one.
+  auto lock = mproc::Lock::open_or_create(name, mproc::Lifetime::persistent);
   const mproc::Acquired got = timeout >= 0 ? lock.acquire(seconds(timeout)) : lock.acquire();
   if (!got) {
     std::fprintf(stderr, "mproc lock: timed out waiting for lock \"%s\"\n", name.c_str());
@@ -90,6 +97,13 @@ int cmd_lock(const std::string& name, double timeout, const std::vector<std::str
   return status;
 }
 
+// A queue this tool creates is persistent: a message put by a script that then exits must wait
+// for its reader (`mproc rm` removes the queue).
+mproc::Queue<std::string> open_queue(const std::string& name) {
+  using Q = mproc::Queue<std::string>;
+  return Q::open_or_create(name, Q::kDefaultCapacity, 0, mproc::Lifetime::persistent);
+}
+
 int cmd_put(const std::string& name, const std::optional<std::string>& message, double timeout) {
   std::string text;
   if (message) {
@@ -97,7 +111,7 @@ int cmd_put(const std::string& name, const std::optional<std::string>& message, 
   } else {
     text.assign(std::istreambuf_iterator<char>(std::cin), {});
   }
-  auto q = mproc::Queue<std::string>::open_or_create(name);
+  auto q = open_queue(name);
   if (timeout >= 0) {
     if (!q.put_for(text, seconds(timeout))) {
       std::fprintf(stderr, "mproc queue put: timed out: \"%s\" stayed full\n", name.c_str());
@@ -110,7 +124,7 @@ int cmd_put(const std::string& name, const std::optional<std::string>& message, 
 }
 
 int cmd_get(const std::string& name, double timeout) {
-  auto q = mproc::Queue<std::string>::open_or_create(name);
+  auto q = open_queue(name);
   const auto got = timeout >= 0 ? q.get_for(seconds(timeout)) : q.get();
   if (!got) {
     if (q.closed()) std::fprintf(stderr, "mproc queue get: \"%s\" is closed and empty\n", name.c_str());
@@ -127,11 +141,21 @@ int main(int argc, char** argv) {
   CLI::App app{"mproc: list, remove and use mproc's named objects (locks, queues, ...)"};
   app.require_subcommand(1);
 
-  auto* ls = app.add_subcommand("ls", "List named objects: kind, name, size, owner, mode, queue depth");
+  auto* ls = app.add_subcommand(
+      "ls", "List named objects: kind, name, size, owner, mode, lifetime, creator pid and whether it is alive, "
+            "whether any process has it open, queue depth and blocked processes");
 
-  auto* rm = app.add_subcommand("rm", "Remove a named object (and its companion lock, if any)");
+  auto* rm = app.add_subcommand("rm", "Remove a named object (and its companion lock, if any), or the stale ones");
   std::string rm_name;
-  rm->add_option("NAME", rm_name, "The object's name")->required();
+  bool rm_stale = false;
+  auto* rm_name_opt = rm->add_option("NAME", rm_name, "The object's name");
+  auto* rm_stale_opt = rm->add_flag(
+      "--stale", rm_stale,
+      "Remove every object of yours that no process has open and that is tracked or whose creator is dead");
+  rm_name_opt->excludes(rm_stale_opt);
+  rm->callback([&] {
+    if (rm_name.empty() && !rm_stale) throw CLI::ValidationError("rm", "give a NAME or --stale");
+  });
 
   auto* lock = app.add_subcommand("lock", "Run a command while holding a named Lock (like flock(1))");
   std::string lock_name;
@@ -170,7 +194,11 @@ int main(int argc, char** argv) {
   try {
     if (*ls) return cmd_ls();
     if (*rm) {
-      mproc::remove_named_object(rm_name);
+      if (rm_stale) {
+        for (const auto& name : mproc::remove_stale_named_objects()) std::printf("removed %s\n", name.c_str());
+      } else {
+        mproc::remove_named_object(rm_name);
+      }
       return kOk;
     }
     if (*lock) return cmd_lock(lock_name, lock_timeout, command);

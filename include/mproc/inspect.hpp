@@ -17,6 +17,14 @@ struct NamedObjectInfo {
   std::size_t bytes = 0; ///< size of its shared-memory file
   uid_t owner = 0;
   mode_t mode = 0;
+  /// The process that created it, and whether that process is still running (pid and start
+  /// time are compared, so a recycled pid does not count); 0 / nullopt if the header is unknown.
+  pid_t creator_pid = 0;
+  std::optional<bool> creator_alive;
+  /// Whether some process has it open right now (holds a lease); nullopt if it cannot be told
+  /// (another user's object, or no mproc header).
+  std::optional<bool> in_use;
+  bool persistent = false;  ///< created with Lifetime::persistent
   /// Queues only: messages waiting, capacity in bytes, and whether a consumer / producer is
   /// asleep on it right now.
   std::optional<std::size_t> depth, capacity;
@@ -25,6 +33,12 @@ struct NamedObjectInfo {
 
 /// Every mproc object in /dev/shm that this user can see, sorted by name.
 std::vector<NamedObjectInfo> list_named_objects();
+
+/// Removes this user's stale objects and returns their names: those nobody has open that are
+/// tracked (Lifetime::tracked: their last user died without closing them) or whose creator is
+/// dead (Lifetime::persistent). An object some process has open is never removed. What
+/// `mproc rm --stale` runs.
+std::vector<std::string> remove_stale_named_objects();
 
 /// Removes the named object `name` of whatever kind, and its companion lock "<name>.lock" if it
 /// has one (Value, Array, Condition). mproc::Error (ENOENT) if there is no such object.

@@ -8,6 +8,7 @@
 #include "mproc/event.hpp"
 #include "mproc/file_lock.hpp"
 #include "mproc/lock.hpp"
+#include "mproc/named_options.hpp"
 #include "mproc/pipe.hpp"
 #include "mproc/pool.hpp"
 #include "mproc/process.hpp"

@@ -185,15 +185,15 @@ class Queue {
   /// Named queues, for programs started separately (names, modes and the checks made on open:
   /// <mproc/shared_memory.hpp>). open() also checks that the queue carries this T.
   static Queue create(std::string_view name, std::size_t capacity_bytes = kDefaultCapacity,
-                      std::size_t max_messages = 0, mode_t mode = 0600) {
-    return Queue(detail::NamedSpec{name, detail::OpenHow::create, mode}, detail::kQueueKind, capacity_bytes, max_messages);
+                      std::size_t max_messages = 0, NamedOptions options = {}) {
+    return Queue(detail::NamedSpec{name, detail::OpenHow::create, options}, detail::kQueueKind, capacity_bytes, max_messages);
   }
   static Queue open(std::string_view name) {
-    return Queue(detail::NamedSpec{name, detail::OpenHow::open, 0}, detail::kQueueKind, 0, 0);
+    return Queue(detail::NamedSpec{name, detail::OpenHow::open, {}}, detail::kQueueKind, 0, 0);
   }
   static Queue open_or_create(std::string_view name, std::size_t capacity_bytes = kDefaultCapacity,
-                              std::size_t max_messages = 0, mode_t mode = 0600) {
-    return Queue(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode}, detail::kQueueKind,
+                              std::size_t max_messages = 0, NamedOptions options = {}) {
+    return Queue(detail::NamedSpec{name, detail::OpenHow::open_or_create, options}, detail::kQueueKind,
                  capacity_bytes, max_messages);
   }
   static void unlink(std::string_view name) { detail::QueueCore::unlink(name, detail::kQueueKind); }
@@ -232,16 +232,16 @@ class JoinableQueue : public Queue<T> {
       : Queue<T>(detail::kJoinableQueueKind, capacity_bytes, max_messages) {}
 
   static JoinableQueue create(std::string_view name, std::size_t capacity_bytes = Queue<T>::kDefaultCapacity,
-                              std::size_t max_messages = 0, mode_t mode = 0600) {
-    return JoinableQueue(detail::NamedSpec{name, detail::OpenHow::create, mode}, capacity_bytes, max_messages);
+                              std::size_t max_messages = 0, NamedOptions options = {}) {
+    return JoinableQueue(detail::NamedSpec{name, detail::OpenHow::create, options}, capacity_bytes, max_messages);
   }
   static JoinableQueue open(std::string_view name) {
-    return JoinableQueue(detail::NamedSpec{name, detail::OpenHow::open, 0}, 0, 0);
+    return JoinableQueue(detail::NamedSpec{name, detail::OpenHow::open, {}}, 0, 0);
   }
   static JoinableQueue open_or_create(std::string_view name,
                                       std::size_t capacity_bytes = Queue<T>::kDefaultCapacity,
-                                      std::size_t max_messages = 0, mode_t mode = 0600) {
-    return JoinableQueue(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode}, capacity_bytes,
+                                      std::size_t max_messages = 0, NamedOptions options = {}) {
+    return JoinableQueue(detail::NamedSpec{name, detail::OpenHow::open_or_create, options}, capacity_bytes,
                          max_messages);
   }
   static void unlink(std::string_view name) { detail::QueueCore::unlink(name, detail::kJoinableQueueKind); }

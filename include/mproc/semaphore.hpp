@@ -39,14 +39,14 @@ class Semaphore {
   explicit Semaphore(std::uint32_t value = 1) : Semaphore(value, 0) {}
   /// Named forms, for programs started separately (names, modes and checks: shared_memory.hpp).
   /// `value` is used only when this call creates it.
-  static Semaphore create(std::string_view name, std::uint32_t value, mode_t mode = 0600) {
-    return Semaphore(detail::NamedSpec{name, detail::OpenHow::create, mode}, value, 0);
+  static Semaphore create(std::string_view name, std::uint32_t value, NamedOptions options = {}) {
+    return Semaphore(detail::NamedSpec{name, detail::OpenHow::create, options}, value, 0);
   }
   static Semaphore open(std::string_view name) {
-    return Semaphore(detail::NamedSpec{name, detail::OpenHow::open, 0}, 0, 0);
+    return Semaphore(detail::NamedSpec{name, detail::OpenHow::open, {}}, 0, 0);
   }
-  static Semaphore open_or_create(std::string_view name, std::uint32_t value, mode_t mode = 0600) {
-    return Semaphore(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode}, value, 0);
+  static Semaphore open_or_create(std::string_view name, std::uint32_t value, NamedOptions options = {}) {
+    return Semaphore(detail::NamedSpec{name, detail::OpenHow::open_or_create, options}, value, 0);
   }
   static void unlink(std::string_view name);
   Semaphore(const Semaphore&) = delete;
@@ -100,14 +100,14 @@ class Semaphore {
 class BoundedSemaphore : public Semaphore {
  public:
   explicit BoundedSemaphore(std::uint32_t value = 1) : Semaphore(value, value) {}
-  static BoundedSemaphore create(std::string_view name, std::uint32_t value, mode_t mode = 0600) {
-    return BoundedSemaphore(detail::NamedSpec{name, detail::OpenHow::create, mode}, value);
+  static BoundedSemaphore create(std::string_view name, std::uint32_t value, NamedOptions options = {}) {
+    return BoundedSemaphore(detail::NamedSpec{name, detail::OpenHow::create, options}, value);
   }
   static BoundedSemaphore open(std::string_view name) {
-    return BoundedSemaphore(detail::NamedSpec{name, detail::OpenHow::open, 0}, 0);
+    return BoundedSemaphore(detail::NamedSpec{name, detail::OpenHow::open, {}}, 0);
   }
-  static BoundedSemaphore open_or_create(std::string_view name, std::uint32_t value, mode_t mode = 0600) {
-    return BoundedSemaphore(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode}, value);
+  static BoundedSemaphore open_or_create(std::string_view name, std::uint32_t value, NamedOptions options = {}) {
+    return BoundedSemaphore(detail::NamedSpec{name, detail::OpenHow::open_or_create, options}, value);
   }
 
  private:

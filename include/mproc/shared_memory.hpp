@@ -12,17 +12,17 @@
 /// Layout: a 64-byte header (magic, layout version, kind, size) before the bytes you see, so
 ///   opening a name that holds something else — another mproc kind, a truncated or foreign file —
 ///   is a clear error (EINVAL) saying what was expected and what was found, never a crash.
-/// Creation: create() fails with EEXIST if the name exists; open_or_create() is race-free (the
-///   kernel's O_EXCL picks exactly one creator; the others wait for it to finish initialising).
-///   Space is reserved at creation (posix_fallocate), so a full /dev/shm is an ENOSPC error
-///   then, not a SIGBUS later.
-/// If the creator dies while creating: a creator killed before it finished leaves a name that
-///   open() and open_or_create() refuse (EINVAL, "its creator died before finishing it") until
-///   someone unlinks it (`mproc rm NAME`); the same holds for every named primitive.
+/// Creation: create() fails with EEXIST if the name exists; open_or_create() is race-free
+///   (exactly one creator). The name appears only once the block is complete, so a creator
+///   killed half-way leaves nothing. Space is reserved at creation (posix_fallocate), so a full
+///   /dev/shm is an ENOSPC error then, not a SIGBUS later.
 /// Permissions: mode 0600 unless asked otherwise (set exactly, whatever the umask): other users
 ///   cannot open it.
-/// Lifetime: the name exists until unlink() (by anyone allowed to); the memory stays valid in a
-///   process until it closes its SharedMemory, even after the unlink.
+/// Lifetime (<mproc/named_options.hpp>): tracked by default — the name is removed once no
+///   process has the block open. For results one program writes and another reads later,
+///   create it with Lifetime::persistent: it then stays until unlink() (by anyone allowed to)
+///   or `mproc rm --stale` after its creator died. The memory stays valid in a process until it
+///   closes its SharedMemory, even after an unlink.
 /// Thread safety: distinct objects may be used concurrently; the bytes are yours to synchronise.
 #include <sys/types.h>
 
@@ -33,16 +33,17 @@
 
 #include "mproc/detail/mapping.hpp"
 #include "mproc/error.hpp"
+#include "mproc/named_options.hpp"
 
 namespace mproc {
 
 class SharedMemory {
  public:
-  static SharedMemory create(std::string_view name, std::size_t size, mode_t mode = 0600);
+  static SharedMemory create(std::string_view name, std::size_t size, NamedOptions options = {});
   static SharedMemory open(std::string_view name);
   /// Opens `name`, or creates it with `size` bytes if it does not exist; created() tells which.
   /// An existing block of another size is an mproc::Error (EINVAL).
-  static SharedMemory open_or_create(std::string_view name, std::size_t size, mode_t mode = 0600);
+  static SharedMemory open_or_create(std::string_view name, std::size_t size, NamedOptions options = {});
   /// Removes the name (ENOENT if it does not exist).
   static void unlink(std::string_view name);
 

@@ -86,11 +86,11 @@ T* attach_objects(const NamedSpec& spec, bool array, std::size_t& count, const T
 inline RLock attach_lock(const NamedSpec& spec) {
   const std::string name = std::string(spec.name) + ".lock";
   switch (spec.how) {
-    case OpenHow::create: return RLock::create(name, spec.mode);
+    case OpenHow::create: return RLock::create(name, spec.options);
     case OpenHow::open: return RLock::open(name);
     case OpenHow::open_or_create: break;
   }
-  return RLock::open_or_create(name, spec.mode);
+  return RLock::open_or_create(name, spec.options);
 }
 
 }  // namespace detail
@@ -107,14 +107,14 @@ class RawValue {
   const T& operator*() const noexcept { return *ptr_; }
   T* operator->() noexcept { return ptr_; }
 
-  static RawValue create(std::string_view name, const T& initial = T{}, mode_t mode = 0600) {
-    return RawValue(detail::NamedSpec{name, detail::OpenHow::create, mode}, initial);
+  static RawValue create(std::string_view name, const T& initial = T{}, NamedOptions options = {}) {
+    return RawValue(detail::NamedSpec{name, detail::OpenHow::create, options}, initial);
   }
   static RawValue open(std::string_view name) {
-    return RawValue(detail::NamedSpec{name, detail::OpenHow::open, 0}, T{});
+    return RawValue(detail::NamedSpec{name, detail::OpenHow::open, {}}, T{});
   }
-  static RawValue open_or_create(std::string_view name, const T& initial = T{}, mode_t mode = 0600) {
-    return RawValue(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode}, initial);
+  static RawValue open_or_create(std::string_view name, const T& initial = T{}, NamedOptions options = {}) {
+    return RawValue(detail::NamedSpec{name, detail::OpenHow::open_or_create, options}, initial);
   }
   static void unlink(std::string_view name) { detail::unlink_named_public(name, "Value"); }
 
@@ -158,12 +158,12 @@ class Value {
   /// The value itself, unguarded: hold get_lock() while using it.
   T& raw() noexcept { return *raw_; }
 
-  static Value create(std::string_view name, const T& initial = T{}, mode_t mode = 0600) {
-    return Value(detail::NamedSpec{name, detail::OpenHow::create, mode}, initial);
+  static Value create(std::string_view name, const T& initial = T{}, NamedOptions options = {}) {
+    return Value(detail::NamedSpec{name, detail::OpenHow::create, options}, initial);
   }
-  static Value open(std::string_view name) { return Value(detail::NamedSpec{name, detail::OpenHow::open, 0}, T{}); }
-  static Value open_or_create(std::string_view name, const T& initial = T{}, mode_t mode = 0600) {
-    return Value(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode}, initial);
+  static Value open(std::string_view name) { return Value(detail::NamedSpec{name, detail::OpenHow::open, {}}, T{}); }
+  static Value open_or_create(std::string_view name, const T& initial = T{}, NamedOptions options = {}) {
+    return Value(detail::NamedSpec{name, detail::OpenHow::open_or_create, options}, initial);
   }
   /// Removes the value and its lock.
   static void unlink(std::string_view name) {
@@ -194,15 +194,15 @@ class RawArray {
   T* begin() noexcept { return data_; }
   T* end() noexcept { return data_ + size_; }
 
-  static RawArray create(std::string_view name, std::size_t size, const T& fill = T{}, mode_t mode = 0600) {
-    return RawArray(detail::NamedSpec{name, detail::OpenHow::create, mode}, size, fill);
+  static RawArray create(std::string_view name, std::size_t size, const T& fill = T{}, NamedOptions options = {}) {
+    return RawArray(detail::NamedSpec{name, detail::OpenHow::create, options}, size, fill);
   }
   static RawArray open(std::string_view name) {
-    return RawArray(detail::NamedSpec{name, detail::OpenHow::open, 0}, 0, T{});
+    return RawArray(detail::NamedSpec{name, detail::OpenHow::open, {}}, 0, T{});
   }
   static RawArray open_or_create(std::string_view name, std::size_t size, const T& fill = T{},
-                                 mode_t mode = 0600) {
-    return RawArray(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode}, size, fill);
+                                 NamedOptions options = {}) {
+    return RawArray(detail::NamedSpec{name, detail::OpenHow::open_or_create, options}, size, fill);
   }
   static void unlink(std::string_view name) { detail::unlink_named_public(name, "Array"); }
 
@@ -256,12 +256,12 @@ class Array {
   T& operator[](std::size_t i) noexcept { return raw_[i]; }
   std::span<T> span() noexcept { return raw_.span(); }
 
-  static Array create(std::string_view name, std::size_t size, const T& fill = T{}, mode_t mode = 0600) {
-    return Array(detail::NamedSpec{name, detail::OpenHow::create, mode}, size, fill);
+  static Array create(std::string_view name, std::size_t size, const T& fill = T{}, NamedOptions options = {}) {
+    return Array(detail::NamedSpec{name, detail::OpenHow::create, options}, size, fill);
   }
-  static Array open(std::string_view name) { return Array(detail::NamedSpec{name, detail::OpenHow::open, 0}, 0, T{}); }
-  static Array open_or_create(std::string_view name, std::size_t size, const T& fill = T{}, mode_t mode = 0600) {
-    return Array(detail::NamedSpec{name, detail::OpenHow::open_or_create, mode}, size, fill);
+  static Array open(std::string_view name) { return Array(detail::NamedSpec{name, detail::OpenHow::open, {}}, 0, T{}); }
+  static Array open_or_create(std::string_view name, std::size_t size, const T& fill = T{}, NamedOptions options = {}) {
+    return Array(detail::NamedSpec{name, detail::OpenHow::open_or_create, options}, size, fill);
   }
   /// Removes the array and its lock.
   static void unlink(std::string_view name) {

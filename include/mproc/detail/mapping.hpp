@@ -14,16 +14,24 @@ class Mapping {
   /// A MAP_SHARED anonymous mapping of at least `size` bytes, zero-filled, shared with every
   /// child forked after this call. `what` names the owner in error messages.
   static Mapping shared_anonymous(std::size_t size, std::string_view what);
-  /// Takes ownership of an existing mapping (from mmap of a named segment).
-  static Mapping adopt(void* addr, std::size_t size) noexcept { return Mapping{addr, size}; }
+  /// Takes ownership of an existing mapping (from mmap of a named segment) and, when
+  /// `lease_fd` >= 0, of the descriptor that holds this process's lease on the named object
+  /// (named_options.hpp): on destruction the lease is dropped and, if the object is tracked and
+  /// nobody else holds one, the name is removed.
+  static Mapping adopt(void* addr, std::size_t size, int lease_fd = -1) noexcept {
+    return Mapping{addr, size, lease_fd};
+  }
 
   Mapping(Mapping&& other) noexcept
-      : addr_(std::exchange(other.addr_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+      : addr_(std::exchange(other.addr_, nullptr)),
+        size_(std::exchange(other.size_, 0)),
+        lease_fd_(std::exchange(other.lease_fd_, -1)) {}
   Mapping& operator=(Mapping&& other) noexcept {
     if (this != &other) {
       reset();
       addr_ = std::exchange(other.addr_, nullptr);
       size_ = std::exchange(other.size_, 0);
+      lease_fd_ = std::exchange(other.lease_fd_, -1);
     }
     return *this;
   }
@@ -33,13 +41,17 @@ class Mapping {
 
   void* data() const noexcept { return addr_; }
   std::size_t size() const noexcept { return size_; }
+  /// The descriptor holding this process's lease on a named object, -1 for anonymous memory.
+  int lease_fd() const noexcept { return lease_fd_; }
 
  private:
-  Mapping(void* addr, std::size_t size) noexcept : addr_(addr), size_(size) {}
+  Mapping(void* addr, std::size_t size, int lease_fd = -1) noexcept
+      : addr_(addr), size_(size), lease_fd_(lease_fd) {}
   void reset() noexcept;
 
   void* addr_ = nullptr;
   std::size_t size_ = 0;
+  int lease_fd_ = -1;
 };
 
 }  // namespace mproc::detail

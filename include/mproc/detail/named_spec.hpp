@@ -5,6 +5,8 @@
 
 #include <string_view>
 
+#include "mproc/named_options.hpp"
+
 namespace mproc::detail {
 
 enum class OpenHow { create, open, open_or_create };
@@ -12,20 +14,20 @@ enum class OpenHow { create, open, open_or_create };
 struct NamedSpec {
   std::string_view name;
   OpenHow how;
-  mode_t mode;
+  NamedOptions options;  // used when creating
 };
 
 /// create/open/open_or_create for a primitive whose named form needs nothing but the name (and
-/// a mode when creating). Derived has a private constructor from NamedSpec and befriends this.
+/// NamedOptions when creating). Derived has a private constructor from NamedSpec and befriends this.
 template <class Derived>
 class NamedFactories {
  public:
-  static Derived create(std::string_view name, mode_t mode = 0600) {
-    return Derived(NamedSpec{name, OpenHow::create, mode});
+  static Derived create(std::string_view name, NamedOptions options = {}) {
+    return Derived(NamedSpec{name, OpenHow::create, options});
   }
-  static Derived open(std::string_view name) { return Derived(NamedSpec{name, OpenHow::open, 0}); }
-  static Derived open_or_create(std::string_view name, mode_t mode = 0600) {
-    return Derived(NamedSpec{name, OpenHow::open_or_create, mode});
+  static Derived open(std::string_view name) { return Derived(NamedSpec{name, OpenHow::open, {}}); }
+  static Derived open_or_create(std::string_view name, NamedOptions options = {}) {
+    return Derived(NamedSpec{name, OpenHow::open_or_create, options});
   }
 };
 
