@@ -83,7 +83,9 @@ std::vector<NamedObjectInfo> list_named_objects() {
   return out;
 }
 
-std::vector<std::string> remove_stale_named_objects() { return detail::sweep_named(detail::Sweep::stale); }
+std::vector<std::string> remove_stale_named_objects(std::string_view prefix) {
+  return detail::sweep_named(detail::Sweep::stale, prefix);
+}
 
 void remove_named_object(std::string_view name) {
   detail::validate_name(name);

@@ -353,7 +353,7 @@ void release_lease(int fd, bool tracked) noexcept {
   sys::close_fd(probe);
 }
 
-std::vector<std::string> sweep_named(Sweep which) {
+std::vector<std::string> sweep_named(Sweep which, std::string_view name_prefix) {
   std::vector<std::string> removed;
   DIR* dir = ::opendir(kShmDir);
   if (dir == nullptr) sys::throw_errno("cannot list", kShmDir);
@@ -364,7 +364,7 @@ std::vector<std::string> sweep_named(Sweep which) {
   const std::string_view prefix = kFilePrefix.substr(std::strlen(kShmDir) + 1);  // "mproc."
   while (const dirent* e = ::readdir(dir)) {
     const std::string_view file = e->d_name;
-    if (file.rfind(prefix, 0) != 0) continue;
+    if (file.rfind(prefix, 0) != 0 || file.substr(prefix.size()).rfind(name_prefix, 0) != 0) continue;
     const std::string path = std::string(kShmDir) + "/" + std::string(file);
     const int probe = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (probe < 0) continue;  // another user's, or gone meanwhile

@@ -77,8 +77,9 @@ enum class Sweep {
   unused_tracked,  ///< tracked objects nobody has open (the automatic sweep)
   stale,           ///< those, and persistent ones whose creator is dead (`mproc rm --stale`)
 };
-/// Removes this user's unused mproc objects in /dev/shm as `which` says; returns their names.
-std::vector<std::string> sweep_named(Sweep which);
+/// Removes this user's unused mproc objects in /dev/shm whose names start with `prefix`, as
+/// `which` says; returns their names.
+std::vector<std::string> sweep_named(Sweep which, std::string_view prefix = {});
 /// The automatic sweep run before each creation: at most once a second per process; errors are
 /// ignored (a sweep never makes a creation fail).
 void sweep_now_and_then() noexcept;

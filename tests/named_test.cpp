@@ -324,12 +324,12 @@ TEST_F(Named, a_forked_child_that_inherited_an_object_keeps_it_in_use) {
   mproc::Process p = start_child([&] { CHILD_CHECK(release.wait_for(kPatience)); });
   q.reset();  // the child still holds the inherited lease
   EXPECT_TRUE(exists(name));
-  EXPECT_FALSE(contains(mproc::remove_stale_named_objects(), name));
+  EXPECT_FALSE(contains(mproc::remove_stale_named_objects(name), name));
   release.raise();
   EXPECT_EQ(exit_code_of(p), 0);
   // The child ended without closing what it inherited (children end with _exit): unused now,
   // so the next sweep removes it.
-  (void)mproc::remove_stale_named_objects();
+  (void)mproc::remove_stale_named_objects(name);
   EXPECT_FALSE(exists(name));
 }
 
@@ -384,7 +384,7 @@ TEST_F(Named, no_sweep_removes_an_object_a_live_process_has_open) {
   ASSERT_TRUE(opened.wait_for(kPatience));
   creator.kill();  // the creator crashes; the user goes on
   ASSERT_TRUE(creator.join(kPatience));
-  EXPECT_FALSE(contains(mproc::remove_stale_named_objects(), name));
+  EXPECT_FALSE(contains(mproc::remove_stale_named_objects(name), name));
   EXPECT_TRUE(exists(name));
   EXPECT_NO_THROW((void)mproc::Queue<int>::open(name)) << "others can still find it by name";
   release.raise();
@@ -405,19 +405,19 @@ TEST_F(Named, a_persistent_object_outlives_its_creator_until_it_is_stale) {
     auto shm = SharedMemory::open(name);
     read.raise();
     ASSERT_EQ(exit_code_of(writer), 0);
-    EXPECT_FALSE(contains(mproc::remove_stale_named_objects(), name)) << "removed while open";
+    EXPECT_FALSE(contains(mproc::remove_stale_named_objects(name), name)) << "removed while open";
     auto again = SharedMemory::open(name);  // the creator is gone; the results are not
     EXPECT_STREQ(reinterpret_cast<const char*>(again.buf().data()), "results");
   }
   // Nobody has it open and its creator is dead: stale (any `rm --stale` may take it now).
-  (void)mproc::remove_stale_named_objects();
+  (void)mproc::remove_stale_named_objects(name);
   EXPECT_FALSE(exists(name));
 }
 
 TEST_F(Named, a_persistent_object_whose_creator_lives_is_not_stale) {
   { auto lock = mproc::Lock::create(name, {0600, mproc::Lifetime::persistent}); }
   EXPECT_TRUE(exists(name));
-  EXPECT_FALSE(contains(mproc::remove_stale_named_objects(), name));
+  EXPECT_FALSE(contains(mproc::remove_stale_named_objects(name), name));
   EXPECT_TRUE(exists(name));
   mproc::Lock::unlink(name);
 }

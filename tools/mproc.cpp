@@ -153,6 +153,8 @@ int main(int argc, char** argv) {
       "--stale", rm_stale,
       "Remove every object of yours that no process has open and that is tracked or whose creator is dead");
   rm_name_opt->excludes(rm_stale_opt);
+  std::string rm_prefix;
+  rm->add_option("--prefix", rm_prefix, "With --stale: only names that start with this")->needs(rm_stale_opt);
   rm->callback([&] {
     if (rm_name.empty() && !rm_stale) throw CLI::ValidationError("rm", "give a NAME or --stale");
   });
@@ -195,7 +197,7 @@ int main(int argc, char** argv) {
     if (*ls) return cmd_ls();
     if (*rm) {
       if (rm_stale) {
-        for (const auto& name : mproc::remove_stale_named_objects()) std::printf("removed %s\n", name.c_str());
+        for (const auto& name : mproc::remove_stale_named_objects(rm_prefix)) std::printf("removed %s\n", name.c_str());
       } else {
         mproc::remove_named_object(rm_name);
       }

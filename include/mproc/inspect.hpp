@@ -37,8 +37,9 @@ std::vector<NamedObjectInfo> list_named_objects();
 /// Removes this user's stale objects and returns their names: those nobody has open that are
 /// tracked (Lifetime::tracked: their last user died without closing them) or whose creator is
 /// dead (Lifetime::persistent). An object some process has open is never removed. What
-/// `mproc rm --stale` runs.
-std::vector<std::string> remove_stale_named_objects();
+/// `mproc rm --stale` runs. With a `prefix`, only names that start with it are considered (an
+/// application cleaning up after itself, without touching anybody else's objects).
+std::vector<std::string> remove_stale_named_objects(std::string_view prefix = {});
 
 /// Removes the named object `name` of whatever kind, and its companion lock "<name>.lock" if it
 /// has one (Value, Array, Condition). mproc::Error (ENOENT) if there is no such object.
