@@ -22,8 +22,21 @@ std::atomic<std::uint64_t> g_generation{0};
 std::mutex g_fds_mutex;
 std::vector<int> g_fds;
 
-void prepare() noexcept { g_fds_mutex.lock(); }
-void parent() noexcept { g_fds_mutex.unlock(); }
+// Held by a thread that has a descriptor open that no child may inherit even for a moment
+// (ForkFence); fork takes it too, so it waits until that thread is done. A plain mutex, not a
+// reader-writer lock: glibc's rwlock remembers its writer's tid, which is wrong in the child,
+// so it cannot be released there. The fenced sections are short and rare; they may as well
+// take turns.
+std::mutex g_fork_fence;
+
+void prepare() noexcept {
+  g_fork_fence.lock();
+  g_fds_mutex.lock();
+}
+void parent() noexcept {
+  g_fds_mutex.unlock();
+  g_fork_fence.unlock();
+}
 void child() noexcept {
   // Only the forking thread exists here, and it holds g_fds_mutex (taken in prepare()).
   t_tid = 0;
@@ -31,6 +44,7 @@ void child() noexcept {
   for (int fd : g_fds) close_fd(fd);
   g_fds.clear();
   g_fds_mutex.unlock();
+  g_fork_fence.unlock();
 }
 
 void install_handlers() {
@@ -47,6 +61,12 @@ pid_t current_tid() noexcept {
   if (t_tid == 0) t_tid = ::gettid();
   return t_tid;
 }
+
+ForkFence::ForkFence() noexcept {
+  install_handlers();
+  g_fork_fence.lock();
+}
+ForkFence::~ForkFence() { g_fork_fence.unlock(); }
 
 std::uint64_t fork_generation() noexcept { return g_generation.load(std::memory_order_relaxed); }
 

@@ -13,6 +13,7 @@
 #include <climits>
 #include <cstddef>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -36,7 +37,7 @@ std::string describe(SegmentKind kind, std::string_view name) {
 // A whole-file OFD lock operation (F_OFD_SETLK / F_OFD_SETLKW / F_OFD_GETLK).
 int ofd_lock(int fd, short type, int cmd, struct flock* out = nullptr) {
   struct flock fl {};
-  fl.l_type = type;
+  fl.l_type = type;  // F_OFD_GETLK: the lock we would like; on return, what conflicts (or F_UNLCK)
   fl.l_whence = SEEK_SET;  // l_start = l_len = 0: the whole file; l_pid must be 0 for OFD locks
   const int rc = sys::retry_eintr([&] { return ::fcntl(fd, cmd, &fl); });
   if (out != nullptr) *out = fl;
@@ -67,6 +68,31 @@ bool read_snapshot(int fd, HeaderSnapshot& h) noexcept {
   return sys::retry_eintr([&] { return ::pread(fd, &h, sizeof h, 0); }) == static_cast<ssize_t>(sizeof h);
 }
 
+// Where a remover moves a name before unlinking it: hidden (a leading dot: never listed,
+// never taken for an object), and naming the remover, so that a sweep can clear one that a
+// remover killed in between left behind.
+constexpr std::string_view kAsidePrefix = ".mproc-rm.";
+
+// Unlinks `path` if it still names the file `mine`. The check and the unlink cannot be one
+// step, and an explicit unlink plus a re-creation of the name in between would make us take
+// the new object's name. So the name is first moved aside — atomically, never over anything —
+// and what was moved is checked; if it is not ours, it is put back.
+bool unlink_if_same(const char* path, const struct stat& mine) noexcept {
+  static std::atomic<unsigned> counter{0};
+  char aside[96];
+  std::snprintf(aside, sizeof aside, "%s/%.*s%d.%u", kShmDir, static_cast<int>(kAsidePrefix.size()),
+                kAsidePrefix.data(), static_cast<int>(::getpid()), counter.fetch_add(1));
+  if (::renameat2(AT_FDCWD, path, AT_FDCWD, aside, RENAME_NOREPLACE) != 0) return false;
+  struct stat moved {};
+  if (::stat(aside, &moved) == 0 && moved.st_ino == mine.st_ino && moved.st_dev == mine.st_dev) {
+    return ::unlink(aside) == 0;
+  }
+  // Not ours. Putting it back fails only if yet another object took the name meanwhile; the
+  // one we moved then cannot get its name back, and its users keep it as after an unlink.
+  if (::renameat2(AT_FDCWD, aside, AT_FDCWD, path, RENAME_NOREPLACE) != 0) (void)::unlink(aside);
+  return false;
+}
+
 // Removes the file `path`, open here as `probe` (an open file description of its own), if no
 // process holds a lease on it and `decide` agrees. The exclusive lock is what makes this safe:
 // no lease holder lets us have it, and an opener that arrives meanwhile waits for it, then
@@ -81,17 +107,48 @@ bool remove_if_unused(int probe, const char* path, Decide decide) noexcept {
   HeaderSnapshot h{};
   if (!read_snapshot(probe, h) || h.magic != SegmentHeader::kMagic || !decide(h)) return false;
   if (::stat(path, &named) != 0 || named.st_ino != mine.st_ino || named.st_dev != mine.st_dev) return false;
-  return ::unlink(path) == 0;
+  return unlink_if_same(path, mine);
 }
 
 bool unused_tracked(const HeaderSnapshot& h) noexcept { return (h.flags & kSegmentPersistent) == 0; }
 
+// Opens `path` for a removal probe: only this user's files (root could open anyone's, and a
+// sweep must not decide about other users' objects). -1 if not ours or not there. Hold a
+// ForkFence from before this until the probe is closed: a child that inherited the probe's
+// open file description would keep its exclusive lock, and every open would wait for it.
+int open_probe(const char* path) noexcept {
+  const int probe = ::open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (probe < 0) return -1;
+  struct stat st {};
+  if (::fstat(probe, &st) != 0 || st.st_uid != ::geteuid()) {
+    sys::close_fd(probe);
+    return -1;
+  }
+  return probe;
+}
+
 bool remove_path_if_unused_tracked(const std::string& path) noexcept {
-  const int probe = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  const sys::ForkFence no_fork;
+  const int probe = open_probe(path.c_str());
   if (probe < 0) return false;
   const bool removed = remove_if_unused(probe, path.c_str(), unused_tracked);
   sys::close_fd(probe);
   return removed;
+}
+
+// If a remover (another process's sweep) holds `path` right now, waits until it is done and
+// returns true: the name may be free now. False if nobody is removing it.
+bool wait_for_remover(const std::string& path) noexcept {
+  const sys::ForkFence no_fork;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) return errno == ENOENT;
+  struct flock fl {};
+  bool waited = false;
+  if (ofd_lock(fd, F_RDLCK, F_OFD_GETLK, &fl) == 0 && fl.l_type == F_WRLCK) {
+    waited = ofd_lock(fd, F_RDLCK, F_OFD_SETLKW) == 0;
+  }
+  sys::close_fd(fd);
+  return waited;
 }
 
 // The lease descriptor of a just-linked segment still refers to the file by its nameless
@@ -217,15 +274,15 @@ void publish_segment(NamedSegment& seg, SegmentKind kind, std::uint32_t version,
 void link_segment(NamedSegment& seg, std::string_view name, SegmentKind kind) {
   const std::string path = file_path(name);
   const ProcFdPath self(seg.mapping.lease_fd());
-  for (bool retried = false;; retried = true) {
+  for (int attempt = 0;; ++attempt) {
     if (::linkat(AT_FDCWD, self.text, AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW) == 0) {
       adopt_name(seg.mapping.lease_fd(), path);
       return;
     }
     const int err = errno;
     // A tracked object of this name that nobody uses is garbage (its last user died): clear
-    // it and try once more.
-    if (err == EEXIST && !retried && remove_path_if_unused_tracked(path)) continue;
+    // it, or wait for another process's sweep that is clearing it, and try again.
+    if (err == EEXIST && attempt < 3 && (remove_path_if_unused_tracked(path) || wait_for_remover(path))) continue;
     throw Error(err, "cannot create " + describe(kind, name),
                 err == EEXIST ? "(the name exists)" : err == ENOENT ? "(is /proc mounted?)" : "");
   }
@@ -343,6 +400,7 @@ void release_lease(int fd, bool tracked) noexcept {
   const ProcFdPath self(fd);
   char target[PATH_MAX];
   const ssize_t n = ::readlink(self.text, target, sizeof target - 1);
+  const sys::ForkFence no_fork;  // see open_probe
   const int probe = ::open(self.text, O_RDWR | O_CLOEXEC);
   sys::close_fd(fd);
   if (probe < 0) return;
@@ -364,9 +422,19 @@ std::vector<std::string> sweep_named(Sweep which, std::string_view name_prefix) 
   const std::string_view prefix = kFilePrefix.substr(std::strlen(kShmDir) + 1);  // "mproc."
   while (const dirent* e = ::readdir(dir)) {
     const std::string_view file = e->d_name;
-    if (file.rfind(prefix, 0) != 0 || file.substr(prefix.size()).rfind(name_prefix, 0) != 0) continue;
     const std::string path = std::string(kShmDir) + "/" + std::string(file);
-    const int probe = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (file.rfind(kAsidePrefix, 0) == 0) {
+      // A name moved aside by a remover that was killed before it unlinked it.
+      const auto pid = static_cast<pid_t>(std::strtol(std::string(file.substr(kAsidePrefix.size())).c_str(), nullptr, 10));
+      struct stat st {};
+      if (!sys::process_alive(pid, 0) && ::stat(path.c_str(), &st) == 0 && st.st_uid == ::geteuid()) {
+        (void)::unlink(path.c_str());
+      }
+      continue;
+    }
+    if (file.rfind(prefix, 0) != 0 || file.substr(prefix.size()).rfind(name_prefix, 0) != 0) continue;
+    const sys::ForkFence no_fork;
+    const int probe = open_probe(path.c_str());
     if (probe < 0) continue;  // another user's, or gone meanwhile
     if (remove_if_unused(probe, path.c_str(), decide)) removed.emplace_back(file.substr(prefix.size()));
     sys::close_fd(probe);

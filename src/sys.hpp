@@ -36,6 +36,17 @@ std::uint64_t fork_generation() noexcept;
 void close_in_children(int fd);
 void stop_closing_in_children(int fd) noexcept;
 
+/// While one exists, no thread of this process forks (fork waits for it to go): for
+/// descriptors that must not reach a child even briefly (a lock that a child would keep).
+/// Never fork while holding one, and do not nest them (they take turns, process-wide).
+class ForkFence {
+ public:
+  ForkFence() noexcept;
+  ~ForkFence();
+  ForkFence(const ForkFence&) = delete;
+  ForkFence& operator=(const ForkFence&) = delete;
+};
+
 int pidfd_open(pid_t pid) noexcept;
 int pidfd_send_signal(int pidfd, int signo) noexcept;
 

@@ -82,18 +82,18 @@ t rm "bad/name" 2> /dev/null; check "an invalid name exits 3" 3 $?
 # rm --stale removes what nobody has open and whose creator is dead, and nothing in use
 t rm 2> /dev/null; check "rm with neither NAME nor --stale is a usage error" 2 $?
 t rm "$P-q" --stale 2> /dev/null; check "rm with both NAME and --stale is a usage error" 2 $?
-t rm --prefix "$P" 2> /dev/null; check "rm --prefix without --stale is a usage error" 2 $?
+t rm --prefix "$P-" 2> /dev/null; check "rm --prefix without --stale is a usage error" 2 $?
 t queue put "$P-stale" "left behind"; check "a queue left by a finished script" 0 $?
 t queue get "$P-held" --timeout 20 > "/tmp/$P.held" &
 getter=$!  # it creates $P-held and keeps it open while it waits
 for _ in $(seq 200); do [ -e "/dev/shm/mproc.$P-held" ] && break; sleep 0.05; done
-stale_out=$(t rm --stale --prefix "$P"); check "rm --stale" 0 $?
+stale_out=$(t rm --stale --prefix "$P-"); check "rm --stale" 0 $?
 echo "$stale_out" | grep -qx "removed $P-stale"; check "rm --stale removed the abandoned queue" 0 $?
 [ ! -e "/dev/shm/mproc.$P-stale" ]; check "its file is gone" 0 $?
 [ -e "/dev/shm/mproc.$P-held" ]; check "rm --stale kept the queue a live process has open" 0 $?
 t queue put "$P-held" "still here"; wait "$getter"; check "the waiting reader got its message" 0 $?
 check "intact" "still here" "$(cat "/tmp/$P.held")"
-t rm --stale --prefix "$P" > "/tmp/$P.out"
+t rm --stale --prefix "$P-" > "/tmp/$P.out"
 grep -qx "removed $P-held" "/tmp/$P.out"; check "once its users are gone, it is stale too" 0 $?
 
 echo "$passes passed, $failures failed"

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "mproc/barrier.hpp"
@@ -465,4 +466,152 @@ TEST_F(Named, opening_and_closing_races_with_no_holder_always_succeed) {
   }
   for (auto& p : churners) EXPECT_EQ(exit_code_of(p), 0);
   EXPECT_FALSE(exists(name));
+}
+
+// Sweeps and forks, sweeps and other users, sweeps and creators.
+
+namespace sweeping {
+
+// Whether some open file description holds an exclusive lock on the object's file: what a
+// sweep's or a closer's probe takes while it decides, and what makes openers wait.
+bool write_locked(const std::string& name) {
+  const int fd = ::open(("/dev/shm/mproc." + name).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct flock fl {};
+  fl.l_type = F_RDLCK;
+  fl.l_whence = SEEK_SET;
+  const bool locked = ::fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type == F_WRLCK;
+  ::close(fd);
+  return locked;
+}
+
+}  // namespace sweeping
+
+TEST_F(Named, a_child_forked_during_a_sweep_does_not_inherit_the_sweeps_exclusive_lock) {
+  // A sweep holds an exclusive OFD lock on each candidate while it decides, through a plain
+  // descriptor. A child forked by another thread meanwhile (a Pool's dispatcher replacing a
+  // worker; any Process started from another thread) inherits that open file description and
+  // with it the lock, for as long as it lives: every later open of the object then blocks in
+  // F_OFD_SETLKW. Persistent objects whose creator lives are probed by every sweep and kept.
+  constexpr int kObjects = 64;
+  const std::string prefix = name + "-";
+  std::vector<std::string> names;
+  for (int i = 0; i < kObjects; ++i) {
+    names.push_back(prefix + std::to_string(i));
+    (void)SharedMemory::create(names.back(), 64, mproc::Lifetime::persistent);
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<int> sweeps{0};
+  std::thread sweeper([&] {
+    while (!stop.load()) {
+      (void)mproc::remove_stale_named_objects(prefix);  // keeps them all: their creator lives
+      sweeps.fetch_add(1);
+    }
+  });
+  while (sweeps.load() == 0) std::this_thread::yield();
+  std::optional<mproc::Process> holder;
+  mproc_test::Flag release;
+  Shared<int> inherited_index;
+  for (int attempt = 0; attempt < 200 && !holder; ++attempt) {
+    *inherited_index = -1;
+    mproc_test::Flag checked;
+    // The child looks at what it inherited: no descriptor of these objects should be among them
+    // (the parent closed every handle it had on them).
+    mproc::Process child = start_child([&] {
+      for (int fd = 0; fd < 1024; ++fd) {
+        char link[64], target[512];
+        std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        const ssize_t n = ::readlink(link, target, sizeof target - 1);
+        if (n <= 0) continue;
+        target[n] = '\0';
+        const std::string t = target;
+        for (int i = 0; i < kObjects; ++i) {
+          if (t == "/dev/shm/mproc." + names[static_cast<std::size_t>(i)]) *inherited_index = i;
+        }
+      }
+      checked.raise();
+      if (*inherited_index >= 0) CHILD_CHECK(release.wait_for(kPatience));  // keep it, to show the cost
+    });
+    ASSERT_TRUE(checked.wait_for(kPatience));
+    if (*inherited_index >= 0) {
+      holder.emplace(std::move(child));
+    } else {
+      EXPECT_EQ(exit_code_of(child), 0);
+    }
+  }
+  stop.store(true);
+  sweeper.join();
+  if (holder) {
+    const std::string stuck = names[static_cast<std::size_t>(*inherited_index)];
+    ADD_FAILURE() << "a child forked during a sweep inherited the sweep's probe of " << stuck;
+    // What it costs: while that child lives, an open by name waits (F_OFD_SETLKW) behind the
+    // exclusive lock it inherited.
+    mproc_test::Flag opened;
+    mproc::Process opener = start_child([&] {
+      auto shm = SharedMemory::open(stuck);
+      opened.raise();
+    });
+    EXPECT_TRUE(opened.wait_for(std::chrono::seconds(2))) << "opening " << stuck << " blocked";
+    release.raise();
+    EXPECT_EQ(exit_code_of(*holder), 0);
+    EXPECT_EQ(exit_code_of(opener), 0);
+  }
+  for (const auto& n : names) ::shm_unlink(("/mproc." + n).c_str());
+}
+
+TEST_F(Named, rm_stale_removes_only_this_users_objects_even_as_root) {
+  // inspect.hpp: "Removes this user's stale objects"; `mproc rm --stale`: "every object of
+  // yours"; named.md: "A sweep only sees this user's objects". As root (a cron job, a CI
+  // runner) the sweep can open everyone's files, and removes other users' persistent results.
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to become another user";
+  mproc::Process other = start_child([&] {
+    CHILD_CHECK(::setgid(65534) == 0 && ::setuid(65534) == 0);  // nobody
+    auto shm = SharedMemory::create(name, 64, {0644, mproc::Lifetime::persistent});
+    std::memcpy(shm.buf().data(), "nobody's results", 17);
+  });  // closes it and exits: its creator is dead, as for any results written for later
+  ASSERT_EQ(exit_code_of(other), 0);
+  ASSERT_TRUE(exists(name));
+  const auto removed = mproc::remove_stale_named_objects(name);
+  EXPECT_FALSE(contains(removed, name)) << "root's rm --stale removed user nobody's persistent object";
+  EXPECT_TRUE(exists(name));
+}
+
+TEST_F(Named, create_over_garbage_is_not_refused_because_a_sweep_is_looking_at_it) {
+  // named.md: "If create meets a name whose object is tracked and unused (garbage left by a
+  // crash), it removes that and links once more." If another process's sweep (or `mproc rm
+  // --stale`) holds its probe's exclusive lock on that garbage at that moment, create gives up
+  // with EEXIST, although the garbage is about to go. Freeze that moment: a child takes the
+  // lock exactly as remove_if_unused does, and lets go (it would unlink; here the test does).
+  mproc_test::Flag ready;
+  mproc::Process crashed = start_child([&] {
+    auto q = mproc::Queue<int>::create(name, 4096);
+    ready.raise();
+    ready.block_forever();
+  });
+  ASSERT_TRUE(ready.wait_for(kPatience));
+  crashed.kill();
+  ASSERT_TRUE(crashed.join(kPatience));
+  ASSERT_TRUE(exists(name));
+  mproc_test::Flag locked, release;
+  mproc::Process sweeper = start_child([&] {
+    const int probe = ::open(("/dev/shm/mproc." + name).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    CHILD_CHECK(probe >= 0);
+    struct flock fl {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    CHILD_CHECK(::fcntl(probe, F_OFD_SETLK, &fl) == 0);
+    locked.raise();
+    CHILD_CHECK(release.wait_for(kPatience));
+    CHILD_CHECK(::unlink(("/dev/shm/mproc." + name).c_str()) == 0);  // what the sweep decides
+  });
+  ASSERT_TRUE(locked.wait_for(kPatience));
+  std::thread let_go([&] {
+    // The sweep's decision takes microseconds; give create a moment to meet it, then finish it.
+    (void)ready.wait_for(std::chrono::milliseconds(200));
+    release.raise();
+  });
+  EXPECT_EQ(error_of([&] { (void)mproc::Queue<int>::create(name, 4096); }), 0)
+      << "create refused a name whose garbage a sweep was removing: " << last_message;
+  let_go.join();
+  EXPECT_EQ(exit_code_of(sweeper), 0);
 }
