@@ -1,15 +1,23 @@
 #pragma once
 // What the benchmarks share: medians and per-round ratios, a shared anonymous mapping for the
-// children's start flags and results, CPU pinning, and a bounded start-line spin.
+// children's start flags and results, CPU pinning, a bounded start-line spin, the clock, whole
+// reads and writes on descriptors, a pipe and a temporary directory.
+#include <fcntl.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -92,6 +100,88 @@ inline void spin_until(const std::atomic<int>& flag, int value) {
     if (spins > 1000) ::sched_yield();
   }
 }
+
+/// CLOCK_MONOTONIC in nanoseconds: the same clock in every process, so a child can stamp when
+/// it finished and the parent can compare that with its own start stamp.
+inline std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+/// Exactly `size` bytes, looping on short reads and EINTR; end of file is an error (the
+/// benchmarks count their messages, so an early end means one was lost).
+inline void read_full(int fd, void* buf, std::size_t size, const char* what = "pipe") {
+  auto* p = static_cast<std::byte*>(buf);
+  while (size > 0) {
+    const ssize_t n = ::read(fd, p, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail_errno(std::string("read from ") + what);
+    }
+    if (n == 0) throw std::runtime_error(std::string("unexpected end of file on ") + what);
+    p += n;
+    size -= static_cast<std::size_t>(n);
+  }
+}
+
+inline void write_full(int fd, const void* buf, std::size_t size,
+                       const char* what = "pipe") {
+  const auto* p = static_cast<const std::byte*>(buf);
+  while (size > 0) {
+    const ssize_t n = ::write(fd, p, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail_errno(std::string("write to ") + what);
+    }
+    p += n;
+    size -= static_cast<std::size_t>(n);
+  }
+}
+
+/// A pipe(2): both ends open in the parent, inherited by every child forked while it exists.
+/// Each child uses the ends it needs; closing the others is unnecessary when no reader relies
+/// on end-of-file (message counts and sentinels end the loops).
+class OsPipe {
+ public:
+  OsPipe() {
+    if (::pipe2(fds_, O_CLOEXEC) != 0) fail_errno("pipe2");
+  }
+  ~OsPipe() {
+    ::close(fds_[0]);
+    ::close(fds_[1]);
+  }
+  OsPipe(const OsPipe&) = delete;
+  OsPipe& operator=(const OsPipe&) = delete;
+  int read_end() const { return fds_[0]; }
+  int write_end() const { return fds_[1]; }
+
+ private:
+  int fds_[2] = {-1, -1};
+};
+
+/// A mkdtemp directory under $TMPDIR (or /tmp), removed with its files on destruction. Children
+/// leave with _exit(), so only the parent's destructor runs.
+class TempDir {
+ public:
+  explicit TempDir(std::string_view prefix) {
+    const char* base = std::getenv("TMPDIR");
+    std::string tmpl = std::string(base != nullptr && *base != 0 ? base : "/tmp") + "/" +
+                       std::string(prefix) + ".XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) fail_errno("mkdtemp " + tmpl);
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string file(std::string_view name) const { return path_ + "/" + std::string(name); }
+
+ private:
+  std::string path_;
+};
 
 /// A benchmark's main(): accepts only --quick, runs run(quick), turns an exception into a message
 /// and exit status 1 (2 for a bad argument).

@@ -66,6 +66,7 @@ using bench::ratios;
 using bench::Series;
 using bench::SharedMap;
 using bench::spin_until;
+using bench::TempDir;
 
 using Clock = std::chrono::steady_clock;
 
@@ -118,27 +119,6 @@ int open_rw(const std::string& path) {
 void flock_or_throw(int fd, int op) {
   if (::flock(fd, op) != 0) fail_errno("flock");
 }
-
-// mkdtemp directory, removed (with its files) on destruction. Children leave with _exit(), so
-// only the parent's destructor runs.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = "/tmp/mproc_lock_bench.XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) fail_errno("mkdtemp");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(std::string_view name) const { return path_ + "/" + std::string(name); }
-
- private:
-  std::string path_;
-};
 
 // ---- 1. uncontended ------------------------------------------------------------------------
 
@@ -251,7 +231,7 @@ int run(bool quick) {
   const std::int64_t c_mutex = 500'000 / div;
   const std::int64_t c_file = 20'000 / div;
 
-  TempDir dir;
+  TempDir dir("mproc_lock_bench");
   const std::string filelock_path = dir.file("filelock.lock");
   const std::string flock_path = dir.file("flock.lock");
 

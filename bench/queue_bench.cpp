@@ -83,11 +83,15 @@ using bench::allowed_cpus;
 using bench::fail_errno;
 using bench::kNoCpu;
 using bench::median;
+using bench::now_ns;
+using bench::OsPipe;
 using bench::pin_to_cpu;
+using bench::read_full;
 using bench::ratios;
 using bench::Series;
 using bench::SharedMap;
 using bench::spin_until;
+using bench::write_full;
 
 using Clock = std::chrono::steady_clock;
 
@@ -97,60 +101,6 @@ constexpr int kMaxChildren = 4;
 // ---- small helpers -------------------------------------------------------------------------
 
 [[noreturn]] void fail(const std::string& what) { throw std::runtime_error(what); }
-
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
-      .count();
-}
-
-// A pipe(2): both ends open in the parent, inherited by every child forked while it exists.
-// Each child uses the ends it needs; closing the others is unnecessary, since no reader relies
-// on end-of-file (the message counts and sentinels end the loops).
-class OsPipe {
- public:
-  OsPipe() {
-    if (::pipe2(fds_, O_CLOEXEC) != 0) fail_errno("pipe2");
-  }
-  ~OsPipe() {
-    ::close(fds_[0]);
-    ::close(fds_[1]);
-  }
-  OsPipe(const OsPipe&) = delete;
-  OsPipe& operator=(const OsPipe&) = delete;
-  int read_end() const { return fds_[0]; }
-  int write_end() const { return fds_[1]; }
-
- private:
-  int fds_[2] = {-1, -1};
-};
-
-// Exactly `size` bytes, looping on short reads/writes and EINTR; fails on end-of-file.
-void read_full(int fd, void* buf, std::size_t size) {
-  auto* p = static_cast<std::byte*>(buf);
-  while (size > 0) {
-    const ssize_t n = ::read(fd, p, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail_errno("read from pipe");
-    }
-    if (n == 0) fail("unexpected end of file on pipe");
-    p += n;
-    size -= static_cast<std::size_t>(n);
-  }
-}
-
-void write_full(int fd, const void* buf, std::size_t size) {
-  const auto* p = static_cast<const std::byte*>(buf);
-  while (size > 0) {
-    const ssize_t n = ::write(fd, p, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail_errno("write to pipe");
-    }
-    p += n;
-    size -= static_cast<std::size_t>(n);
-  }
-}
 
 // ---- CPUs ----------------------------------------------------------------------------------
 

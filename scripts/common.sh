@@ -10,7 +10,9 @@ MPROC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 #   libcli11-dev           CLI11, which parses the mproc command-line tool's arguments
 #   libgtest-dev           GoogleTest, the test framework
 #   nlohmann-json3-dev     reading and writing JSON in the tickets example
-MPROC_PACKAGES=(g++ cmake ninja-build libcereal-dev libcli11-dev libgtest-dev nlohmann-json3-dev)
+#   clang libclang-rt-14-dev  clang and its libFuzzer runtime, for the fuzz targets (fuzz/)
+MPROC_PACKAGES=(g++ cmake ninja-build libcereal-dev libcli11-dev libgtest-dev nlohmann-json3-dev
+                clang libclang-rt-14-dev)
 
 mproc_install_packages() {
   local missing=()
@@ -31,4 +33,22 @@ mproc_build() {
   cd "$MPROC_ROOT"
   cmake --preset "$preset" >/dev/null
   cmake --build --preset "$preset"
+}
+
+# mproc_install_optional_packages PKG...: install Debian packages that only add something (a
+# contender in the benchmarks, a plot) when they are missing. Unlike mproc_install_packages, a
+# failure is a warning, not an error: the caller goes on without them.
+mproc_install_optional_packages() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "mproc: installing optional Debian packages: ${missing[*]}"
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  if ! { "${sudo[@]}" apt-get update -qq &&
+         DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"; }; then
+    echo "mproc: could not install ${missing[*]}; going on without them" >&2
+  fi
 }
