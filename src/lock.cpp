@@ -16,13 +16,15 @@
 namespace mproc::detail {
 
 struct RobustLock::Block {
-  static constexpr std::uint32_t kLayoutVersion = 1;
+  static constexpr std::uint32_t kLayoutVersion = 2;  // 2: the mutex on a cache line of its own
 
   SegmentHeader header;
   // PTHREAD_PROCESS_SHARED | PTHREAD_MUTEX_ROBUST, ERRORCHECK (Lock) or RECURSIVE (RLock).
   // glibc's robust list makes the kernel mark it FUTEX_OWNER_DIED when the owner dies. Its
   // futex word is also the one truth about who holds it (sys::robust_mutex_owner).
-  pthread_mutex_t mutex;
+  // On a cache line of its own, with `poisoned`: a hand-off between processes then moves one
+  // line, not two (at offset 48 the mutex straddled a line boundary).
+  alignas(64) pthread_mutex_t mutex;
   // Guarded by mutex: 1 from an owner's death until mark_consistent(). Kept by us rather than
   // left to POSIX, which would make the mutex unusable forever once released unrepaired.
   std::uint32_t poisoned;
@@ -40,7 +42,8 @@ namespace {
 // header is published by the caller, last.
 void RobustLock::init_block(void* mem, const void* recursive) {
   static_assert(std::is_standard_layout_v<Block>);
-  static_assert(offsetof(Block, mutex) == sizeof(SegmentHeader), "the header comes first");
+  static_assert(offsetof(Block, mutex) == kSegmentDataOffset, "the header comes first, then the mutex's line");
+  static_assert(offsetof(Block, poisoned) + sizeof(std::uint32_t) <= 2 * kSegmentDataOffset);
   auto* b = new (mem) Block{};
   const bool r = *static_cast<const bool*>(recursive);
   const int rc = sys::init_robust_mutex(&b->mutex, r);
