@@ -252,7 +252,11 @@ NamedSegment create_unnamed_segment(std::size_t total, mode_t mode, std::string_
   if (::fchmod(fd, mode & 07777) != 0) fail(errno, "cannot set the mode of shared memory for");
   // Reserve the space now: on a full /dev/shm this fails with ENOSPC here instead of a SIGBUS
   // on first touch. posix_fallocate returns the error instead of setting errno.
-  if (const int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(total)); rc != 0) {
+  int rc;
+  do {
+    rc = ::posix_fallocate(fd, 0, static_cast<off_t>(total));  // EINTR: a signal; try again
+  } while (rc == EINTR);
+  if (rc != 0) {
     fail(rc, "cannot reserve " + std::to_string(total) + " bytes of shared memory for");
   }
   if (ofd_lock(fd, F_RDLCK, F_OFD_SETLK) != 0) fail(errno, "cannot take a lease on shared memory for");

@@ -53,6 +53,10 @@ void Failure::raise() const {
     case terminated:
       break;
   }
+  if (!message.empty()) {
+    // The pool stopped itself (its dispatcher failed): say why, since nobody called terminate().
+    throw PoolTerminated("the pool stopped before this task finished: " + message);
+  }
   throw PoolTerminated("the pool was terminated before this task finished");
 }
 
@@ -165,7 +169,12 @@ struct PoolCore::State {
     });
     w.process->set_name("PoolWorker-" + std::to_string(slot + 1));
     w.process->set_daemon(true);  // never outlives the pool's process
-    w.process->start();
+    try {
+      w.process->start();
+    } catch (...) {
+      w.process.reset();  // never started: nothing for stop_workers() to kill or join
+      throw;
+    }
   }
 
   // Hands pending chunks to workers with room. Called with `mutex` held.
@@ -253,12 +262,14 @@ struct PoolCore::State {
       std::fprintf(stderr, "mproc: the Pool's dispatcher failed (%s); terminating the pool\n", e.what());
       std::scoped_lock hold{mutex};
       phase = Phase::terminating;
+      stopped_because = std::string("its dispatcher failed: ") + e.what();
     }
     try {
-      shutdown();
+      stop_workers();
     } catch (const std::exception& e) {
       std::fprintf(stderr, "mproc: while shutting the Pool down: %s\n", e.what());
     }
+    fail_unfinished();  // whatever failed above: no task may be left waiting forever
   }
 
   void loop() {
@@ -302,7 +313,7 @@ struct PoolCore::State {
     }
   }
 
-  void shutdown() {
+  void stop_workers() {
     Phase now;
     {
       std::scoped_lock hold{mutex};
@@ -320,10 +331,14 @@ struct PoolCore::State {
       w.process->join();
       drain_results();
     }
-    const Failure stopped{Failure::terminated, 0, {}, {}, 0, 0};
+  }
+
+  void fail_unfinished() {
     std::deque<Chunk> unfinished;
+    Failure stopped{Failure::terminated, 0, {}, {}, 0, 0};
     {
       std::scoped_lock hold{mutex};
+      stopped.message = stopped_because;
       for (auto& w : workers) {
         for (auto& c : w.assigned) unfinished.push_back(std::move(c));
         w.assigned.clear();
@@ -344,9 +359,10 @@ struct PoolCore::State {
   int wake_fd = -1;
   std::vector<Worker> workers;  // dispatcher thread; `assigned` also under mutex
 
-  std::mutex mutex;  // guards pending, phase, finished, next_job and every Worker::assigned
+  std::mutex mutex;  // guards pending, phase, stopped_because, finished, next_job, Worker::assigned
   std::deque<Chunk> pending;
   Phase phase = Phase::running;
+  std::string stopped_because;  // set when the pool stopped itself rather than by terminate()
   bool finished = false;
   std::uint64_t next_job = 1;
   std::size_t next_worker = 0;
@@ -375,6 +391,9 @@ void PoolCore::submit(std::shared_ptr<JobBase> job, std::vector<EncodedChunk>&& 
   }
   {
     std::scoped_lock hold{s.mutex};
+    if (!s.stopped_because.empty()) {
+      throw PoolTerminated("cannot submit to a Pool that stopped: " + s.stopped_because);
+    }
     if (s.phase != State::Phase::running) {
       throw UsageError("cannot submit to a Pool after close() or terminate()");
     }

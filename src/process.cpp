@@ -295,7 +295,13 @@ void Process::start() {
     const int err = errno;
     ::kill(pid, SIGKILL);
     (void)sys::retry_eintr([&] { return ::waitpid(pid, nullptr, 0); });
-    throw Error(err, "cannot track", describe(st) + " (pidfd_open; Linux 5.4 or later is needed)");
+    const std::string what = describe(st);
+    // Nothing of that child is left: leave the object unstarted, as a failed fork does, so that
+    // it can be started again (and is_alive() or join() do not look for a child reaped here).
+    st.pid = 0;
+    st.started.store(false);
+    throw Error(err, "cannot track",
+                what + (err == ENOSYS ? " (pidfd_open: Linux 5.4 or later is needed)" : " (pidfd_open)"));
   }
   if (st.pidfd >= 0) sys::close_in_children(st.pidfd);  // a grandchild must not hold it
   std::scoped_lock hold{g_children_mutex};

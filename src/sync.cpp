@@ -61,9 +61,9 @@ Semaphore::Semaphore(std::uint32_t value, std::uint32_t bound)
                           Block::kLayoutVersion, sizeof(Block));
 }
 
-Semaphore::Semaphore(const detail::NamedSpec& spec, std::uint32_t value, std::uint32_t bound) {
+Semaphore::Semaphore(const detail::NamedSpec& spec, std::uint32_t value, std::uint32_t bound, bool bounded) {
   const std::uint32_t vb[2] = {value, bound};
-  mapping_ = detail::attach_named(spec, bound ? SegmentKind::bounded_semaphore : SegmentKind::semaphore,
+  mapping_ = detail::attach_named(spec, bounded ? SegmentKind::bounded_semaphore : SegmentKind::semaphore,
                                   Block::kLayoutVersion, sizeof(Block), 0, &Semaphore::init_block, vb);
 }
 

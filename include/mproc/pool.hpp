@@ -23,7 +23,9 @@
 ///   it held with mproc::WorkerDied (exit code or signal), never a hang; the pool starts a
 ///   replacement and keeps serving. (Python's Pool hangs forever here; ProcessPoolExecutor fails
 ///   every pending future and the whole executor with BrokenProcessPool.) See
-///   docs/design/pool.md for why no task can be lost silently.
+///   docs/design/pool.md for why no task can be lost silently. If a worker cannot be started
+///   (fork or its queue fails: out of processes or memory), the pool stops itself: unfinished
+///   tasks, and later submissions, fail with mproc::PoolTerminated saying why.
 /// Lifetime: close() stops submissions and lets queued work finish; terminate() kills the workers
 ///   and fails unfinished tasks with mproc::PoolTerminated; join() waits for the workers to exit
 ///   after either. The destructor terminates and joins, like Python's `with Pool() as p:` — it

@@ -86,7 +86,9 @@ class Semaphore {
  protected:
   /// `bound` 0: unbounded.
   Semaphore(std::uint32_t value, std::uint32_t bound);
-  Semaphore(const detail::NamedSpec& spec, std::uint32_t value, std::uint32_t bound);
+  /// `bounded` names the kind to create or expect: a BoundedSemaphore opened by name does not
+  /// know its bound (it comes from the segment), so the bound cannot tell.
+  Semaphore(const detail::NamedSpec& spec, std::uint32_t value, std::uint32_t bound, bool bounded = false);
 
  private:
   struct Block;
@@ -111,7 +113,7 @@ class BoundedSemaphore : public Semaphore {
   }
 
  private:
-  BoundedSemaphore(const detail::NamedSpec& spec, std::uint32_t value) : Semaphore(spec, value, value) {}
+  BoundedSemaphore(const detail::NamedSpec& spec, std::uint32_t value) : Semaphore(spec, value, value, true) {}
 };
 
 }  // namespace mproc
