@@ -60,7 +60,8 @@ RobustLock::RobustLock(bool recursive)
 
 RobustLock::RobustLock(const NamedSpec& spec, bool recursive)
     : mapping_(attach_named(spec, recursive ? SegmentKind::rlock : SegmentKind::lock,
-                            Block::kLayoutVersion, sizeof(Block), 0, &RobustLock::init_block, &recursive)),
+                            Block::kLayoutVersion, sizeof(Block), 0, &RobustLock::init_block, &recursive,
+                            &created_)),
       recursive_(recursive) {}
 
 }  // namespace mproc::detail

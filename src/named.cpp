@@ -371,7 +371,7 @@ Mapping attach_named(const NamedSpec& spec, SegmentKind kind, std::uint32_t vers
 
 std::byte* attach_typed(const NamedSpec& spec, bool array, std::size_t bytes, std::uint64_t type_hash,
                         void (*init)(void* data, const void* ctx), const void* ctx, Mapping& mapping,
-                        std::size_t& payload) {
+                        std::size_t& payload, bool* created) {
   struct Ctx {
     void (*init)(void*, const void*);
     const void* ctx;
@@ -382,9 +382,22 @@ std::byte* attach_typed(const NamedSpec& spec, bool array, std::size_t bytes, st
         const auto& cc = *static_cast<const Ctx*>(raw);
         cc.init(static_cast<std::byte*>(mem) + kSegmentDataOffset, cc.ctx);
       },
-      &c);
+      &c, created);
   payload = static_cast<const SegmentHeader*>(mapping.data())->payload_size;
   return static_cast<std::byte*>(mapping.data()) + kSegmentDataOffset;
+}
+
+void discard_named_if_unused(std::string_view name) noexcept {
+  try {
+    const std::string path = file_path(name);
+    const sys::ForkFence no_fork;  // see open_probe
+    const int probe = open_probe(path.c_str());
+    if (probe < 0) return;
+    (void)remove_if_unused(probe, path.c_str(), [](const HeaderSnapshot&) { return true; });
+    sys::close_fd(probe);
+  } catch (...) {
+    // Best effort (an allocation failed): the object stays, as if this process had crashed.
+  }
 }
 
 bool segment_is_tracked(const void* mem, std::size_t size) noexcept {

@@ -213,8 +213,18 @@ Condition::Condition(const detail::NamedSpec& spec) : lock_(nullptr) {
   const std::string lock_name = std::string(spec.name) + ".lock";
   own_lock_.reset(new RLock(detail::NamedSpec{lock_name, spec.how, spec.options}));
   lock_ = own_lock_.get();
-  mapping_ = detail::attach_named(spec, SegmentKind::condition, Block::kLayoutVersion, sizeof(Block), 0,
-                                  &Condition::init_block, nullptr);
+  try {
+    mapping_ = detail::attach_named(spec, SegmentKind::condition, Block::kLayoutVersion, sizeof(Block), 0,
+                                    &Condition::init_block, nullptr);
+  } catch (...) {
+    // A failed creation leaves nothing behind: take back the lock if this call created it
+    // (unless somebody opened it meanwhile).
+    if (own_lock_->created()) {
+      own_lock_.reset();
+      detail::discard_named_if_unused(lock_name);
+    }
+    throw;
+  }
 }
 
 void Condition::unlink(std::string_view name) {

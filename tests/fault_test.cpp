@@ -1130,8 +1130,7 @@ const NamedKind kPersistentNamed[] = {
     MPROC_NAMED_KIND("SharedMemory", SharedMemory, , 4096, kPersistent),
 };
 // Two segments each (the object and its RLock "<name>.lock"): when the second cannot be made,
-// the first stays behind. Disabled until sync.cpp (Condition) and value.hpp (Value, Array)
-// remove what they created when a later step fails.
+// the first one that this call created must go too, whatever its lifetime.
 const NamedKind kPersistentTwoSegments[] = {
     MPROC_NAMED_KIND("Condition", Condition, , kPersistent),
     MPROC_NAMED_KIND("Value", IntValue, , 0, kPersistent),
@@ -1236,7 +1235,7 @@ INSTANTIATE_TEST_SUITE_P(Each, NamedCreationSweep, testing::ValuesIn(kNamed), ki
 INSTANTIATE_TEST_SUITE_P(Persistent, NamedCreation, testing::ValuesIn(kPersistentNamed), kind_name);
 INSTANTIATE_TEST_SUITE_P(PersistentTwoSegments, NamedCreation, testing::ValuesIn(kPersistentTwoSegments), kind_name);
 INSTANTIATE_TEST_SUITE_P(Persistent, NamedCreationSweep, testing::ValuesIn(kPersistentNamed), kind_name);
-INSTANTIATE_TEST_SUITE_P(DISABLED_PersistentTwoSegments, NamedCreationSweep,
+INSTANTIATE_TEST_SUITE_P(PersistentTwoSegments, NamedCreationSweep,
                          testing::ValuesIn(kPersistentTwoSegments), kind_name);
 #endif
 

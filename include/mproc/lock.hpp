@@ -82,6 +82,8 @@ class RobustLock : public StdLockable<RobustLock> {
 
   /// "Lock" or "RLock", as used in error messages.
   const char* kind_name() const noexcept { return recursive_ ? "RLock" : "Lock"; }
+  /// Named forms: whether this handle created the lock (open_or_create tells which).
+  bool created() const noexcept { return created_; }
 
  protected:
   explicit RobustLock(bool recursive);
@@ -92,6 +94,7 @@ class RobustLock : public StdLockable<RobustLock> {
   Block* block() const noexcept;
   static void init_block(void* mem, const void* recursive);
 
+  bool created_ = false;  // before mapping_: its initialiser sets it
   Mapping mapping_;
   bool recursive_;
 };

@@ -74,23 +74,36 @@ struct Fill {
 /// Attaches named data of `count` T (count 0 on open: whatever the segment holds). Returns the
 /// first element; `count` receives the number of elements.
 template <class T>
-T* attach_objects(const NamedSpec& spec, bool array, std::size_t& count, const T& fill, Mapping& mapping) {
+T* attach_objects(const NamedSpec& spec, bool array, std::size_t& count, const T& fill, Mapping& mapping,
+                  bool* created = nullptr) {
   static_assert(alignof(T) <= 64, "mproc: named data is 64-byte aligned");
   const Fill<T> f{count, &fill};
   std::size_t payload = 0;
-  std::byte* p = attach_typed(spec, array, count * sizeof(T), type_tag<T>(), &Fill<T>::init, &f, mapping, payload);
+  std::byte* p = attach_typed(spec, array, count * sizeof(T), type_tag<T>(), &Fill<T>::init, &f, mapping, payload,
+                              created);
   count = payload / sizeof(T);
   return reinterpret_cast<T*>(p);
 }
 
-inline RLock attach_lock(const NamedSpec& spec) {
+/// The lock of named data "<name>.lock". If it cannot be attached and this process has just
+/// created the data (`data_created`), the data is closed and removed again (unless somebody
+/// opened it meanwhile): a failed creation leaves nothing behind, whatever the lifetime.
+inline RLock attach_lock(const NamedSpec& spec, Mapping& data, bool data_created) {
   const std::string name = std::string(spec.name) + ".lock";
-  switch (spec.how) {
-    case OpenHow::create: return RLock::create(name, spec.options);
-    case OpenHow::open: return RLock::open(name);
-    case OpenHow::open_or_create: break;
+  try {
+    switch (spec.how) {
+      case OpenHow::create: return RLock::create(name, spec.options);
+      case OpenHow::open: return RLock::open(name);
+      case OpenHow::open_or_create: break;
+    }
+    return RLock::open_or_create(name, spec.options);
+  } catch (...) {
+    if (data_created) {
+      data = Mapping();
+      discard_named_if_unused(spec.name);
+    }
+    throw;
   }
-  return RLock::open_or_create(name, spec.options);
 }
 
 }  // namespace detail
@@ -124,12 +137,13 @@ class RawValue {
   RawValue(const detail::NamedSpec& spec, const T& initial) {
     detail::check_shareable<T>();
     std::size_t count = 1;
-    ptr_ = detail::attach_objects(spec, false, count, initial, mapping_);
+    ptr_ = detail::attach_objects(spec, false, count, initial, mapping_, &created_);
     if (count != 1) throw Error(EINVAL, "cannot open Value \"" + std::string(spec.name) + "\"", "(wrong size)");
   }
 
   detail::Mapping mapping_;
   T* ptr_;
+  bool created_ = false;  // named: this handle created the data (Value needs to know)
 };
 
 /// One T in shared memory, with a lock.
@@ -172,7 +186,8 @@ class Value {
   }
 
  private:
-  Value(const detail::NamedSpec& spec, const T& initial) : raw_(spec, initial), lock_(detail::attach_lock(spec)) {}
+  Value(const detail::NamedSpec& spec, const T& initial)
+      : raw_(spec, initial), lock_(detail::attach_lock(spec, raw_.mapping_, raw_.created_)) {}
 
   RawValue<T> raw_;
   mutable RLock lock_;
@@ -211,12 +226,13 @@ class RawArray {
   friend class Array;
   RawArray(const detail::NamedSpec& spec, std::size_t size, const T& fill) : size_(size) {
     detail::check_shareable<T>();
-    data_ = detail::attach_objects(spec, true, size_, fill, mapping_);
+    data_ = detail::attach_objects(spec, true, size_, fill, mapping_, &created_);
   }
 
   detail::Mapping mapping_;
   std::size_t size_;
   T* data_;
+  bool created_ = false;  // named: this handle created the data (Array needs to know)
 };
 
 /// n objects of T in shared memory, with a lock.
@@ -271,7 +287,7 @@ class Array {
 
  private:
   Array(const detail::NamedSpec& spec, std::size_t size, const T& fill)
-      : raw_(spec, size, fill), lock_(detail::attach_lock(spec)) {}
+      : raw_(spec, size, fill), lock_(detail::attach_lock(spec, raw_.mapping_, raw_.created_)) {}
 
   void check(std::size_t i) const {
     if (i >= raw_.size()) {

@@ -14,7 +14,10 @@ namespace mproc::detail {
 /// header when opened). Throws mproc::Error like every named attach (see shared_memory.hpp).
 std::byte* attach_typed(const NamedSpec& spec, bool array, std::size_t bytes, std::uint64_t type_hash,
                         void (*init)(void* data, const void* ctx), const void* ctx, Mapping& mapping,
-                        std::size_t& payload);
+                        std::size_t& payload, bool* created = nullptr);
+/// Removes the named object `name` if no process has it open, whatever its lifetime: how an
+/// object made of two segments takes back the first one it created when the second fails.
+void discard_named_if_unused(std::string_view name) noexcept;
 void unlink_named_public(std::string_view name, const char* kind);
 
 }  // namespace mproc::detail
