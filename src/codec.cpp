@@ -55,4 +55,9 @@ void throw_wrong_type(const char* what, const std::string& expected) {
               "(the next message was sent as another type; it was left in place)");
 }
 
+void throw_undecodable(const std::string& type, std::size_t size, const char* why) {
+  throw Error(EBADMSG, "cannot decode a " + type + " from a message of " + std::to_string(size) + " bytes",
+              std::string("(it is not a valid encoding of one: ") + why + "; it was left in place)");
+}
+
 }  // namespace mproc::detail

@@ -45,12 +45,15 @@ void read_header(const std::string& file, NamedObjectInfo& info) {
     if (::fcntl(fd, F_OFD_GETLK, &fl) == 0) info.in_use = fl.l_type != F_UNLCK;
     const bool ring = h.kind == detail::SegmentKind::queue || h.kind == detail::SegmentKind::joinable_queue;
     if (ring && info.bytes >= detail::RingView::kControlSize) {
-      const detail::RingView view(addr);
-      if (detail::RingView::footprint(view.capacity()) <= info.bytes) {
+      try {
+        detail::RingView::check_mapped(addr, info.bytes, "queue");  // a capacity that fits, or throws
+        const detail::RingView view(addr);
         info.depth = view.size();
         info.capacity = view.capacity();
         info.consumer_waiting = view.consumer_waiting();
         info.producer_waiting = view.producer_waiting();
+      } catch (const Error&) {
+        // A damaged queue: list it without its depth.
       }
     }
   }

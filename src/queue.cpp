@@ -48,12 +48,9 @@ QueueCore::QueueCore(const NamedSpec& spec, std::uint32_t kind, std::size_t capa
   const RingInit init{capacity, max_messages, kind, type_hash};
   mapping_ = attach_named(spec, static_cast<SegmentKind>(kind), RingView::kLayoutVersion, RingView::footprint(capacity),
                           type_hash, &init_ring, &init);
+  RingView::check_mapped(mapping_.data(), mapping_.size(),
+                         std::string(queue_kind_name(kind)) + " \"" + std::string(spec.name) + "\"");
   ring_ = RingView(mapping_.data(), -1, queue_kind_name(kind), -1);
-  if (RingView::footprint(ring_.capacity()) > mapping_.size()) {
-    throw Error(EINVAL, "cannot open Queue \"" + std::string(spec.name) + "\"",
-                "(its ring claims " + std::to_string(ring_.capacity()) + " bytes but the segment is " +
-                    std::to_string(mapping_.size()) + ": truncated)");
-  }
 }
 
 void QueueCore::unlink(std::string_view name, std::uint32_t kind) {

@@ -19,72 +19,12 @@
 #include "futex.hpp"
 #include "mproc/error.hpp"
 #include "robust_mutex.hpp"
+#include "ring_layout.hpp"
 #include "segment.hpp"
 #include "sys.hpp"
 #include "wait.hpp"
 
-
 namespace mproc::detail {
-
-// Commit word: low 32 bits position in 8-byte units, high 32 bits record count (both wrap).
-using Word = std::uint64_t;
-constexpr std::uint32_t pos_of(Word w) noexcept { return static_cast<std::uint32_t>(w); }
-constexpr std::uint32_t count_of(Word w) noexcept { return static_cast<std::uint32_t>(w >> 32); }
-constexpr Word make_word(std::uint32_t pos, std::uint32_t count) noexcept {
-  return (Word{count} << 32) | pos;
-}
-
-struct RingControl {
-  static constexpr std::uint32_t kLayoutVersion = RingView::kLayoutVersion;
-
-  SegmentHeader header;
-  std::uint64_t capacity;      // bytes, a power of two
-  std::uint32_t max_messages;  // 0: limited by bytes only
-  std::uint32_t reserved0;
-
-  // Producer-private line: only producers touch it, so taking the lock moves no cache line
-  // between a producer and a consumer.
-  alignas(64) pthread_mutex_t put_mutex;
-  Word cached_tail;  // guarded by put_mutex (invariant 3)
-
-  // head on a line of its own: written by the put_mutex holder (invariant 1), read by consumers.
-  // A consumer spinning on it must not also pull the producer's lock away from the producer.
-  alignas(64) std::atomic<Word> head;
-
-  // Consumer-private line.
-  alignas(64) pthread_mutex_t get_mutex;
-  Word cached_head;  // guarded by get_mutex
-
-  // tail on a line of its own: written by the get_mutex holder, read by producers.
-  alignas(64) std::atomic<Word> tail;
-
-  // Wake line: read on every commit, written only around sleeps.
-  alignas(64) std::atomic<std::uint32_t> data_seq;   // futex: bumped to wake a sleeping consumer
-  std::atomic<std::uint32_t> space_seq;              // futex: bumped to wake a sleeping producer
-  std::atomic<std::uint32_t> get_waiting;            // set by the get_mutex holder while it sleeps
-  std::atomic<std::uint32_t> put_waiting;            // set by the put_mutex holder while it sleeps
-  std::atomic<std::uint32_t> fd_armed;               // a poller watches the wake descriptor
-  std::atomic<std::uint32_t> data_signaled;          // a wake byte is (or is about to be) pending
-
-  // State line.
-  alignas(64) std::atomic<std::uint32_t> closed;     // 0 open, 1 closing, 2 closed
-  std::atomic<std::uint32_t> tasks_done;             // JoinableQueue; futex for join()
-  std::atomic<std::uint32_t> join_waiters;
-  std::atomic<std::uint64_t> abandoned_puts;
-  std::atomic<std::uint64_t> abandoned_gets;
-};
-
-static_assert(std::is_standard_layout_v<RingControl>);
-static_assert(sizeof(RingControl) <= RingView::kControlSize);
-static_assert(offsetof(RingControl, put_mutex) % 64 == 0);
-static_assert(offsetof(RingControl, head) % 64 == 0 && offsetof(RingControl, tail) % 64 == 0,
-              "each commit word has a cache line of its own");
-static_assert(offsetof(RingControl, head) - offsetof(RingControl, put_mutex) >= 64,
-              "the producer lock and head must not share a cache line");
-static_assert(offsetof(RingControl, tail) - offsetof(RingControl, get_mutex) >= 64,
-              "the consumer lock and tail must not share a cache line");
-static_assert(std::atomic<Word>::is_always_lock_free);
-static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 
 namespace {
 
@@ -95,12 +35,6 @@ constexpr int kSpins = 2000;                                // ~ tens of microse
 std::uint32_t units_for(std::size_t payload) noexcept {
   return static_cast<std::uint32_t>((RingView::kRecordHeader + payload + 7) / 8);
 }
-
-struct RecordHeader {
-  std::uint32_t size;
-  std::uint32_t tag;
-};
-static_assert(sizeof(RecordHeader) == RingView::kRecordHeader);
 
 // Unlocks a side's mutex on scope exit.
 struct Unlock {
@@ -118,6 +52,25 @@ std::size_t RingView::round_capacity(std::size_t requested) {
   return std::max(kMinCapacity, std::bit_ceil(requested));
 }
 
+void RingView::check_mapped(const void* base, std::size_t mapped, const std::string& what) {
+  if (mapped < kControlSize) {
+    throw Error(EINVAL, "cannot open " + what,
+                "(the segment is " + std::to_string(mapped) + " bytes, too small for a ring)");
+  }
+  const std::uint64_t capacity = static_cast<const RingControl*>(base)->capacity;
+  // Checked one by one, so that a huge capacity cannot wrap footprint() round to a small one.
+  if (capacity < kMinCapacity || capacity > kMaxCapacity || !std::has_single_bit(capacity)) {
+    throw Error(EINVAL, "cannot open " + what,
+                "(its ring claims a capacity of " + std::to_string(capacity) +
+                    " bytes, which no mproc ring has: corrupted)");
+  }
+  if (capacity > mapped - kControlSize) {
+    throw Error(EINVAL, "cannot open " + what,
+                "(its ring claims " + std::to_string(capacity) + " bytes but the segment is " +
+                    std::to_string(mapped) + ": truncated)");
+  }
+}
+
 void RingView::initialize(void* base, std::size_t capacity, std::size_t max_messages,
                           std::uint32_t kind, std::uint64_t type_hash, bool publish) {
   auto* c = new (base) RingControl{};
@@ -133,11 +86,10 @@ void RingView::initialize(void* base, std::size_t capacity, std::size_t max_mess
 RingView::RingView(void* base, int wake_fd, const char* what, int event_fd) noexcept
     : ctl_(static_cast<RingControl*>(base)),
       data_(static_cast<std::byte*>(base) + kControlSize),
+      capacity_(ctl_->capacity),
       wake_fd_(wake_fd),
       event_fd_(event_fd),
       what_(what) {}
-
-std::size_t RingView::capacity() const noexcept { return ctl_->capacity; }
 
 // ---- locking and repair -------------------------------------------------------------------
 
@@ -233,11 +185,11 @@ RingStatus RingView::put(const void* data, std::size_t size, std::uint32_t tag,
   if (size > max_message()) {
     throw Error(EMSGSIZE,
                 "cannot put a message of " + std::to_string(size) + " bytes into a " + what_,
-                "whose capacity is " + std::to_string(c.capacity) + " bytes (the largest message "
+                "whose capacity is " + std::to_string(capacity_) + " bytes (the largest message "
                 "it can ever hold is " + std::to_string(max_message()) + " bytes)");
   }
   const std::uint32_t need = units_for(size);
-  const std::uint32_t cap_units = static_cast<std::uint32_t>(c.capacity / 8);
+  const std::uint32_t cap_units = static_cast<std::uint32_t>(capacity_ / 8);
 
   bool timed_out = false;
   lock_side(true, deadline, timed_out);
@@ -297,14 +249,15 @@ RingStatus RingView::put(const void* data, std::size_t size, std::uint32_t tag,
     }
   }
 
-  // Write the record beyond head (invariant 2), in up to two pieces.
-  const std::size_t mask = c.capacity - 1;
+  // Write the record beyond head (invariant 2), in up to two pieces. Whatever head says, the
+  // writes stay inside the ring: positions are masked, and size <= capacity - 8.
+  const std::size_t mask = capacity_ - 1;
   const std::size_t at = (std::size_t{pos_of(h)} * 8) & mask;
   const RecordHeader rh{static_cast<std::uint32_t>(size), tag};
   std::memcpy(data_ + at, &rh, sizeof rh);  // at is 8-aligned and capacity is a multiple of 8
   const std::size_t body = (at + sizeof rh) & mask;
-  const std::size_t first = std::min(size, c.capacity - body);
-  std::memcpy(data_ + body, data, first);
+  const std::size_t first = std::min(size, capacity_ - body);
+  if (first != 0) std::memcpy(data_ + body, data, first);  // an empty message's data may be null
   if (first < size) std::memcpy(data_, static_cast<const std::byte*>(data) + first, size - first);
 
   c.head.store(make_word(pos_of(h) + need, count_of(h) + 1), std::memory_order_release);
@@ -370,13 +323,21 @@ RingStatus RingView::get(Taker take, Clock::time_point deadline) {
     }
   }
 
-  // A complete record starts at t (invariant 2).
-  const std::size_t mask = c.capacity - 1;
+  // A complete record starts at t (invariant 2): unless a process wrote into the ring outside
+  // this protocol. Its header is read from the ring, so check it before using it; the words
+  // compared are in registers already, and the branches are never taken.
+  const std::uint32_t committed = pos_of(c.cached_head) - pos_of(t);  // units; wraps if t > head
+  const std::size_t mask = capacity_ - 1;
   const std::size_t at = (std::size_t{pos_of(t)} * 8) & mask;
   RecordHeader rh;
   std::memcpy(&rh, data_ + at, sizeof rh);
+  if (committed > capacity_ / 8 || rh.size > max_message() || units_for(rh.size) > committed) {
+    throw_corrupted("a record of " + std::to_string(rh.size) + " bytes at position " +
+                    std::to_string(pos_of(t)) + ", with " + std::to_string(committed) +
+                    " units committed in a ring of " + std::to_string(capacity_ / 8));
+  }
   const std::size_t body = (at + sizeof rh) & mask;
-  const std::size_t first = std::min<std::size_t>(rh.size, c.capacity - body);
+  const std::size_t first = std::min<std::size_t>(rh.size, capacity_ - body);
   const RecordView view{data_ + body, first, data_, rh.size - first, rh.tag};
   if (!take(view)) return RingStatus::wrong_type;  // left in place, tail unchanged
 
@@ -384,6 +345,11 @@ RingStatus RingView::get(Taker take, Clock::time_point deadline) {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   wake(false);
   return RingStatus::ok;
+}
+
+void RingView::throw_corrupted(const std::string& detail) const {
+  throw Error(EPROTO, std::string("cannot get from a corrupted ") + what_,
+              "(" + detail + ": a process wrote into its shared memory outside mproc's protocol)");
 }
 
 // fileno(): a reader that found the ring empty clears the armed descriptor, so that it is not
@@ -491,7 +457,7 @@ bool RingView::full() const noexcept {
     if (t1 != t2) continue;
     if (c.max_messages != 0 && count_of(h) - count_of(t1) >= c.max_messages) return true;
     const std::uint32_t used = pos_of(h) - pos_of(t1);
-    return c.capacity / 8 - used < units_for(1);  // not even a 1-byte message fits
+    return capacity_ / 8 - used < units_for(1);  // not even a 1-byte message fits
   }
 }
 

@@ -127,7 +127,7 @@ void load_value(Archive& ar, T& v) {
     ar(cereal::binary_data(&v, sizeof(T)));
   } else if constexpr (is_contiguous_v<T>) {
     std::uint64_t n = 0;
-    ar(n);
+    ar(cereal::make_size_tag(n));  // bounded by the bytes left (RecordInputArchive)
     v.resize(static_cast<std::size_t>(n));
     ar(cereal::binary_data(v.data(), v.size() * sizeof(typename contiguous_traits<T>::element)));
   } else {
@@ -182,9 +182,7 @@ template <class F, class Tuple>
 void run_chunk(const std::byte* callable, const RecordView& args, std::uint32_t count,
                ChunkOutcome& out) {
   F f = load_callable<F>(callable);
-  ViewBuf in_buf(args);
-  std::istream in(&in_buf);
-  cereal::BinaryInputArchive iar(in);
+  RecordInputArchive iar(args);
   GrowBuf out_buf;
   std::ostream os(&out_buf);
   {
@@ -250,9 +248,7 @@ class Job final : public JobBase {
     if constexpr (!std::is_void_v<R>) {
       const RecordView view{reinterpret_cast<const std::byte*>(results.data()), results.size(),
                             nullptr, 0, 0};
-      ViewBuf buf(view);
-      std::istream in(&buf);
-      cereal::BinaryInputArchive ar(in);
+      RecordInputArchive ar(view);
       for (auto& d : decoded) load_value(ar, d);
     }
     std::scoped_lock hold{mutex_};

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string>
 
 #include "mproc/detail/deadline.hpp"
 
@@ -21,8 +22,10 @@ struct RecordView {
   std::uint32_t tag;
 
   std::size_t size() const noexcept { return first_size + second_size; }
+  /// memcpy with a null pointer is undefined even for 0 bytes, and an empty vector's data() may
+  /// be null: empty pieces are skipped.
   void copy_to(void* out) const noexcept {
-    std::memcpy(out, first, first_size);
+    if (first_size != 0) std::memcpy(out, first, first_size);
     if (second_size != 0) std::memcpy(static_cast<std::byte*>(out) + first_size, second, second_size);
   }
 };
@@ -62,6 +65,10 @@ class RingView {
   static std::size_t round_capacity(std::size_t requested);
   /// Bytes of shared memory for a ring of (rounded) capacity `capacity`.
   static std::size_t footprint(std::size_t capacity) noexcept { return kControlSize + capacity; }
+  /// Checks a ring that another process initialised (a named queue being opened), in a mapping
+  /// of `mapped` bytes: its capacity must be one round_capacity() gives and fit the mapping.
+  /// mproc::Error (EINVAL) otherwise, naming `what` (e.g. "Queue \"jobs\"").
+  static void check_mapped(const void* base, std::size_t mapped, const std::string& what);
   /// Initialises a ring at `base` (zeroed memory of footprint(capacity) bytes).
   /// `publish` false: leave the header to the caller (a named segment publishes it itself).
   static void initialize(void* base, std::size_t capacity, std::size_t max_messages,
@@ -71,6 +78,9 @@ class RingView {
   /// `wake_fd`: -1 for a queue (waiters sleep on futexes); for a pipe direction, this end's
   /// socket of that direction (waiters sleep in ppoll on it, wakers write a byte to it).
   /// `event_fd`: a queue's eventfd for fileno(), or -1.
+  /// The view keeps its own copy of the capacity (check_mapped() it first when another process
+  /// wrote the ring): every position is masked with it, so that no word another process writes
+  /// afterwards can move a read or a write outside the ring.
   explicit RingView(void* base, int wake_fd = -1, const char* what = "Queue",
                     int event_fd = -1) noexcept;
 
@@ -78,7 +88,10 @@ class RingView {
   /// message that can never fit, mproc::Closed after close(), mproc::Error (EPIPE) when a
   /// pipe's receiving end is gone.
   RingStatus put(const void* data, std::size_t size, std::uint32_t tag, Clock::time_point deadline);
-  /// Waits for a record and offers it to `take`.
+  /// Waits for a record and offers it to `take`. Throws mproc::Error (EPROTO), leaving the
+  /// ring as it is, when the record or the commit words are impossible (a process wrote into
+  /// the ring outside this protocol): a record is delivered only if it lies within the ring and
+  /// within what was committed.
   RingStatus get(Taker take, Clock::time_point deadline);
   /// Waits until a record is available (or closed/peer gone) without taking it.
   RingStatus wait_readable(Clock::time_point deadline);
@@ -88,8 +101,8 @@ class RingView {
   /// Exact at the instant it is read (a consistent snapshot of both commit words).
   std::size_t size() const noexcept;
   bool full() const noexcept;
-  std::size_t capacity() const noexcept;
-  std::size_t max_message() const noexcept { return capacity() - kRecordHeader; }
+  std::size_t capacity() const noexcept { return capacity_; }
+  std::size_t max_message() const noexcept { return capacity_ - kRecordHeader; }
   RingStats stats() const noexcept;
   /// Whether a consumer / a producer is asleep on this ring right now (for `mproc ls`).
   bool consumer_waiting() const noexcept;
@@ -113,9 +126,11 @@ class RingView {
   bool sleep(bool data_side, std::uint32_t seen, Clock::time_point until);
   void finish_close();
   bool unsignal_if_empty(std::uint64_t tail_word) noexcept;
+  [[noreturn]] void throw_corrupted(const std::string& detail) const;
 
   RingControl* ctl_ = nullptr;
   std::byte* data_ = nullptr;
+  std::size_t capacity_ = 0;  // this process's copy (see the constructor)
   int wake_fd_ = -1;
   int event_fd_ = -1;
   const char* what_ = "Queue";

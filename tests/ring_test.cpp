@@ -1,0 +1,157 @@
+// The ring under Queue and Pipe, read after a faulty or hostile process wrote into its shared
+// memory (src/ring.cpp): corruption is reported as mproc::Error (EPROTO) and leaves the ring as
+// it is; nothing is read or written outside the ring. Each test reproduces something
+// fuzz/fuzz_ring.cpp or fuzz/fuzz_segment_header.cpp found (fuzz/README.md).
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "mproc/detail/codec.hpp"
+#include "mproc/detail/ring.hpp"
+#include "mproc/error.hpp"
+#include "ring_layout.hpp"
+
+namespace {
+
+using mproc::detail::Clock;
+using mproc::detail::RecordView;
+using mproc::detail::RingControl;
+using mproc::detail::RingStatus;
+using mproc::detail::RingView;
+
+constexpr std::size_t kCapacity = 4096;
+constexpr auto kNow = Clock::time_point::min();
+
+// A ring in a heap block of exactly its footprint, as a sanitizer then sees any stray access.
+class HeapRing {
+ public:
+  HeapRing()
+      : mem_(static_cast<std::byte*>(::operator new(RingView::footprint(kCapacity), std::align_val_t{64}))) {
+    std::memset(mem_, 0, RingView::footprint(kCapacity));
+    RingView::initialize(mem_, kCapacity, 0, 3, 0);
+    view = RingView(mem_);
+  }
+  ~HeapRing() { ::operator delete(mem_, std::align_val_t{64}); }
+  HeapRing(const HeapRing&) = delete;
+  HeapRing& operator=(const HeapRing&) = delete;
+
+  RingControl& control() { return *view.control(); }
+  std::byte* data() { return mem_ + RingView::kControlSize; }
+
+  void put(const std::string& s) {
+    ASSERT_EQ(view.put(s.data(), s.size(), 7, kNow), RingStatus::ok);
+  }
+  // The errno of the mproc::Error a get threw, or -1 and the record in `out`.
+  int get(std::string& out) {
+    auto take = [](void* ctx, const RecordView& r) {
+      auto& s = *static_cast<std::string*>(ctx);
+      s.resize(r.size());
+      r.copy_to(s.data());
+      return true;
+    };
+    try {
+      EXPECT_EQ(view.get({take, &out}, kNow), RingStatus::ok);
+      return -1;
+    } catch (const mproc::Error& e) {
+      return e.code().value();
+    }
+  }
+
+  RingView view;
+
+ private:
+  std::byte* mem_;
+};
+
+TEST(Ring, a_record_header_claiming_more_than_the_ring_holds_is_reported_as_corruption) {
+  HeapRing ring;
+  ring.put("hello");
+  const std::uint32_t huge = 0xfffffff0;
+  std::memcpy(ring.data(), &huge, sizeof huge);  // the first record's size
+  std::string out;
+  EXPECT_EQ(ring.get(out), EPROTO);
+  EXPECT_EQ(ring.get(out), EPROTO) << "the ring is left as it is: the next get sees the same";
+  EXPECT_EQ(ring.view.size(), 1u);
+}
+
+TEST(Ring, a_record_longer_than_what_was_committed_is_reported_as_corruption) {
+  HeapRing ring;
+  ring.put("hello");  // 8 + 5 bytes: 2 units committed
+  const std::uint32_t longer = 100;
+  std::memcpy(ring.data(), &longer, sizeof longer);
+  std::string out;
+  EXPECT_EQ(ring.get(out), EPROTO);
+}
+
+TEST(Ring, a_tail_ahead_of_head_is_reported_as_corruption) {
+  HeapRing ring;
+  ring.put("a");
+  ring.put("b");
+  // tail one record on and head rewound: head - tail wraps round to 2^32 - 2 units.
+  ring.control().head.store(mproc::detail::make_word(0, 1));
+  ring.control().tail.store(mproc::detail::make_word(2, 0));
+  ring.control().cached_head = mproc::detail::make_word(0, 1);
+  std::string out;
+  EXPECT_EQ(ring.get(out), EPROTO);
+}
+
+TEST(Ring, the_error_says_what_was_found) {
+  HeapRing ring;
+  ring.put("x");
+  const std::uint32_t huge = 1u << 20;
+  std::memcpy(ring.data(), &huge, sizeof huge);
+  try {
+    std::string out;
+    auto take = [](void*, const RecordView&) { return true; };
+    (void)ring.view.get({take, &out}, kNow);
+    ADD_FAILURE() << "no error";
+  } catch (const mproc::Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("corrupted Queue"), std::string::npos) << what;
+    EXPECT_NE(what.find("1048576 bytes"), std::string::npos) << what;
+  }
+}
+
+TEST(Ring, a_capacity_rewritten_after_attach_moves_no_access_outside_the_ring) {
+  HeapRing ring;
+  ring.control().capacity = std::uint64_t{1} << 40;  // a peer's scribble, after the view was made
+  EXPECT_EQ(ring.view.capacity(), kCapacity);
+  const std::string big(kCapacity - 8, 'z');  // the largest message, wrapping round the end
+  ring.put("first");
+  std::string out;
+  EXPECT_EQ(ring.get(out), -1);
+  ring.put(big);
+  EXPECT_EQ(ring.get(out), -1);
+  EXPECT_EQ(out, big);
+}
+
+// What a process opening a named queue checks before it makes a view (RingView::check_mapped).
+TEST(Ring, opening_refuses_a_capacity_no_ring_has_or_that_the_segment_cannot_hold) {
+  std::vector<std::byte> mem(RingView::footprint(kCapacity) + 64);
+  auto* mem_ptr = mem.data();
+  const auto check = [&](std::uint64_t capacity, std::size_t mapped) {
+    std::memcpy(mem_ptr + offsetof(RingControl, capacity), &capacity, sizeof capacity);
+    try {
+      RingView::check_mapped(mem_ptr, mapped, "Queue \"q\"");
+      return 0;
+    } catch (const mproc::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("Queue \"q\""), std::string::npos) << e.what();
+      return e.code().value();
+    }
+  };
+  const std::size_t size = RingView::footprint(kCapacity);
+  EXPECT_EQ(check(kCapacity, size), 0);
+  EXPECT_EQ(check(kCapacity, size - 1), EINVAL);                       // truncated
+  EXPECT_EQ(check(kCapacity + 8, size + 8), EINVAL);                   // not a power of two
+  EXPECT_EQ(check(2048, size), EINVAL);                                // smaller than any ring
+  EXPECT_EQ(check(~std::uint64_t{0} - RingView::kControlSize + 1, size), EINVAL);  // wraps footprint to 0
+  EXPECT_EQ(check(kCapacity, 100), EINVAL);                            // not even a control block
+}
+
+}  // namespace
