@@ -14,17 +14,27 @@ MPROC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MPROC_PACKAGES=(g++ cmake ninja-build libcereal-dev libcli11-dev libgtest-dev nlohmann-json3-dev
                 clang libclang-rt-14-dev)
 
-mproc_install_packages() {
-  local missing=()
-  for pkg in "${MPROC_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+# Prints those of the given Debian packages that are not installed.
+mproc_missing_packages() {
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || echo "$pkg"
   done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  echo "mproc: installing Debian packages: ${missing[*]}"
+}
+
+# Installs the given Debian packages (as root, or through sudo).
+mproc_apt_install() {
   local sudo=()
   [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-  "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  "${sudo[@]}" apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@"
+}
+
+mproc_install_packages() {
+  local missing
+  mapfile -t missing < <(mproc_missing_packages "${MPROC_PACKAGES[@]}")
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "mproc: installing Debian packages: ${missing[*]}"
+  mproc_apt_install "${missing[@]}"
 }
 
 # mproc_build PRESET: configure and build everything (library, tests, examples, benchmarks).
@@ -39,16 +49,9 @@ mproc_build() {
 # contender in the benchmarks, a plot) when they are missing. Unlike mproc_install_packages, a
 # failure is a warning, not an error: the caller goes on without them.
 mproc_install_optional_packages() {
-  local missing=()
-  for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-  done
+  local missing
+  mapfile -t missing < <(mproc_missing_packages "$@")
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "mproc: installing optional Debian packages: ${missing[*]}"
-  local sudo=()
-  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-  if ! { "${sudo[@]}" apt-get update -qq &&
-         DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"; }; then
-    echo "mproc: could not install ${missing[*]}; going on without them" >&2
-  fi
+  mproc_apt_install "${missing[@]}" || echo "mproc: could not install ${missing[*]}; going on without them" >&2
 }

@@ -288,6 +288,20 @@ bool exists(const std::string& name) {
   return ::stat(("/dev/shm/mproc." + name).c_str(), &st) == 0;
 }
 
+// A program that creates a tracked queue `name`, puts into it, and is SIGKILLed holding it.
+void crash_holding_a_queue(const std::string& name) {
+  mproc_test::Flag ready;
+  mproc::Process p = start_child([&] {
+    auto q = mproc::Queue<int>::create(name, 4096);
+    q.put(1);
+    ready.raise();
+    ready.block_forever();
+  });
+  ASSERT_TRUE(ready.wait_for(kPatience));
+  p.kill();
+  ASSERT_TRUE(p.join(kPatience));
+}
+
 bool contains(const std::vector<std::string>& names, const std::string& name) {
   return std::find(names.begin(), names.end(), name) != names.end();
 }
@@ -335,16 +349,7 @@ TEST_F(Named, a_forked_child_that_inherited_an_object_keeps_it_in_use) {
 }
 
 TEST_F(Named, a_crashed_programs_tracked_objects_are_swept_by_the_next_creation) {
-  mproc_test::Flag ready;
-  mproc::Process p = start_child([&] {
-    auto q = mproc::Queue<int>::create(name, 4096);
-    q.put(1);
-    ready.raise();
-    ready.block_forever();
-  });
-  ASSERT_TRUE(ready.wait_for(kPatience));
-  p.kill();
-  ASSERT_TRUE(p.join(kPatience));
+  crash_holding_a_queue(name);
   // The first creation in a process sweeps; a fresh child makes sure that this one does.
   mproc::Process creator = start_child([&] { auto other = mproc::Lock::create(name + ".other"); });
   EXPECT_EQ(exit_code_of(creator), 0);
@@ -353,16 +358,7 @@ TEST_F(Named, a_crashed_programs_tracked_objects_are_swept_by_the_next_creation)
 }
 
 TEST_F(Named, creating_a_name_left_by_a_crashed_program_succeeds_and_starts_fresh) {
-  mproc_test::Flag ready;
-  mproc::Process p = start_child([&] {
-    auto q = mproc::Queue<int>::create(name, 4096);
-    q.put(1);
-    ready.raise();
-    ready.block_forever();
-  });
-  ASSERT_TRUE(ready.wait_for(kPatience));
-  p.kill();
-  ASSERT_TRUE(p.join(kPatience));
+  crash_holding_a_queue(name);
   auto q = mproc::Queue<int>::create(name, 4096);  // not EEXIST: the old one was garbage
   EXPECT_EQ(q.qsize(), 0u);
 }
