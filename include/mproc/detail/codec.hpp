@@ -34,7 +34,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <istream>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -109,30 +108,6 @@ class GrowBuf final : public std::streambuf {
     if (!traits_type::eq_int_type(ch, traits_type::eof())) bytes.push_back(traits_type::to_char_type(ch));
     return ch;
   }
-};
-
-/// Reads the (possibly two) pieces of a record in place.
-class ViewBuf final : public std::streambuf {
- public:
-  explicit ViewBuf(const RecordView& r) : r_(r) { set(r.first, r.first_size); }
-
- protected:
-  int_type underflow() override {
-    if (!second_ && r_.second_size != 0) {
-      second_ = true;
-      set(r_.second, r_.second_size);
-      return traits_type::to_int_type(*gptr());
-    }
-    return traits_type::eof();
-  }
-
- private:
-  void set(const std::byte* p, std::size_t n) {
-    auto* c = const_cast<char*>(reinterpret_cast<const char*>(p));
-    setg(c, c, c + n);
-  }
-  RecordView r_;
-  bool second_ = false;
 };
 
 /// Reads cereal's binary format (what cereal::BinaryOutputArchive writes) straight from a record,
