@@ -492,6 +492,12 @@ TEST_F(Named, a_child_forked_during_a_sweep_does_not_inherit_the_sweeps_exclusiv
   constexpr int kObjects = 64;
   const std::string prefix = name + "-";
   std::vector<std::string> names;
+  struct Unlink {  // persistent objects: remove them however the test ends
+    std::vector<std::string>& names;
+    ~Unlink() {
+      for (const auto& n : names) ::shm_unlink(("/mproc." + n).c_str());
+    }
+  } unlink_at_end{names};
   for (int i = 0; i < kObjects; ++i) {
     names.push_back(prefix + std::to_string(i));
     (void)SharedMemory::create(names.back(), 64, mproc::Lifetime::persistent);
@@ -552,7 +558,6 @@ TEST_F(Named, a_child_forked_during_a_sweep_does_not_inherit_the_sweeps_exclusiv
     EXPECT_EQ(exit_code_of(*holder), 0);
     EXPECT_EQ(exit_code_of(opener), 0);
   }
-  for (const auto& n : names) ::shm_unlink(("/mproc." + n).c_str());
 }
 
 TEST_F(Named, rm_stale_removes_only_this_users_objects_even_as_root) {
