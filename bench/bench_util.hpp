@@ -8,6 +8,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <mproc/process.hpp>
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -17,6 +19,7 @@
 #include <cstdio>
 #include <exception>
 #include <filesystem>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -203,6 +206,44 @@ int main_with_quick(int argc, char** argv, const char* name, Run run) {
     std::fprintf(stderr, "%s: error: %s\n", name, e.what());
     return 1;
   }
+}
+
+/// Joins every child of a run. When one exits non-zero, or `timeout` passes first, its peers
+/// may wait for it forever (a consumer for a message that will never come): they are killed.
+/// Returns what went wrong, "" if nothing; `why(i)` may give child i's own account.
+inline std::string join_all(std::vector<mproc::Process>& procs, const std::string& name,
+                            std::chrono::seconds timeout,
+                            const std::function<std::string(std::size_t)>& why = {}) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string failure;
+  std::vector<bool> joined(procs.size(), false);
+  for (std::size_t left = procs.size(); left > 0;) {
+    left = 0;
+    for (std::size_t i = 0; i < procs.size(); ++i) {
+      mproc::Process& p = procs[i];
+      if (joined[i]) continue;
+      if (!p.join(std::chrono::milliseconds(20))) {
+        ++left;
+        continue;
+      }
+      joined[i] = true;
+      if (p.exitcode() != 0 && failure.empty()) {
+        const std::string own = why ? why(i) : std::string();
+        failure = !own.empty() ? own
+                               : name + ": child " + p.name() + " exited with " +
+                                     std::to_string(p.exitcode().value_or(-999));
+        failure += " (the run's other processes were killed)";
+        for (auto& other : procs) other.kill();
+      }
+    }
+    if (left > 0 && failure.empty() && std::chrono::steady_clock::now() > deadline) {
+      failure = name + ": not finished after " + std::to_string(timeout.count()) +
+                " s: a message or a wake-up was lost (or the machine is badly overloaded); "
+                "the children were killed";
+      for (auto& other : procs) other.kill();
+    }
+  }
+  return failure;
 }
 
 }  // namespace bench

@@ -163,27 +163,7 @@ RunResult run_children(Control& c, const std::vector<std::size_t>& cpus, bool pi
   spin_until(c.ready, n);
   const std::int64_t t0 = now_ns();
   c.go.store(1, std::memory_order_release);
-  // Join them all; if one fails, its peers may wait for it forever (a consumer for a message
-  // that will never come): kill them, then report the failure.
-  std::string failure;
-  std::vector<bool> joined(procs.size(), false);
-  for (std::size_t left = procs.size(); left > 0;) {
-    left = 0;
-    for (std::size_t i = 0; i < procs.size(); ++i) {
-      mproc::Process& p = procs[i];
-      if (joined[i]) continue;
-      if (!p.join(std::chrono::milliseconds(50))) {
-        ++left;
-        continue;
-      }
-      joined[i] = true;
-      if (p.exitcode() != 0 && failure.empty()) {
-        failure = std::string(name) + ": child " + p.name() + " exited with " +
-                  std::to_string(p.exitcode().value_or(-999));
-        for (auto& other : procs) other.kill();
-      }
-    }
-  }
+  const std::string failure = bench::join_all(procs, name, std::chrono::seconds(600));
   if (!failure.empty()) fail(failure);
   RunResult r{};
   std::int64_t t1 = t0;

@@ -178,37 +178,9 @@ inline TeamResult run_team(Arena& a, const std::string& name, bool pin,
   spin_until(a.ready, n);
   const std::int64_t t0 = now_ns();
   a.go.store(1, std::memory_order_release);
-  // Join them all. If one fails, its peers may wait for it forever (a consumer for a message
-  // that will never come): kill them, then report the failure. The same when time runs out.
-  const auto deadline = std::chrono::steady_clock::now() + run_timeout();
-  std::string failure;
-  std::vector<bool> joined(procs.size(), false);
-  for (std::size_t left = procs.size(); left > 0;) {
-    left = 0;
-    for (std::size_t i = 0; i < procs.size(); ++i) {
-      mproc::Process& p = procs[i];
-      if (joined[i]) continue;
-      if (!p.join(std::chrono::milliseconds(20))) {
-        ++left;
-        continue;
-      }
-      joined[i] = true;
-      if (p.exitcode() != 0 && failure.empty()) {
-        const char* why = a.slot[i].error;
-        failure = *why != 0 ? std::string(why)
-                            : name + ": child " + p.name() + " exited with " +
-                                  std::to_string(p.exitcode().value_or(-999));
-        failure += " (the run's other processes were killed)";
-        for (auto& other : procs) other.kill();
-      }
-    }
-    if (left > 0 && failure.empty() && std::chrono::steady_clock::now() > deadline) {
-      failure = name + ": not finished after " + std::to_string(run_timeout().count()) +
-                " s: a message or a wake-up was lost (or the machine is badly overloaded); "
-                "the children were killed";
-      for (auto& other : procs) other.kill();
-    }
-  }
+  const std::string failure = join_all(procs, name, run_timeout(), [&](std::size_t i) {
+    return std::string(a.slot[i].error);
+  });
   if (!failure.empty()) fail(failure);
   TeamResult r;
   std::int64_t t1 = t0;
