@@ -751,13 +751,18 @@ const NamedBlocking kBlocking[] = {
     {"file_lock_acquire", file_lock_acquire},
 };
 
-std::vector<NamedBlocking> injectable_blocking() {
-  std::vector<NamedBlocking> v;
-  for (const auto& b : kBlocking) {
-    if (b.injectable) v.push_back(b);
+// The entries of a table of blocking or timed calls whose waits the seam can interrupt.
+template <class Entry, std::size_t N>
+std::vector<Entry> injectable(const Entry (&table)[N]) {
+  std::vector<Entry> v;
+  for (const auto& e : table) {
+    if (e.injectable) v.push_back(e);
   }
   return v;
 }
+
+// Each parameterised test is named after its entry.
+const auto by_entry_name = [](const auto& param) { return std::string(param.param.name); };
 
 class BlockedCall : public testing::TestWithParam<NamedBlocking> {};
 class BlockedCallWithSystemCalls : public testing::TestWithParam<NamedBlocking> {};
@@ -772,10 +777,8 @@ TEST_P(BlockedCallWithSystemCalls, completes_with_the_right_result_when_its_syst
   expect_transparent_retry(GetParam().make(), Interruption::injected);
 }
 
-INSTANTIATE_TEST_SUITE_P(Each, BlockedCall, testing::ValuesIn(kBlocking),
-                         [](const auto& param) { return std::string(param.param.name); });
-INSTANTIATE_TEST_SUITE_P(Each, BlockedCallWithSystemCalls, testing::ValuesIn(injectable_blocking()),
-                         [](const auto& param) { return std::string(param.param.name); });
+INSTANTIATE_TEST_SUITE_P(Each, BlockedCall, testing::ValuesIn(kBlocking), by_entry_name);
+INSTANTIATE_TEST_SUITE_P(Each, BlockedCallWithSystemCalls, testing::ValuesIn(injectable(kBlocking)), by_entry_name);
 
 // =================================================================================================
 // EINTR: a timeout is still honoured — not cut short, not restarted from scratch
@@ -953,14 +956,6 @@ const NamedTimed kTimed[] = {
     {"file_lock_acquire_for", file_lock_acquire_for},
 };
 
-std::vector<NamedTimed> injectable_timed() {
-  std::vector<NamedTimed> v;
-  for (const auto& t : kTimed) {
-    if (t.injectable) v.push_back(t);
-  }
-  return v;
-}
-
 class TimedCall : public testing::TestWithParam<NamedTimed> {};
 class TimedCallWithSystemCalls : public testing::TestWithParam<NamedTimed> {};
 
@@ -972,10 +967,8 @@ TEST_P(TimedCallWithSystemCalls, honours_its_timeout_when_its_system_calls_retur
   expect_timeout_honoured(GetParam().make(), Interruption::injected);
 }
 
-INSTANTIATE_TEST_SUITE_P(Each, TimedCall, testing::ValuesIn(kTimed),
-                         [](const auto& param) { return std::string(param.param.name); });
-INSTANTIATE_TEST_SUITE_P(Each, TimedCallWithSystemCalls, testing::ValuesIn(injectable_timed()),
-                         [](const auto& param) { return std::string(param.param.name); });
+INSTANTIATE_TEST_SUITE_P(Each, TimedCall, testing::ValuesIn(kTimed), by_entry_name);
+INSTANTIATE_TEST_SUITE_P(Each, TimedCallWithSystemCalls, testing::ValuesIn(injectable(kTimed)), by_entry_name);
 
 // =================================================================================================
 // Out of memory, space or descriptors: anonymous objects
@@ -1228,15 +1221,14 @@ TEST_P(NamedCreation, a_failed_open_leaves_the_object_in_place_and_leaks_nothing
   EXPECT_NO_THROW((void)k.open(name));
 }
 
-const auto kind_name = [](const auto& param) { return std::string(param.param.name); };
-INSTANTIATE_TEST_SUITE_P(Each, NamedCreation, testing::ValuesIn(kNamed), kind_name);
-INSTANTIATE_TEST_SUITE_P(Each, NamedCreationSweep, testing::ValuesIn(kNamed), kind_name);
+INSTANTIATE_TEST_SUITE_P(Each, NamedCreation, testing::ValuesIn(kNamed), by_entry_name);
+INSTANTIATE_TEST_SUITE_P(Each, NamedCreationSweep, testing::ValuesIn(kNamed), by_entry_name);
 #if __has_include("mproc/named_options.hpp")
-INSTANTIATE_TEST_SUITE_P(Persistent, NamedCreation, testing::ValuesIn(kPersistentNamed), kind_name);
-INSTANTIATE_TEST_SUITE_P(PersistentTwoSegments, NamedCreation, testing::ValuesIn(kPersistentTwoSegments), kind_name);
-INSTANTIATE_TEST_SUITE_P(Persistent, NamedCreationSweep, testing::ValuesIn(kPersistentNamed), kind_name);
+INSTANTIATE_TEST_SUITE_P(Persistent, NamedCreation, testing::ValuesIn(kPersistentNamed), by_entry_name);
+INSTANTIATE_TEST_SUITE_P(PersistentTwoSegments, NamedCreation, testing::ValuesIn(kPersistentTwoSegments), by_entry_name);
+INSTANTIATE_TEST_SUITE_P(Persistent, NamedCreationSweep, testing::ValuesIn(kPersistentNamed), by_entry_name);
 INSTANTIATE_TEST_SUITE_P(PersistentTwoSegments, NamedCreationSweep,
-                         testing::ValuesIn(kPersistentTwoSegments), kind_name);
+                         testing::ValuesIn(kPersistentTwoSegments), by_entry_name);
 #endif
 
 // Found by the open sweep above: BoundedSemaphore::open() passed bound 0, and the bound also

@@ -32,10 +32,14 @@
 
 #include "mproc/process.hpp"
 #include "mproc/queue.hpp"
+#include "support/payload.hpp"
 #include "support/test_support.hpp"
 
 using namespace std::chrono_literals;
 using mproc::Bytes;
+using mproc_test::fill_payload;
+using mproc_test::fnv1a;
+using mproc_test::splitmix;
 using mproc::Process;
 using mproc::Queue;
 using mproc_test::kPatience;
@@ -109,31 +113,11 @@ struct Header {
 };
 static_assert(sizeof(Header) == 16);
 
-std::uint64_t splitmix(std::uint64_t& state) {
-  std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 // The payload of an id: its length (0..kMaxPayload) and its bytes depend on the id alone.
 void make_payload(std::uint32_t slot, std::uint32_t seq, Bytes& out) {
   std::uint64_t state = ((std::uint64_t{slot} << 32) | seq) * 0x2545f4914f6cdd1dULL + 1;
   const std::size_t size = static_cast<std::size_t>(splitmix(state) % (kMaxPayload + 1));
-  out.resize(size);
-  for (std::size_t i = 0; i < size; i += 8) {
-    const std::uint64_t word = splitmix(state);
-    std::memcpy(out.data() + i, &word, std::min<std::size_t>(8, size - i));
-  }
-}
-
-std::uint32_t fnv1a(std::uint32_t h, const void* data, std::size_t n) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  for (std::size_t i = 0; i < n; ++i) {
-    h ^= p[i];
-    h *= 16777619u;
-  }
-  return h;
+  fill_payload(state, size, out);
 }
 
 std::uint32_t checksum_of(std::uint32_t slot, std::uint32_t seq, std::span<const std::byte> payload) {

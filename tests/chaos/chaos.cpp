@@ -52,10 +52,14 @@
 #include "mproc/process.hpp"
 #include "mproc/queue.hpp"
 #include "mproc/semaphore.hpp"
+#include "support/payload.hpp"
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using mproc::Bytes;
+using mproc_test::fill_payload;
+using mproc_test::fnv1a;
+using mproc_test::splitmix;
 
 namespace {
 
@@ -251,33 +255,13 @@ struct Header {
 };
 static_assert(sizeof(Header) == 24);
 
-std::uint64_t splitmix(std::uint64_t& state) {
-  std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 // Mostly small messages (many of them), one in four up to kMaxPayload (wraps, blocking).
 void make_payload(const Header& h, Bytes& out) {
   std::uint64_t state = (h.seq * 0x2545f4914f6cdd1dULL) ^ (std::uint64_t{h.stream} << 48) ^
                         (std::uint64_t{h.generation} << 32);
   const std::uint64_t r = splitmix(state);
   const std::size_t size = static_cast<std::size_t>(r % 4 == 0 ? (r >> 8) % (kMaxPayload + 1) : (r >> 8) % 64);
-  out.resize(size);
-  for (std::size_t i = 0; i < size; i += 8) {
-    const std::uint64_t word = splitmix(state);
-    std::memcpy(out.data() + i, &word, std::min<std::size_t>(8, size - i));
-  }
-}
-
-std::uint32_t fnv1a(std::uint32_t h, const void* data, std::size_t n) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  for (std::size_t i = 0; i < n; ++i) {
-    h ^= p[i];
-    h *= 16777619u;
-  }
-  return h;
+  fill_payload(state, size, out);
 }
 
 std::uint32_t checksum_of(const Header& h, std::span<const std::byte> payload) {
