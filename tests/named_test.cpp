@@ -616,3 +616,20 @@ TEST_F(Named, create_over_garbage_is_not_refused_because_a_sweep_is_looking_at_i
   let_go.join();
   EXPECT_EQ(exit_code_of(sweeper), 0);
 }
+
+TEST_F(Named, a_name_moved_aside_by_a_remover_that_died_is_cleared_by_the_next_sweep) {
+  // A remover renames a name to /dev/shm/.mproc-rm.<pid>.<n> before it unlinks it; killed in
+  // between, it leaves that hidden file. Stand in for it with a child that has ended.
+  mproc::Process gone = start_child([] {});
+  const pid_t dead = gone.pid().value_or(0);
+  ASSERT_EQ(exit_code_of(gone), 0);
+  const std::string aside = "/dev/shm/.mproc-rm." + std::to_string(dead) + ".0";
+  const int fd = ::open(aside.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  (void)mproc::remove_stale_named_objects(name);  // a sweep of any prefix looks at them
+  struct stat st {};
+  const bool left = ::stat(aside.c_str(), &st) == 0;
+  if (left) ::unlink(aside.c_str());
+  EXPECT_FALSE(left) << aside << " was not cleared";
+}
