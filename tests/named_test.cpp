@@ -510,6 +510,19 @@ TEST_F(Named, a_child_forked_during_a_sweep_does_not_inherit_the_sweeps_exclusiv
       sweeps.fetch_add(1);
     }
   });
+  struct JoinAtEnd {  // an ASSERT that returns early must not leave the thread running
+    std::atomic<bool>& stop;
+    std::thread& thread;
+    ~JoinAtEnd() {
+      stop.store(true);
+      if (thread.joinable()) thread.join();
+    }
+  } join_at_end{stop, sweeper};
+  // The child is forked while the sweeper allocates; it must not allocate itself (GCC 12's
+  // AddressSanitizer allocator is not fork-safe: a child forked while another thread holds its
+  // lock deadlocks on its first malloc). So the paths are made here.
+  std::vector<std::string> paths;
+  for (const auto& n : names) paths.push_back("/dev/shm/mproc." + n);
   while (sweeps.load() == 0) std::this_thread::yield();
   std::optional<mproc::Process> holder;
   mproc_test::Flag release;
@@ -526,9 +539,8 @@ TEST_F(Named, a_child_forked_during_a_sweep_does_not_inherit_the_sweeps_exclusiv
         const ssize_t n = ::readlink(link, target, sizeof target - 1);
         if (n <= 0) continue;
         target[n] = '\0';
-        const std::string t = target;
         for (int i = 0; i < kObjects; ++i) {
-          if (t == "/dev/shm/mproc." + names[static_cast<std::size_t>(i)]) *inherited_index = i;
+          if (std::strcmp(target, paths[static_cast<std::size_t>(i)].c_str()) == 0) *inherited_index = i;
         }
       }
       checked.raise();
