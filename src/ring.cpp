@@ -179,39 +179,68 @@ bool RingView::peer_gone() const noexcept {
 
 // ---- put ----------------------------------------------------------------------------------
 
-RingStatus RingView::put(const void* data, std::size_t size, std::uint32_t tag,
-                         Clock::time_point deadline) {
-  RingControl& c = *ctl_;
-  if (size > max_message()) {
-    throw Error(EMSGSIZE,
-                "cannot put a message of " + std::to_string(size) + " bytes into a " + what_,
-                "whose capacity is " + std::to_string(capacity_) + " bytes (the largest message "
-                "it can ever hold is " + std::to_string(max_message()) + " bytes)");
+inline bool RingView::fits(Word h, Word t, std::uint32_t need) const noexcept {
+  const std::uint32_t used = pos_of(h) - pos_of(t);
+  if (static_cast<std::uint32_t>(capacity_ / 8) - used < need) return false;
+  const std::uint32_t max_messages = ctl_->max_messages;
+  return max_messages == 0 || count_of(h) - count_of(t) < max_messages;
+}
+
+// One put or put_many: `next(i, data, size)` supplies message i of `count`. Everything happens
+// under the producer lock, so a batch's messages are consecutive in the ring. Records are
+// written beyond head and committed by one store of head: at the end, before waiting for room,
+// and after every eighth of the ring, so that consumers start on a long batch early. Returns
+// how many messages were put (fewer than `count` only when the deadline passed).
+namespace {
+
+// In a batch, an error names the message and says how many went in before it.
+std::string batch_context(std::size_t done, std::size_t count) {
+  if (count == 1) return {};
+  return " (message " + std::to_string(done + 1) + " of " + std::to_string(count) +
+         " in a put_many; the " + std::to_string(done) + " before it were put)";
+}
+
+}  // namespace
+
+void RingView::check_put_open(std::size_t done, std::size_t count) const {
+  if (ctl_->closed.load(std::memory_order_acquire) != 0) {
+    throw Closed(std::string("cannot put into a closed ") + what_ + batch_context(done, count));
   }
-  const std::uint32_t need = units_for(size);
+  if (wake_fd_ >= 0 && peer_gone()) {
+    throw Error(EPIPE, "cannot send on Connection",
+                "(the receiving end was closed or its process died)" + batch_context(done, count));
+  }
+}
+
+void RingView::throw_too_big(std::size_t size, const std::string& context) const {
+  throw Error(EMSGSIZE, "cannot put a message of " + std::to_string(size) + " bytes into a " + what_,
+              "whose capacity is " + std::to_string(capacity_) + " bytes (the largest message it "
+              "can ever hold is " + std::to_string(max_message()) + " bytes)" + context);
+}
+
+void RingView::commit_head(Word h) noexcept {
+  ctl_->head.store(h, std::memory_order_release);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  wake(true);
+}
+
+// One put or put_many: `next(i, data, size)` supplies message i of `count`. Everything happens
+// under the producer lock, so a batch's messages are consecutive in the ring. Records are
+// written beyond head and committed by one store of head: at the end, before waiting for room,
+// and after every eighth of the ring, so that consumers start on a long batch early. Returns
+// how many messages were put (fewer than `count` only when the deadline passed).
+template <class Next>
+std::size_t RingView::put_impl(Next& next, std::size_t count, std::uint32_t tag,
+                               Clock::time_point deadline) {
+  RingControl& c = *ctl_;
   const std::uint32_t cap_units = static_cast<std::uint32_t>(capacity_ / 8);
 
   bool timed_out = false;
   lock_side(true, deadline, timed_out);
-  if (timed_out) return RingStatus::timed_out;
+  if (timed_out) return 0;
   Unlock unlock{&c.put_mutex};
 
-  const Word h = c.head.load(std::memory_order_relaxed);  // ours (invariant 1)
-  auto fits = [&](Word t) {
-    const std::uint32_t used = pos_of(h) - pos_of(t);
-    if (cap_units - used < need) return false;
-    return c.max_messages == 0 || count_of(h) - count_of(t) < c.max_messages;
-  };
-  auto check_open = [&] {
-    if (c.closed.load(std::memory_order_acquire) != 0) {
-      throw Closed(std::string("cannot put into a closed ") + what_);
-    }
-    if (wake_fd_ >= 0 && peer_gone()) {
-      throw Error(EPIPE, "cannot send on Connection",
-                  "(the receiving end was closed or its process died)");
-    }
-  };
-  if (c.closed.load(std::memory_order_acquire) != 0) check_open();
+  if (c.closed.load(std::memory_order_acquire) != 0) check_put_open(0, count);
   if (wake_fd_ >= 0) {
     // A sender that never blocks would not notice a dead receiver: look every 10 ms, on the
     // coarse clock (a vDSO read, no system call).
@@ -220,50 +249,92 @@ RingStatus RingView::put(const void* data, std::size_t size, std::uint32_t tag,
     const std::int64_t now_ns = std::int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
     if (now_ns >= next_peer_check_ns_) {
       next_peer_check_ns_ = now_ns + 10'000'000;
-      check_open();
+      check_put_open(0, count);
     }
   }
 
-  if (!fits(c.cached_tail)) {
-    c.cached_tail = c.tail.load(std::memory_order_acquire);  // pairs with the consumer's commit
-    const int spins = sys::may_wait(deadline) ? kSpins : 0;  // try_put does not spin
-    for (int spin = 0; !fits(c.cached_tail); ++spin) {
-      if (spin < spins) {
-        sys::cpu_relax();
-      } else {
-        if (Clock::now() >= deadline) return RingStatus::timed_out;
-        check_open();
-        // Sleep (queue.md, "Waking"): announce, fence, snapshot, re-check, sleep.
-        c.put_waiting.store(1, std::memory_order_relaxed);
-        std::atomic_thread_fence(std::memory_order_seq_cst);
-        const std::uint32_t seen = c.space_seq.load(std::memory_order_acquire);
-        c.cached_tail = c.tail.load(std::memory_order_acquire);
-        bool peer_ok = true;
-        if (!fits(c.cached_tail) && c.closed.load(std::memory_order_acquire) == 0) {
-          peer_ok = sleep(false, seen, deadline);
-        }
-        c.put_waiting.store(0, std::memory_order_relaxed);
-        if (!peer_ok) check_open();
-      }
-      c.cached_tail = c.tail.load(std::memory_order_acquire);
-    }
-  }
-
-  // Write the record beyond head (invariant 2), in up to two pieces. Whatever head says, the
-  // writes stay inside the ring: positions are masked, and size <= capacity - 8.
   const std::size_t mask = capacity_ - 1;
-  const std::size_t at = (std::size_t{pos_of(h)} * 8) & mask;
-  const RecordHeader rh{static_cast<std::uint32_t>(size), tag};
-  std::memcpy(data_ + at, &rh, sizeof rh);  // at is 8-aligned and capacity is a multiple of 8
-  const std::size_t body = (at + sizeof rh) & mask;
-  const std::size_t first = std::min(size, capacity_ - body);
-  if (first != 0) std::memcpy(data_ + body, data, first);  // an empty message's data may be null
-  if (first < size) std::memcpy(data_, static_cast<const std::byte*>(data) + first, size - first);
+  Word h = c.head.load(std::memory_order_relaxed);  // ours (invariant 1)
+  Word committed = h;
+  std::size_t done = 0;
+  for (; done < count; ++done) {
+    const void* data = nullptr;
+    std::size_t size = 0;
+    try {
+      next(done, data, size);  // may encode, and so throw
+    } catch (...) {
+      if (h != committed) commit_head(h);
+      throw;
+    }
+    if (size > max_message()) {
+      if (h != committed) commit_head(h);
+      throw_too_big(size, batch_context(done, count));
+    }
+    const std::uint32_t need = units_for(size);
+    if (!fits(h, c.cached_tail, need)) {
+      c.cached_tail = c.tail.load(std::memory_order_acquire);  // pairs with the consumer's commit
+      if (!fits(h, c.cached_tail, need) && h != committed) {
+        commit_head(h);  // consumers may drain what this batch wrote so far
+        committed = h;
+      }
+      const int spins = sys::may_wait(deadline) ? kSpins : 0;  // try_put does not spin
+      for (int spin = 0; !fits(h, c.cached_tail, need); ++spin) {
+        if (spin < spins) {
+          sys::cpu_relax();
+        } else {
+          if (Clock::now() >= deadline) return done;
+          check_put_open(done, count);
+          // Sleep (queue.md, "Waking"): announce, fence, snapshot, re-check, sleep.
+          c.put_waiting.store(1, std::memory_order_relaxed);
+          std::atomic_thread_fence(std::memory_order_seq_cst);
+          const std::uint32_t seen = c.space_seq.load(std::memory_order_acquire);
+          c.cached_tail = c.tail.load(std::memory_order_acquire);
+          bool peer_ok = true;
+          if (!fits(h, c.cached_tail, need) && c.closed.load(std::memory_order_acquire) == 0) {
+            peer_ok = sleep(false, seen, deadline);
+          }
+          c.put_waiting.store(0, std::memory_order_relaxed);
+          if (!peer_ok) check_put_open(done, count);
+        }
+        c.cached_tail = c.tail.load(std::memory_order_acquire);
+      }
+    }
 
-  c.head.store(make_word(pos_of(h) + need, count_of(h) + 1), std::memory_order_release);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  wake(true);
-  return RingStatus::ok;
+    // Write the record beyond head (invariant 2), in up to two pieces. Whatever head says, the
+    // writes stay inside the ring: positions are masked, and size <= capacity - 8.
+    const std::size_t at = (std::size_t{pos_of(h)} * 8) & mask;
+    const RecordHeader rh{static_cast<std::uint32_t>(size), tag};
+    std::memcpy(data_ + at, &rh, sizeof rh);  // at is 8-aligned and capacity is a multiple of 8
+    const std::size_t body = (at + sizeof rh) & mask;
+    const std::size_t first = std::min(size, capacity_ - body);
+    if (first != 0) std::memcpy(data_ + body, data, first);  // an empty message's data may be null
+    if (first < size) std::memcpy(data_, static_cast<const std::byte*>(data) + first, size - first);
+    h = make_word(pos_of(h) + need, count_of(h) + 1);
+    if (pos_of(h) - pos_of(committed) >= cap_units / 8) {
+      commit_head(h);
+      committed = h;
+    }
+  }
+  if (h != committed) commit_head(h);
+  return done;
+}
+
+RingStatus RingView::put(const void* data, std::size_t size, std::uint32_t tag,
+                         Clock::time_point deadline) {
+  // A message that can never fit is the caller's error whatever the state of the ring: say so
+  // before looking at anything else (a closed queue, a gone peer).
+  if (size > max_message()) throw_too_big(size, {});
+  auto one = [data, size](std::size_t, const void*& d, std::size_t& s) noexcept {
+    d = data;
+    s = size;
+  };
+  return put_impl(one, 1, tag, deadline) == 1 ? RingStatus::ok : RingStatus::timed_out;
+}
+
+std::size_t RingView::put_many(MessageSource source, std::size_t count, std::uint32_t tag,
+                               Clock::time_point deadline) {
+  if (count == 0) return 0;
+  return put_impl(source, count, tag, deadline);
 }
 
 // ---- get ----------------------------------------------------------------------------------
@@ -276,14 +347,22 @@ void RingView::finish_close() {
   ::pthread_mutex_unlock(&ctl_->put_mutex);
 }
 
-RingStatus RingView::get(Taker take, Clock::time_point deadline) {
+// One get or get_many: waits (spins, then sleeps) for the first record only, then offers up to
+// `max` records to `take(index, record)` and commits them all by one store of tail. A record
+// that take() leaves, or that throws, or that is impossible, ends the batch; if it is the first,
+// the get fails as a single get would, otherwise the batch returns what it took and the record
+// stays at the front for the next get.
+template <class Take>
+RingStatus RingView::get_impl(Take& take, std::size_t max, Clock::time_point deadline,
+                              std::size_t& taken) {
+  taken = 0;
   RingControl& c = *ctl_;
   bool timed_out = false;
   lock_side(false, deadline, timed_out);
   if (timed_out) return RingStatus::timed_out;
   Unlock unlock{&c.get_mutex};
 
-  const Word t = c.tail.load(std::memory_order_relaxed);  // ours
+  Word t = c.tail.load(std::memory_order_relaxed);  // ours
   if (pos_of(c.cached_head) == pos_of(t)) {
     c.cached_head = c.head.load(std::memory_order_acquire);  // pairs with the producer's commit
     const int spins = sys::may_wait(deadline) ? kSpins : 0;  // try_get does not spin
@@ -323,28 +402,61 @@ RingStatus RingView::get(Taker take, Clock::time_point deadline) {
     }
   }
 
-  // A complete record starts at t (invariant 2): unless a process wrote into the ring outside
-  // this protocol. Its header is read from the ring, so check it before using it; the words
-  // compared are in registers already, and the branches are never taken.
-  const std::uint32_t committed = pos_of(c.cached_head) - pos_of(t);  // units; wraps if t > head
   const std::size_t mask = capacity_ - 1;
-  const std::size_t at = (std::size_t{pos_of(t)} * 8) & mask;
-  RecordHeader rh;
-  std::memcpy(&rh, data_ + at, sizeof rh);
-  if (committed > capacity_ / 8 || rh.size > max_message() || units_for(rh.size) > committed) {
-    throw_corrupted("a record of " + std::to_string(rh.size) + " bytes at position " +
-                    std::to_string(pos_of(t)) + ", with " + std::to_string(committed) +
-                    " units committed in a ring of " + std::to_string(capacity_ / 8));
+  for (;;) {
+    // A complete record starts at t (invariant 2): unless a process wrote into the ring outside
+    // this protocol. Its header is read from the ring, so check it before using it; the words
+    // compared are in registers already, and the branches are never taken.
+    const std::uint32_t committed = pos_of(c.cached_head) - pos_of(t);  // units; wraps if t > head
+    const std::size_t at = (std::size_t{pos_of(t)} * 8) & mask;
+    RecordHeader rh;
+    std::memcpy(&rh, data_ + at, sizeof rh);
+    if (committed > capacity_ / 8 || rh.size > max_message() || units_for(rh.size) > committed) {
+      if (taken != 0) break;  // the next get reports it
+      throw_corrupted("a record of " + std::to_string(rh.size) + " bytes at position " +
+                      std::to_string(pos_of(t)) + ", with " + std::to_string(committed) +
+                      " units committed in a ring of " + std::to_string(capacity_ / 8));
+    }
+    const std::size_t body = (at + sizeof rh) & mask;
+    const std::size_t first = std::min<std::size_t>(rh.size, capacity_ - body);
+    const RecordView view{data_ + body, first, data_, rh.size - first, rh.tag};
+    bool took = false;
+    if (taken == 0) {
+      took = take(std::size_t{0}, view);  // an exception leaves the ring as it was
+      if (!took) return RingStatus::wrong_type;  // left in place, tail unchanged
+    } else {
+      try {
+        took = take(taken, view);
+      } catch (...) {
+        took = false;  // keep what was taken; the next get throws for this record
+      }
+      if (!took) break;
+    }
+    t = make_word(pos_of(t) + units_for(rh.size), count_of(t) + 1);
+    if (++taken == max) break;
+    if (pos_of(c.cached_head) == pos_of(t)) {
+      c.cached_head = c.head.load(std::memory_order_acquire);
+      if (pos_of(c.cached_head) == pos_of(t)) break;  // a batch never waits for more
+    }
   }
-  const std::size_t body = (at + sizeof rh) & mask;
-  const std::size_t first = std::min<std::size_t>(rh.size, capacity_ - body);
-  const RecordView view{data_ + body, first, data_, rh.size - first, rh.tag};
-  if (!take(view)) return RingStatus::wrong_type;  // left in place, tail unchanged
 
-  c.tail.store(make_word(pos_of(t) + units_for(rh.size), count_of(t) + 1), std::memory_order_release);
+  c.tail.store(t, std::memory_order_release);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   wake(false);
   return RingStatus::ok;
+}
+
+RingStatus RingView::get(Taker take, Clock::time_point deadline) {
+  auto one = [take](std::size_t, const RecordView& r) { return take(r); };
+  std::size_t taken = 0;
+  return get_impl(one, 1, deadline, taken);
+}
+
+RingStatus RingView::get_many(BatchTaker take, std::size_t max, Clock::time_point deadline,
+                              std::size_t& taken) {
+  taken = 0;
+  if (max == 0) return RingStatus::ok;
+  return get_impl(take, max, deadline, taken);
 }
 
 void RingView::throw_corrupted(const std::string& detail) const {

@@ -39,6 +39,23 @@ struct Taker {
   bool operator()(const RecordView& r) const { return fn(ctx, r); }
 };
 
+/// A get_many()'s consumer: offered record `index` of the batch (0, 1, ...); returns as Taker.
+struct BatchTaker {
+  bool (*fn)(void* ctx, std::size_t index, const RecordView& record);
+  void* ctx;
+  bool operator()(std::size_t index, const RecordView& r) const { return fn(ctx, index, r); }
+};
+
+/// A put_many()'s messages: sets `data` and `size` to message `index` (0, 1, ...), which must
+/// stay valid until the next call. May throw (an encoder that fails).
+struct MessageSource {
+  void (*fn)(void* ctx, std::size_t index, const void*& data, std::size_t& size);
+  void* ctx;
+  void operator()(std::size_t index, const void*& data, std::size_t& size) const {
+    fn(ctx, index, data, size);
+  }
+};
+
 enum class RingStatus : std::uint8_t {
   ok,
   timed_out,
@@ -88,11 +105,26 @@ class RingView {
   /// message that can never fit, mproc::Closed after close(), mproc::Error (EPIPE) when a
   /// pipe's receiving end is gone.
   RingStatus put(const void* data, std::size_t size, std::uint32_t tag, Clock::time_point deadline);
+  /// Puts `count` messages, in order and consecutively (no other producer's message comes
+  /// between them), under one hold of the producer lock. Committed at the end, before waiting
+  /// for room, and after each eighth of the ring, so every commit makes complete records visible
+  /// at once. Returns how many were put: `count`, or fewer if `deadline` passed first. Throws as
+  /// put() (and whatever `source` throws) after committing the messages before the failing one;
+  /// the error says how many that was.
+  std::size_t put_many(MessageSource source, std::size_t count, std::uint32_t tag,
+                       Clock::time_point deadline);
   /// Waits for a record and offers it to `take`. Throws mproc::Error (EPROTO), leaving the
   /// ring as it is, when the record or the commit words are impossible (a process wrote into
   /// the ring outside this protocol): a record is delivered only if it lies within the ring and
   /// within what was committed.
   RingStatus get(Taker take, Clock::time_point deadline);
+  /// Waits, as get(), for one record, then takes up to `max` of those committed, and commits
+  /// them all with one store. `taken` says how many; status ok whenever taken > 0. A record
+  /// that `take` leaves or throws on, or that is impossible, ends the batch and stays at the
+  /// front; only if it is the first does get_many fail as get() would (wrong_type, the
+  /// exception, EPROTO).
+  RingStatus get_many(BatchTaker take, std::size_t max, Clock::time_point deadline,
+                      std::size_t& taken);
   /// Waits until a record is available (or closed/peer gone) without taking it.
   RingStatus wait_readable(Clock::time_point deadline);
 
@@ -120,7 +152,16 @@ class RingView {
   RingControl* control() const noexcept { return ctl_; }
 
  private:
+  template <class Next>
+  std::size_t put_impl(Next& next, std::size_t count, std::uint32_t tag, Clock::time_point deadline);
+  template <class Take>
+  RingStatus get_impl(Take& take, std::size_t max, Clock::time_point deadline, std::size_t& taken);
   bool peer_gone() const noexcept;
+  void check_put_open(std::size_t done, std::size_t count) const;
+  void commit_head(std::uint64_t head) noexcept;
+  [[noreturn]] void throw_too_big(std::size_t size, const std::string& context) const;
+  /// Whether a record of `need` units fits between a producer's head and a tail.
+  bool fits(std::uint64_t head, std::uint64_t tail, std::uint32_t need) const noexcept;
   void lock_side(bool producer, Clock::time_point deadline, bool& timed_out);
   void wake(bool data_side) noexcept;
   bool sleep(bool data_side, std::uint32_t seen, Clock::time_point until);
