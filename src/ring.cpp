@@ -30,7 +30,6 @@ namespace {
 
 constexpr std::size_t kMinCapacity = 4096;
 constexpr std::size_t kMaxCapacity = std::size_t{1} << 34;  // 2^31 units of 8 bytes
-constexpr int kSpins = 2000;                                // ~ tens of microseconds of pause
 
 std::uint32_t units_for(std::size_t payload) noexcept {
   return static_cast<std::uint32_t>((RingView::kRecordHeader + payload + 7) / 8);
@@ -277,11 +276,9 @@ std::size_t RingView::put_impl(Next& next, std::size_t count, std::uint32_t tag,
         commit_head(h);  // consumers may drain what this batch wrote so far
         committed = h;
       }
-      const int spins = sys::may_wait(deadline) ? kSpins : 0;  // try_put does not spin
-      for (int spin = 0; !fits(h, c.cached_tail, need); ++spin) {
-        if (spin < spins) {
-          sys::cpu_relax();
-        } else {
+      sys::Spin spin(sys::may_wait(deadline));  // try_put does not spin
+      while (!fits(h, c.cached_tail, need)) {
+        if (!spin.next()) {
           if (Clock::now() >= deadline) return done;
           check_put_open(done, count);
           // Sleep (queue.md, "Waking"): announce, fence, snapshot, re-check, sleep.
@@ -365,8 +362,8 @@ RingStatus RingView::get_impl(Take& take, std::size_t max, Clock::time_point dea
   Word t = c.tail.load(std::memory_order_relaxed);  // ours
   if (pos_of(c.cached_head) == pos_of(t)) {
     c.cached_head = c.head.load(std::memory_order_acquire);  // pairs with the producer's commit
-    const int spins = sys::may_wait(deadline) ? kSpins : 0;  // try_get does not spin
-    for (int spin = 0; pos_of(c.cached_head) == pos_of(t); ++spin) {
+    sys::Spin spin(sys::may_wait(deadline));  // try_get does not spin
+    while (pos_of(c.cached_head) == pos_of(t)) {
       const std::uint32_t closed = c.closed.load(std::memory_order_acquire);
       if (closed == 1) finish_close();
       if (closed != 0) {
@@ -375,9 +372,7 @@ RingStatus RingView::get_impl(Take& take, std::size_t max, Clock::time_point dea
         if (pos_of(c.cached_head) != pos_of(t)) break;
         return RingStatus::closed;
       }
-      if (spin < spins) {
-        sys::cpu_relax();
-      } else {
+      if (!spin.next()) {
         if (Clock::now() >= deadline) {
           if (peer_gone()) return RingStatus::closed;
           if (c.fd_armed.load(std::memory_order_relaxed) != 0) (void)unsignal_if_empty(t);
@@ -493,16 +488,13 @@ bool RingView::unsignal_if_empty(Word t) noexcept {
 
 RingStatus RingView::wait_readable(Clock::time_point deadline) {
   RingControl& c = *ctl_;
-  const int spins = sys::may_wait(deadline) ? kSpins : 0;  // poll(0) does not spin
-  for (int spin = 0;; ++spin) {
+  sys::Spin spin(sys::may_wait(deadline));  // poll(0) does not spin
+  for (;;) {
     if (pos_of(c.head.load(std::memory_order_acquire)) != pos_of(c.tail.load(std::memory_order_acquire))) {
       return RingStatus::ok;
     }
     if (c.closed.load(std::memory_order_acquire) != 0) return RingStatus::closed;
-    if (spin < spins) {
-      sys::cpu_relax();
-      continue;
-    }
+    if (spin.next()) continue;
     if (Clock::now() >= deadline) {
       if (peer_gone()) return RingStatus::closed;
       if (c.fd_armed.load(std::memory_order_relaxed) != 0 &&

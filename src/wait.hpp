@@ -6,6 +6,8 @@
 #include <chrono>
 #include <ctime>
 
+#include <sched.h>
+
 #include "mproc/detail/deadline.hpp"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -22,6 +24,33 @@ inline void cpu_relax() noexcept {
   asm volatile("yield");
 #endif
 }
+
+/// The spin phase of a wait, before the kernel sleep: first pauses (a peer on another core is
+/// usually a few hundred nanoseconds from its next step), then sched_yield() calls. With more
+/// runnable processes than cores the process being waited for may be queued on this very core,
+/// and pausing would only burn the time slice it needs; a yield hands it over (and returns at
+/// once on an idle core). The budget is small either way: then the caller sleeps.
+class Spin {
+ public:
+  static constexpr int kPauses = 256;
+  static constexpr int kYields = 8;
+
+  /// `enabled` false (a try_ call, a deadline already passed): no spinning at all.
+  explicit Spin(bool enabled) noexcept : left_(enabled ? kPauses + kYields : 0) {}
+  /// Spends one step of the budget; false once it is spent.
+  bool next() noexcept {
+    if (left_ == 0) return false;
+    if (--left_ >= kYields) {
+      cpu_relax();
+    } else {
+      ::sched_yield();
+    }
+    return true;
+  }
+
+ private:
+  int left_;
+};
 
 /// No sleep in mproc lasts longer than this before the sleeper re-checks: it bounds the stall
 /// when a waker dies between changing a word and waking (and glibc's lost robust-mutex wake-up).
