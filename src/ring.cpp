@@ -334,6 +334,18 @@ std::size_t RingView::put_many(MessageSource source, std::size_t count, std::uin
   return put_impl(source, count, tag, deadline);
 }
 
+std::size_t RingView::put_many_fixed(const void* base, std::size_t size, std::size_t count,
+                                     std::uint32_t tag, Clock::time_point deadline) {
+  if (count == 0) return 0;
+  if (size > max_message()) throw_too_big(size, batch_context(0, count));
+  // Inlined into put_impl: no call per message.
+  auto next = [base, size](std::size_t i, const void*& d, std::size_t& s) noexcept {
+    d = static_cast<const std::byte*>(base) + i * size;
+    s = size;
+  };
+  return put_impl(next, count, tag, deadline);
+}
+
 // ---- get ----------------------------------------------------------------------------------
 
 void RingView::finish_close() {
@@ -445,6 +457,19 @@ RingStatus RingView::get(Taker take, Clock::time_point deadline) {
   auto one = [take](std::size_t, const RecordView& r) { return take(r); };
   std::size_t taken = 0;
   return get_impl(one, 1, deadline, taken);
+}
+
+RingStatus RingView::get_many_fixed(void* out, std::size_t size, std::size_t max,
+                                    std::uint32_t tag, Clock::time_point deadline,
+                                    std::size_t& taken) {
+  taken = 0;
+  if (max == 0) return RingStatus::ok;
+  auto take = [out, size, tag](std::size_t i, const RecordView& r) noexcept {
+    if (r.tag != tag || r.size() != size) return false;
+    r.copy_to(static_cast<std::byte*>(out) + i * size);
+    return true;
+  };
+  return get_impl(take, max, deadline, taken);
 }
 
 RingStatus RingView::get_many(BatchTaker take, std::size_t max, Clock::time_point deadline,

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -155,3 +156,89 @@ TEST(Ring, opening_refuses_a_capacity_no_ring_has_or_that_the_segment_cannot_hol
 }
 
 }  // namespace
+
+// ---- batches: a record that cannot be taken ends a get_many and stays at the front ----------
+
+TEST(RingBatch, a_corrupt_record_ends_a_batch_after_the_good_ones_and_is_reported_next) {
+  HeapRing ring;
+  ring.put("aaaaaaa");  // 8 + 7 bytes: units 0-1
+  ring.put("bbbbbbb");  // units 2-3
+  ring.put("ccccccc");  // units 4-5
+  const std::uint32_t huge = 0xfffffff0;
+  std::memcpy(ring.data() + 2 * 16, &huge, sizeof huge);  // the third record's size
+  std::vector<std::string> got;
+  auto take = [](void* ctx, std::size_t, const RecordView& r) {
+    auto& v = *static_cast<std::vector<std::string>*>(ctx);
+    v.emplace_back(r.size(), '\0');
+    r.copy_to(v.back().data());
+    return true;
+  };
+  std::size_t taken = 0;
+  EXPECT_EQ(ring.view.get_many({take, &got}, 10, kNow, taken), RingStatus::ok);
+  EXPECT_EQ(taken, 2u);
+  EXPECT_EQ(got, (std::vector<std::string>{"aaaaaaa", "bbbbbbb"}));
+  try {
+    (void)ring.view.get_many({take, &got}, 10, kNow, taken);
+    ADD_FAILURE() << "no error for the corrupt record";
+  } catch (const mproc::Error& e) {
+    EXPECT_EQ(e.code().value(), EPROTO);
+  }
+  EXPECT_EQ(ring.view.size(), 1u) << "the corrupt record stays where it was";
+}
+
+TEST(RingBatch, a_throwing_taker_keeps_what_was_taken_and_the_record_it_threw_on) {
+  HeapRing ring;
+  for (const char* s : {"one", "two", "three"}) ring.put(s);
+  struct Ctx {
+    std::vector<std::string> got;
+    bool throw_on_two = true;
+  } ctx;
+  auto take = [](void* p, std::size_t, const RecordView& r) {
+    auto& c = *static_cast<Ctx*>(p);
+    std::string s(r.size(), '\0');
+    r.copy_to(s.data());
+    if (s == "two" && c.throw_on_two) throw std::runtime_error("undecodable");
+    c.got.push_back(s);
+    return true;
+  };
+  std::size_t taken = 0;
+  EXPECT_EQ(ring.view.get_many({take, &ctx}, 10, kNow, taken), RingStatus::ok);
+  EXPECT_EQ(taken, 1u);
+  EXPECT_THROW((void)ring.view.get_many({take, &ctx}, 10, kNow, taken), std::runtime_error);
+  EXPECT_EQ(ring.view.size(), 2u);
+  ctx.throw_on_two = false;
+  EXPECT_EQ(ring.view.get_many({take, &ctx}, 10, kNow, taken), RingStatus::ok);
+  EXPECT_EQ(taken, 2u);
+  EXPECT_EQ(ctx.got, (std::vector<std::string>{"one", "two", "three"}));
+}
+
+TEST(RingBatch, get_many_fixed_takes_only_records_of_its_size_and_type) {
+  HeapRing ring;
+  const std::uint64_t a = 1, b = 2;
+  const std::uint32_t c = 3;
+  ASSERT_EQ(ring.view.put(&a, sizeof a, 9, kNow), RingStatus::ok);
+  ASSERT_EQ(ring.view.put(&b, sizeof b, 9, kNow), RingStatus::ok);
+  ASSERT_EQ(ring.view.put(&c, sizeof c, 9, kNow), RingStatus::ok);  // another size
+  ASSERT_EQ(ring.view.put(&a, sizeof a, 5, kNow), RingStatus::ok);  // another type
+  std::uint64_t out[8] = {};
+  std::size_t taken = 0;
+  EXPECT_EQ(ring.view.get_many_fixed(out, sizeof out[0], 8, 9, kNow, taken), RingStatus::ok);
+  EXPECT_EQ(taken, 2u);
+  EXPECT_EQ(out[0], 1u);
+  EXPECT_EQ(out[1], 2u);
+  EXPECT_EQ(ring.view.get_many_fixed(out, sizeof out[0], 8, 9, kNow, taken), RingStatus::wrong_type);
+  EXPECT_EQ(taken, 0u);
+  EXPECT_EQ(ring.view.size(), 2u);
+}
+
+TEST(RingBatch, put_many_fixed_of_messages_that_can_never_fit_puts_nothing) {
+  HeapRing ring;
+  std::vector<std::byte> big(2 * kCapacity);
+  try {
+    (void)ring.view.put_many_fixed(big.data(), kCapacity, 2, 9, kNow);
+    ADD_FAILURE() << "no error";
+  } catch (const mproc::Error& e) {
+    EXPECT_EQ(e.code().value(), EMSGSIZE);
+  }
+  EXPECT_EQ(ring.view.size(), 0u);
+}

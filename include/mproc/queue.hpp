@@ -186,6 +186,9 @@ class Queue {
     return put_many_until(values, detail::to_steady(when));
   }
   std::size_t put_many_until(std::span<const T> values, detail::Clock::time_point deadline) {
+    if constexpr (detail::is_raw_v<T>) {
+      return ring().put_many_fixed(values.data(), sizeof(T), values.size(), detail::type_tag<T>(), deadline);
+    }
     auto next = [](void* ctx, std::size_t i, const void*& data, std::size_t& size) {
       const detail::Encoded e = detail::encode((*static_cast<const std::span<const T>*>(ctx))[i]);
       data = e.data;
@@ -217,10 +220,14 @@ class Queue {
   }
   std::size_t get_many_until(std::span<T> out, detail::Clock::time_point deadline) {
     if (out.empty()) throw UsageError("get_many() needs room for at least one message (out is empty)");
+    std::size_t taken = 0;
+    if constexpr (detail::is_raw_v<T>) {
+      settle(ring().get_many_fixed(out.data(), sizeof(T), out.size(), detail::type_tag<T>(), deadline, taken));
+      return taken;
+    }
     auto take = [](void* ctx, std::size_t i, const detail::RecordView& r) {
       return detail::decode(r, (*static_cast<std::span<T>*>(ctx))[i]);
     };
-    std::size_t taken = 0;
     settle(ring().get_many({take, &out}, out.size(), deadline, taken));
     return taken;
   }

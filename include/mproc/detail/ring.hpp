@@ -113,6 +113,10 @@ class RingView {
   /// the error says how many that was.
   std::size_t put_many(MessageSource source, std::size_t count, std::uint32_t tag,
                        Clock::time_point deadline);
+  /// put_many of `count` messages of `size` bytes each, one after another from `base` (an
+  /// array of a trivially copyable type): the same, without a call per message.
+  std::size_t put_many_fixed(const void* base, std::size_t size, std::size_t count,
+                             std::uint32_t tag, Clock::time_point deadline);
   /// Waits for a record and offers it to `take`. Throws mproc::Error (EPROTO), leaving the
   /// ring as it is, when the record or the commit words are impossible (a process wrote into
   /// the ring outside this protocol): a record is delivered only if it lies within the ring and
@@ -125,6 +129,10 @@ class RingView {
   /// exception, EPROTO).
   RingStatus get_many(BatchTaker take, std::size_t max, Clock::time_point deadline,
                       std::size_t& taken);
+  /// get_many into an array of up to `max` elements of `size` bytes at `out`, taking records of
+  /// exactly that size and type tag (another record ends the batch, as a Taker's refusal).
+  RingStatus get_many_fixed(void* out, std::size_t size, std::size_t max, std::uint32_t tag,
+                            Clock::time_point deadline, std::size_t& taken);
   /// Waits until a record is available (or closed/peer gone) without taking it.
   RingStatus wait_readable(Clock::time_point deadline);
 
