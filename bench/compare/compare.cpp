@@ -2,8 +2,20 @@
 // processes, in one run: a table, a CSV file and a plot.
 //
 // Contenders (each where it applies and is available):
-//   mproc         mproc::Queue<Msg> (default 1 MiB ring, put / get_into); mproc::Lock
+//   mproc         mproc::Queue<Msg> (default 1 MiB ring, put / get_into); mproc::Lock. The
+//                 reference row: "mproc vs it" is how many times better it is than each row
+//   mproc, batches of 64
+//                 the same queue through put_many / get_many: a producer fills a local array of
+//                 64 messages and puts it in one call (the last batch shorter), a consumer takes
+//                 up to 64 waiting messages per call and checks each. tp64, tp4k, mpmc2, mpmc4.
+//                 A second mproc row (bold in results.md), not the reference: its own ratios are
+//                 the "batched vs it" column
 //   pipe(2)       one write(2) + one read(2) per message
+//   pipe(2), 64 messages per write
+//                 the pipe's counterpart of batches: 64 x 64 B = 4096 B (PIPE_BUF, so atomic
+//                 with several writers) per write(2) and per read(2), the last chunk padded with
+//                 fillers (why a read takes one whole chunk: BatchedPipeChannel). tp64, mpmc2,
+//                 mpmc4 (4 KiB messages are one per write already)
 //   socketpair    AF_UNIX SOCK_SEQPACKET (keeps message boundaries, so it can be shared by many
 //                 readers and writers as a pipe is): one send(2) + one recv(2) per message
 //   POSIX mq      mq_open / mq_send / mq_receive, as deep as the kernel allows (see the notes)
@@ -27,7 +39,9 @@
 //   mpmc2   2 producers -> 2 consumers on one channel, 64-byte messages, not pinned. Each
 //           producer ends with a sentinel, each consumer stops at its first; consumers check
 //           that every producer's sequence numbers rise and count them; the parent checks that
-//           each producer's messages arrived exactly once (count and sum).
+//           each producer's messages arrived exactly once (count and sum). A batched consumer
+//           finishes the batch holding its first sentinel and passes any further sentinel in it
+//           back into the channel for another consumer (see stream()).
 //   mpmc4   4 -> 4, the same: 8 processes, more than a small machine has cores.
 //   lock2   2 processes, pinned, increment a shared counter under the lock, N times each; the
 //           counter is checked; M acquisitions/s and the share of hand-offs (critical sections
@@ -44,16 +58,18 @@
 // so that one run takes about --seconds (the calibration runs double as warm-up). Then every
 // round runs every contender of the workload once, in turn; a figure is the median of the
 // rounds, and mproc's ratio to a contender is taken within each round and its median printed
-// (for Python, which runs in its own process afterwards, the ratio of the medians). Peak RSS per
-// process is the largest ru_maxrss among a run's processes (median of the rounds); a forked
-// child's starts from the parent's RSS at the fork, and shared pages count in every process
-// that touches them.
+// (for Python, which runs in its own process afterwards, the ratio of the medians); the same
+// for mproc's batched row where there is one ("batched vs it"). Peak RSS per process is the
+// largest ru_maxrss among a run's processes (median of the rounds); a forked child's starts
+// from the parent's RSS at the fork, and shared pages count in every process that touches them.
 //
 // Run (Release build):
 //   mproc_compare [--out DIR]   the full suite, a few minutes; DIR gets results.md, .csv, .png
 //   mproc_compare --quick       tiny counts, 3 rounds, no Python, no plot (a smoke test)
-//   mproc_compare --scale N     1..N producers and as many consumers: mproc, pipe, Boost
+//   mproc_compare --scale N     1..N producers and as many consumers: mproc and pipe (each per
+//                               message and in batches of 64), Boost
 //   options: --rounds R, --seconds S (per run), --only rt8,tp64,..., --no-python, --no-plot
+//   --contender TEXT: only the contenders whose name contains TEXT (and no Python)
 //   --inject-fault (for the tests): each workload loses or corrupts one item; the run must fail
 // Exit status: 0 on success (whether or not the targets are met), 1 on lost or wrong data, a
 // failed child or any other error, 2 on a bad argument.
@@ -73,6 +89,7 @@
 #include <fstream>
 #include <functional>
 #include <set>
+#include <span>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -100,6 +117,7 @@ struct Config {
   int rounds = 5;
   double seconds = 0.25;  // target duration of one run
   std::set<std::string> only;
+  std::string contender;  // --contender TEXT: only the contenders whose name contains it
   bool python = true;
   bool plot = true;
 };
@@ -113,7 +131,8 @@ bool g_inject_fault = false;
 // ---- messages --------------------------------------------------------------------------------
 
 constexpr std::uint64_t kMagic = 0x9e3779b97f4a7c15ULL;
-constexpr std::uint64_t kSentinel = ~std::uint64_t{0};
+constexpr std::uint64_t kSentinel = ~std::uint64_t{0};  // a producer's last message
+constexpr std::uint64_t kFiller = kSentinel - 1;        // pads a pipe's last chunk: skipped
 
 /// A Size-byte message: sequence number, producer, check words at both ends. Producers stamp
 /// only these words (not the whole body), so that 4 KiB messages measure the transport rather
@@ -207,10 +226,76 @@ Sample round_trip(Arena& a, const std::string& name, std::int64_t n) {
   return s;
 }
 
+template <class Chan>
+concept BatchedChannel = requires { Chan::kBatch; };
+
+/// A batched channel's producer side: a local array of kBatch messages that goes out in one
+/// send_many when full; flush() sends the rest (padded with fillers when the channel takes
+/// whole batches only). Per-message channels keep their plain loop in stream(): the raw rings'
+/// speed depends on how lean it is (wrapping their sends in this class cost the SPSC ring 5x).
+template <class Chan, class M>
+  requires BatchedChannel<Chan>
+class Outbox {
+ public:
+  explicit Outbox(Chan& chan) : chan_(chan), batch_(Chan::kBatch) {}  // heap: 4 KiB x 64 is big
+  void send(std::uint64_t seq, std::uint64_t producer) {
+    stamp(batch_[filled_++], seq, producer);
+    if (filled_ == batch_.size()) flush();
+  }
+  void flush() {
+    if (filled_ == 0) return;
+    if constexpr (Chan::kWholeBatches) {
+      const std::uint64_t producer = batch_[filled_ - 1].producer;
+      while (filled_ < batch_.size()) stamp(batch_[filled_++], kFiller, producer);
+    }
+    chan_.send_many(std::span<const M>(batch_.data(), filled_));
+    filled_ = 0;
+  }
+
+ private:
+  Chan& chan_;
+  std::vector<M> batch_;
+  std::size_t filled_ = 0;
+};
+
+/// A batched channel's consumer side: one recv_many into a local array of kBatch, then its
+/// messages one by one.
+template <class Chan, class M>
+  requires BatchedChannel<Chan>
+class Inbox {
+ public:
+  explicit Inbox(Chan& chan) : chan_(chan), batch_(Chan::kBatch) {}
+  const M& next() {
+    if (pos_ == got_) {
+      got_ = chan_.recv_many(batch_);
+      pos_ = 0;
+    }
+    return batch_[pos_++];
+  }
+  /// Messages taken from the channel that next() has not returned yet.
+  std::size_t held() const { return got_ - pos_; }
+
+ private:
+  Chan& chan_;
+  std::vector<M> batch_;
+  std::size_t got_ = 0;
+  std::size_t pos_ = 0;
+};
+
 /// Producers (children 0..P-1) send n messages each and a sentinel; consumers (children P..)
 /// take messages until their first sentinel. With one consumer every producer's messages must
 /// arrive consecutively; with several, in rising order at each consumer; and in all, each
 /// producer's n messages exactly once (count and sum of sequence numbers).
+///
+/// Batched channels (BatchedChannel): a producer sends through a local batch, a consumer takes a
+/// batch at a time and checks its messages one by one as above. A batch may hold more than the
+/// consumer's first sentinel, so the consumer finishes the batch (its messages are its own now)
+/// and sends any further sentinel in it back into the channel for another consumer: there are
+/// as many sentinels as consumers, each consumer keeps exactly one, and each comes after all of
+/// its producer's messages, so when every consumer has stopped every message has been taken.
+/// (A consumer passing one on holds at least two, so not every running consumer can be
+/// blocked sending: someone is reading.) Fillers pad a pipe's last chunk; they are checked and
+/// skipped.
 template <class Chan, class M>
 Sample stream(Arena& a, const std::string& name, int producers, int consumers, std::int64_t n,
               bool pin) {
@@ -221,28 +306,37 @@ Sample stream(Arena& a, const std::string& name, int producers, int consumers, s
   for (int p = 0; p < producers; ++p) {
     bodies.emplace_back([&](int me) {
       const auto id = static_cast<std::uint64_t>(me);
-      M m{};
-      for (std::uint64_t i = 0; i < per; ++i) {
-        if (g_inject_fault && id == 0 && i == per / 2) continue;
-        stamp(m, i, id);
+      if constexpr (!BatchedChannel<Chan>) {
+        M m{};
+        for (std::uint64_t i = 0; i < per; ++i) {
+          if (g_inject_fault && id == 0 && i == per / 2) continue;
+          stamp(m, i, id);
+          chan.send(m);
+        }
+        stamp(m, kSentinel, id);
         chan.send(m);
+      } else {
+        Outbox<Chan, M> out(chan);
+        for (std::uint64_t i = 0; i < per; ++i) {
+          if (g_inject_fault && id == 0 && i == per / 2) continue;
+          out.send(i, id);
+        }
+        out.send(kSentinel, id);
+        out.flush();
       }
-      stamp(m, kSentinel, id);
-      chan.send(m);
     });
   }
   for (int c = 0; c < consumers; ++c) {
     bodies.emplace_back([&, producers, consumers](int me) {
-      M m{};
       std::vector<std::uint64_t> expect(static_cast<std::size_t>(producers), 0);
       Tally* tally = a.tally[me];
-      for (;;) {
-        chan.recv(m);
+      // Checks one message; false for a sentinel or a filler (nothing to count).
+      auto take = [&](const M& m) {
         if (m.producer >= static_cast<std::uint64_t>(producers) || !intact(m)) {
           fail(name + ": a torn or corrupt message (producer " + std::to_string(m.producer) +
                ", seq " + std::to_string(m.seq) + ")");
         }
-        if (m.seq == kSentinel) break;
+        if (m.seq == kFiller || m.seq == kSentinel) return false;
         std::uint64_t& want = expect[m.producer];
         if (consumers == 1 ? m.seq != want : m.seq < want) {
           fail(name + ": producer " + std::to_string(m.producer) + "'s message " +
@@ -252,6 +346,29 @@ Sample stream(Arena& a, const std::string& name, int producers, int consumers, s
         want = m.seq + 1;
         ++tally[m.producer].count;
         tally[m.producer].sum += m.seq;
+        return true;
+      };
+      if constexpr (!BatchedChannel<Chan>) {
+        // One message per recv, into a local: the loop the per-message contenders always had
+        // (the raw rings' speed depends on how lean it is).
+        M m{};
+        for (;;) {
+          chan.recv(m);
+          if (!take(m) && m.seq == kSentinel) break;
+        }
+      } else {
+        Inbox<Chan, M> in(chan);
+        bool stopped = false;  // has taken its sentinel
+        while (!stopped || in.held() > 0) {
+          const M& m = in.next();
+          if (take(m) || m.seq != kSentinel) continue;
+          if (stopped) {  // another consumer's sentinel, in the same batch: pass it on
+            Outbox<Chan, M> back(chan);
+            back.send(kSentinel, m.producer);
+            back.flush();
+          }
+          stopped = true;
+        }
       }
     });
   }
@@ -505,13 +622,15 @@ struct Row {
   std::string name;    // in the table
   std::string label;   // in the plot
   std::string status;  // empty: measured; otherwise why not ("not built ...")
-  bool reference = false;
+  bool reference = false;        // mproc's per-message row: "mproc vs it"
+  bool batch_reference = false;  // mproc's batched row: "batched vs it"
   bool mproc = false;
   bool python = false;
   std::function<Sample(std::int64_t)> run;
   std::int64_t n = 0;  // units per process per run (trips, messages, acquisitions, lines)
   Series value, p99, rss_kib, extra, waits;
   std::vector<double> ratio;  // mproc's reference row vs this one, per round (>1: mproc faster)
+  std::vector<double> batch_ratio;  // mproc's batched row vs this one, per round
   std::string note;
 };
 
@@ -525,6 +644,19 @@ const Row* reference_row(const WorkloadResult& w) {
     if (r.reference && !r.value.values.empty()) return &r;
   }
   return nullptr;
+}
+
+/// mproc's batched row (put_many / get_many), where the workload has one and it was measured.
+const Row* batch_row(const WorkloadResult& w) {
+  for (const Row& r : w.rows) {
+    if (r.batch_reference && !r.value.values.empty()) return &r;
+  }
+  return nullptr;
+}
+
+bool has_batch_row(const WorkloadResult& w) {
+  return std::any_of(w.rows.begin(), w.rows.end(),
+                     [](const Row& r) { return r.batch_reference; });
 }
 
 /// How many times better `ref` is than `other` (both in the workload's unit).
@@ -549,6 +681,10 @@ std::int64_t calibrate(const Config& cfg, Row& row, std::int64_t n0, std::int64_
 /// Calibrates every available row, then runs `rounds` rounds of all of them in turn.
 void measure(const Config& cfg, WorkloadResult& w, std::int64_t n_quick, std::int64_t n_pilot,
              std::int64_t n_max) {
+  std::erase_if(w.rows, [&](const Row& r) {
+    return r.name.find(cfg.contender) == std::string::npos;
+  });
+  if (w.rows.empty()) return;
   std::fprintf(stderr, "mproc_compare: %s ...\n", w.info->title.c_str());
   for (Row& r : w.rows) {
     if (!r.run || !r.status.empty()) continue;
@@ -565,14 +701,18 @@ void measure(const Config& cfg, WorkloadResult& w, std::int64_t n_quick, std::in
       r.waits.values.push_back(s.waits);
     }
   }
-  const Row* ref = reference_row(w);
-  if (ref == nullptr) return;
-  for (Row& r : w.rows) {
-    if (r.python || r.value.values.empty()) continue;
-    for (std::size_t i = 0; i < r.value.values.size(); ++i) {
-      r.ratio.push_back(better_ratio(*w.info, ref->value.values[i], r.value.values[i]));
+  // Within each round, for each of mproc's two rows.
+  auto per_round = [&](const Row* ref, std::vector<double> Row::*ratio) {
+    if (ref == nullptr) return;
+    for (Row& r : w.rows) {
+      if (r.python || r.value.values.empty()) continue;
+      for (std::size_t i = 0; i < r.value.values.size(); ++i) {
+        (r.*ratio).push_back(better_ratio(*w.info, ref->value.values[i], r.value.values[i]));
+      }
     }
-  }
+  };
+  per_round(reference_row(w), &Row::ratio);
+  per_round(batch_row(w), &Row::batch_ratio);
 }
 
 #if MPROC_HAVE_BOOST
@@ -649,7 +789,13 @@ WorkloadResult make_stream(Arena& a, const WorkloadInfo& info, int k) {
   };
   add("mproc::Queue", "mproc", std::type_identity<MprocChannel<M>>{});
   w.rows.back().reference = w.rows.back().mproc = true;
+  add("mproc::Queue, batches of 64", "mproc x64", std::type_identity<BatchedMprocChannel<M>>{});
+  w.rows.back().batch_reference = w.rows.back().mproc = true;
   add("pipe(2)", "pipe", std::type_identity<PipeChannel<M>>{});
+  if constexpr (sizeof(M) < 4096) {  // 4 KiB messages: the pipe already writes one at a time
+    static_assert(BatchedPipeChannel<M>::kBatch == 64);
+    add("pipe(2), 64 messages per write", "pipe x64", std::type_identity<BatchedPipeChannel<M>>{});
+  }
   add("socketpair SEQPACKET", "socketpair", std::type_identity<SocketChannel<M>>{});
   add("POSIX mq", "POSIX mq", std::type_identity<MqChannel<M>>{});
   w.rows.back().note = mq_note(sizeof(M));
@@ -782,6 +928,9 @@ std::string add_python_rows(const Config& cfg, std::vector<WorkloadResult>& resu
       if (const Row* ref = reference_row(w)) {
         r.ratio = {better_ratio(*w.info, ref->value.med(), median)};
       }
+      if (const Row* ref = batch_row(w)) {
+        r.batch_ratio = {better_ratio(*w.info, ref->value.med(), median)};
+      }
       w.rows.push_back(std::move(r));
       ++added;
     }
@@ -816,6 +965,12 @@ std::string ratio_text(const Row& r) {
   return fmt(median(r.ratio), 3) + "x";
 }
 
+std::string batch_ratio_text(const Row& r) {
+  if (r.batch_reference) return "reference";
+  if (r.batch_ratio.empty()) return "-";
+  return fmt(median(r.batch_ratio), 3) + "x";
+}
+
 std::string notes_of(const WorkloadInfo& info, const Row& r) {
   std::string s = r.status.empty() ? r.note : r.status;
   if (!r.status.empty()) return s;
@@ -825,6 +980,10 @@ std::string notes_of(const WorkloadInfo& info, const Row& r) {
   if (!r.python && r.ratio.size() > 1) {
     const auto [lo, hi] = std::minmax_element(r.ratio.begin(), r.ratio.end());
     if (!r.reference) s = (s.empty() ? "" : s + "; ") + "ratio " + fmt(*lo) + ".." + fmt(*hi);
+  }
+  if (!r.python && r.batch_ratio.size() > 1 && !r.batch_reference) {
+    const auto [lo, hi] = std::minmax_element(r.batch_ratio.begin(), r.batch_ratio.end());
+    s = (s.empty() ? "" : s + "; ") + "batched " + fmt(*lo) + ".." + fmt(*hi);
   }
   (void)info;
   return s;
@@ -862,6 +1021,7 @@ struct Target {
   std::string contender_label;
   double need;  // ratio (mproc vs it, >1: mproc better) at least
   std::string means;
+  bool batched = false;  // the ratio of mproc's batched row, not of its per-message reference
 };
 
 const std::vector<Target>& targets() {
@@ -875,6 +1035,23 @@ const std::vector<Target>& targets() {
        1.0, "mproc::Lock / robust pthread"},
       {"Lock hand-off (4 procs) no slower than a robust pthread_mutex", "lock4", "robust pthread",
        1.0, "mproc::Lock / robust pthread"},
+      // Against a pipe: each message-size target three ways, so that batching on one side only
+      // is never mistaken for the fair comparison.
+      {"1->1 64 B throughput >= 10x pipe(2) [both per message]", "tp64", "pipe", 10.0,
+       "mproc / pipe"},
+      {"1->1 64 B throughput >= 10x pipe(2) [mproc batched, pipe per message]", "tp64", "pipe",
+       10.0, "mproc batches of 64 / pipe", true},
+      {"1->1 64 B throughput >= 10x pipe(2) [both batched]", "tp64", "pipe x64", 10.0,
+       "mproc batches of 64 / pipe 64 per write", true},
+      {"2->2 64 B throughput >= 10x pipe(2) [both per message]", "mpmc2", "pipe", 10.0,
+       "mproc / pipe"},
+      {"2->2 64 B throughput >= 10x pipe(2) [mproc batched, pipe per message]", "mpmc2", "pipe",
+       10.0, "mproc batches of 64 / pipe", true},
+      {"2->2 64 B throughput >= 10x pipe(2) [both batched]", "mpmc2", "pipe x64", 10.0,
+       "mproc batches of 64 / pipe 64 per write", true},
+      {"8-byte round trip >= 10x quicker than pipe(2)", "rt8", "pipe", 10.0,
+       "pipe time / mproc time"},
+      {"1->1 4 KiB throughput >= 3x pipe(2)", "tp4k", "pipe", 3.0, "mproc / pipe"},
   };
   return t;
 }
@@ -886,14 +1063,16 @@ std::vector<std::string> target_lines(const std::vector<WorkloadResult>& results
     for (const WorkloadResult& w : results) {
       if (w.info->id != t.workload) continue;
       for (const Row& r : w.rows) {
-        if (r.label == t.contender_label && !r.ratio.empty()) row = &r;
+        if (r.label == t.contender_label && !(t.batched ? r.batch_ratio : r.ratio).empty()) {
+          row = &r;
+        }
       }
     }
     std::string line = t.what + ": ";
     if (row == nullptr) {
       line += "not measured";
     } else {
-      const double got = median(row->ratio);
+      const double got = median(t.batched ? row->batch_ratio : row->ratio);
       line += t.means + " = " + fmt(got) + "x (target >= " + fmt(t.need) + "x): ";
       if (got >= t.need) {
         line += "MET";
@@ -906,17 +1085,21 @@ std::vector<std::string> target_lines(const std::vector<WorkloadResult>& results
   return out;
 }
 
-/// Contenders that beat mproc's reference row, by workload.
+/// Contenders that beat mproc's reference row, by workload, and how mproc's batched row (where
+/// there is one) compares with each. The batched row itself is mproc, so it is not listed.
 std::vector<std::string> slower_lines(const std::vector<WorkloadResult>& results) {
   std::vector<std::string> out;
   for (const WorkloadResult& w : results) {
     for (const Row& r : w.rows) {
-      if (r.reference || r.ratio.empty()) continue;
+      if (r.reference || r.batch_reference || r.ratio.empty()) continue;
       const double x = median(r.ratio);
       if (x < 1.0) {
         out.push_back(w.info->title + ": " + r.name + " is " + fmt(1.0 / x) + "x " +
                       (w.info->lower_is_better ? "quicker" : "faster") + " than " +
-                      reference_row(w)->name);
+                      reference_row(w)->name +
+                      (r.batch_ratio.empty()
+                           ? ""
+                           : " (" + batch_row(w)->name + " vs it: " + batch_ratio_text(r) + ")"));
       }
     }
   }
@@ -935,22 +1118,30 @@ void print_table(const Config& cfg, const MachineInfo& m,
   std::printf(
       "%d rounds; each figure the median of the rounds; \"mproc vs it\": how many times better "
       "mproc's reference row is\n(>1: mproc faster), the median of the per-round ratios "
-      "(Python: ratio of the medians). RSS: peak per process.\n",
+      "(Python: ratio of the medians); \"batched vs it\": the same for mproc's batched row\n"
+      "(put_many / get_many, up to 64 messages per call). RSS: peak per process.\n",
       cfg.rounds);
   for (const WorkloadResult& w : results) {
     std::printf("\n%s  [%s]: %s\n", w.info->title.c_str(), w.info->unit.c_str(),
                 w.info->setup.c_str());
-    std::printf("  %-36s %10s %9s %10s %11s  %s\n", "contender", "median", "p99", "RSS/proc",
-                "mproc vs it", "notes");
+    // The "batched vs it" column only where mproc has a batched row.
+    const bool batched = has_batch_row(w);
+    auto line = [batched](const std::string& name, const std::string& median,
+                          const std::string& p99, const std::string& rss, const std::string& ratio,
+                          const std::string& batch_ratio, const std::string& notes) {
+      std::printf("  %-36s %10s %9s %10s %11s", name.c_str(), median.c_str(), p99.c_str(),
+                  rss.c_str(), ratio.c_str());
+      if (batched) std::printf(" %13s", batch_ratio.c_str());
+      std::printf("  %s\n", notes.c_str());
+    };
+    line("contender", "median", "p99", "RSS/proc", "mproc vs it", "batched vs it", "notes");
     for (const Row& r : w.rows) {
       if (!r.status.empty()) {
-        std::printf("  %-36s %10s %9s %10s %11s  %s\n", r.name.c_str(), "-", "-", "-", "-",
-                    r.status.c_str());
+        line(r.name, "-", "-", "-", "-", "-", r.status);
         continue;
       }
-      std::printf("  %-36s %10s %9s %10s %11s  %s\n", r.name.c_str(), fmt(r.value.med()).c_str(),
-                  r.p99.values.empty() ? "-" : fmt(r.p99.med()).c_str(), rss_text(r).c_str(),
-                  ratio_text(r).c_str(), notes_of(*w.info, r).c_str());
+      line(r.name, fmt(r.value.med()), r.p99.values.empty() ? "-" : fmt(r.p99.med()),
+           rss_text(r), ratio_text(r), batch_ratio_text(r), notes_of(*w.info, r));
     }
   }
   std::printf("\nTargets (ratios from this run):\n");
@@ -969,9 +1160,11 @@ void write_markdown(const std::string& path, const Config& cfg, const MachineInf
     << ") by `mproc_compare" << (cfg.quick ? " --quick" : "") << "`: " << cfg.rounds
     << " rounds, each figure the median of the rounds. *mproc vs it*: how many times better "
        "mproc's reference row is (>1: mproc faster), the median of the per-round ratios "
-       "(Python: ratio of the medians).\n\n";
-  f << "| workload | contender | median | unit | p99 | peak RSS/proc | mproc vs it | notes |\n";
-  f << "| --- | --- | ---: | --- | ---: | ---: | ---: | --- |\n";
+       "(Python: ratio of the medians). *batched mproc vs it*: the same for mproc's batched row "
+       "(put_many / get_many, up to 64 messages per call), where the workload has one.\n\n";
+  f << "| workload | contender | median | unit | p99 | peak RSS/proc | mproc vs it | "
+       "batched mproc vs it | notes |\n";
+  f << "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | --- |\n";
   for (const WorkloadResult& w : results) {
     bool first = true;
     for (const Row& r : w.rows) {
@@ -979,11 +1172,12 @@ void write_markdown(const std::string& path, const Config& cfg, const MachineInf
       f << "| " << (first ? w.info->title : "") << " | "
         << (r.mproc ? "**" + r.name + "**" : r.name) << " | ";
       if (!r.status.empty()) {
-        f << "- | | - | - | - | " << r.status << " |\n";
+        f << "- | | - | - | - | - | " << r.status << " |\n";
       } else {
         f << fmt(r.value.med()) << " | " << unit << " | "
           << (r.p99.values.empty() || std::isnan(r.p99.med()) ? "-" : fmt(r.p99.med())) << " | "
-          << rss_text(r) << " | " << ratio_text(r) << " | " << notes_of(*w.info, r) << " |\n";
+          << rss_text(r) << " | " << ratio_text(r) << " | " << batch_ratio_text(r) << " | "
+          << notes_of(*w.info, r) << " |\n";
       }
       first = false;
     }
@@ -1000,7 +1194,8 @@ void write_markdown(const std::string& path, const Config& cfg, const MachineInf
 void write_csv(const std::string& path, const std::vector<WorkloadResult>& results) {
   std::ofstream f(path);
   f << "workload,title,contender,status,median,min,max,unit,p99,rss_kib,mproc_vs_it,ratio_min,"
-       "ratio_max,units_per_process,rounds,handoff_pct,waits_per_unit,note\n";
+       "ratio_max,units_per_process,rounds,handoff_pct,waits_per_unit,note,batched_mproc_vs_it,"
+       "batched_ratio_min,batched_ratio_max\n";
   auto q = [](const std::string& s) {
     std::string o = "\"";
     for (char c : s) o += c == '"' ? std::string("\"\"") : std::string(1, c);
@@ -1011,7 +1206,7 @@ void write_csv(const std::string& path, const std::vector<WorkloadResult>& resul
       f << w.info->id << "," << q(w.info->title) << "," << q(r.name) << ","
         << q(r.status.empty() ? "measured" : r.status) << ",";
       if (r.value.values.empty()) {
-        f << ",,," << q(w.info->unit) << ",,,,,,,0,,," << q(r.status) << "\n";
+        f << ",,," << q(w.info->unit) << ",,,,,,,0,,," << q(r.status) << ",,,\n";
         continue;
       }
       const bool has_ratio = !r.ratio.empty();
@@ -1025,7 +1220,16 @@ void write_csv(const std::string& path, const std::vector<WorkloadResult>& resul
                         : std::string())
         << "," << (has_ratio ? num(*rlo) : "") << "," << (has_ratio ? num(*rhi) : "") << "," << r.n
         << "," << r.value.values.size() << "," << num(r.extra.med()) << ","
-        << (r.waits.values.empty() ? std::string() : num(r.waits.med())) << "," << q(r.note)
+        << (r.waits.values.empty() ? std::string() : num(r.waits.med())) << "," << q(r.note);
+      // The batched row's columns, as the three above for the reference row.
+      const bool has_batch_ratio = !r.batch_ratio.empty();
+      const auto [blo, bhi] =
+          has_batch_ratio ? std::minmax_element(r.batch_ratio.begin(), r.batch_ratio.end())
+                          : std::pair{r.batch_ratio.end(), r.batch_ratio.end()};
+      f << "," << (r.batch_reference   ? std::string("1")
+                   : has_batch_ratio ? num(median(r.batch_ratio))
+                                     : std::string())
+        << "," << (has_batch_ratio ? num(*blo) : "") << "," << (has_batch_ratio ? num(*bhi) : "")
         << "\n";
     }
   }
@@ -1166,12 +1370,18 @@ int run_suite(const Config& cfg) {
     measure(cfg, results.back(), 1'000, 2'000, 500'000);
   }
   if (results.empty()) fail("--only matched no workload");
+  if (std::all_of(results.begin(), results.end(),
+                  [](const WorkloadResult& w) { return w.rows.empty(); })) {
+    fail("--contender " + cfg.contender + " matched no contender");
+  }
 
   std::string python_status;
   if (cfg.quick) {
     python_status = "skipped (--quick)";
   } else if (!cfg.python) {
     python_status = "skipped (--no-python)";
+  } else if (!cfg.contender.empty()) {
+    python_status = "skipped (--contender)";
   } else {
     python_status = add_python_rows(cfg, results);
   }
@@ -1221,7 +1431,9 @@ int run_scale(const Config& cfg) {
                      {}});
   };
   add("mproc::Queue", true, std::type_identity<MprocChannel<Msg64>>{});
+  add("mproc::Queue x64", true, std::type_identity<BatchedMprocChannel<Msg64>>{});
   add("pipe(2)", true, std::type_identity<PipeChannel<Msg64>>{});
+  add("pipe(2) x64", true, std::type_identity<BatchedPipeChannel<Msg64>>{});
   add("Boost message_queue", kHaveBoost, std::type_identity<BoostChan<Msg64>>{});
   std::printf(
       "mproc_compare --scale %d: k producers -> k consumers on one channel, 64-byte messages, "
@@ -1295,7 +1507,7 @@ int usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s [--quick] [--scale N] [--out DIR] [--rounds R] [--seconds S]\n"
                "          [--only rt8,tp64,tp4k,mpmc2,mpmc4,lock2,lock4,seed] [--no-python] "
-               "[--no-plot]\n",
+               "[--no-plot]\n          [--contender TEXT] [--inject-fault]\n",
                argv0);
   return 2;
 }
@@ -1337,6 +1549,8 @@ int main(int argc, char** argv) {
           }
           cfg.only.insert(id);
         }
+      } else if (arg == "--contender") {
+        cfg.contender = value();
       } else if (arg == "--no-python") {
         cfg.python = false;
       } else if (arg == "--no-plot") {

@@ -1,7 +1,8 @@
 #pragma once
 // The contenders of mproc_compare. Every channel carries fixed-size messages of type Msg one
 // way (send in one process, recv in another) and is created in the parent before the children
-// are forked, so that every child inherits it: the same way an mproc::Queue is used. Every lock
+// are forked, so that every child inherits it: the same way an mproc::Queue is used. A batched
+// channel moves several messages per call instead (send_many / recv_many, below). Every lock
 // has lock()/unlock() and lives in shared memory mapped before the fork.
 //
 // Buffers: where a contender lets us choose, it gets about as much as mproc's default queue
@@ -25,6 +26,7 @@
 #include <cstdio>
 #include <fstream>
 #include <new>
+#include <span>
 #include <string>
 #include <system_error>
 #include <type_traits>
@@ -86,6 +88,62 @@ class PipeChannel {
  public:
   void send(const Msg& m) { write_full(p_.write_end(), &m, sizeof m, "pipe"); }
   void recv(Msg& m) { read_full(p_.read_end(), &m, sizeof m, "pipe"); }
+
+ private:
+  OsPipe p_;
+};
+
+// ---- batched channels ------------------------------------------------------------------------
+// A batched channel moves up to kBatch messages per call: send_many(span) sends them all, in
+// order and consecutive (no other producer's message between them); recv_many(span of kBatch)
+// takes at least one and returns how many. kWholeBatches: every send_many must carry exactly
+// kBatch messages (the caller pads the last one).
+
+/// mproc::Queue<Msg> with its default 1 MiB ring, up to 64 messages per call: put_many /
+/// get_many (which takes what is waiting, up to 64, and never waits for a batch to fill).
+template <class Msg>
+class BatchedMprocChannel {
+ public:
+  static constexpr std::size_t kBatch = 64;
+  static constexpr bool kWholeBatches = false;
+  void send_many(std::span<const Msg> m) { q_.put_many(m); }
+  std::size_t recv_many(std::span<Msg> out) {
+    const std::size_t got = q_.get_many(out);
+    if (got == 0) fail("mproc::Queue: closed");
+    return got;
+  }
+
+ private:
+  mproc::Queue<Msg> q_;
+};
+
+/// One pipe(2) carrying whole 4096-byte (PIPE_BUF) chunks of 4096 / sizeof(Msg) messages: one
+/// write(2) and one read(2) of 4096 bytes per chunk, the pipe's fair counterpart of put_many.
+///
+/// Several readers rely on this: a write of at most PIPE_BUF bytes is atomic (its bytes are not
+/// interleaved with another writer's), and as every write is exactly 4096 bytes, on Linux a
+/// read(2) of 4096 bytes returns exactly one whole chunk (each chunk fills a pipe buffer page of
+/// its own, or whole 4096-byte pieces of a larger page, and every read takes exactly 4096 bytes
+/// from the front, so no chunk is ever split). POSIX promises the atomic write, not the whole
+/// read. read_full loops on a short read, which is right with one reader; with several it would
+/// join pieces of two chunks, and the consumers' checks (every message intact, each producer's
+/// sequence numbers rising at each consumer, each message exactly once) would catch that.
+template <class Msg>
+class BatchedPipeChannel {
+  static_assert(4096 % sizeof(Msg) == 0, "a chunk must hold whole messages");
+
+ public:
+  static constexpr std::size_t kBatch = 4096 / sizeof(Msg);
+  static constexpr bool kWholeBatches = true;
+  void send_many(std::span<const Msg> m) {
+    if (m.size() != kBatch) fail("pipe: a chunk of " + std::to_string(m.size()) + " messages");
+    write_full(p_.write_end(), m.data(), m.size_bytes(), "pipe");
+  }
+  std::size_t recv_many(std::span<Msg> out) {
+    if (out.size() != kBatch) fail("pipe: room for " + std::to_string(out.size()) + " messages");
+    read_full(p_.read_end(), out.data(), out.size_bytes(), "pipe");
+    return kBatch;
+  }
 
  private:
   OsPipe p_;
