@@ -4,8 +4,10 @@
 // kills aimed at a victim seen inside put, get, send, recv, acquire or while holding a lock),
 // starts replacements, and after a bounded time stops everyone, drains, and accounts for every
 // message id against the loss rules in the headers:
-//   queue.hpp  a message whose put() returned is delivered exactly once, except one per consumer
-//              killed inside get(); a producer killed inside put() loses only that message;
+//   queue.hpp  a message whose put() returned is delivered exactly once, except those taken by a
+//              consumer killed inside get(): one for get_into(), at most the out size for
+//              get_many(); a producer killed inside put() loses only that message, one killed
+//              inside put_many() only messages of that batch (a prefix of it is delivered);
 //   pipe.hpp   a message whose send() returned is delivered exactly once, in order; a sender
 //              killed inside send() loses only that message; the survivor of a pair sees end of
 //              stream (receiver) or EPIPE (sender) instead of blocking; what is still in the
@@ -14,6 +16,13 @@
 //              mark_consistent(); an acquire that reports ok finds the guarded state intact;
 //   semaphore.hpp  a count held by a process that dies is lost, nothing more; the count never
 //              admits more holders than it has.
+// Producers and consumers use both APIs, chosen per operation from their seeded generator: a
+// producer puts one message or a put_many() batch of 2-32, a consumer takes one by get_into()
+// or up to 2-32 by get_many(); each publishes, beside its phase, how many messages its current
+// operation may cover, and the loss allowances are the sums of those over the workers killed
+// inside the operation. An id whose put never returned must lie in the batch of a producer
+// killed inside put; one of those that comes before a delivered id of its batch was committed,
+// so counts against the consumers' allowance (a batch is committed as a prefix).
 // It also watches every worker's heartbeat (a survivor that stops making progress is a hang),
 // checks at the end that every lock can still be acquired and released, and prints one summary
 // line. Exit status: 0 when every check held, 1 on any violation, 2 on a usage error.
@@ -70,6 +79,7 @@ constexpr std::size_t kMaxWorkers = 6 * (kMaxPerRole + 1);  // lockers and semap
 constexpr std::size_t kQueueCapacity = 64 * 1024;  // small: the ring wraps and producers block
 constexpr std::size_t kPipeCapacity = 16 * 1024;   // small: senders block, so kills land there
 constexpr std::size_t kMaxPayload = 3000;
+constexpr std::uint32_t kMaxBatch = 32;            // put_many and get_many: 2 to 32 messages
 constexpr std::size_t kGuardedWords = 256;         // a lock holder's update takes a while
 constexpr std::uint32_t kSemaphoreCount = 2;
 constexpr int kWorkerFailed = 3;                   // a worker's exit code for a broken contract
@@ -97,8 +107,9 @@ const char* role_name(Role r) {
 enum Phase : std::uint32_t {
   kStarting,    // forked, not yet in its loop
   kIdle,        // between operations
-  kInPut,       // inside Queue::put
-  kInGet,       // inside Queue::get, or after it returned and before the delivery was recorded
+  kInPut,       // inside Queue::put or put_many (from before "called" until "returned" is recorded)
+  kInGet,       // inside Queue::get_into or get_many, or after it returned and before every
+                // delivery was recorded
   kProcessing,  // a consumer or receiver checking what it got (delivery already recorded)
   kInSend,      // inside Connection::send_bytes
   kInRecv,      // inside Connection::recv_bytes_into, or before the delivery was recorded
@@ -163,6 +174,11 @@ class IdTable {
 struct WorkerBeat {
   std::atomic<std::uint32_t> phase;
   std::atomic<std::uint64_t> beats;  // one per completed operation (or timed-out attempt)
+  // Queue workers: how many messages the current operation may cover, stored before its phase.
+  // A producer: the ids of its put (1) or put_many (the batch). A consumer: 1 for get_into, the
+  // out size for get_many, lowered to the n it returned once it returned. Read after reaping.
+  std::atomic<std::uint32_t> covers;
+  std::atomic<std::uint32_t> many;   // 1: the current operation is put_many or get_many
 };
 
 // How a pipe's end finished, as told by its worker before it returned.
@@ -210,6 +226,8 @@ struct Control {
 
   // Queue.
   std::atomic<std::uint64_t> next_seq[kMaxPerRole];  // per producer slot: first seq not attempted
+  std::atomic<std::uint64_t> put_many_calls, put_many_messages;  // batches that returned
+  std::atomic<std::uint64_t> get_many_calls, get_many_messages;  // ... and what they carried
 
   // Pipes.
   PipeSlot pipes[kMaxPerRole];
@@ -344,62 +362,116 @@ struct World {
 
 // ---- the workers (each runs in its own process) ------------------------------------------------
 
-// Continues `slot` after the highest seq any earlier incarnation attempted. The order of the
-// records makes the accounting sound: next_seq before put (a replacement never reuses a seq that
-// may be in the ring), "called" before put (nothing unrecorded is ever put), "returned" right
-// after put returns; and the phase says kInPut from before "called" until put returned, so a
-// message put but never delivered can only belong to a producer killed in that phase. Returns
-// when told to stop, or when the slot runs out of ids.
-void producer(World& w, std::uint32_t slot, WorkerBeat& me) {
+// Continues `slot` after the highest seq any earlier incarnation attempted. Each operation is,
+// by a coin from the worker's seeded generator, one put() or a put_many() of 2-32 messages. The
+// order of the records makes the accounting sound: next_seq past the whole batch before the put
+// (a replacement never reuses a seq that may be in the ring), "called" for every id of it before
+// the put (nothing unrecorded is ever put), "returned" for every id after it returned; `covers`
+// (the batch's size) is published before the phase says kInPut, and the phase says it from
+// before the first "called" until the last "returned" is recorded. So an id put but not recorded
+// returned belongs to a producer killed in that phase, with at most `covers` such ids for each
+// death — whatever prefix of a batch was committed. Returns when told to stop, or when the slot
+// runs out of ids.
+void producer(World& w, std::uint32_t slot, std::uint64_t seed, WorkerBeat& me) {
   Control& c = *w.control;
-  Bytes payload, message;
+  std::mt19937_64 rng(seed);
+  Bytes payload;
   payload.reserve(kMaxPayload);
-  message.reserve(sizeof(Header) + kMaxPayload);
-  for (std::uint64_t seq = c.next_seq[slot].load(); seq < w.config.ids_per_producer; ++seq) {
+  std::vector<Bytes> batch(kMaxBatch);
+  for (Bytes& m : batch) m.reserve(sizeof(Header) + kMaxPayload);
+  const std::uint64_t ids = w.config.ids_per_producer;
+  for (std::uint64_t seq = c.next_seq[slot].load(); seq < ids;) {
     if (c.stop.load(std::memory_order_relaxed) != 0) break;
-    encode(slot, 0, seq, payload, message);
-    c.next_seq[slot].store(seq + 1);
+    const bool many = rng() % 2 == 0;
+    const std::uint64_t want = many ? 2 + rng() % (kMaxBatch - 1) : 1;
+    const auto n = static_cast<std::uint32_t>(std::min(want, ids - seq));
+    for (std::uint32_t i = 0; i < n; ++i) encode(slot, 0, seq + i, payload, batch[i]);
+    c.next_seq[slot].store(seq + n);
+    me.covers.store(n);
+    me.many.store(many ? 1 : 0);
     me.phase.store(kInPut);
-    w.ids[w.id(slot, seq)].fetch_or(IdTable::kPutCalled);
-    w.queue.put(std::span<const std::byte>(message));
+    for (std::uint32_t i = 0; i < n; ++i) w.ids[w.id(slot, seq + i)].fetch_or(IdTable::kPutCalled);
+    if (many) {
+      w.queue.put_many(std::span<const Bytes>(batch.data(), n));
+    } else {
+      w.queue.put(std::span<const std::byte>(batch[0]));
+    }
+    for (std::uint32_t i = 0; i < n; ++i) w.ids[w.id(slot, seq + i)].fetch_or(IdTable::kPutReturned);
     me.phase.store(kIdle);
-    w.ids[w.id(slot, seq)].fetch_or(IdTable::kPutReturned);
+    if (many) {
+      c.put_many_calls.fetch_add(1, std::memory_order_relaxed);
+      c.put_many_messages.fetch_add(n, std::memory_order_relaxed);
+    }
+    seq += n;
     me.beats.fetch_add(1, std::memory_order_relaxed);
   }
   me.phase.store(kDone);
 }
 
-// Records the delivery right after get() returns, so that only a kill inside get() (phase kInGet)
-// can make a taken message look lost; then checks every byte and each producer's order, and
-// marks the task done.
-void consumer(World& w, WorkerBeat& me) {
+// Each operation is, by a coin from the worker's seeded generator, one get_into() or a
+// get_many() into 2-32 messages. `covers` — 1, or the out size — is published before the phase
+// says kInGet, and lowered to the n taken once get_many returned. Every delivery of the batch is
+// recorded before the phase leaves kInGet, so only a kill in that phase can make a taken message
+// look lost, at most `covers` of them; then every byte and each producer's order is checked,
+// and the tasks are marked done, one per message (a kill before the last leaves at most `covers`
+// unfinished).
+void consumer(World& w, std::uint64_t seed, WorkerBeat& me) {
   Control& c = *w.control;
+  std::mt19937_64 rng(seed);
   const std::uint32_t producers = w.config.per_role;
-  Bytes m, expected;
-  m.reserve(sizeof(Header) + kMaxPayload);
+  std::vector<Bytes> got(kMaxBatch);
+  for (Bytes& m : got) m.reserve(sizeof(Header) + kMaxPayload);
+  Bytes expected;
   expected.reserve(kMaxPayload);
+  std::array<std::optional<Header>, kMaxBatch> headers{};
+  std::array<std::uint8_t, kMaxBatch> before{};  // its delivery count before this one
+  std::array<bool, kMaxBatch> known{}, dropped{};
   std::array<std::uint64_t, kMaxPerRole> next{};  // per producer: lowest seq still acceptable
   for (;;) {
+    const bool many = rng() % 2 == 0;
+    const auto out = static_cast<std::uint32_t>(many ? 2 + rng() % (kMaxBatch - 1) : 1);
+    me.covers.store(out);
+    me.many.store(many ? 1 : 0);
     me.phase.store(kInGet);
-    if (!w.queue.get_into(m)) break;  // closed and drained
-    std::optional<Header> h = header_of(m);
-    const bool sabotaged = w.config.sabotage != Sabotage::none && h && h->seq % 100 == 99;
-    if (sabotaged && w.config.sabotage == Sabotage::lose) continue;
-    if (sabotaged && w.config.sabotage == Sabotage::tear) m.back() ^= std::byte{1};
-    if (sabotaged && w.config.sabotage == Sabotage::duplicate) {
-      w.ids[w.id(h->stream, h->seq)].fetch_add(IdTable::kOneDelivery);
-    }
-    const bool known = h && h->stream < producers && h->generation == 0 &&
-                       h->seq < c.next_seq[h->stream].load();
-    std::uint8_t before = 0;
-    if (known) before = w.ids[w.id(h->stream, h->seq)].fetch_add(IdTable::kOneDelivery);
-    me.phase.store(kProcessing);
-    if (!known) {
-      c.torn.fetch_add(1);
-      report(c, "queue: a message of %zu bytes that no producer attempted (stream %u, seq %llu)",
-             m.size(), h ? h->stream : 0u, h ? static_cast<unsigned long long>(h->seq) : 0ULL);
+    std::size_t n = 0;
+    if (many) {
+      n = w.queue.get_many(std::span<Bytes>(got.data(), out));
     } else {
-      if ((before >> 2) != 0) {
+      n = w.queue.get_into(got[0]) ? 1 : 0;
+    }
+    if (n == 0) break;  // closed and drained
+    me.covers.store(static_cast<std::uint32_t>(n));
+    for (std::size_t i = 0; i < n; ++i) {
+      Bytes& m = got[i];
+      const std::optional<Header> h = headers[i] = header_of(m);
+      const bool sabotaged = w.config.sabotage != Sabotage::none && h && h->seq % 100 == 99;
+      dropped[i] = sabotaged && w.config.sabotage == Sabotage::lose;
+      known[i] = false;
+      if (dropped[i]) continue;
+      if (sabotaged && w.config.sabotage == Sabotage::tear) m.back() ^= std::byte{1};
+      if (sabotaged && w.config.sabotage == Sabotage::duplicate) {
+        w.ids[w.id(h->stream, h->seq)].fetch_add(IdTable::kOneDelivery);
+      }
+      known[i] = h && h->stream < producers && h->generation == 0 &&
+                 h->seq < c.next_seq[h->stream].load();
+      before[i] = known[i] ? w.ids[w.id(h->stream, h->seq)].fetch_add(IdTable::kOneDelivery) : 0;
+    }
+    me.phase.store(kProcessing);
+    if (many) {
+      c.get_many_calls.fetch_add(1, std::memory_order_relaxed);
+      c.get_many_messages.fetch_add(n, std::memory_order_relaxed);
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      if (dropped[i]) continue;  // --sabotage lose: as if never received
+      const Bytes& m = got[i];
+      const std::optional<Header>& h = headers[i];
+      if (!known[i]) {
+        c.torn.fetch_add(1);
+        report(c, "queue: a message of %zu bytes that no producer attempted (stream %u, seq %llu)",
+               m.size(), h ? h->stream : 0u, h ? static_cast<unsigned long long>(h->seq) : 0ULL);
+        continue;
+      }
+      if ((before[i] >> 2) != 0) {
         c.duplicated.fetch_add(1);
         report(c, "queue: producer %u's message %llu delivered again", h->stream,
                static_cast<unsigned long long>(h->seq));
@@ -416,7 +488,9 @@ void consumer(World& w, WorkerBeat& me) {
       }
       next[h->stream] = h->seq + 1;
     }
-    w.queue.task_done();
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!dropped[i]) w.queue.task_done();
+    }
     me.phase.store(kIdle);
     me.beats.fetch_add(1, std::memory_order_relaxed);
   }
@@ -668,8 +742,12 @@ struct Totals {
   std::uint64_t kills = 0;
   std::array<std::uint64_t, kPhases> kills_in{};  // by phase at death
   std::array<std::uint64_t, 6> kills_of{};        // by role
-  std::uint64_t consumer_kills_in_get = 0, consumer_kills_taking = 0;  // queue loss bounds
-  std::uint64_t producer_kills_in_put = 0;
+  // Queue loss bounds: the kills, and the sums of what each victim's operation covered.
+  std::uint64_t consumer_kills_in_get = 0, consumer_kills_taking = 0, producer_kills_in_put = 0;
+  std::uint64_t get_allowance = 0;     // consumers killed in get: messages they may have taken
+  std::uint64_t taking_allowance = 0;  // ... in get or processing: tasks they may leave undone
+  std::uint64_t put_allowance = 0;     // producers killed in put: ids they may have cut short
+  std::uint64_t kills_in_put_many = 0, kills_in_get_many = 0;
   std::uint64_t locker_kills_holding = 0, locker_kills_in_lock = 0;   // owner_died bounds
   std::uint64_t sem_ambiguous_kills = 0;  // since the last audit
   std::uint64_t sem_returned = 0, sem_lost = 0, sem_audits = 0, sem_overlost = 0;
@@ -725,6 +803,13 @@ class Supervisor {
   std::array<Pair, kMaxPerRole> pairs_;
   Totals t_;
   bool stopping_ = false;
+  // Per producer slot, in seq order: the ids of each put or put_many a producer was killed
+  // inside (first seq, count), read from its next_seq and `covers` after reaping it.
+  struct CutPut {
+    std::uint64_t first;
+    std::uint64_t count;
+  };
+  std::array<std::vector<CutPut>, kMaxPerRole> cut_puts_;
 };
 
 void Supervisor::add_workers() {
@@ -750,6 +835,8 @@ void Supervisor::start(Worker& w) {
   WorkerBeat& beat = ctl().workers[w.beat];
   beat.phase.store(kStarting);
   beat.beats.store(0);
+  beat.covers.store(0);
+  beat.many.store(0);
   w.seen_beats = 0;
   w.beat_at = Clock::now();
   w.killed = false;
@@ -762,8 +849,8 @@ void Supervisor::start(Worker& w) {
   const std::uint32_t generation = pair != nullptr ? pair->generation : 0;
   auto body = [&world, &beat, slot, seed, pair, generation, role = w.role] {
     switch (role) {
-      case Role::producer: producer(world, slot, beat); break;
-      case Role::consumer: consumer(world, beat); break;
+      case Role::producer: producer(world, slot, seed, beat); break;
+      case Role::consumer: consumer(world, seed, beat); break;
       case Role::sender:
         pair->reader.close();  // as in Python: close the end this process does not use
         sender(world, slot, generation, pair->writer, beat);
@@ -948,10 +1035,28 @@ bool Supervisor::slay(Worker& w) {
 // Books what a worker killed in its phase may have cost, by the headers' rules.
 void Supervisor::after_death(Worker& w) {
   if (Pair* p = pair_of(w); p != nullptr && !p->peer_died_at) p->peer_died_at = Clock::now();
-  if (w.role == Role::producer && w.death_phase == kInPut) ++t_.producer_kills_in_put;
+  // What its queue operation covered (published before the phase, so final like it).
+  const std::uint64_t covers = ctl().workers[w.beat].covers.load();
+  const bool many = ctl().workers[w.beat].many.load() != 0;
+  if (w.role == Role::producer && w.death_phase == kInPut) {
+    ++t_.producer_kills_in_put;
+    t_.put_allowance += covers;
+    t_.kills_in_put_many += many;
+    // next_seq was advanced past this operation's ids before `covers` and the phase were stored,
+    // and no other process moves it while this slot's producer is dead.
+    const std::uint64_t end = ctl().next_seq[w.slot].load();
+    cut_puts_[w.slot].push_back({end - std::min(end, covers), covers});
+  }
   if (w.role == Role::consumer) {
-    if (w.death_phase == kInGet) ++t_.consumer_kills_in_get;
-    if (w.death_phase == kInGet || w.death_phase == kProcessing) ++t_.consumer_kills_taking;
+    if (w.death_phase == kInGet) {
+      ++t_.consumer_kills_in_get;
+      t_.get_allowance += covers;
+      t_.kills_in_get_many += many;
+    }
+    if (w.death_phase == kInGet || w.death_phase == kProcessing) {
+      ++t_.consumer_kills_taking;
+      t_.taking_allowance += covers;
+    }
   }
   const bool in_lock_op = w.death_phase == kInAcquire || w.death_phase == kHolding ||
                           w.death_phase == kInRelease;
@@ -1252,10 +1357,17 @@ int Supervisor::check_and_report(double killing_s) {
   };
 
   // ---- the queue: every id a producer attempted ------------------------------------------------
+  // An id "called" but never "returned" must lie in a put or put_many its producer was killed
+  // inside (else: stray). Such a batch was committed as a prefix, and what was committed is
+  // delivered or was taken by a killed consumer: so an undelivered id of it that comes before a
+  // delivered one (a hole) was committed and counts against the consumers' allowance, with the
+  // ids whose put returned; only the undelivered rest of the batch is "cut short".
   std::uint64_t queue_messages = 0, delivered = 0, returned_lost = 0, cut_short_lost = 0,
-                duplicated = 0, phantoms = 0;
+                duplicated = 0, phantoms = 0, holes = 0, stray = 0, stray_lost = 0;
   for (std::uint32_t slot = 0; slot < cfg_.per_role; ++slot) {
     const std::uint64_t end = c.next_seq[slot].load();
+    const std::vector<CutPut>& cuts = cut_puts_[slot];
+    std::size_t cut = 0;  // the first of `cuts` that does not end at or before seq
     for (std::uint64_t seq = 0; seq < end; ++seq) {
       const std::uint8_t b = world_.ids[world_.id(slot, seq)].load(std::memory_order_relaxed);
       const unsigned put = b & 3u, got = b >> 2;
@@ -1266,24 +1378,64 @@ int Supervisor::check_and_report(double killing_s) {
       ++queue_messages;
       delivered += got != 0;
       duplicated += got > 1 ? got - 1 : 0;
+      if (put != 3) {
+        while (cut < cuts.size() && cuts[cut].first + cuts[cut].count <= seq) ++cut;
+        if (cut == cuts.size() || cuts[cut].first > seq) {
+          ++stray;
+          stray_lost += got == 0;
+          if (stray <= 5) {
+            std::fprintf(stderr, "mproc_chaos: queue: producer %u's message %llu: put() called, "
+                         "never returned, yet its producer was not killed inside it\n", slot,
+                         static_cast<unsigned long long>(seq));
+          }
+        }
+      }
       if (got == 0) (put == 3 ? returned_lost : cut_short_lost) += 1;
     }
+    for (const CutPut& k : cuts) {
+      std::uint64_t last = k.count;  // the last delivered id of the batch (count: none)
+      for (std::uint64_t i = 0; i < k.count; ++i) {
+        if ((world_.ids[world_.id(slot, k.first + i)].load() >> 2) != 0) last = i;
+      }
+      for (std::uint64_t i = 0; last != k.count && i < last; ++i) {
+        const std::uint8_t b = world_.ids[world_.id(slot, k.first + i)].load();
+        holes += (b & 3u) == IdTable::kPutCalled && (b >> 2) == 0;
+      }
+    }
   }
+  cut_short_lost -= holes;
   const mproc::RingStats stats = world_.queue.stats();
   const std::size_t unfinished = world_.queue.unfinished_tasks();
-  const std::uint64_t queue_allowed = t_.consumer_kills_in_get;
-  const std::uint64_t queue_unexplained = returned_lost > queue_allowed ? returned_lost - queue_allowed : 0;
-  const std::uint64_t taken_by_killed = returned_lost - queue_unexplained;
+  // A consumer killed inside get may have taken what its call covered: 1 for get_into, the out
+  // size for get_many (the n it returned, once it had returned). A producer killed inside put
+  // may have cut short the ids of its put or put_many, "called" but never "returned". The
+  // allowances are those sums over the victims.
+  const std::uint64_t queue_allowed = t_.get_allowance;
+  const std::uint64_t consumer_lost = returned_lost + holes;
+  const std::uint64_t queue_unexplained = consumer_lost > queue_allowed ? consumer_lost - queue_allowed : 0;
+  const std::uint64_t taken_by_killed = consumer_lost - queue_unexplained;
+  // Every cut-short id lies in a batch of a producer killed inside put (else it is stray), so
+  // there are at most put_allowance of them; the count is checked too, as a cross-check.
+  const std::uint64_t cut_short_unexplained =
+      std::max(stray_lost, cut_short_lost > t_.put_allowance ? cut_short_lost - t_.put_allowance : 0);
 
   violation(queue_unexplained != 0,
-            "queue: %llu messages whose put() returned were never delivered; only %llu consumers "
-            "were killed inside get()",
-            static_cast<unsigned long long>(returned_lost), static_cast<unsigned long long>(queue_allowed));
-  violation(cut_short_lost > t_.producer_kills_in_put,
-            "queue: %llu messages lost whose put() never returned, but only %llu producers were "
-            "killed inside put()",
+            "queue: %llu messages whose put() returned, and %llu of a put_many cut short that were "
+            "committed (a later one of the batch was delivered), were never delivered; the %llu "
+            "consumers killed inside get() or get_many() could have taken only %llu",
+            static_cast<unsigned long long>(returned_lost), static_cast<unsigned long long>(holes),
+            static_cast<unsigned long long>(t_.consumer_kills_in_get),
+            static_cast<unsigned long long>(queue_allowed));
+  violation(stray != 0,
+            "queue: %llu messages whose put() was called and never returned, outside the put or "
+            "put_many of any producer killed inside it",
+            static_cast<unsigned long long>(stray));
+  violation(cut_short_lost > t_.put_allowance,
+            "queue: %llu messages lost whose put() never returned, but the %llu producers killed "
+            "inside put() or put_many() were putting only %llu",
             static_cast<unsigned long long>(cut_short_lost),
-            static_cast<unsigned long long>(t_.producer_kills_in_put));
+            static_cast<unsigned long long>(t_.producer_kills_in_put),
+            static_cast<unsigned long long>(t_.put_allowance));
   violation(phantoms != 0, "queue: %llu messages delivered that were never put",
             static_cast<unsigned long long>(phantoms));
   violation(world_.queue.qsize() != 0, "queue: %zu messages left after draining", world_.queue.qsize());
@@ -1293,12 +1445,15 @@ int Supervisor::check_and_report(double killing_s) {
   violation(stats.abandoned_gets > t_.kills_of[1],
             "queue: %llu abandoned gets repaired, but only %llu consumers were killed",
             static_cast<unsigned long long>(stats.abandoned_gets), static_cast<unsigned long long>(t_.kills_of[1]));
-  // JoinableQueue: a task stays unfinished only where its consumer died between get() and
-  // task_done(); every message taken by a killed consumer is such a task.
-  violation(unfinished > t_.consumer_kills_taking || unfinished < taken_by_killed,
+  // JoinableQueue: a task stays unfinished only where its consumer died between taking it and
+  // its task_done() — at most what the victim's get covered; every message taken by a killed
+  // consumer is such a task.
+  violation(unfinished > t_.taking_allowance || unfinished < taken_by_killed,
             "JoinableQueue: %zu unfinished tasks after draining; expected between %llu (messages "
-            "taken by killed consumers) and %llu (consumers killed in get or before task_done)",
+            "taken by killed consumers) and %llu (what the %llu consumers killed in get or before "
+            "task_done could have taken)",
             unfinished, static_cast<unsigned long long>(taken_by_killed),
+            static_cast<unsigned long long>(t_.taking_allowance),
             static_cast<unsigned long long>(t_.consumer_kills_taking));
 
   // ---- pipes, locks, semaphore ------------------------------------------------------------------
@@ -1353,26 +1508,31 @@ int Supervisor::check_and_report(double killing_s) {
 
   // ---- the summary line -------------------------------------------------------------------------
   const std::uint64_t messages = queue_messages + t_.pipe_messages;
-  const std::uint64_t lost = returned_lost + cut_short_lost + t_.pipe_cut_short_lost +
+  const std::uint64_t lost = consumer_lost + cut_short_lost + t_.pipe_cut_short_lost +
                              t_.pipe_receiver_killed_lost + t_.pipe_unexplained;
-  const std::uint64_t unexplained = queue_unexplained + t_.pipe_unexplained;
+  const std::uint64_t unexplained = queue_unexplained + cut_short_unexplained + t_.pipe_unexplained;
   const auto u = [](std::uint64_t v) { return static_cast<unsigned long long>(v); };
   std::printf(
       "kills=%llu messages=%llu lost=%llu (allowed: %llu taken by a killed consumer, %llu puts "
       "or sends that never returned, %llu left in a pipe whose receiver was killed; "
       "unexplained: %llu) duplicated=%llu torn=%llu hangs=%llu | killed in put=%llu get=%llu "
       "send=%llu recv=%llu acquire=%llu holding=%llu release=%llu elsewhere=%llu | "
-      "queue=%llu pipe=%llu (%llu pipes; %llu senders, %llu receivers killed) | locks: updates=%llu owner_died=%llu "
+      "queue=%llu pipe=%llu (%llu pipes; %llu senders, %llu receivers killed) | batches: put_many=%llu "
+      "(%llu messages, %llu killed inside) get_many=%llu (%llu messages, %llu killed inside) | "
+      "locks: updates=%llu owner_died=%llu "
       "repaired_torn=%llu usable=%s | semaphore: acquires=%llu counts_returned=%llu lost=%llu audits=%llu | "
       "misordered=%llu crashes=%llu calm_checks=%llu | seed=%llu %.1fs %s\n",
-      u(t_.kills), u(messages), u(lost), u(taken_by_killed), u(cut_short_lost + t_.pipe_cut_short_lost),
+      u(t_.kills), u(messages), u(lost), u(taken_by_killed),
+      u(cut_short_lost - cut_short_unexplained + t_.pipe_cut_short_lost),
       u(t_.pipe_receiver_killed_lost), u(unexplained), u(dup), u(torn), u(t_.hangs),
       u(t_.kills_in[kInPut]), u(t_.kills_in[kInGet]), u(t_.kills_in[kInSend]), u(t_.kills_in[kInRecv]),
       u(t_.kills_in[kInAcquire]), u(t_.kills_in[kHolding]), u(t_.kills_in[kInRelease]),
       u(t_.kills - t_.kills_in[kInPut] - t_.kills_in[kInGet] - t_.kills_in[kInSend] -
         t_.kills_in[kInRecv] - t_.kills_in[kInAcquire] - t_.kills_in[kHolding] - t_.kills_in[kInRelease]),
       u(queue_messages), u(t_.pipe_messages), u(t_.pipe_generations), u(t_.sender_kills),
-      u(t_.receiver_kills),
+      u(t_.receiver_kills), u(c.put_many_calls.load()), u(c.put_many_messages.load()),
+      u(t_.kills_in_put_many), u(c.get_many_calls.load()), u(c.get_many_messages.load()),
+      u(t_.kills_in_get_many),
       u(c.guarded[0].acquires + c.guarded[1].acquires), u(owner_died),
       u(c.guarded[0].repaired_torn + c.guarded[1].repaired_torn), locks_usable ? "yes" : "NO",
       u(c.sem_acquires.load()), u(t_.sem_returned), u(t_.sem_lost), u(t_.sem_audits), u(c.misordered.load()),
