@@ -37,6 +37,17 @@ struct Item {  // trivially copyable
   std::array<char, 56> pad;
 };
 
+// Takes exactly `n` messages into out[0..n) by get_many calls, each waiting at most kPatience.
+::testing::AssertionResult take_exactly(Queue<int>& q, std::span<int> out, std::size_t n) {
+  std::size_t got = 0;
+  while (got < n) {
+    const std::size_t k = q.get_many_for(out.subspan(got, n - got), kPatience);
+    if (k == 0) return ::testing::AssertionFailure() << "timed out after " << got << " of " << n;
+    got += k;
+  }
+  return ::testing::AssertionSuccess();
+}
+
 std::vector<int> iota_vector(int n, int from = 0) {
   std::vector<int> v(static_cast<std::size_t>(n));
   std::iota(v.begin(), v.end(), from);
@@ -168,12 +179,7 @@ TEST(QueueBatch, get_many_blocks_until_a_message_arrives_then_takes_what_waits) 
   std::vector<int> out(10);
   EXPECT_EQ(q.get_many_for(out, 50ms), 0u);  // nothing yet: times out
   go.raise();
-  std::size_t got = 0;
-  while (got < 5) {
-    const std::size_t n = q.get_many_for(std::span<int>(out).subspan(got), kPatience);
-    ASSERT_GT(n, 0u);
-    got += n;
-  }
+  ASSERT_TRUE(take_exactly(q, out, 5));
   EXPECT_EQ(std::vector<int>(out.begin(), out.begin() + 5), iota_vector(5));
   EXPECT_EQ(exit_code_of(p), 0);
 }
@@ -309,12 +315,7 @@ TEST(QueueBatch, a_consumer_killed_while_blocked_in_get_many_does_not_wedge_the_
   EXPECT_EQ(exit_code_of(victim), -SIGKILL);
   q.put_many(iota_vector(20));
   std::vector<int> out(32);
-  std::size_t got = 0;
-  while (got < 20) {
-    const std::size_t n = q.get_many_for(std::span<int>(out).subspan(got), kPatience);
-    ASSERT_GT(n, 0u);
-    got += n;
-  }
+  ASSERT_TRUE(take_exactly(q, out, 20));
   EXPECT_EQ(std::vector<int>(out.begin(), out.begin() + 20), iota_vector(20));
   EXPECT_EQ(q.stats().abandoned_gets, 1u);
 }
