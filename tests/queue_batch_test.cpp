@@ -12,7 +12,6 @@
 #include <thread>
 #include <vector>
 
-#include "mproc/inspect.hpp"
 #include "mproc/process.hpp"
 #include "mproc/queue.hpp"
 #include "support/test_support.hpp"
@@ -301,16 +300,7 @@ TEST(QueueBatch, a_consumer_killed_while_blocked_in_get_many_does_not_wedge_the_
     (void)q.get_many(out);  // the queue is empty: sleeps holding the consumer lock
     std::_Exit(3);
   });
-  // Asleep: `mproc ls` (list_named_objects) reports a consumer waiting on the queue.
-  auto asleep = [&] {
-    for (const mproc::NamedObjectInfo& o : mproc::list_named_objects()) {
-      if (o.name == name) return o.consumer_waiting;
-    }
-    return false;
-  };
-  const auto deadline = std::chrono::steady_clock::now() + kPatience;
-  while (!asleep() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
-  ASSERT_TRUE(asleep()) << "the consumer never went to sleep in get_many";
+  ASSERT_TRUE(mproc_test::wait_for_sleeping_consumer(name)) << "the consumer never slept in get_many";
   victim.kill();
   EXPECT_EQ(exit_code_of(victim), -SIGKILL);
   q.put_many(iota_vector(20));

@@ -18,6 +18,7 @@
 #include <system_error>
 #include <utility>
 
+#include "mproc/inspect.hpp"
 #include "mproc/process.hpp"
 
 namespace mproc_test {
@@ -142,6 +143,23 @@ mproc::Process start_child(F&& f, Args&&... args) {
   p.set_daemon(true);
   p.start();
   return p;
+}
+
+/// Waits (at most kPatience) until a process sleeps in get on the named queue `name`, as
+/// `mproc ls` would report it: a consumer that is asleep holds the queue's consumer lock.
+inline bool wait_for_sleeping_consumer(const std::string& name) {
+  auto asleep = [&] {
+    for (const mproc::NamedObjectInfo& o : mproc::list_named_objects()) {
+      if (o.name == name) return o.consumer_waiting;
+    }
+    return false;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + kPatience;
+  while (!asleep()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    ::usleep(1000);  // polling a condition, not synchronisation by time
+  }
+  return true;
 }
 
 /// Joins a child (failing the test if it does not end within kPatience) and returns its exit
