@@ -185,11 +185,6 @@ inline bool RingView::fits(Word h, Word t, std::uint32_t need) const noexcept {
   return max_messages == 0 || count_of(h) - count_of(t) < max_messages;
 }
 
-// One put or put_many: `next(i, data, size)` supplies message i of `count`. Everything happens
-// under the producer lock, so a batch's messages are consecutive in the ring. Records are
-// written beyond head and committed by one store of head: at the end, before waiting for room,
-// and after every eighth of the ring, so that consumers start on a long batch early. Returns
-// how many messages were put (fewer than `count` only when the deadline passed).
 namespace {
 
 // In a batch, an error names the message and says how many went in before it.

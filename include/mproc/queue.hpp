@@ -188,13 +188,14 @@ class Queue {
   std::size_t put_many_until(std::span<const T> values, detail::Clock::time_point deadline) {
     if constexpr (detail::is_raw_v<T>) {
       return ring().put_many_fixed(values.data(), sizeof(T), values.size(), detail::type_tag<T>(), deadline);
+    } else {
+      auto next = [](void* ctx, std::size_t i, const void*& data, std::size_t& size) {
+        const detail::Encoded e = detail::encode((*static_cast<const std::span<const T>*>(ctx))[i]);
+        data = e.data;
+        size = e.size;
+      };
+      return ring().put_many({next, &values}, values.size(), detail::type_tag<T>(), deadline);
     }
-    auto next = [](void* ctx, std::size_t i, const void*& data, std::size_t& size) {
-      const detail::Encoded e = detail::encode((*static_cast<const std::span<const T>*>(ctx))[i]);
-      data = e.data;
-      size = e.size;
-    };
-    return ring().put_many({next, &values}, values.size(), detail::type_tag<T>(), deadline);
   }
   /// No waiting: puts the first values that fit now; returns how many.
   std::size_t try_put_many(std::span<const T> values) {
@@ -223,12 +224,12 @@ class Queue {
     std::size_t taken = 0;
     if constexpr (detail::is_raw_v<T>) {
       settle(ring().get_many_fixed(out.data(), sizeof(T), out.size(), detail::type_tag<T>(), deadline, taken));
-      return taken;
+    } else {
+      auto take = [](void* ctx, std::size_t i, const detail::RecordView& r) {
+        return detail::decode(r, (*static_cast<std::span<T>*>(ctx))[i]);
+      };
+      settle(ring().get_many({take, &out}, out.size(), deadline, taken));
     }
-    auto take = [](void* ctx, std::size_t i, const detail::RecordView& r) {
-      return detail::decode(r, (*static_cast<std::span<T>*>(ctx))[i]);
-    };
-    settle(ring().get_many({take, &out}, out.size(), deadline, taken));
     return taken;
   }
   /// No waiting.
