@@ -289,18 +289,14 @@ TEST(QueueBatch, batches_of_trivial_types_do_not_allocate) {
 // A consumer SIGKILLed while asleep in get_many, holding the consumer lock, does not wedge the
 // queue: the next consumer repairs the side and takes every message.
 TEST(QueueBatch, a_consumer_killed_while_blocked_in_get_many_does_not_wedge_the_queue) {
-  const std::string name = "test-batch-" + std::to_string(::getpid());
-  Queue<int> q = Queue<int>::create(name);
-  struct Unlink {
-    std::string name;
-    ~Unlink() { Queue<int>::unlink(name); }
-  } unlink{name};
+  const mproc_test::ScratchName<Queue<int>> name("batch");
+  Queue<int> q = Queue<int>::create(name.str());
   Process victim = start_child([&] {
     std::vector<int> out(16);
     (void)q.get_many(out);  // the queue is empty: sleeps holding the consumer lock
     std::_Exit(3);
   });
-  ASSERT_TRUE(mproc_test::wait_for_sleeping_consumer(name)) << "the consumer never slept in get_many";
+  ASSERT_TRUE(mproc_test::wait_for_sleeping_consumer(name.str())) << "the consumer never slept in get_many";
   victim.kill();
   EXPECT_EQ(exit_code_of(victim), -SIGKILL);
   q.put_many(iota_vector(20));

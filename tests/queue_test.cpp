@@ -311,18 +311,14 @@ TEST(Queue, a_producer_killed_while_blocked_in_put_does_not_wedge_the_queue) {
 }
 
 TEST(Queue, a_consumer_killed_while_blocked_in_get_does_not_wedge_the_queue) {
-  const std::string name = "test-get-kill-" + std::to_string(::getpid());
-  Queue<int> q = Queue<int>::create(name);
-  struct Unlink {
-    std::string name;
-    ~Unlink() { Queue<int>::unlink(name); }
-  } unlink{name};
+  const mproc_test::ScratchName<Queue<int>> name("get-kill");
+  Queue<int> q = Queue<int>::create(name.str());
   Process p = start_child([&] {
     (void)q.get();  // sleeps holding the consumer lock: killed here
     std::_Exit(3);
   });
   // Asleep, so it holds the consumer lock: the kill leaves the lock's owner dead.
-  ASSERT_TRUE(mproc_test::wait_for_sleeping_consumer(name));
+  ASSERT_TRUE(mproc_test::wait_for_sleeping_consumer(name.str()));
   p.kill();
   EXPECT_EQ(exit_code_of(p), -SIGKILL);
   q.put(7);

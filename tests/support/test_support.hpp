@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +19,7 @@
 #include <system_error>
 #include <utility>
 
+#include "mproc/error.hpp"
 #include "mproc/inspect.hpp"
 #include "mproc/process.hpp"
 
@@ -144,6 +146,29 @@ mproc::Process start_child(F&& f, Args&&... args) {
   p.start();
   return p;
 }
+
+/// A name for a named object of kind Q (anything with a static unlink(name)) that is unique to
+/// this test process, unlinked when the test ends, however it ends (a tracked object may be gone
+/// already: its last user removed it on close).
+template <class Q>
+class ScratchName {
+ public:
+  explicit ScratchName(const std::string& stem)
+      : name_("test-" + stem + "-" + std::to_string(::getpid())) {}
+  ~ScratchName() {
+    try {
+      Q::unlink(name_);
+    } catch (const mproc::Error& e) {
+      if (e.code().value() != ENOENT) ADD_FAILURE() << e.what();
+    }
+  }
+  ScratchName(const ScratchName&) = delete;
+  ScratchName& operator=(const ScratchName&) = delete;
+  const std::string& str() const noexcept { return name_; }
+
+ private:
+  std::string name_;
+};
 
 /// Waits (at most kPatience) until a process sleeps in get on the named queue `name`, as
 /// `mproc ls` would report it: a consumer that is asleep holds the queue's consumer lock.
