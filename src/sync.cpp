@@ -28,7 +28,6 @@ using detail::RobustLock;
 using detail::SegmentHeader;
 using detail::SegmentKind;
 
-constexpr int kSpins = 1000;
 using sys::may_wait;
 using sys::next_wake;
 
@@ -90,8 +89,7 @@ bool Semaphore::acquire_until(Clock::time_point deadline) {
   };
   if (take()) return true;
   if (!may_wait(deadline)) return false;
-  for (int i = 0; i < kSpins; ++i) {
-    sys::cpu_relax();
+  for (sys::Spin spin(true); spin.next();) {
     if (take()) return true;
   }
   for (;;) {
@@ -169,8 +167,7 @@ bool Event::wait_until(Clock::time_point deadline) {
   Block& b = *block();
   if (is_set()) return true;
   if (!may_wait(deadline)) return false;
-  for (int i = 0; i < kSpins; ++i) {
-    sys::cpu_relax();
+  for (sys::Spin spin(true); spin.next();) {
     if (is_set()) return true;
   }
   for (;;) {
