@@ -8,7 +8,9 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <algorithm>
 #include <bit>
+#include <chrono>
 #include <cerrno>
 #include <climits>
 #include <cstddef>
@@ -34,12 +36,6 @@ constexpr std::size_t kMaxCapacity = std::size_t{1} << 34;  // 2^31 units of 8 b
 std::uint32_t units_for(std::size_t payload) noexcept {
   return static_cast<std::uint32_t>((RingView::kRecordHeader + payload + 7) / 8);
 }
-
-// Unlocks a side's mutex on scope exit.
-struct Unlock {
-  pthread_mutex_t* m;
-  ~Unlock() { ::pthread_mutex_unlock(m); }
-};
 
 }  // namespace
 
@@ -90,7 +86,46 @@ RingView::RingView(void* base, int wake_fd, const char* what, int event_fd) noex
       event_fd_(event_fd),
       what_(what) {}
 
-// ---- locking and repair -------------------------------------------------------------------
+// ---- taking a side: the bias, or the lock; repair ----------------------------------------
+
+namespace {
+
+using std::chrono_literals::operator""ms;
+
+constexpr std::uint32_t kFirstBiasStreak = 64;      // operations in a row that earn the bias
+constexpr std::uint32_t kMaxBiasStreak = 1u << 16;  // after many revocations of live owners
+
+struct Side {
+  pthread_mutex_t& mutex;
+  std::atomic<std::uint32_t>& holder;
+  std::uint32_t& streak;
+  std::uint32_t& streak_tid;
+  std::uint32_t& threshold;
+  BiasSlot* slots;
+};
+
+Side side_of(RingControl& c, bool producer) noexcept {
+  if (producer) return {c.put_mutex, c.put_holder, c.put_streak, c.put_streak_tid, c.put_threshold, c.put_slots};
+  return {c.get_mutex, c.get_holder, c.get_streak, c.get_streak_tid, c.get_threshold, c.get_slots};
+}
+
+}  // namespace
+
+// The previous owner of a side died inside an operation. Everything it committed is complete
+// (a single store publishes records); everything else lies beyond the commit word and is
+// ignored. Only its waiting flag and the side's cached copy of the other word can be stale.
+void RingView::repair_side(bool producer) noexcept {
+  RingControl& c = *ctl_;
+  if (producer) {
+    c.put_waiting.store(0, std::memory_order_relaxed);
+    c.cached_tail = c.tail.load(std::memory_order_acquire);
+    c.abandoned_puts.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    c.get_waiting.store(0, std::memory_order_relaxed);
+    c.cached_head = c.head.load(std::memory_order_acquire);
+    c.abandoned_gets.fetch_add(1, std::memory_order_relaxed);
+  }
+}
 
 void RingView::lock_side(bool producer, Clock::time_point deadline, bool& timed_out) {
   pthread_mutex_t* m = producer ? &ctl_->put_mutex : &ctl_->get_mutex;
@@ -98,19 +133,167 @@ void RingView::lock_side(bool producer, Clock::time_point deadline, bool& timed_
   timed_out = rc == ETIMEDOUT;
   if (rc == 0 || timed_out) return;
   if (rc != EOWNERDEAD) throw Error(rc, "cannot lock", what_);
-  // The previous holder of this side died. Everything it committed is complete (a single
-  // store publishes a record); everything else lies beyond the commit word and is ignored.
-  // Only its waiting flag can be stale: clear it. Then the side is consistent again.
-  if (producer) {
-    ctl_->put_waiting.store(0, std::memory_order_relaxed);
-    ctl_->cached_tail = ctl_->tail.load(std::memory_order_acquire);
-    ctl_->abandoned_puts.fetch_add(1, std::memory_order_relaxed);
-  } else {
-    ctl_->get_waiting.store(0, std::memory_order_relaxed);
-    ctl_->cached_head = ctl_->head.load(std::memory_order_acquire);
-    ctl_->abandoned_gets.fetch_add(1, std::memory_order_relaxed);
-  }
+  repair_side(producer);
   ::pthread_mutex_consistent(m);
+}
+
+// The fast path: this thread owns the side's bias. Announce the operation in its own slot, then
+// check that the bias is still ours, with no fence between the store and the load: a revoker
+// stores the holder word and then runs membarrier(), which puts a full barrier on this CPU, so
+// either this load sees the revocation or the revoker sees `busy` (queue.md, "Biased sides").
+inline std::uint32_t RingView::enter_side(bool producer, Clock::time_point deadline) {
+  RingControl& c = *ctl_;
+  std::atomic<std::uint32_t>& holder = producer ? c.put_holder : c.get_holder;
+  const std::uint32_t h = holder.load(std::memory_order_relaxed);
+  if (h - 1 < kBiasSlots) {
+    BiasSlot& slot = (producer ? c.put_slots : c.get_slots)[h - 1];
+    if (slot.token.load(std::memory_order_relaxed) == sys::thread_token() &&
+        slot.busy.load(std::memory_order_relaxed) == 0) {
+      slot.busy.store(1, std::memory_order_relaxed);
+      std::atomic_signal_fence(std::memory_order_seq_cst);  // the compiler keeps the order too
+      if (holder.load(std::memory_order_acquire) == h) return h;
+      slot.busy.store(0, std::memory_order_release);
+    }
+  }
+  return enter_side_slow(producer, deadline);
+}
+
+std::uint32_t RingView::enter_side_slow(bool producer, Clock::time_point deadline) {
+  bool timed_out = false;
+  lock_side(producer, deadline, timed_out);
+  if (timed_out) return 0;
+  pthread_mutex_t* m = producer ? &ctl_->put_mutex : &ctl_->get_mutex;
+  try {
+    if (!revoke_bias(producer, deadline)) {
+      ::pthread_mutex_unlock(m);
+      return 0;
+    }
+    const std::uint32_t granted = grant_bias(producer);
+    if (granted == 0) return kHeldByMutex;
+    ::pthread_mutex_unlock(m);  // the operation goes on under the bias
+    return granted;
+  } catch (...) {
+    ::pthread_mutex_unlock(m);
+    throw;
+  }
+}
+
+inline void RingView::leave_side(bool producer, std::uint32_t hold) noexcept {
+  RingControl& c = *ctl_;
+  if (hold == kHeldByMutex) {
+    ::pthread_mutex_unlock(producer ? &c.put_mutex : &c.get_mutex);
+    return;
+  }
+  BiasSlot& slot = (producer ? c.put_slots : c.get_slots)[hold - 1];
+  slot.busy.store(0, std::memory_order_release);
+  // A revoker changed the holder word and may be asleep until this operation ends. (If this
+  // load ran before its store, it finds busy clear itself: it re-checks every millisecond.)
+  if ((producer ? c.put_holder : c.get_holder).load(std::memory_order_relaxed) != hold) {
+    sys::futex_wake(&slot.busy, 1);
+  }
+}
+
+struct RingView::SideExit {
+  RingView* view;
+  bool producer;
+  std::uint32_t hold;
+  ~SideExit() { view->leave_side(producer, hold); }
+};
+
+// Under the side's mutex: takes the bias back from its owner, waiting for an operation it has
+// in flight (if its process died in it, repairing after it). false if `deadline` passed first:
+// the bias then stays marked revoked, and the next process to take the mutex waits again.
+bool RingView::revoke_bias(bool producer, Clock::time_point deadline) {
+  RingControl& c = *ctl_;
+  const Side side = side_of(c, producer);
+  const std::uint32_t h = side.holder.load(std::memory_order_relaxed);
+  if (h == 0) return true;
+  // The word lies in shared memory: whatever it says, the index stays inside the slot array.
+  BiasSlot& slot = side.slots[((h & ~kBiasRevoked) - 1) % kBiasSlots];
+  if (slot.token.load(std::memory_order_relaxed) == sys::thread_token()) {
+    // Our own bias, and we are on the slow path: either it was revoked while we were away, or
+    // this is a put (get) called from inside one of our own (an encoder or a decoder of this
+    // very queue). The lock would have refused that as well.
+    if (slot.busy.load(std::memory_order_relaxed) != 0) {
+      throw Error(EDEADLK, std::string("cannot ") + (producer ? "put into a " : "get from a ") + what_,
+                  "(called again from inside one of this thread's own operations on it)");
+    }
+    side.holder.store(0, std::memory_order_relaxed);
+    return true;
+  }
+  if ((h & kBiasRevoked) == 0) side.holder.store(h | kBiasRevoked, std::memory_order_relaxed);
+  if (!sys::membarrier_global()) {
+    throw Error(errno, std::string("cannot take the ") + (producer ? "producer" : "consumer") +
+                           " side of a " + what_ + " back from the thread that had it to itself",
+                "(membarrier failed)");
+  }
+  sys::Spin spin(sys::may_wait(deadline));
+  bool died = false;
+  while (slot.busy.load(std::memory_order_acquire) != 0) {
+    if (spin.next()) continue;
+    if (!sys::process_alive(static_cast<pid_t>(slot.pid), slot.start_ticks)) {
+      died = true;
+      break;
+    }
+    const Clock::time_point now = Clock::now();
+    if (now >= deadline) return false;
+    sys::futex_wait(&slot.busy, 1, std::min(deadline, now + 1ms));
+  }
+  if (died) {
+    repair_side(producer);
+    slot.busy.store(0, std::memory_order_relaxed);
+    slot.token.store(0, std::memory_order_relaxed);  // its thread is gone: a free slot
+  } else if (sys::process_alive(static_cast<pid_t>(slot.pid), slot.start_ticks)) {
+    // A live owner lost it: ask for a longer run before the next grant, so that producers
+    // (consumers) that take turns settle on the lock instead of revoking each other.
+    const std::uint32_t t = side.threshold == 0 ? kFirstBiasStreak : side.threshold;
+    side.threshold = std::min(t * 2, kMaxBiasStreak);
+  }
+  side.holder.store(0, std::memory_order_release);
+  c.bias_revocations[producer ? 0 : 1].fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+// Under the side's mutex, with no bias set: gives the side to this thread if it has had it
+// alone for a while. Returns its slot's index + 1 with `busy` already set (the operation that
+// earned the bias runs under it), or 0.
+std::uint32_t RingView::grant_bias(bool producer) {
+  RingControl& c = *ctl_;
+  const Side side = side_of(c, producer);
+  const auto tid = static_cast<std::uint32_t>(sys::current_tid());
+  if (side.streak_tid != tid) {
+    side.streak_tid = tid;
+    side.streak = 1;
+    return 0;
+  }
+  if (++side.streak < (side.threshold == 0 ? kFirstBiasStreak : side.threshold)) return 0;
+  side.streak = 0;
+  if (!sys::membarrier_registered()) return 0;  // nobody could take it back from us
+  const std::uint64_t token = sys::thread_token();
+  BiasSlot* pick = nullptr;
+  for (std::uint32_t i = 0; i < kBiasSlots && pick == nullptr; ++i) {
+    if (side.slots[i].token.load(std::memory_order_relaxed) == token) pick = &side.slots[i];
+  }
+  for (std::uint32_t i = 0; i < kBiasSlots && pick == nullptr; ++i) {
+    if (side.slots[i].token.load(std::memory_order_relaxed) == 0) pick = &side.slots[i];
+  }
+  // A slot stays with its thread while that thread's process lives: a thread that lost the
+  // bias may still be about to write `busy` (between its two loads of the holder word).
+  for (std::uint32_t i = 0; i < kBiasSlots && pick == nullptr; ++i) {
+    if (!sys::process_alive(static_cast<pid_t>(side.slots[i].pid), side.slots[i].start_ticks)) {
+      pick = &side.slots[i];
+    }
+  }
+  if (pick == nullptr) return 0;
+  const pid_t self = ::getpid();
+  pick->pid = static_cast<std::uint32_t>(self);
+  pick->start_ticks = sys::process_start_ticks(self);
+  pick->token.store(token, std::memory_order_relaxed);
+  pick->busy.store(1, std::memory_order_relaxed);
+  const auto h = static_cast<std::uint32_t>(pick - side.slots) + 1;
+  side.holder.store(h, std::memory_order_release);
+  c.bias_grants[producer ? 0 : 1].fetch_add(1, std::memory_order_relaxed);
+  return h;
 }
 
 // ---- waking and sleeping ------------------------------------------------------------------
@@ -229,10 +412,9 @@ std::size_t RingView::put_impl(Next& next, std::size_t count, std::uint32_t tag,
   RingControl& c = *ctl_;
   const std::uint32_t cap_units = static_cast<std::uint32_t>(capacity_ / 8);
 
-  bool timed_out = false;
-  lock_side(true, deadline, timed_out);
-  if (timed_out) return 0;
-  Unlock unlock{&c.put_mutex};
+  const std::uint32_t hold = enter_side(true, deadline);
+  if (hold == 0) return 0;
+  SideExit exit{this, true, hold};
 
   if (c.closed.load(std::memory_order_acquire) != 0) check_put_open(0, count);
   if (wake_fd_ >= 0) {
@@ -344,9 +526,16 @@ std::size_t RingView::put_many_fixed(const void* base, std::size_t size, std::si
 // ---- get ----------------------------------------------------------------------------------
 
 void RingView::finish_close() {
-  // Wait for an in-flight put (it holds put_mutex) to finish, then no put can commit again.
+  // Wait for a put in flight (it holds put_mutex, or the producer bias) to finish; then no put
+  // can commit again.
   bool timed_out = false;
   lock_side(true, Clock::time_point::max(), timed_out);
+  try {
+    (void)revoke_bias(true, Clock::time_point::max());
+  } catch (...) {
+    ::pthread_mutex_unlock(&ctl_->put_mutex);
+    throw;
+  }
   ctl_->closed.store(2, std::memory_order_release);
   ::pthread_mutex_unlock(&ctl_->put_mutex);
 }
@@ -361,10 +550,9 @@ RingStatus RingView::get_impl(Take& take, std::size_t max, Clock::time_point dea
                               std::size_t& taken) {
   taken = 0;
   RingControl& c = *ctl_;
-  bool timed_out = false;
-  lock_side(false, deadline, timed_out);
-  if (timed_out) return RingStatus::timed_out;
-  Unlock unlock{&c.get_mutex};
+  const std::uint32_t hold = enter_side(false, deadline);
+  if (hold == 0) return RingStatus::timed_out;
+  SideExit exit{this, false, hold};
 
   Word t = c.tail.load(std::memory_order_relaxed);  // ours
   if (pos_of(c.cached_head) == pos_of(t)) {
@@ -593,8 +781,11 @@ bool RingView::producer_waiting() const noexcept {
 }
 
 RingStats RingView::stats() const noexcept {
-  return {ctl_->abandoned_puts.load(std::memory_order_relaxed),
-          ctl_->abandoned_gets.load(std::memory_order_relaxed)};
+  const RingControl& c = *ctl_;
+  return {c.abandoned_puts.load(std::memory_order_relaxed), c.abandoned_gets.load(std::memory_order_relaxed),
+          c.bias_grants[0].load(std::memory_order_relaxed), c.bias_grants[1].load(std::memory_order_relaxed),
+          c.bias_revocations[0].load(std::memory_order_relaxed),
+          c.bias_revocations[1].load(std::memory_order_relaxed)};
 }
 
 std::size_t RingView::unfinished() const noexcept {

@@ -21,6 +21,18 @@ constexpr Word make_word(std::uint32_t pos, std::uint32_t count) noexcept {
   return (Word{count} << 32) | pos;
 }
 
+// One thread's claim on a side's bias (docs/design/queue.md, "Biased sides"): a cache line of
+// its own, since its owner writes `busy` twice per operation.
+struct alignas(64) BiasSlot {
+  std::atomic<std::uint32_t> busy;   // written only by the owner: 1 inside an operation on the side
+  std::uint32_t pid;                 // the owner's process: a revoker checks that it lives
+  std::uint64_t start_ticks;         // ... with its start time, so that a recycled pid is not it
+  std::atomic<std::uint64_t> token;  // the owner thread's sys::thread_token(); 0: a free slot
+};
+
+inline constexpr std::uint32_t kBiasSlots = 4;      // per side
+inline constexpr std::uint32_t kBiasRevoked = 0x100;  // in holder: revoked, the owner may be busy
+
 struct RingControl {
   static constexpr std::uint32_t kLayoutVersion = RingView::kLayoutVersion;
 
@@ -32,7 +44,13 @@ struct RingControl {
   // Producer-private line: only producers touch it, so taking the lock moves no cache line
   // between a producer and a consumer.
   alignas(64) pthread_mutex_t put_mutex;
-  Word cached_tail;  // guarded by put_mutex (invariant 3)
+  Word cached_tail;  // guarded by the producer side (invariant 3)
+  // The producer side's bias: 0, or the index + 1 of the slot whose thread owns the side without
+  // the mutex (| kBiasRevoked while a revoker waits for it). Written under put_mutex only.
+  std::atomic<std::uint32_t> put_holder;
+  std::uint32_t put_streak;      // guarded by put_mutex: operations in a row by put_streak_tid
+  std::uint32_t put_streak_tid;
+  std::uint32_t put_threshold;   // streak that earns the bias; doubles when a live owner is revoked
 
   // head on a line of its own: written by the put_mutex holder (invariant 1), read by consumers.
   // A consumer spinning on it must not also pull the producer's lock away from the producer.
@@ -40,7 +58,11 @@ struct RingControl {
 
   // Consumer-private line.
   alignas(64) pthread_mutex_t get_mutex;
-  Word cached_head;  // guarded by get_mutex
+  Word cached_head;  // guarded by the consumer side
+  std::atomic<std::uint32_t> get_holder;  // as put_holder, for consumers
+  std::uint32_t get_streak;
+  std::uint32_t get_streak_tid;
+  std::uint32_t get_threshold;
 
   // tail on a line of its own: written by the get_mutex holder, read by producers.
   alignas(64) std::atomic<Word> tail;
@@ -59,6 +81,11 @@ struct RingControl {
   std::atomic<std::uint32_t> join_waiters;
   std::atomic<std::uint64_t> abandoned_puts;
   std::atomic<std::uint64_t> abandoned_gets;
+  std::atomic<std::uint64_t> bias_grants[2];       // [0] producers, [1] consumers
+  std::atomic<std::uint64_t> bias_revocations[2];
+
+  BiasSlot put_slots[kBiasSlots];
+  BiasSlot get_slots[kBiasSlots];
 };
 
 static_assert(std::is_standard_layout_v<RingControl>);
@@ -70,6 +97,10 @@ static_assert(offsetof(RingControl, head) - offsetof(RingControl, put_mutex) >= 
               "the producer lock and head must not share a cache line");
 static_assert(offsetof(RingControl, tail) - offsetof(RingControl, get_mutex) >= 64,
               "the consumer lock and tail must not share a cache line");
+static_assert(offsetof(RingControl, put_threshold) + sizeof(std::uint32_t) <= offsetof(RingControl, put_mutex) + 64 &&
+                  offsetof(RingControl, get_threshold) + sizeof(std::uint32_t) <= offsetof(RingControl, get_mutex) + 64,
+              "a side's lock, cached word and bias words fit its one private line");
+static_assert(offsetof(RingControl, put_slots) % 64 == 0 && sizeof(BiasSlot) == 64);
 static_assert(std::atomic<Word>::is_always_lock_free);
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 

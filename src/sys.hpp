@@ -26,6 +26,17 @@ auto retry_eintr(Op op) {
 /// The kernel thread id of the calling thread, cached per thread and reset in a forked child.
 pid_t current_tid() noexcept;
 
+/// A random 64-bit token naming the calling thread, never 0, drawn again in a forked child.
+/// Unlike a tid, it names no later thread once this one is gone (a ring's bias slots keep it).
+std::uint64_t thread_token() noexcept;
+
+/// Registers this process for membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), once per process
+/// (again in a forked child). false where the kernel does not offer it.
+bool membarrier_registered() noexcept;
+/// The heavy half of an asymmetric fence: a full memory barrier on every CPU that is running a
+/// registered process, then here. false where the kernel refused.
+bool membarrier_global() noexcept;
+
 /// Increments in every child forked from this process (pthread_atfork): objects that hold
 /// per-process resources (file descriptors of OFD locks) compare it to know they were forked.
 std::uint64_t fork_generation() noexcept;

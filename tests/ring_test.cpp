@@ -242,3 +242,40 @@ TEST(RingBatch, put_many_fixed_of_messages_that_can_never_fit_puts_nothing) {
   }
   EXPECT_EQ(ring.view.size(), 0u);
 }
+
+// A put called from inside a put of the same ring (an encoder that puts into its own queue) is
+// refused, whether the side is held by its lock or biased to this thread: never a deadlock, and
+// never two writers at once.
+TEST(RingBias, a_put_from_inside_a_put_of_the_same_ring_is_an_error_not_a_deadlock) {
+  HeapRing r;
+  for (bool biased : {false, true}) {
+    if (biased) {
+      for (int i = 0; i < 1000; ++i) {
+        r.put("x");
+        std::string out;
+        ASSERT_EQ(r.get(out), -1);
+      }
+    }
+    EXPECT_EQ(r.view.stats().producer_bias_grants, biased ? 1u : 0u);
+    struct Ctx {
+      RingView* ring;
+      int value;
+    } ctx{&r.view, 5};
+    const mproc::detail::MessageSource source{
+        [](void* c, std::size_t, const void*& data, std::size_t& size) {
+          auto* x = static_cast<Ctx*>(c);
+          (void)x->ring->put(&x->value, sizeof x->value, 7, Clock::time_point::max());
+          data = &x->value;
+          size = sizeof x->value;
+        },
+        &ctx};
+    try {
+      (void)r.view.put_many(source, 1, 7, Clock::time_point::max());
+      ADD_FAILURE() << "a nested put went through";
+    } catch (const mproc::Error& e) {
+      EXPECT_EQ(e.code().value(), EDEADLK) << e.what();
+    }
+    EXPECT_EQ(r.view.size(), 0u);
+  }
+}
+

@@ -25,8 +25,12 @@
 /// Allocation: put/get of trivially copyable types and of bytes allocate nothing; structured
 ///   types allocate only what the decoded value needs (the encoding buffer is reused per thread).
 /// Order: the messages of one producer arrive in the order it put them. Across producers, the
-///   order is the order in which their puts took the producer lock (one total order).
-/// Batches: put_many(values) and get_many(out) take the lock and commit once per batch rather
+///   order is the order in which their puts took the producer side (one total order).
+/// Locking: each side (producers, consumers) has a robust lock. A thread that keeps a side to
+///   itself (one producer thread, one consumer thread) is soon given it outright and then puts
+///   or gets without the lock; another thread or process takes it back in a few microseconds
+///   on its first call. stats() counts both (docs/design/queue.md, "Biased sides").
+/// Batches: put_many(values) and get_many(out) take the side and commit once per batch rather
 ///   than per message — for small messages several times the throughput of put()/get(). A
 ///   batch's messages are consecutive in the queue; get_many never waits for a batch to fill.
 /// qsize(), empty(), full(): exact at the instant they are read (not Python's "approximate").

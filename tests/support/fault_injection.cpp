@@ -47,7 +47,7 @@ namespace {
   X(posix_fallocate) X(fallocate) X(mmap) X(linkat) X(fcntl) X(pread) X(pwrite) X(read) X(write) \
   X(eventfd) X(eventfd_read) X(eventfd_write) X(socketpair) X(send) X(recv) X(sendmsg)           \
   X(recvmsg) X(poll) X(ppoll) X(waitid) X(waitpid) X(fork) X(nanosleep) X(clock_nanosleep)       \
-  X(futex_wait) X(futex_wake) X(pidfd_open) X(pidfd_send_signal)
+  X(futex_wait) X(futex_wake) X(pidfd_open) X(pidfd_send_signal) X(membarrier)
 
 enum Fn : int {
 #define MPROC_X(name) f_##name,
@@ -643,6 +643,8 @@ long syscall(long number, ...) noexcept {
     e = check(f_pidfd_open);
   } else if (number == SYS_pidfd_send_signal) {
     e = check(f_pidfd_send_signal, static_cast<int>(a[0]));
+  } else if (number == SYS_membarrier) {
+    e = check(f_membarrier);
   }
   if (e != 0) return fail<long>(e);
   return real<long (*)(long, ...)>(s_syscall)(number, a[0], a[1], a[2], a[3], a[4], a[5]);

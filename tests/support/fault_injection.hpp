@@ -18,9 +18,9 @@
 // What it cannot see: calls glibc makes inside itself (shm_open's open, eventfd_write's write,
 // pthread_mutex_clocklock's futex). Fail the outer function instead.
 //
-// Names: the libc function names below, plus four system calls made through syscall(2):
-// "futex_wait" (FUTEX_WAIT and FUTEX_WAIT_BITSET), "futex_wake", "pidfd_open" and
-// "pidfd_send_signal". An unknown name is a std::invalid_argument, so a typo cannot make a
+// Names: the libc function names below, plus five system calls made through syscall(2):
+// "futex_wait" (FUTEX_WAIT and FUTEX_WAIT_BITSET), "futex_wake", "pidfd_open",
+// "pidfd_send_signal" and "membarrier" (any command). An unknown name is a std::invalid_argument, so a typo cannot make a
 // test pass vacuously.
 //
 // Scope: a plan fires only in the process that armed it, in any of its threads; a forked child

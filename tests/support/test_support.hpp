@@ -170,12 +170,13 @@ class ScratchName {
   std::string name_;
 };
 
-/// Waits (at most kPatience) until a process sleeps in get on the named queue `name`, as
-/// `mproc ls` would report it: a consumer that is asleep holds the queue's consumer lock.
-inline bool wait_for_sleeping_consumer(const std::string& name) {
+/// Waits (at most kPatience) until a process sleeps in get (`consumer`) or in put on the named
+/// queue `name`, as `mproc ls` would report it: a sleeper holds its side of the queue (its lock,
+/// or the side's bias) until it wakes.
+inline bool wait_for_sleeper(const std::string& name, bool consumer) {
   auto asleep = [&] {
     for (const mproc::NamedObjectInfo& o : mproc::list_named_objects()) {
-      if (o.name == name) return o.consumer_waiting;
+      if (o.name == name) return consumer ? o.consumer_waiting : o.producer_waiting;
     }
     return false;
   };
@@ -186,6 +187,8 @@ inline bool wait_for_sleeping_consumer(const std::string& name) {
   }
   return true;
 }
+inline bool wait_for_sleeping_consumer(const std::string& name) { return wait_for_sleeper(name, true); }
+inline bool wait_for_sleeping_producer(const std::string& name) { return wait_for_sleeper(name, false); }
 
 /// Joins a child (failing the test if it does not end within kPatience) and returns its exit
 /// code, or -1000 if it had none.

@@ -65,8 +65,14 @@ enum class RingStatus : std::uint8_t {
 
 /// Statistics a ring keeps about repairs after process deaths.
 struct RingStats {
-  std::uint64_t abandoned_puts;  ///< producers that died holding the producer lock
-  std::uint64_t abandoned_gets;  ///< consumers that died holding the consumer lock
+  std::uint64_t abandoned_puts;  ///< producers that died inside a put (the side repaired after them)
+  std::uint64_t abandoned_gets;  ///< consumers that died inside a get
+  /// How often a thread was given a side to itself (it then puts, or gets, without the lock),
+  /// and how often another took it back: docs/design/queue.md, "Biased sides".
+  std::uint64_t producer_bias_grants = 0;
+  std::uint64_t consumer_bias_grants = 0;
+  std::uint64_t producer_bias_revocations = 0;
+  std::uint64_t consumer_bias_revocations = 0;
 };
 
 /// One process's view of a ring in shared memory. Cheap to copy; owns nothing.
@@ -74,7 +80,7 @@ class RingView {
  public:
   static constexpr std::size_t kControlSize = 4096;
   /// The layout version in every ring's header (docs/design/queue.md).
-  static constexpr std::uint32_t kLayoutVersion = 2;
+  static constexpr std::uint32_t kLayoutVersion = 3;
   static constexpr std::size_t kRecordHeader = 8;
 
   /// The capacity actually used for a requested one: a power of two, at least 4 KiB, at most
@@ -171,6 +177,16 @@ class RingView {
   /// Whether a record of `need` units fits between a producer's head and a tail.
   bool fits(std::uint64_t head, std::uint64_t tail, std::uint32_t need) const noexcept;
   void lock_side(bool producer, Clock::time_point deadline, bool& timed_out);
+  // How one operation holds its side (docs/design/queue.md, "Biased sides"): 0 if the deadline
+  // passed first, kHeldByMutex, or the index + 1 of this thread's bias slot.
+  static constexpr std::uint32_t kHeldByMutex = 0x10000;
+  std::uint32_t enter_side(bool producer, Clock::time_point deadline);
+  std::uint32_t enter_side_slow(bool producer, Clock::time_point deadline);
+  void leave_side(bool producer, std::uint32_t hold) noexcept;
+  bool revoke_bias(bool producer, Clock::time_point deadline);
+  std::uint32_t grant_bias(bool producer);
+  void repair_side(bool producer) noexcept;
+  struct SideExit;
   void wake(bool data_side) noexcept;
   bool sleep(bool data_side, std::uint32_t seen, Clock::time_point until);
   void finish_close();

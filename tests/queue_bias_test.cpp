@@ -1,0 +1,181 @@
+// Biased sides (docs/design/queue.md, "Biased sides"): a thread that has a queue's producer or
+// consumer side to itself puts or gets without the lock; any other thread or process takes the
+// side back first. These tests watch the grants and revocations through stats(), and kill owners
+// of a bias at the points where a survivor has to repair after them.
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mproc/process.hpp"
+#include "mproc/queue.hpp"
+#include "support/test_support.hpp"
+
+using namespace std::chrono_literals;
+using mproc::Process;
+using mproc::Queue;
+using mproc_test::exit_code_of;
+using mproc_test::Flag;
+using mproc_test::kPatience;
+using mproc_test::ScratchName;
+using mproc_test::start_child;
+
+namespace {
+
+// More operations in a row than any side needs to be given to the thread that makes them.
+constexpr int kRun = 1000;
+
+// Puts and gets kRun messages from this thread, one at a time; checks their order.
+void run_alone(Queue<int>& q, int from) {
+  for (int i = from; i < from + kRun; ++i) {
+    q.put(i);
+    ASSERT_EQ(q.get(), i);
+  }
+}
+
+}  // namespace
+
+TEST(QueueBias, a_thread_alone_gets_both_sides_and_another_process_takes_them_back) {
+  Queue<int> q;
+  run_alone(q, 0);
+  const mproc::RingStats alone = q.stats();
+  EXPECT_EQ(alone.producer_bias_grants, 1u) << "one thread, one grant per side, kept";
+  EXPECT_EQ(alone.consumer_bias_grants, 1u);
+  EXPECT_EQ(alone.producer_bias_revocations, 0u);
+  EXPECT_EQ(alone.consumer_bias_revocations, 0u);
+
+  // Another process uses both sides: it must take each back before its first operation.
+  Process p = start_child([&] {
+    for (int i = 0; i < 10; ++i) q.put(100000 + i);
+    for (int i = 0; i < 10; ++i) CHILD_CHECK(q.get() == 100000 + i);
+  });
+  EXPECT_EQ(exit_code_of(p), 0);
+  const mproc::RingStats after = q.stats();
+  EXPECT_EQ(after.producer_bias_revocations, 1u);
+  EXPECT_EQ(after.consumer_bias_revocations, 1u);
+  EXPECT_EQ(after.abandoned_puts + after.abandoned_gets, 0u) << "the owner was idle and alive";
+
+  // And back here: this thread takes the sides back in turn, and the queue still works.
+  run_alone(q, kRun);
+  EXPECT_TRUE(q.empty());
+}
+
+TEST(QueueBias, threads_of_one_process_that_take_turns_lose_nothing) {
+  Queue<std::uint64_t> q;
+  constexpr std::uint64_t kEach = 100000;
+  std::vector<std::thread> producers;
+  for (std::uint64_t t = 0; t < 2; ++t) {
+    producers.emplace_back([&q, t] {
+      // Bursts of a few hundred, so that each thread earns the bias and the other revokes it.
+      for (std::uint64_t i = 0; i < kEach; ++i) {
+        q.put((t << 32) | i);
+        if (i % 512 == 0) std::this_thread::yield();
+      }
+    });
+  }
+  std::uint64_t next[2] = {0, 0};
+  for (std::uint64_t n = 0; n < 2 * kEach; ++n) {
+    const std::optional<std::uint64_t> v = q.get_for(kPatience);
+    ASSERT_TRUE(v.has_value()) << "timed out after " << n << " messages";
+    const std::uint64_t t = *v >> 32;
+    ASSERT_LT(t, 2u);
+    ASSERT_EQ(*v & 0xffffffffu, next[t]) << "thread " << t << "'s messages out of order";
+    ++next[t];
+  }
+  for (std::thread& t : producers) t.join();
+  EXPECT_TRUE(q.empty());
+  const mproc::RingStats s = q.stats();
+  EXPECT_GT(s.producer_bias_grants, 0u);
+  std::printf("two producer threads: %llu grants, %llu revocations\n",
+              static_cast<unsigned long long>(s.producer_bias_grants),
+              static_cast<unsigned long long>(s.producer_bias_revocations));
+}
+
+TEST(QueueBias, a_producer_killed_asleep_in_a_put_it_made_without_the_lock_is_repaired_after) {
+  const ScratchName<Queue<int>> name("bias-put-kill");
+  Queue<int> q = Queue<int>::create(name.str(), 4096, 1);
+  Flag biased;
+  Process p = start_child([&] {
+    for (int i = 0; i < kRun; ++i) q.put(i);  // the parent takes them: the side is ours alone
+    biased.raise();
+    q.put(kRun);      // fills the queue (the parent has stopped taking)
+    q.put(kRun + 1);  // sleeps, inside an operation under the bias: killed here
+    std::_Exit(3);
+  });
+  for (int i = 0; i < kRun; ++i) ASSERT_EQ(q.get_for(kPatience), i);
+  ASSERT_TRUE(biased.wait_for(kPatience));
+  ASSERT_TRUE(mproc_test::wait_for_sleeping_producer(name.str()));
+  EXPECT_EQ(q.stats().producer_bias_grants, 1u);
+  p.kill();
+  EXPECT_EQ(exit_code_of(p), -SIGKILL);
+
+  EXPECT_EQ(q.get_for(kPatience), kRun);
+  EXPECT_TRUE(q.put_for(7, kPatience)) << "the dead owner's side must be taken back";
+  EXPECT_EQ(q.get_for(kPatience), 7);
+  const mproc::RingStats s = q.stats();
+  EXPECT_EQ(s.abandoned_puts, 1u) << "the side was repaired after its owner died inside put";
+  EXPECT_EQ(s.producer_bias_revocations, 1u);
+  EXPECT_TRUE(q.empty()) << "the killed put delivered nothing";
+}
+
+TEST(QueueBias, a_consumer_killed_asleep_in_a_get_it_made_without_the_lock_is_repaired_after) {
+  const ScratchName<Queue<int>> name("bias-get-kill");
+  Queue<int> q = Queue<int>::create(name.str());
+  Process p = start_child([&] {
+    for (int i = 0; i < kRun; ++i) CHILD_CHECK(q.get() == i);
+    (void)q.get();  // sleeps, inside an operation under the bias: killed here
+    std::_Exit(3);
+  });
+  for (int i = 0; i < kRun; ++i) q.put(i);
+  ASSERT_TRUE(mproc_test::wait_for_sleeping_consumer(name.str()));
+  EXPECT_EQ(q.stats().consumer_bias_grants, 1u);
+  p.kill();
+  EXPECT_EQ(exit_code_of(p), -SIGKILL);
+
+  q.put(7);
+  EXPECT_EQ(q.get_for(kPatience), 7) << "the dead owner's side must be taken back";
+  const mproc::RingStats s = q.stats();
+  EXPECT_EQ(s.abandoned_gets, 1u);
+  EXPECT_EQ(s.consumer_bias_revocations, 1u);
+}
+
+TEST(QueueBias, an_owner_that_exited_idle_is_taken_back_without_a_repair) {
+  Queue<int> q;
+  Process p = start_child([&] {
+    for (int i = 0; i < kRun; ++i) q.put(i);
+  });
+  for (int i = 0; i < kRun; ++i) ASSERT_EQ(q.get_for(kPatience), i);
+  EXPECT_EQ(exit_code_of(p), 0);
+  q.put(-1);
+  EXPECT_EQ(q.get(), -1);
+  const mproc::RingStats s = q.stats();
+  EXPECT_EQ(s.producer_bias_grants, 1u);
+  EXPECT_EQ(s.producer_bias_revocations, 1u);
+  EXPECT_EQ(s.abandoned_puts, 0u) << "its process exited between two puts: nothing to repair";
+}
+
+TEST(QueueBias, close_waits_for_a_put_in_flight_under_the_bias) {
+  Queue<int> q(4096, 1);
+  Flag biased;
+  Process p = start_child([&] {
+    for (int i = 0; i < kRun; ++i) q.put(i);
+    biased.raise();
+    q.put(kRun);  // fills the queue
+    try {
+      q.put(kRun + 1);  // sleeps under the bias until close() wakes it
+    } catch (const mproc::Closed&) {
+      std::_Exit(0);
+    }
+    std::_Exit(4);
+  });
+  for (int i = 0; i < kRun; ++i) ASSERT_EQ(q.get_for(kPatience), i);
+  ASSERT_TRUE(biased.wait_for(kPatience));
+  q.close();
+  EXPECT_EQ(exit_code_of(p), 0) << "the sleeping put must end in mproc::Closed";
+  EXPECT_EQ(q.get(), kRun);
+  EXPECT_EQ(q.get(), std::nullopt);
+}
