@@ -19,11 +19,8 @@ namespace mproc::sys {
 namespace {
 
 thread_local pid_t t_tid = 0;
-thread_local std::uint64_t t_token = 0;
-thread_local std::uint64_t t_token_generation = 0;
 std::atomic<std::uint64_t> g_generation{0};
-// The fork generation + 1 in which this process registered for membarrier; ~0 if it cannot.
-std::atomic<std::uint64_t> g_membarrier_generation{0};
+
 
 // Guards g_fds. prepare() takes it so that no other thread is half-way through an update at
 // the moment of fork; the child then finds it in a known state.
@@ -48,6 +45,8 @@ void parent() noexcept {
 void child() noexcept {
   // Only the forking thread exists here, and it holds g_fds_mutex (taken in prepare()).
   t_tid = 0;
+  t_thread_token = 0;  // the child's thread is another thread: it draws its own
+  g_membarrier_state.store(0, std::memory_order_relaxed);  // a new process: registers itself
   g_generation.fetch_add(1, std::memory_order_relaxed);
   for (int fd : g_fds) close_fd(fd);
   g_fds.clear();
@@ -76,31 +75,28 @@ ForkFence::ForkFence() noexcept {
 }
 ForkFence::~ForkFence() { g_fork_fence.unlock(); }
 
-std::uint64_t thread_token() noexcept {
-  const std::uint64_t generation = g_generation.load(std::memory_order_relaxed);
-  if (t_token != 0 && t_token_generation == generation) return t_token;
+thread_local std::uint64_t t_thread_token = 0;
+
+std::uint64_t draw_thread_token() noexcept {
   std::uint64_t token = 0;
   if (::getrandom(&token, sizeof token, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof token)) {
-    // No entropy yet (early boot): the tid, the process's start and the time, mixed. Live
-    // threads still differ by tid; only a collision with a dead thread's token is less unlikely.
+    // No entropy yet (early boot): the tid and the time, mixed. Live threads still differ by
+    // tid; only a collision with a dead thread's token is less unlikely.
     const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
     token = (std::uint64_t{static_cast<std::uint32_t>(current_tid())} << 32) ^
             static_cast<std::uint64_t>(now) * 0x9E3779B97F4A7C15ull;
   }
-  t_token = token | 1;  // never 0, which marks a free slot
-  t_token_generation = generation;
-  return t_token;
+  t_thread_token = token | 1;  // never 0, which marks a free slot and "not drawn yet"
+  return t_thread_token;
 }
 
-bool membarrier_registered() noexcept {
-  const std::uint64_t want = g_generation.load(std::memory_order_relaxed) + 1;
-  const std::uint64_t have = g_membarrier_generation.load(std::memory_order_acquire);
-  if (have == want) return true;
-  if (have == ~std::uint64_t{0}) return false;
+std::atomic<int> g_membarrier_state{0};
+
+bool register_membarrier() noexcept {
   const long query = ::syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
   const bool ok = query >= 0 && (query & MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0 &&
                   ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
-  g_membarrier_generation.store(ok ? want : ~std::uint64_t{0}, std::memory_order_release);
+  g_membarrier_state.store(ok ? 1 : 2, std::memory_order_release);
   return ok;
 }
 

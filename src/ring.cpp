@@ -298,6 +298,25 @@ std::uint32_t RingView::grant_bias(bool producer) {
 
 // ---- waking and sleeping ------------------------------------------------------------------
 
+// The two halves of every handshake between a commit and a sleeper (queue.md, "Waking"): one
+// side stores a word (head, tail; a waiting flag, an armed or signalled flag), then reads the
+// other's. In a process registered for membarrier a commit runs no fence of its own: the
+// sleeper's membarrier() runs one on every CPU that is running a registered process (and a
+// context switch is one), so either the sleeper's re-check sees the commit or the committer sees
+// the flag. A process that cannot register fences on every commit, as before.
+namespace {
+inline void committer_fence() noexcept {
+  if (!sys::membarrier_registered()) std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+// If membarrier() fails here although this process registered (a seccomp filter applied since),
+// a missed wake-up still ends at the sleeper's next heartbeat.
+inline void sleeper_fence() noexcept {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (sys::membarrier_registered()) (void)sys::membarrier_global();
+}
+}  // namespace
+
+
 // Called after a commit and a seq_cst fence (the waker's half of the handshake in queue.md).
 void RingView::wake(bool data_side) noexcept {
   RingControl& c = *ctl_;
@@ -343,10 +362,10 @@ bool RingView::sleep(bool data_side, std::uint32_t seen, Clock::time_point until
     while (n == static_cast<ssize_t>(sizeof buf)) n = ::recv(wake_fd_, buf, sizeof buf, MSG_DONTWAIT);
     if (data_side) {
       // The pending byte is gone: let the next commit send another. The caller re-checks the
-      // ring after this fence, so a commit that saw the flag still set is not missed (it pairs
-      // with the fence after the producer's commit).
+      // ring after this fence, so a commit that saw the flag still set is not missed (the
+      // other half of the handshake with the producer's commit).
       c.data_signaled.store(0, std::memory_order_relaxed);
-      std::atomic_thread_fence(std::memory_order_seq_cst);
+      sleeper_fence();
     }
   }
   return true;
@@ -396,9 +415,13 @@ void RingView::throw_too_big(std::size_t size, const std::string& context) const
 }
 
 void RingView::commit_head(Word h) noexcept {
-  ctl_->head.store(h, std::memory_order_release);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  wake(true);
+  RingControl& c = *ctl_;
+  c.head.store(h, std::memory_order_release);
+  committer_fence();
+  // Inline, the usual case: nobody asleep, no poller. Then wake() would do nothing.
+  if (c.get_waiting.load(std::memory_order_relaxed) != 0 || c.fd_armed.load(std::memory_order_relaxed) != 0) {
+    wake(true);
+  }
 }
 
 // One put or put_many: `next(i, data, size)` supplies message i of `count`. Everything happens
@@ -460,7 +483,7 @@ std::size_t RingView::put_impl(Next& next, std::size_t count, std::uint32_t tag,
           check_put_open(done, count);
           // Sleep (queue.md, "Waking"): announce, fence, snapshot, re-check, sleep.
           c.put_waiting.store(1, std::memory_order_relaxed);
-          std::atomic_thread_fence(std::memory_order_seq_cst);
+          sleeper_fence();
           const std::uint32_t seen = c.space_seq.load(std::memory_order_acquire);
           c.cached_tail = c.tail.load(std::memory_order_acquire);
           bool peer_ok = true;
@@ -574,7 +597,7 @@ RingStatus RingView::get_impl(Take& take, std::size_t max, Clock::time_point dea
           return RingStatus::timed_out;
         }
         c.get_waiting.store(1, std::memory_order_relaxed);
-        std::atomic_thread_fence(std::memory_order_seq_cst);
+        sleeper_fence();
         const std::uint32_t seen = c.data_seq.load(std::memory_order_acquire);
         c.cached_head = c.head.load(std::memory_order_acquire);
         bool peer_ok = true;
@@ -631,8 +654,8 @@ RingStatus RingView::get_impl(Take& take, std::size_t max, Clock::time_point dea
   }
 
   c.tail.store(t, std::memory_order_release);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  wake(false);
+  committer_fence();
+  if (c.put_waiting.load(std::memory_order_relaxed) != 0) wake(false);  // nothing else to wake
   return RingStatus::ok;
 }
 
@@ -684,7 +707,7 @@ bool RingView::unsignal_if_empty(Word t) noexcept {
     }
   }
   c.data_signaled.store(0, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with the fence after a commit
+  sleeper_fence();  // the other half of the handshake with a commit
   if (pos_of(c.head.load(std::memory_order_acquire)) == pos_of(t)) return false;
   // A pipe's reader cannot signal its own socket (only the peer writes to it); the caller, which
   // found the record, reports it ready instead.
@@ -714,7 +737,7 @@ RingStatus RingView::wait_readable(Clock::time_point deadline) {
     // Sleep without the consumer lock: announce through the same flag; a spurious wake of
     // another sleeper is harmless, every sleeper re-checks.
     c.get_waiting.store(1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    sleeper_fence();
     const std::uint32_t seen = c.data_seq.load(std::memory_order_acquire);
     bool peer_ok = true;
     if (pos_of(c.head.load(std::memory_order_acquire)) == pos_of(c.tail.load(std::memory_order_acquire))) {
@@ -830,7 +853,7 @@ void RingView::arm_fd() noexcept {
   RingControl& c = *ctl_;
   if (c.fd_armed.exchange(1, std::memory_order_acq_rel) != 0) return;
   // Records already waiting were committed before anyone watched: signal for them.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  sleeper_fence();
   if (event_fd_ >= 0 && size() != 0 && c.data_signaled.exchange(1, std::memory_order_acq_rel) == 0) {
     (void)::eventfd_write(event_fd_, 1);
   }

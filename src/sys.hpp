@@ -5,6 +5,7 @@
 // descriptor is gone either way and a retry could close a descriptor another thread just got.
 #include <sys/types.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <string_view>
@@ -28,11 +29,23 @@ pid_t current_tid() noexcept;
 
 /// A random 64-bit token naming the calling thread, never 0, drawn again in a forked child.
 /// Unlike a tid, it names no later thread once this one is gone (a ring's bias slots keep it).
-std::uint64_t thread_token() noexcept;
+/// Inline: a queue's biased side reads it on every operation.
+extern thread_local std::uint64_t t_thread_token;
+std::uint64_t draw_thread_token() noexcept;
+inline std::uint64_t thread_token() noexcept {
+  const std::uint64_t t = t_thread_token;
+  return t != 0 ? t : draw_thread_token();
+}
 
-/// Registers this process for membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), once per process
-/// (again in a forked child). false where the kernel does not offer it.
-bool membarrier_registered() noexcept;
+/// Whether this process is registered for membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), which
+/// makes the first call register it (again in a forked child). false where the kernel does not
+/// offer it. Inline: a commit to a ring asks on every put and get.
+extern std::atomic<int> g_membarrier_state;  // 0 not tried, 1 registered, 2 refused
+bool register_membarrier() noexcept;
+inline bool membarrier_registered() noexcept {
+  const int state = g_membarrier_state.load(std::memory_order_relaxed);
+  return state == 1 || (state == 0 && register_membarrier());
+}
 /// The heavy half of an asymmetric fence: a full memory barrier on every CPU that is running a
 /// registered process, then here. false where the kernel refused.
 bool membarrier_global() noexcept;
