@@ -340,6 +340,7 @@ struct Config {
   std::uint64_t seed = 0;
   std::uint32_t per_role = 2;  // producers, consumers, pipe pairs, semaphore users
   double hang_s = 10;
+  std::uint32_t calm_every = 0;  // kills between calm checks; 0: 20 to 79, at random
   std::uint64_t ids_per_producer = 0;
 };
 
@@ -1311,7 +1312,7 @@ int Supervisor::run() {
   for (std::uint32_t i = 0; i < cfg_.per_role; ++i) start_pair(pairs_[i]);
 
   g_stage = 1;
-  std::uint64_t kills_to_calm = 20;
+  std::uint64_t kills_to_calm = cfg_.calm_every != 0 ? cfg_.calm_every : 20;
   const Clock::time_point t0 = Clock::now();
   const Clock::time_point end = t0 + std::chrono::duration_cast<Clock::duration>(
                                         std::chrono::duration<double>(cfg_.duration_s));
@@ -1334,7 +1335,7 @@ int Supervisor::run() {
     revive();
     if (--kills_to_calm == 0) {
       calm_check();
-      kills_to_calm = 20 + rng_() % 60;
+      kills_to_calm = cfg_.calm_every != 0 ? cfg_.calm_every : 20 + rng_() % 60;
     }
   }
   const double killing_s = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -1550,12 +1551,14 @@ int Supervisor::check_and_report(double killing_s) {
   if (why != nullptr) std::fprintf(stderr, "mproc_chaos: %s\n", why);
   std::fprintf(stderr,
                "usage: mproc_chaos [--duration SECONDS] [--seed N] [--workers N] [--hang-seconds S]\n"
-               "                   [--sabotage KIND]\n"
+               "                   [--calm-every K] [--sabotage KIND]\n"
                "  --duration      seconds of killing (default 6, or $MPROC_CHAOS_SECONDS)\n"
                "  --seed          replays a run's choice of victims and pauses (default: random)\n"
                "  --workers       producers, consumers, pipe pairs and semaphore users each\n"
                "                  (default 2, at most %u; lock holders: one more)\n"
                "  --hang-seconds  how long a worker may go without progress (default 10)\n"
+               "  --calm-every    kills between two checks that every worker still makes progress\n"
+               "                  (default 20 to 79, at random; a kill can hide a hang until then)\n"
                "  --sabotage      plant a fault, to check that the harness catches it: lose,\n"
                "                  duplicate, tear, hide-owner-death, hang or pipe-gap\n",
                kMaxPerRole);
@@ -1595,6 +1598,9 @@ Config parse(int argc, char** argv) {
                                    [&](const auto& e) { return e.second == value; });
       if (k == kSabotages.end()) usage((std::string("unknown sabotage ") + value).c_str());
       cfg.sabotage = k->first;
+    } else if (arg == "--calm-every") {
+      cfg.calm_every = static_cast<std::uint32_t>(parse_number(value, "kills"));
+      if (cfg.calm_every < 1) usage("--calm-every: at least 1");
     } else if (arg == "--hang-seconds") {
       cfg.hang_s = parse_number(value, "seconds");
       if (cfg.hang_s < 1) usage("--hang-seconds: at least 1");
