@@ -148,11 +148,14 @@ class SignalStorm {
   SignalStorm& operator=(const SignalStorm&) = delete;
 
   /// Checks that the storm really hit the thread: `n` signals sent and, where handlers run
-  /// promptly (not under ThreadSanitizer, which defers them), most of them handled.
+  /// promptly (not under ThreadSanitizer, which defers them), a good part of them handled. Not
+  /// all: a standard signal sent while the previous one is still pending is merged with it, and
+  /// on a loaded machine (a sanitizer build next to another test) the target can wait for a core
+  /// longer than the storm's 1 ms period. (ASan in CI once handled 14 of 30.)
   void expect_at_least(unsigned n) const {
     EXPECT_GE(sent_.load(), n);
 #if !defined(__SANITIZE_THREAD__)
-    EXPECT_GE(g_storm_handled.load(), n / 2) << "signals sent but not handled";
+    EXPECT_GE(g_storm_handled.load(), n / 4) << "signals sent but not handled";
 #endif
   }
 
