@@ -316,8 +316,8 @@ inline void sleeper_fence() noexcept {
 }
 }  // namespace
 
-
-// Called after a commit and a seq_cst fence (the waker's half of the handshake in queue.md).
+// Called after a commit and committer_fence() (the waker's half of the handshake above), when a
+// waiting flag or the armed flag was seen set.
 void RingView::wake(bool data_side) noexcept {
   RingControl& c = *ctl_;
   std::atomic<std::uint32_t>& waiting = data_side ? c.get_waiting : c.put_waiting;
