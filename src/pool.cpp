@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <csignal>
 #include <cstring>
 #include <deque>
@@ -255,6 +256,13 @@ struct PoolCore::State {
 
   void run() {
     try {
+      try {
+        for (std::size_t i = 0; i < workers.size(); ++i) start_worker(i);
+      } catch (...) {
+        announce_started();
+        throw;
+      }
+      announce_started();
       loop();
     } catch (const std::exception& e) {
       // Fork, mmap or a decode failed in here. Do not take the user's process down with an
@@ -272,8 +280,20 @@ struct PoolCore::State {
     fail_unfinished();  // whatever failed above: no task may be left waiting forever
   }
 
+  // The constructor waits for this: it returns once the first workers are forked (or failed to
+  // be), so that the caller's thread is not allocating while this thread forks. Forking is safe
+  // next to glibc's malloc, which takes its locks around fork, but not next to GCC 12's
+  // AddressSanitizer allocator: a worker forked while another thread held its lock hangs in its
+  // first allocation.
+  void announce_started() {
+    {
+      std::scoped_lock hold{mutex};
+      started = true;
+    }
+    started_cv.notify_all();
+  }
+
   void loop() {
-    for (std::size_t i = 0; i < workers.size(); ++i) start_worker(i);
     std::vector<pollfd> fds;
     for (;;) {
       Phase now;
@@ -359,19 +379,24 @@ struct PoolCore::State {
   int wake_fd = -1;
   std::vector<Worker> workers;  // dispatcher thread; `assigned` also under mutex
 
-  std::mutex mutex;  // guards pending, phase, stopped_because, finished, next_job, Worker::assigned
+  std::mutex mutex;  // guards pending, phase, stopped_because, finished, next_job, Worker::assigned, started
   std::deque<Chunk> pending;
   Phase phase = Phase::running;
   std::string stopped_because;  // set when the pool stopped itself rather than by terminate()
   bool finished = false;
   std::uint64_t next_job = 1;
   std::size_t next_worker = 0;
+  bool started = false;  // the first workers are forked (or could not be)
+  std::condition_variable started_cv;
 
   std::thread dispatcher;
 };
 
 PoolCore::PoolCore(const PoolOptions& options) : state_(std::make_unique<State>(options)) {
-  state_->dispatcher = std::thread([s = state_.get()] { s->run(); });
+  State& s = *state_;
+  s.dispatcher = std::thread([p = &s] { p->run(); });
+  std::unique_lock hold{s.mutex};
+  s.started_cv.wait(hold, [&s] { return s.started; });
 }
 
 PoolCore::~PoolCore() {
