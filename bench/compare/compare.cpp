@@ -70,6 +70,7 @@
 //                               message and in batches of 64), Boost
 //   options: --rounds R, --seconds S (per run), --only rt8,tp64,..., --no-python, --no-plot
 //   --contender TEXT: only the contenders whose name contains TEXT (and no Python)
+//   --unpinned: the 1 -> 1 workloads without pinning (as a program that does not pin runs them)
 //   --inject-fault (for the tests): each workload loses or corrupts one item; the run must fail
 // Exit status: 0 on success (whether or not the targets are met), 1 on lost or wrong data, a
 // failed child or any other error, 2 on a bad argument.
@@ -127,6 +128,10 @@ constexpr int kSeedWriters = 4;
 /// --inject-fault, for the test suite: every run drops or corrupts one item, so that the test
 /// can show that the workload's check catches it and the program fails.
 bool g_inject_fault = false;
+
+/// --unpinned: the 1 -> 1 workloads run without pinning their two processes to a CPU each, as
+/// a program that does not pin runs them (the scheduler may move them, or put both on one CPU).
+bool g_unpinned = false;
 
 // ---- messages --------------------------------------------------------------------------------
 
@@ -776,7 +781,7 @@ WorkloadResult make_round_trip(Arena& a) {
 template <class M>
 WorkloadResult make_stream(Arena& a, const WorkloadInfo& info, int k) {
   WorkloadResult w{&info, {}};
-  const bool pin = k == 1;
+  const bool pin = k == 1 && !g_unpinned;
   auto add = [&](std::string name, std::string label, auto tag, bool built = true) {
     using Chan = typename decltype(tag)::type;
     const std::string run_name = info.title + " (" + name + ")";
@@ -1113,8 +1118,9 @@ std::string rss_text(const Row& r) {
 
 void print_table(const Config& cfg, const MachineInfo& m,
                  const std::vector<WorkloadResult>& results) {
-  std::printf("mproc_compare%s: %s, %d CPUs, %s, %s\n", cfg.quick ? " --quick" : "", m.cpu.c_str(),
-              m.cpus, m.kernel.c_str(), m.date.c_str());
+  std::printf("mproc_compare%s%s: %s, %d CPUs, %s, %s\n", cfg.quick ? " --quick" : "",
+              g_unpinned ? " --unpinned (1->1 not pinned)" : "", m.cpu.c_str(), m.cpus, m.kernel.c_str(),
+              m.date.c_str());
   std::printf(
       "%d rounds; each figure the median of the rounds; \"mproc vs it\": how many times better "
       "mproc's reference row is\n(>1: mproc faster), the median of the per-round ratios "
@@ -1157,7 +1163,8 @@ void write_markdown(const std::string& path, const Config& cfg, const MachineInf
                     const std::vector<WorkloadResult>& results) {
   std::ofstream f(path);
   f << "Measured " << m.date << " on " << m.cpu << " (" << m.cpus << " CPUs, " << m.kernel
-    << ") by `mproc_compare" << (cfg.quick ? " --quick" : "") << "`: " << cfg.rounds
+    << ") by `mproc_compare" << (cfg.quick ? " --quick" : "") << (g_unpinned ? " --unpinned" : "")
+    << "`" << (g_unpinned ? " (the 1->1 workloads not pinned)" : "") << ": " << cfg.rounds
     << " rounds, each figure the median of the rounds. *mproc vs it*: how many times better "
        "mproc's reference row is (>1: mproc faster), the median of the per-round ratios "
        "(Python: ratio of the medians). *batched mproc vs it*: the same for mproc's batched row "
@@ -1507,7 +1514,7 @@ int usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s [--quick] [--scale N] [--out DIR] [--rounds R] [--seconds S]\n"
                "          [--only rt8,tp64,tp4k,mpmc2,mpmc4,lock2,lock4,seed] [--no-python] "
-               "[--no-plot]\n          [--contender TEXT] [--inject-fault]\n",
+               "[--no-plot]\n          [--contender TEXT] [--unpinned] [--inject-fault]\n",
                argv0);
   return 2;
 }
@@ -1557,6 +1564,8 @@ int main(int argc, char** argv) {
         cfg.plot = false;
       } else if (arg == "--inject-fault") {
         g_inject_fault = true;
+      } else if (arg == "--unpinned") {
+        g_unpinned = true;
       } else if (arg == "--help" || arg == "-h") {
         usage(argv[0]);
         return 0;
