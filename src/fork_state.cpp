@@ -1,6 +1,7 @@
-// Process-wide state that must be put right in a forked child: the cached thread id, the fork
-// generation, and descriptors that children must not inherit. Registered once with
-// pthread_atfork, so it also holds for fork() calls that do not go through mproc::Process.
+// Process-wide state that must be put right in a forked child: the cached thread id, the
+// thread token and membarrier registration (biased queue sides), the fork generation, and
+// descriptors that children must not inherit. Registered once with pthread_atfork, so it also
+// holds for fork() calls that do not go through mproc::Process.
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <sys/random.h>
@@ -20,7 +21,6 @@ namespace {
 
 thread_local pid_t t_tid = 0;
 std::atomic<std::uint64_t> g_generation{0};
-
 
 // Guards g_fds. prepare() takes it so that no other thread is half-way through an update at
 // the moment of fork; the child then finds it in a known state.

@@ -104,6 +104,22 @@ struct Side {
   BiasSlot* slots;
 };
 
+// Releases a side's mutex at scope exit (an exception included), unless keep() hands it on to
+// the operation that follows.
+class SideLock {
+ public:
+  explicit SideLock(pthread_mutex_t* m) noexcept : m_(m) {}
+  ~SideLock() {
+    if (m_ != nullptr) ::pthread_mutex_unlock(m_);
+  }
+  SideLock(const SideLock&) = delete;
+  SideLock& operator=(const SideLock&) = delete;
+  void keep() noexcept { m_ = nullptr; }
+
+ private:
+  pthread_mutex_t* m_;
+};
+
 Side side_of(RingControl& c, bool producer) noexcept {
   if (producer) return {c.put_mutex, c.put_holder, c.put_streak, c.put_streak_tid, c.put_threshold, c.put_slots};
   return {c.get_mutex, c.get_holder, c.get_streak, c.get_streak_tid, c.get_threshold, c.get_slots};
@@ -162,20 +178,12 @@ std::uint32_t RingView::enter_side_slow(bool producer, Clock::time_point deadlin
   bool timed_out = false;
   lock_side(producer, deadline, timed_out);
   if (timed_out) return 0;
-  pthread_mutex_t* m = producer ? &ctl_->put_mutex : &ctl_->get_mutex;
-  try {
-    if (!revoke_bias(producer, deadline)) {
-      ::pthread_mutex_unlock(m);
-      return 0;
-    }
-    const std::uint32_t granted = grant_bias(producer);
-    if (granted == 0) return kHeldByMutex;
-    ::pthread_mutex_unlock(m);  // the operation goes on under the bias
-    return granted;
-  } catch (...) {
-    ::pthread_mutex_unlock(m);
-    throw;
-  }
+  SideLock held(producer ? &ctl_->put_mutex : &ctl_->get_mutex);
+  if (!revoke_bias(producer, deadline)) return 0;
+  const std::uint32_t granted = grant_bias(producer);
+  if (granted != 0) return granted;  // the operation goes on under the bias, without the mutex
+  held.keep();
+  return kHeldByMutex;
 }
 
 inline void RingView::leave_side(bool producer, std::uint32_t hold) noexcept {
@@ -553,14 +561,9 @@ void RingView::finish_close() {
   // can commit again.
   bool timed_out = false;
   lock_side(true, Clock::time_point::max(), timed_out);
-  try {
-    (void)revoke_bias(true, Clock::time_point::max());
-  } catch (...) {
-    ::pthread_mutex_unlock(&ctl_->put_mutex);
-    throw;
-  }
+  SideLock held(&ctl_->put_mutex);
+  (void)revoke_bias(true, Clock::time_point::max());
   ctl_->closed.store(2, std::memory_order_release);
-  ::pthread_mutex_unlock(&ctl_->put_mutex);
 }
 
 // One get or get_many: waits (spins, then sleeps) for the first record only, then offers up to
