@@ -618,6 +618,8 @@ RingStatus RingView::get_impl(Take& take, std::size_t max, Clock::time_point dea
     }
   }
 
+  if (pos_of(c.cached_head) - pos_of(t) < kSlipUnits) slip(t, deadline);
+
   const std::size_t mask = capacity_ - 1;
   for (;;) {
     // A complete record starts at t (invariant 2): unless a process wrote into the ring outside
@@ -660,6 +662,29 @@ RingStatus RingView::get_impl(Take& take, std::size_t max, Clock::time_point dea
   committer_fence();
   if (c.put_waiting.load(std::memory_order_relaxed) != 0) wake(false);  // nothing else to wake
   return RingStatus::ok;
+}
+
+// A consumer right behind the producer reads each record as it lands, in the cache line that
+// the producer is still writing, and the head word with it: both lines then cross between the
+// two cores once per message, and the pair settles at about half the throughput it has when the
+// consumer keeps a little behind (queue.md, "Chasing"). So a consumer that finds less than
+// kSlipUnits committed waits a few pauses for more. A wait in which the producer committed
+// nothing (a request and its reply, a producer gone quiet) is not repeated for the next
+// kSlipRest gets: a consumer that is not chasing pays about one pause in kSlipRest gets.
+void RingView::slip(Word t, Clock::time_point deadline) noexcept {
+  if (slip_rest_ != 0) {
+    --slip_rest_;
+    return;
+  }
+  if (deadline != Clock::time_point::max() && Clock::now() >= deadline) return;  // try_get
+  RingControl& c = *ctl_;
+  const std::uint32_t before = pos_of(c.cached_head);
+  for (int i = 0; i < kSlipPauses; ++i) {
+    sys::cpu_relax();
+    c.cached_head = c.head.load(std::memory_order_acquire);
+    if (pos_of(c.cached_head) - pos_of(t) >= kSlipUnits) return;
+  }
+  if (pos_of(c.cached_head) == before) slip_rest_ = kSlipRest;
 }
 
 RingStatus RingView::get(Taker take, Clock::time_point deadline) {

@@ -187,6 +187,12 @@ class RingView {
   std::uint32_t grant_bias(bool producer);
   void repair_side(bool producer) noexcept;
   struct SideExit;
+  // A consumer close behind the producer waits up to kSlipPauses pauses for kSlipUnits
+  // committed (8-byte units), unless its last such wait was fruitless within kSlipRest gets.
+  static constexpr std::uint32_t kSlipUnits = 16;
+  static constexpr int kSlipPauses = 4;
+  static constexpr std::uint32_t kSlipRest = 64;
+  void slip(std::uint64_t tail_word, Clock::time_point deadline) noexcept;
   void wake(bool data_side) noexcept;
   bool sleep(bool data_side, std::uint32_t seen, Clock::time_point until);
   void finish_close();
@@ -200,6 +206,7 @@ class RingView {
   int event_fd_ = -1;
   const char* what_ = "Queue";
   std::int64_t next_peer_check_ns_ = 0;  // pipes: when put() next checks that the peer lives
+  std::uint32_t slip_rest_ = 0;          // gets before the consumer may slip again (under the get side)
 };
 
 }  // namespace mproc::detail
