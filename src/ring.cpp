@@ -160,14 +160,14 @@ void RingView::lock_side(bool producer, Clock::time_point deadline, bool& timed_
 inline std::uint32_t RingView::enter_side(bool producer, Clock::time_point deadline) {
   RingControl& c = *ctl_;
   std::atomic<std::uint32_t>& holder = producer ? c.put_holder : c.get_holder;
-  const std::uint32_t h = holder.load(std::memory_order_relaxed);
+  const std::uint32_t h = holder.load(std::memory_order_relaxed) & ~kBiasWanted;
   if (h - 1 < kBiasSlots) {
     BiasSlot& slot = (producer ? c.put_slots : c.get_slots)[h - 1];
     if (slot.token.load(std::memory_order_relaxed) == sys::thread_token() &&
         slot.busy.load(std::memory_order_relaxed) == 0) {
       slot.busy.store(1, std::memory_order_relaxed);
       std::atomic_signal_fence(std::memory_order_seq_cst);  // the compiler keeps the order too
-      if (holder.load(std::memory_order_acquire) == h) return h;
+      if ((holder.load(std::memory_order_acquire) & ~kBiasWanted) == h) return h;
       slot.busy.store(0, std::memory_order_release);
     }
   }
@@ -179,8 +179,10 @@ std::uint32_t RingView::enter_side_slow(bool producer, Clock::time_point deadlin
   lock_side(producer, deadline, timed_out);
   if (timed_out) return 0;
   SideLock held(producer ? &ctl_->put_mutex : &ctl_->get_mutex);
-  if (!revoke_bias(producer, deadline)) return 0;
-  const std::uint32_t granted = grant_bias(producer);
+  const Revoked r = revoke_bias(producer, deadline, sys::may_wait(deadline));
+  if (r == Revoked::timed_out) return 0;
+  if (r == Revoked::handed_over) ctl_->bias_handovers[producer ? 0 : 1].fetch_add(1, std::memory_order_relaxed);
+  const std::uint32_t granted = grant_bias(producer, r == Revoked::handed_over);
   if (granted != 0) return granted;  // the operation goes on under the bias, without the mutex
   held.keep();
   return kHeldByMutex;
@@ -196,8 +198,45 @@ inline void RingView::leave_side(bool producer, std::uint32_t hold) noexcept {
   slot.busy.store(0, std::memory_order_release);
   // A revoker changed the holder word and may be asleep until this operation ends. (If this
   // load ran before its store, it finds busy clear itself: it re-checks every millisecond.)
-  if ((producer ? c.put_holder : c.get_holder).load(std::memory_order_relaxed) != hold) {
-    sys::futex_wake(&slot.busy, 1);
+  const std::uint32_t now = (producer ? c.put_holder : c.get_holder).load(std::memory_order_relaxed);
+  if (now != hold) {
+    if (now == (hold | kBiasWanted)) {
+      offer_bias(producer, hold);
+    } else {
+      sys::futex_wake(&slot.busy, 1);
+    }
+  }
+}
+
+namespace {
+constexpr std::uint64_t kLeaseNs = 500'000;  // an owner asked to hand over keeps the side this long
+std::uint64_t now_ns() noexcept {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count());
+}
+}  // namespace
+
+// The owner, between two operations, with a hand-over asked for: after its lease it gives the
+// side up to the asker (who holds the mutex and sleeps on the holder word).
+void RingView::offer_bias(bool producer, std::uint32_t hold) noexcept {
+  RingControl& c = *ctl_;
+  BiasSlot& slot = (producer ? c.put_slots : c.get_slots)[hold - 1];
+  const std::uint32_t n = slot.wanted_ops.load(std::memory_order_relaxed) + 1;
+  slot.wanted_ops.store(n, std::memory_order_relaxed);
+  if (n % 64 != 1) return;
+  const std::uint64_t now = now_ns();
+  const std::uint64_t since = slot.wanted_since_ns.load(std::memory_order_relaxed);
+  if (since == 0) {
+    slot.wanted_since_ns.store(now, std::memory_order_relaxed);
+    return;
+  }
+  if (now - since < kLeaseNs) return;
+  std::atomic<std::uint32_t>& holder = producer ? c.put_holder : c.get_holder;
+  std::uint32_t expected = hold | kBiasWanted;
+  if (holder.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) {
+    sys::futex_wake(&holder, INT_MAX);
+  } else {
+    sys::futex_wake(&slot.busy, 1);  // the asker stopped waiting and revokes
   }
 }
 
@@ -209,15 +248,17 @@ struct RingView::SideExit {
 };
 
 // Under the side's mutex: takes the bias back from its owner, waiting for an operation it has
-// in flight (if its process died in it, repairing after it). false if `deadline` passed first:
-// the bias then stays marked revoked, and the next process to take the mutex waits again.
-bool RingView::revoke_bias(bool producer, Clock::time_point deadline) {
+// in flight (if its process died in it, repairing after it). A live owner that is streaming is
+// first asked to hand the side over at the end of its lease (`may_ask`). timed_out if
+// `deadline` passed first: the bias then stays marked revoked (or wanted), and the next process
+// to take the mutex waits again.
+RingView::Revoked RingView::revoke_bias(bool producer, Clock::time_point deadline, bool may_ask) {
   RingControl& c = *ctl_;
   const Side side = side_of(c, producer);
-  const std::uint32_t h = side.holder.load(std::memory_order_relaxed);
-  if (h == 0) return true;
+  std::uint32_t h = side.holder.load(std::memory_order_acquire);
+  if (h == 0) return Revoked::no_bias;
   // The word lies in shared memory: whatever it says, the index stays inside the slot array.
-  BiasSlot& slot = side.slots[((h & ~kBiasRevoked) - 1) % kBiasSlots];
+  BiasSlot& slot = side.slots[((h & 0xFF) - 1) % kBiasSlots];
   if (slot.token.load(std::memory_order_relaxed) == sys::thread_token()) {
     // Our own bias, and we are on the slow path: either it was revoked while we were away, or
     // this is a put (get) called from inside one of our own (an encoder or a decoder of this
@@ -227,9 +268,45 @@ bool RingView::revoke_bias(bool producer, Clock::time_point deadline) {
                   "(called again from inside one of this thread's own operations on it)");
     }
     side.holder.store(0, std::memory_order_relaxed);
-    return true;
+    return Revoked::taken;
   }
-  if ((h & kBiasRevoked) == 0) side.holder.store(h | kBiasRevoked, std::memory_order_relaxed);
+  if (may_ask && (h & kBiasRevoked) == 0) {
+    // Ask, and sleep on the holder word while the owner keeps making operations.
+    if ((h & kBiasWanted) == 0) {
+      slot.wanted_ops.store(0, std::memory_order_relaxed);
+      slot.wanted_since_ns.store(0, std::memory_order_relaxed);
+      if (!side.holder.compare_exchange_strong(h, h | kBiasWanted, std::memory_order_acq_rel)) {
+        return Revoked::handed_over;  // only the owner changes it, to 0
+      }
+      h |= kBiasWanted;
+    }
+    // Is the owner making operations? It counts them once it sees the request. One that is
+    // idle between operations (or descheduled there) loses the side at once.
+    std::uint32_t last_ops = slot.wanted_ops.load(std::memory_order_relaxed);
+    sys::Spin probe(true);
+    while (slot.wanted_ops.load(std::memory_order_relaxed) == last_ops && probe.next()) {
+      if (side.holder.load(std::memory_order_acquire) == 0) return Revoked::handed_over;
+    }
+    bool streaming = slot.wanted_ops.load(std::memory_order_relaxed) != last_ops ||
+                     slot.busy.load(std::memory_order_relaxed) != 0;
+    last_ops = slot.wanted_ops.load(std::memory_order_relaxed);
+    while (streaming) {
+      const Clock::time_point now = Clock::now();
+      if (now >= deadline) return Revoked::timed_out;
+      sys::futex_wait(&side.holder, h, std::min(deadline, now + 1ms));
+      if (side.holder.load(std::memory_order_acquire) == 0) return Revoked::handed_over;
+      const std::uint32_t ops = slot.wanted_ops.load(std::memory_order_relaxed);
+      streaming = ops != last_ops;  // else idle for a millisecond (or in a long operation)
+      last_ops = ops;
+    }
+    if (!side.holder.compare_exchange_strong(h, (h & 0xFF) | kBiasRevoked, std::memory_order_acq_rel)) {
+      return Revoked::handed_over;
+    }
+  } else if ((h & kBiasRevoked) == 0) {
+    if (!side.holder.compare_exchange_strong(h, (h & 0xFF) | kBiasRevoked, std::memory_order_acq_rel)) {
+      return Revoked::handed_over;
+    }
+  }
   if (!sys::membarrier_global()) {
     throw Error(errno, std::string("cannot take the ") + (producer ? "producer" : "consumer") +
                            " side of a " + what_ + " back from the thread that had it to itself",
@@ -244,7 +321,7 @@ bool RingView::revoke_bias(bool producer, Clock::time_point deadline) {
       break;
     }
     const Clock::time_point now = Clock::now();
-    if (now >= deadline) return false;
+    if (now >= deadline) return Revoked::timed_out;
     sys::futex_wait(&slot.busy, 1, std::min(deadline, now + 1ms));
   }
   if (died) {
@@ -259,22 +336,24 @@ bool RingView::revoke_bias(bool producer, Clock::time_point deadline) {
   }
   side.holder.store(0, std::memory_order_release);
   c.bias_revocations[producer ? 0 : 1].fetch_add(1, std::memory_order_relaxed);
-  return true;
+  return Revoked::taken;
 }
 
 // Under the side's mutex, with no bias set: gives the side to this thread if it has had it
 // alone for a while. Returns its slot's index + 1 with `busy` already set (the operation that
 // earned the bias runs under it), or 0.
-std::uint32_t RingView::grant_bias(bool producer) {
+std::uint32_t RingView::grant_bias(bool producer, bool at_once) {
   RingControl& c = *ctl_;
   const Side side = side_of(c, producer);
   const auto tid = static_cast<std::uint32_t>(sys::current_tid());
-  if (side.streak_tid != tid) {
-    side.streak_tid = tid;
-    side.streak = 1;
-    return 0;
+  if (!at_once) {
+    if (side.streak_tid != tid) {
+      side.streak_tid = tid;
+      side.streak = 1;
+      return 0;
+    }
+    if (++side.streak < (side.threshold == 0 ? kFirstBiasStreak : side.threshold)) return 0;
   }
-  if (++side.streak < (side.threshold == 0 ? kFirstBiasStreak : side.threshold)) return 0;
   side.streak = 0;
   if (!sys::membarrier_registered()) return 0;  // nobody could take it back from us
   const std::uint64_t token = sys::thread_token();
@@ -293,10 +372,12 @@ std::uint32_t RingView::grant_bias(bool producer) {
     }
   }
   if (pick == nullptr) return 0;
-  const pid_t self = ::getpid();
-  pick->pid = static_cast<std::uint32_t>(self);
-  pick->start_ticks = sys::process_start_ticks(self);
-  pick->token.store(token, std::memory_order_relaxed);
+  if (pick->token.load(std::memory_order_relaxed) != token) {
+    const pid_t self = ::getpid();
+    pick->pid = static_cast<std::uint32_t>(self);
+    pick->start_ticks = sys::process_start_ticks(self);
+    pick->token.store(token, std::memory_order_relaxed);
+  }
   pick->busy.store(1, std::memory_order_relaxed);
   const auto h = static_cast<std::uint32_t>(pick - side.slots) + 1;
   side.holder.store(h, std::memory_order_release);
@@ -562,7 +643,7 @@ void RingView::finish_close() {
   bool timed_out = false;
   lock_side(true, Clock::time_point::max(), timed_out);
   SideLock held(&ctl_->put_mutex);
-  (void)revoke_bias(true, Clock::time_point::max());
+  (void)revoke_bias(true, Clock::time_point::max(), false);
   ctl_->closed.store(2, std::memory_order_release);
 }
 
@@ -836,7 +917,9 @@ RingStats RingView::stats() const noexcept {
   return {c.abandoned_puts.load(std::memory_order_relaxed), c.abandoned_gets.load(std::memory_order_relaxed),
           c.bias_grants[0].load(std::memory_order_relaxed), c.bias_grants[1].load(std::memory_order_relaxed),
           c.bias_revocations[0].load(std::memory_order_relaxed),
-          c.bias_revocations[1].load(std::memory_order_relaxed)};
+          c.bias_revocations[1].load(std::memory_order_relaxed),
+          c.bias_handovers[0].load(std::memory_order_relaxed),
+          c.bias_handovers[1].load(std::memory_order_relaxed)};
 }
 
 std::size_t RingView::unfinished() const noexcept {

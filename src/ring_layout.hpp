@@ -28,10 +28,16 @@ struct alignas(64) BiasSlot {
   std::uint32_t pid;                 // the owner's process: a revoker checks that it lives
   std::uint64_t start_ticks;         // ... with its start time, so that a recycled pid is not it
   std::atomic<std::uint64_t> token;  // the owner thread's sys::thread_token(); 0: a free slot
+  // A hand-over asked for (kBiasWanted): operations the owner made since it saw the request, and
+  // when it first saw it (CLOCK_MONOTONIC_COARSE, ns; 0 not yet). Reset by the asker.
+  std::atomic<std::uint32_t> wanted_ops;
+  std::uint32_t reserved;
+  std::atomic<std::uint64_t> wanted_since_ns;
 };
 
 inline constexpr std::uint32_t kBiasSlots = 4;      // per side
 inline constexpr std::uint32_t kBiasRevoked = 0x100;  // in holder: revoked, the owner may be busy
+inline constexpr std::uint32_t kBiasWanted = 0x200;   // in holder: another thread asks for the side
 
 struct RingControl {
   static constexpr std::uint32_t kLayoutVersion = RingView::kLayoutVersion;
@@ -83,6 +89,7 @@ struct RingControl {
   std::atomic<std::uint64_t> abandoned_gets;
   std::atomic<std::uint64_t> bias_grants[2];       // [0] producers, [1] consumers
   std::atomic<std::uint64_t> bias_revocations[2];
+  std::atomic<std::uint64_t> bias_handovers[2];     // an owner gave the side up when asked
 
   BiasSlot put_slots[kBiasSlots];
   BiasSlot get_slots[kBiasSlots];

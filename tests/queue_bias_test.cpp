@@ -4,9 +4,12 @@
 // of a bias at the points where a survivor has to repair after them.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdint>
+#include <cstdio>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -93,6 +96,87 @@ TEST(QueueBias, threads_of_one_process_that_take_turns_lose_nothing) {
   std::printf("two producer threads: %llu grants, %llu revocations\n",
               static_cast<unsigned long long>(s.producer_bias_grants),
               static_cast<unsigned long long>(s.producer_bias_revocations));
+}
+
+// Two producer processes that both stream: the one without the side asks for it and sleeps;
+// the owner hands it over at the end of its lease (queue.md, "Contention: hand-over instead of
+// revocation"), and they take turns. Every message arrives once, each producer's in order.
+TEST(QueueBias, producer_processes_that_all_stream_hand_the_side_over_and_lose_nothing) {
+  Queue<std::uint64_t> q;
+  constexpr std::uint64_t kEach = 300000;
+  Flag go;
+  std::vector<Process> producers;
+  for (std::uint64_t t = 0; t < 2; ++t) {
+    producers.push_back(start_child([&q, &go, t] {
+      CHILD_CHECK(go.wait_for(kPatience));
+      for (std::uint64_t i = 0; i < kEach; ++i) q.put((t << 32) | i);
+    }));
+  }
+  go.raise();
+  go.raise();
+  std::uint64_t next[2] = {0, 0};
+  for (std::uint64_t n = 0; n < 2 * kEach; ++n) {
+    const std::optional<std::uint64_t> v = q.get_for(kPatience);
+    ASSERT_TRUE(v.has_value()) << "timed out after " << n << " messages";
+    const std::uint64_t t = *v >> 32;
+    ASSERT_LT(t, 2u);
+    ASSERT_EQ(*v & 0xffffffffu, next[t]) << "producer " << t << "'s messages out of order";
+    ++next[t];
+  }
+  for (Process& p : producers) EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_TRUE(q.empty());
+  const mproc::RingStats s = q.stats();
+  std::printf("two streaming producers: %llu grants, %llu hand-overs, %llu revocations\n",
+              static_cast<unsigned long long>(s.producer_bias_grants),
+              static_cast<unsigned long long>(s.producer_bias_handovers),
+              static_cast<unsigned long long>(s.producer_bias_revocations));
+  EXPECT_GT(s.producer_bias_handovers, 0u) << "the producers never took turns by hand-over";
+  EXPECT_EQ(s.abandoned_puts, 0u);
+}
+
+// The same on the consumer side: two consumer processes share one streaming producer's
+// messages, each seeing them in rising order, all of them exactly once between the two.
+TEST(QueueBias, consumer_processes_that_all_stream_hand_the_side_over_and_lose_nothing) {
+  Queue<std::uint64_t> q;
+  constexpr std::uint64_t kCount = 600000;
+  constexpr std::uint64_t kEnd = ~std::uint64_t{0};
+  struct Tally {
+    std::atomic<std::uint64_t> count{0};
+    std::atomic<std::uint64_t> sum{0};
+  };
+  mproc_test::Shared<Tally> tally;
+  std::vector<Process> consumers;
+  for (int c = 0; c < 2; ++c) {
+    consumers.push_back(start_child([&q, &tally] {
+      std::uint64_t count = 0;
+      std::uint64_t sum = 0;
+      std::uint64_t last = 0;
+      for (;;) {
+        const std::optional<std::uint64_t> v = q.get_for(kPatience);
+        CHILD_CHECK(v.has_value());
+        if (*v == kEnd) break;
+        CHILD_CHECK(count == 0 || *v > last);  // one producer: rising order at each consumer
+        last = *v;
+        ++count;
+        sum += *v;
+      }
+      tally->count += count;
+      tally->sum += sum;
+    }));
+  }
+  for (std::uint64_t i = 0; i < kCount; ++i) q.put(i);
+  q.put(kEnd);
+  q.put(kEnd);
+  for (Process& p : consumers) EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_EQ(tally->count.load(), kCount);
+  EXPECT_EQ(tally->sum.load(), kCount * (kCount - 1) / 2) << "lost or duplicated";
+  const mproc::RingStats s = q.stats();
+  std::printf("two streaming consumers: %llu grants, %llu hand-overs, %llu revocations\n",
+              static_cast<unsigned long long>(s.consumer_bias_grants),
+              static_cast<unsigned long long>(s.consumer_bias_handovers),
+              static_cast<unsigned long long>(s.consumer_bias_revocations));
+  EXPECT_GT(s.consumer_bias_handovers, 0u) << "the consumers never took turns by hand-over";
+  EXPECT_EQ(s.abandoned_gets, 0u);
 }
 
 TEST(QueueBias, a_producer_killed_asleep_in_a_put_it_made_without_the_lock_is_repaired_after) {

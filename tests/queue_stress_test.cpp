@@ -341,7 +341,7 @@ void run_under_fire(std::uint32_t producers, std::uint32_t consumers, mproc::Rin
       "queue stress: kills: %llu producers, %llu consumers | puts returned %llu, cut short %llu "
       "(%llu of them delivered) | received %llu, missing %llu (allowed %llu), duplicates %llu, "
       "phantoms %llu | abandoned_puts %llu, abandoned_gets %llu | bias grants %llu/%llu, "
-      "revocations %llu/%llu | %.1f s killing, %.1f s in all%s%s\n",
+      "revocations %llu/%llu, handovers %llu/%llu | %.1f s killing, %.1f s in all%s%s\n",
       static_cast<unsigned long long>(producer_kills), static_cast<unsigned long long>(consumer_kills),
       static_cast<unsigned long long>(returned), static_cast<unsigned long long>(cut_short),
       static_cast<unsigned long long>(cut_short_received), static_cast<unsigned long long>(received),
@@ -352,7 +352,9 @@ void run_under_fire(std::uint32_t producers, std::uint32_t consumers, mproc::Rin
       static_cast<unsigned long long>(stats.producer_bias_grants),
       static_cast<unsigned long long>(stats.consumer_bias_grants),
       static_cast<unsigned long long>(stats.producer_bias_revocations),
-      static_cast<unsigned long long>(stats.consumer_bias_revocations), kill_s, total_s,
+      static_cast<unsigned long long>(stats.consumer_bias_revocations),
+      static_cast<unsigned long long>(stats.producer_bias_handovers),
+      static_cast<unsigned long long>(stats.consumer_bias_handovers), kill_s, total_s,
       ran_out_of_ids != 0 ? " | a producer slot ran out of ids" : "",
       child_failed ? " | a child failed" : "");
   std::fflush(stdout);

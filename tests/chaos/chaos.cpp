@@ -1520,7 +1520,7 @@ int Supervisor::check_and_report(double killing_s) {
       "send=%llu recv=%llu acquire=%llu holding=%llu release=%llu elsewhere=%llu | "
       "queue=%llu pipe=%llu (%llu pipes; %llu senders, %llu receivers killed) | batches: put_many=%llu "
       "(%llu messages, %llu killed inside) get_many=%llu (%llu messages, %llu killed inside) | "
-      "queue sides: abandoned puts=%llu gets=%llu, bias grants=%llu/%llu revocations=%llu/%llu | "
+      "queue sides: abandoned puts=%llu gets=%llu, bias grants=%llu/%llu revocations=%llu/%llu handovers=%llu/%llu | "
       "locks: updates=%llu owner_died=%llu "
       "repaired_torn=%llu usable=%s | semaphore: acquires=%llu counts_returned=%llu lost=%llu audits=%llu | "
       "misordered=%llu crashes=%llu calm_checks=%llu | seed=%llu %.1fs %s\n",
@@ -1536,7 +1536,7 @@ int Supervisor::check_and_report(double killing_s) {
       u(t_.kills_in_put_many), u(c.get_many_calls.load()), u(c.get_many_messages.load()),
       u(t_.kills_in_get_many), u(stats.abandoned_puts), u(stats.abandoned_gets),
       u(stats.producer_bias_grants), u(stats.consumer_bias_grants), u(stats.producer_bias_revocations),
-      u(stats.consumer_bias_revocations),
+      u(stats.consumer_bias_revocations), u(stats.producer_bias_handovers), u(stats.consumer_bias_handovers),
       u(c.guarded[0].acquires + c.guarded[1].acquires), u(owner_died),
       u(c.guarded[0].repaired_torn + c.guarded[1].repaired_torn), locks_usable ? "yes" : "NO",
       u(c.sem_acquires.load()), u(t_.sem_returned), u(t_.sem_lost), u(t_.sem_audits), u(c.misordered.load()),

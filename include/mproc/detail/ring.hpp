@@ -73,6 +73,10 @@ struct RingStats {
   std::uint64_t consumer_bias_grants = 0;
   std::uint64_t producer_bias_revocations = 0;
   std::uint64_t consumer_bias_revocations = 0;
+  /// How often a streaming owner handed its side over to a thread that asked for it, at the end
+  /// of its lease (queue.md, "Contention: hand-over instead of revocation").
+  std::uint64_t producer_bias_handovers = 0;
+  std::uint64_t consumer_bias_handovers = 0;
 };
 
 /// One process's view of a ring in shared memory. Cheap to copy; owns nothing.
@@ -80,7 +84,7 @@ class RingView {
  public:
   static constexpr std::size_t kControlSize = 4096;
   /// The layout version in every ring's header (docs/design/queue.md).
-  static constexpr std::uint32_t kLayoutVersion = 3;
+  static constexpr std::uint32_t kLayoutVersion = 4;
   static constexpr std::size_t kRecordHeader = 8;
 
   /// The capacity actually used for a requested one: a power of two, at least 4 KiB, at most
@@ -183,8 +187,10 @@ class RingView {
   std::uint32_t enter_side(bool producer, Clock::time_point deadline);
   std::uint32_t enter_side_slow(bool producer, Clock::time_point deadline);
   void leave_side(bool producer, std::uint32_t hold) noexcept;
-  bool revoke_bias(bool producer, Clock::time_point deadline);
-  std::uint32_t grant_bias(bool producer);
+  enum class Revoked : std::uint8_t { no_bias, handed_over, taken, timed_out };
+  Revoked revoke_bias(bool producer, Clock::time_point deadline, bool may_ask);
+  std::uint32_t grant_bias(bool producer, bool at_once);
+  void offer_bias(bool producer, std::uint32_t hold) noexcept;
   void repair_side(bool producer) noexcept;
   struct SideExit;
   // A consumer close behind the producer waits up to kSlipPauses pauses for kSlipUnits
