@@ -209,7 +209,16 @@ inline void RingView::leave_side(bool producer, std::uint32_t hold) noexcept {
 }
 
 namespace {
-constexpr std::uint64_t kLeaseNs = 500'000;  // an owner asked to hand over keeps the side this long
+// Hand-over (queue.md, "Contention: hand-over instead of revocation"). An owner asked for its
+// side keeps it for kLeaseNs if its operations come back to back (on average at most
+// kDenseNs apart, judged over its first 8 operations after the request and then every 64), and
+// declines the bias at once otherwise. A sanitizer build's operations are some ten times slower.
+constexpr std::uint64_t kLeaseNs = 500'000;
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+constexpr std::uint64_t kDenseNs = 3'000;
+#else
+constexpr std::uint64_t kDenseNs = 300;
+#endif
 std::uint64_t now_ns() noexcept {
   return static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count());
@@ -223,17 +232,20 @@ void RingView::offer_bias(bool producer, std::uint32_t hold) noexcept {
   BiasSlot& slot = (producer ? c.put_slots : c.get_slots)[hold - 1];
   const std::uint32_t n = slot.wanted_ops.load(std::memory_order_relaxed) + 1;
   slot.wanted_ops.store(n, std::memory_order_relaxed);
-  if (n % 64 != 1) return;
+  if (n != 1 && (n < 9 || (n - 9) % 64 != 0)) return;
   const std::uint64_t now = now_ns();
-  const std::uint64_t since = slot.wanted_since_ns.load(std::memory_order_relaxed);
-  if (since == 0) {
+  if (n == 1) {
     slot.wanted_since_ns.store(now, std::memory_order_relaxed);
     return;
   }
-  if (now - since < kLeaseNs) return;
+  const std::uint64_t since = slot.wanted_since_ns.load(std::memory_order_relaxed);
+  const bool dense = now - since <= std::uint64_t{n - 1} * kDenseNs;
+  if (dense && now - since < kLeaseNs) return;
+  // Lease over: hand the side to the asker. Or not streaming: give the bias up altogether, and
+  // the asker and this thread share the side through the mutex, in parallel.
   std::atomic<std::uint32_t>& holder = producer ? c.put_holder : c.get_holder;
   std::uint32_t expected = hold | kBiasWanted;
-  if (holder.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) {
+  if (holder.compare_exchange_strong(expected, dense ? 0 : kBiasDeclined, std::memory_order_acq_rel)) {
     sys::futex_wake(&holder, INT_MAX);
   } else {
     sys::futex_wake(&slot.busy, 1);  // the asker stopped waiting and revokes
@@ -257,6 +269,10 @@ RingView::Revoked RingView::revoke_bias(bool producer, Clock::time_point deadlin
   const Side side = side_of(c, producer);
   std::uint32_t h = side.holder.load(std::memory_order_acquire);
   if (h == 0) return Revoked::no_bias;
+  if ((h & 0xFF) == 0) {  // kBiasDeclined, answering an asker that gave up waiting
+    side.holder.store(0, std::memory_order_relaxed);
+    return Revoked::no_bias;
+  }
   // The word lies in shared memory: whatever it says, the index stays inside the slot array.
   BiasSlot& slot = side.slots[((h & 0xFF) - 1) % kBiasSlots];
   if (slot.token.load(std::memory_order_relaxed) == sys::thread_token()) {
@@ -271,40 +287,49 @@ RingView::Revoked RingView::revoke_bias(bool producer, Clock::time_point deadlin
     return Revoked::taken;
   }
   if (may_ask && (h & kBiasRevoked) == 0) {
-    // Ask, and sleep on the holder word while the owner keeps making operations.
+    // Ask. The owner answers between two of its operations: it hands the side over at the end
+    // of its lease (0), or declines the bias at once (kBiasDeclined).
     if ((h & kBiasWanted) == 0) {
       slot.wanted_ops.store(0, std::memory_order_relaxed);
       slot.wanted_since_ns.store(0, std::memory_order_relaxed);
       if (!side.holder.compare_exchange_strong(h, h | kBiasWanted, std::memory_order_acq_rel)) {
-        return Revoked::handed_over;  // only the owner changes it, to 0
+        return revoke_bias(producer, deadline, may_ask);  // the owner answered an earlier asker
       }
       h |= kBiasWanted;
     }
-    // Is the owner making operations? It counts them once it sees the request. One that is
-    // idle between operations (or descheduled there) loses the side at once.
+    // Is it there at all? An owner that neither makes an operation nor is inside one within
+    // a short spin (and a few yields, in case it waits for this very core) is idle, or dead.
     std::uint32_t last_ops = slot.wanted_ops.load(std::memory_order_relaxed);
-    sys::Spin probe(true);
-    while (slot.wanted_ops.load(std::memory_order_relaxed) == last_ops && probe.next()) {
-      if (side.holder.load(std::memory_order_acquire) == 0) return Revoked::handed_over;
+    bool active = false;
+    for (sys::Spin probe(true); !active && probe.next();) {
+      active = slot.wanted_ops.load(std::memory_order_relaxed) != last_ops ||
+               slot.busy.load(std::memory_order_relaxed) != 0 ||
+               side.holder.load(std::memory_order_relaxed) != h;
     }
-    bool streaming = slot.wanted_ops.load(std::memory_order_relaxed) != last_ops ||
-                     slot.busy.load(std::memory_order_relaxed) != 0;
-    last_ops = slot.wanted_ops.load(std::memory_order_relaxed);
-    while (streaming) {
+    while (active) {
+      std::uint32_t now_h = side.holder.load(std::memory_order_acquire);
+      if (now_h == 0) return Revoked::handed_over;
+      if (now_h == kBiasDeclined) {
+        side.holder.store(0, std::memory_order_relaxed);
+        count_live_revocation(producer);
+        return Revoked::taken;
+      }
+      if (now_h != h) return revoke_bias(producer, deadline, false);  // not the owner's answer
       const Clock::time_point now = Clock::now();
       if (now >= deadline) return Revoked::timed_out;
       sys::futex_wait(&side.holder, h, std::min(deadline, now + 1ms));
-      if (side.holder.load(std::memory_order_acquire) == 0) return Revoked::handed_over;
+      now_h = side.holder.load(std::memory_order_acquire);
+      if (now_h != h) continue;  // answered
       const std::uint32_t ops = slot.wanted_ops.load(std::memory_order_relaxed);
-      streaming = ops != last_ops;  // else idle for a millisecond (or in a long operation)
+      active = ops != last_ops;  // else idle for a millisecond, or asleep inside an operation
       last_ops = ops;
     }
     if (!side.holder.compare_exchange_strong(h, (h & 0xFF) | kBiasRevoked, std::memory_order_acq_rel)) {
-      return Revoked::handed_over;
+      return revoke_bias(producer, deadline, true);  // answered meanwhile: see above
     }
   } else if ((h & kBiasRevoked) == 0) {
     if (!side.holder.compare_exchange_strong(h, (h & 0xFF) | kBiasRevoked, std::memory_order_acq_rel)) {
-      return Revoked::handed_over;
+      return revoke_bias(producer, deadline, false);  // the owner answered an earlier asker
     }
   }
   if (!sys::membarrier_global()) {
@@ -328,15 +353,24 @@ RingView::Revoked RingView::revoke_bias(bool producer, Clock::time_point deadlin
     repair_side(producer);
     slot.busy.store(0, std::memory_order_relaxed);
     slot.token.store(0, std::memory_order_relaxed);  // its thread is gone: a free slot
+    c.bias_revocations[producer ? 0 : 1].fetch_add(1, std::memory_order_relaxed);
   } else if (sys::process_alive(static_cast<pid_t>(slot.pid), slot.start_ticks)) {
-    // A live owner lost it: ask for a longer run before the next grant, so that producers
-    // (consumers) that take turns settle on the lock instead of revoking each other.
-    const std::uint32_t t = side.threshold == 0 ? kFirstBiasStreak : side.threshold;
-    side.threshold = std::min(t * 2, kMaxBiasStreak);
+    count_live_revocation(producer);
+  } else {
+    c.bias_revocations[producer ? 0 : 1].fetch_add(1, std::memory_order_relaxed);
   }
   side.holder.store(0, std::memory_order_release);
-  c.bias_revocations[producer ? 0 : 1].fetch_add(1, std::memory_order_relaxed);
   return Revoked::taken;
+}
+
+// A live owner lost the side (or declined it): ask for a longer run before the next grant, so
+// that producers (consumers) that take turns settle on the lock instead of revoking each other.
+void RingView::count_live_revocation(bool producer) noexcept {
+  RingControl& c = *ctl_;
+  const Side side = side_of(c, producer);
+  const std::uint32_t t = side.threshold == 0 ? kFirstBiasStreak : side.threshold;
+  side.threshold = std::min(t * 2, kMaxBiasStreak);
+  c.bias_revocations[producer ? 0 : 1].fetch_add(1, std::memory_order_relaxed);
 }
 
 // Under the side's mutex, with no bias set: gives the side to this thread if it has had it

@@ -38,6 +38,7 @@ struct alignas(64) BiasSlot {
 inline constexpr std::uint32_t kBiasSlots = 4;      // per side
 inline constexpr std::uint32_t kBiasRevoked = 0x100;  // in holder: revoked, the owner may be busy
 inline constexpr std::uint32_t kBiasWanted = 0x200;   // in holder: another thread asks for the side
+inline constexpr std::uint32_t kBiasDeclined = 0x400; // holder: the owner gave the bias up when asked
 
 struct RingControl {
   static constexpr std::uint32_t kLayoutVersion = RingView::kLayoutVersion;

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
@@ -177,6 +178,51 @@ TEST(QueueBias, consumer_processes_that_all_stream_hand_the_side_over_and_lose_n
               static_cast<unsigned long long>(s.consumer_bias_revocations));
   EXPECT_GT(s.consumer_bias_handovers, 0u) << "the consumers never took turns by hand-over";
   EXPECT_EQ(s.abandoned_gets, 0u);
+}
+
+// Consumers that work on each message (a pool's workers) must not be serialised by the lease:
+// the owner makes one get per 20 µs of work, so an asker takes the side at once instead of
+// sleeping through the owner's lease, and both work in parallel on the lock.
+TEST(QueueBias, consumers_that_work_between_gets_take_the_side_without_waiting_for_a_lease) {
+  Queue<int> q;
+  constexpr int kFirst = 1000;  // the first consumer alone: it is given the side
+  constexpr int kShared = 2000;
+  constexpr int kEnd = -1;
+  auto work = [] {
+    const auto until = std::chrono::steady_clock::now() + 20us;
+    while (std::chrono::steady_clock::now() < until) {
+    }
+  };
+  Flag alone_done;
+  std::vector<Process> consumers;
+  consumers.push_back(start_child([&] {
+    for (int i = 0; i < kFirst; ++i) CHILD_CHECK(q.get_for(kPatience) == i);
+    alone_done.raise();
+    for (;;) {
+      const std::optional<int> v = q.get_for(kPatience);
+      CHILD_CHECK(v.has_value());
+      if (*v == kEnd) break;
+      work();
+    }
+  }));
+  for (int i = 0; i < kFirst; ++i) q.put(i);
+  ASSERT_TRUE(alone_done.wait_for(kPatience));
+  ASSERT_EQ(q.stats().consumer_bias_grants, 1u);
+  consumers.push_back(start_child([&] {
+    for (;;) {
+      const std::optional<int> v = q.get_for(kPatience);
+      CHILD_CHECK(v.has_value());
+      if (*v == kEnd) break;
+      work();
+    }
+  }));
+  for (int i = 0; i < kShared; ++i) q.put(kFirst + i);
+  q.put(kEnd);
+  q.put(kEnd);
+  for (Process& p : consumers) EXPECT_EQ(exit_code_of(p), 0);
+  const mproc::RingStats s = q.stats();
+  EXPECT_EQ(s.consumer_bias_handovers, 0u) << "a consumer that works between gets kept a lease";
+  EXPECT_GE(s.consumer_bias_revocations, 1u) << "the second consumer took the side back";
 }
 
 TEST(QueueBias, a_producer_killed_asleep_in_a_put_it_made_without_the_lock_is_repaired_after) {

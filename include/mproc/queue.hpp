@@ -29,11 +29,12 @@
 /// Locking: each side (producers, consumers) has a robust lock. A thread that keeps a side to
 ///   itself (one producer thread, one consumer thread) is soon given it outright and then puts
 ///   or gets without the lock. Another thread or process that wants the side takes it back in
-///   a few microseconds if the owner is idle; if the owner is streaming, it sleeps until the
-///   owner hands the side over, at most ~500 µs later (a "lease"), and then streams in its
-///   turn. So several producers (consumers) that all stream take turns in runs of ~500 µs
-///   instead of contending per message, and a put (get) from a second thread may wait that
-///   long while another streams. stats() counts grants and revocations (docs/design/queue.md,
+///   a few microseconds if the owner is idle or works between its calls (a pool's worker);
+///   if the owner is streaming (calls back to back), it sleeps until the owner hands the side
+///   over, at most ~500 µs later (a "lease"), and then streams in its turn. So several
+///   producers (consumers) that all stream take turns in runs of ~500 µs instead of contending
+///   per message, and a put (get) from a second thread may wait that long while another
+///   streams. stats() counts grants, revocations and hand-overs (docs/design/queue.md,
 ///   "Biased sides").
 /// Batches: put_many(values) and get_many(out) take the side and commit once per batch rather
 ///   than per message — for small messages several times the throughput of put()/get(). A

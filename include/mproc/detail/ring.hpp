@@ -191,6 +191,7 @@ class RingView {
   Revoked revoke_bias(bool producer, Clock::time_point deadline, bool may_ask);
   std::uint32_t grant_bias(bool producer, bool at_once);
   void offer_bias(bool producer, std::uint32_t hold) noexcept;
+  void count_live_revocation(bool producer) noexcept;
   void repair_side(bool producer) noexcept;
   struct SideExit;
   // A consumer close behind the producer waits up to kSlipPauses pauses for kSlipUnits
