@@ -552,6 +552,28 @@ void RingView::commit_head(Word h) noexcept {
 // written beyond head and committed by one store of head: at the end, before waiting for room,
 // and after every eighth of the ring, so that consumers start on a long batch early. Returns
 // how many messages were put (fewer than `count` only when the deadline passed).
+namespace {
+// Copies n <= 64 bytes in at most two overlapping moves of a fixed size, inline: a small
+// message's put otherwise spends a tenth of its time calling and dispatching memcpy.
+inline void copy_small(std::byte* to, const std::byte* from, std::size_t n) noexcept {
+  if (n >= 32) {
+    std::memcpy(to, from, 32);
+    std::memcpy(to + n - 32, from + n - 32, 32);
+  } else if (n >= 16) {
+    std::memcpy(to, from, 16);
+    std::memcpy(to + n - 16, from + n - 16, 16);
+  } else if (n >= 8) {
+    std::memcpy(to, from, 8);
+    std::memcpy(to + n - 8, from + n - 8, 8);
+  } else if (n >= 4) {
+    std::memcpy(to, from, 4);
+    std::memcpy(to + n - 4, from + n - 4, 4);
+  } else {
+    for (std::size_t i = 0; i < n; ++i) to[i] = from[i];
+  }
+}
+}  // namespace
+
 template <class Next>
 std::size_t RingView::put_impl(Next& next, std::size_t count, std::uint32_t tag,
                                Clock::time_point deadline) {
@@ -627,7 +649,11 @@ std::size_t RingView::put_impl(Next& next, std::size_t count, std::uint32_t tag,
     std::memcpy(data_ + at, &rh, sizeof rh);  // at is 8-aligned and capacity is a multiple of 8
     const std::size_t body = (at + sizeof rh) & mask;
     const std::size_t first = std::min(size, capacity_ - body);
-    if (first != 0) std::memcpy(data_ + body, data, first);  // an empty message's data may be null
+    if (first == size && size <= 64) {
+      copy_small(data_ + body, static_cast<const std::byte*>(data), size);
+    } else if (first != 0) {
+      std::memcpy(data_ + body, data, first);  // an empty message's data may be null
+    }
     if (first < size) std::memcpy(data_, static_cast<const std::byte*>(data) + first, size - first);
     h = make_word(pos_of(h) + need, count_of(h) + 1);
     if (pos_of(h) - pos_of(committed) >= cap_units / 8) {

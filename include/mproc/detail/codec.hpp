@@ -276,7 +276,11 @@ bool decode(const RecordView& r, T& out) {
   if (r.tag != type_tag<T>()) return false;
   if constexpr (is_raw_v<T>) {
     if (r.size() != sizeof(T)) return false;
-    r.copy_to(&out);
+    if (r.second_size == 0) {
+      std::memcpy(&out, r.first, sizeof(T));  // a size known here: inlined, no call
+    } else {
+      r.copy_to(&out);  // the record wraps around the ring's end
+    }
   } else if constexpr (is_contiguous_v<T>) {
     using E = typename contiguous_traits<T>::element;
     if (r.size() % sizeof(E) != 0) return false;
