@@ -276,11 +276,17 @@ bool decode(const RecordView& r, T& out) {
   if (r.tag != type_tag<T>()) return false;
   if constexpr (is_raw_v<T>) {
     if (r.size() != sizeof(T)) return false;
-    if (r.second_size == 0) {
-      std::memcpy(&out, r.first, sizeof(T));  // a size known here: inlined, no call
-    } else {
-      r.copy_to(&out);  // the record wraps around the ring's end
+    // A small T whose record does not wrap: a copy of a size known here, inlined (no call).
+    // Not a large one: GCC inlines that as `rep movsq`, three times slower than glibc's memcpy
+    // at 4 KiB.
+    bool copied = false;
+    if constexpr (sizeof(T) <= 64) {
+      if (r.second_size == 0) {
+        std::memcpy(&out, r.first, sizeof(T));
+        copied = true;
+      }
     }
+    if (!copied) r.copy_to(&out);
   } else if constexpr (is_contiguous_v<T>) {
     using E = typename contiguous_traits<T>::element;
     if (r.size() % sizeof(E) != 0) return false;
