@@ -112,10 +112,14 @@ struct Header {
 };
 static_assert(sizeof(Header) == 16);
 
-// The payload of an id: its length (0..kMaxPayload) and its bytes depend on the id alone.
+// The largest payload of this run: kMaxPayload, or 0 for a run of bare 16-byte headers, whose
+// producers and consumers make their calls back to back (set before the children are forked).
+std::size_t g_max_payload = kMaxPayload;
+
+// The payload of an id: its length (0..g_max_payload) and its bytes depend on the id alone.
 void make_payload(std::uint32_t slot, std::uint32_t seq, Bytes& out) {
   std::uint64_t state = ((std::uint64_t{slot} << 32) | seq) * 0x2545f4914f6cdd1dULL + 1;
-  const std::size_t size = static_cast<std::size_t>(splitmix(state) % (kMaxPayload + 1));
+  const std::size_t size = static_cast<std::size_t>(splitmix(state) % (g_max_payload + 1));
   fill_payload(state, size, out);
 }
 
@@ -212,8 +216,11 @@ struct Child {
 const char* role(const Child& c) { return c.producer ? "producer" : "consumer"; }
 
 
-// `producers` of the kProducers slots, `consumers` consumers.
-void run_under_fire(std::uint32_t producers, std::uint32_t consumers, mproc::RingStats& stats) {
+// `producers` of the kProducers slots, `consumers` consumers. The kills go on past the wanted
+// number until the queue was exercised: both roles killed, kMinReceived messages, and
+// `also(stats)` if given (at most kPatience more).
+void run_under_fire(std::uint32_t producers, std::uint32_t consumers, mproc::RingStats& stats,
+                    bool (*also)(const mproc::RingStats&) = nullptr) {
   const std::uint64_t kills_wanted = env_or("MPROC_STRESS_KILLS", 300);
   const std::uint64_t seed = env_or("MPROC_STRESS_SEED", std::random_device{}());
   std::printf("queue stress: %llu kills, seed %llu (MPROC_STRESS_KILLS, MPROC_STRESS_SEED)\n",
@@ -221,9 +228,11 @@ void run_under_fire(std::uint32_t producers, std::uint32_t consumers, mproc::Rin
   std::mt19937_64 rng(seed);
   const auto t0 = std::chrono::steady_clock::now();
 
-  // Two cores move about 1,000 messages per slot per kill: leave room for several times that.
+  // Two cores move about 1,000 messages per slot per kill (bare headers: ten times as many):
+  // leave room for several times that.
+  const std::uint64_t per_kill = g_max_payload == 0 ? 32768 : 4096;
   const auto per_slot = static_cast<std::uint32_t>(
-      std::clamp<std::uint64_t>(kills_wanted * 4096, std::uint64_t{1} << 22, std::uint64_t{1} << 30));
+      std::clamp<std::uint64_t>(kills_wanted * per_kill, std::uint64_t{1} << 22, std::uint64_t{1} << 30));
   World w(per_slot);
   Tally& t = *w.tally;
 
@@ -245,14 +254,16 @@ void run_under_fire(std::uint32_t producers, std::uint32_t consumers, mproc::Rin
   std::optional<std::chrono::steady_clock::time_point> overtime;  // kills done, not exercised
   for (;;) {
     const bool exercised = producer_kills > 0 && consumer_kills > 0 &&
-                           t.received_total.load() >= kMinReceived;
+                           t.received_total.load() >= kMinReceived &&
+                           (also == nullptr || also(w.q.stats()));
     if (producer_kills + consumer_kills >= kills_wanted) {
       if (exercised) break;
       if (!overtime) overtime = std::chrono::steady_clock::now();
       if (std::chrono::steady_clock::now() - *overtime > kPatience) {
         ADD_FAILURE() << "the queue was not exercised: " << producer_kills << " producer kills, "
                       << consumer_kills << " consumer kills, " << t.received_total.load()
-                      << " messages received (want >= " << kMinReceived << ")";
+                      << " messages received (want >= " << kMinReceived << ")"
+                      << (also != nullptr ? ", or the test's own condition not met" : "");
         break;
       }
     }
@@ -394,4 +405,18 @@ TEST(QueueStress, random_kills_of_biased_sides_lose_only_what_the_contract_allow
   EXPECT_GT(stats.consumer_bias_grants, 0u) << "the consumer side was never biased";
   EXPECT_GT(stats.producer_bias_revocations + stats.consumer_bias_revocations, 0u)
       << "no replacement ever took a side back from a killed owner";
+}
+
+// Two producers and two consumers of bare headers, all streaming: the sides pass between them
+// by hand-over (queue.md, "Contention: hand-over instead of revocation"), so kills land on
+// owners in a lease, on askers asleep while holding the side's mutex, and between the two.
+TEST(QueueStress, random_kills_of_sides_handed_over_lose_only_what_the_contract_allows) {
+  mproc::RingStats stats{};
+  g_max_payload = 0;
+  run_under_fire(2, 2, stats, [](const mproc::RingStats& s) {
+    return s.producer_bias_handovers + s.consumer_bias_handovers > 0;
+  });
+  g_max_payload = kMaxPayload;
+  EXPECT_GT(stats.producer_bias_handovers + stats.consumer_bias_handovers, 0u)
+      << "no side was ever handed over";
 }
