@@ -759,7 +759,7 @@ RingStatus RingView::get_impl(Take& take, std::size_t max, Clock::time_point dea
     }
   }
 
-  if (pos_of(c.cached_head) - pos_of(t) < kSlipUnits) slip(t, deadline);
+  if (pos_of(c.cached_head) - pos_of(t) < kSlipUnits) slip(t, deadline);  // close behind
 
   const std::size_t mask = capacity_ - 1;
   for (;;) {
@@ -808,24 +808,56 @@ RingStatus RingView::get_impl(Take& take, std::size_t max, Clock::time_point dea
 // A consumer right behind the producer reads each record as it lands, in the cache line that
 // the producer is still writing, and the head word with it: both lines then cross between the
 // two cores once per message, and the pair settles at about half the throughput it has when the
-// consumer keeps a little behind (queue.md, "Chasing"). So a consumer that finds less than
-// kSlipUnits committed waits a few pauses for more. A wait in which the producer committed
-// nothing (a request and its reply, a producer gone quiet) is not repeated for the next
-// kSlipRest gets: a consumer that is not chasing pays about one pause in kSlipRest gets.
+// consumer keeps a little behind (queue.md, "Chasing"). So a consumer that finds little
+// committed takes only the records that end before the line `head` is in (the producer writes
+// the next record there): cached_head is set back to the last such record's end, a committed
+// record boundary like any other. If even the first record reaches into that line, it waits a
+// few pauses for the producer to move on, and takes it anyway if the producer stays quiet (a
+// request and its reply): such a fruitless wait is not repeated for the next kSlipRest gets.
 void RingView::slip(Word t, Clock::time_point deadline) noexcept {
   if (slip_rest_ != 0) {
     --slip_rest_;
     return;
   }
-  if (deadline != Clock::time_point::max() && Clock::now() >= deadline) return;  // try_get
   RingControl& c = *ctl_;
-  const std::uint32_t before = pos_of(c.cached_head);
-  for (int i = 0; i < kSlipPauses; ++i) {
-    sys::cpu_relax();
-    c.cached_head = c.head.load(std::memory_order_acquire);
-    if (pos_of(c.cached_head) - pos_of(t) >= kSlipUnits) return;
+  Word safe = behind(t);
+  if (safe == t) {
+    if (deadline != Clock::time_point::max() && Clock::now() >= deadline) return;  // try_get
+    const std::uint32_t before = pos_of(c.cached_head);
+    for (int i = 0; safe == t && i < kSlipPauses; ++i) {
+      sys::cpu_relax();
+      c.cached_head = c.head.load(std::memory_order_acquire);
+      safe = behind(t);
+    }
+    if (safe == t) {
+      if (pos_of(c.cached_head) == before) slip_rest_ = kSlipRest;
+      return;  // take what there is
+    }
   }
-  if (pos_of(c.cached_head) == before) slip_rest_ = kSlipRest;
+  c.cached_head = safe;
+}
+
+// The end of the last of the records from t on that lie wholly before the cache line holding
+// cached_head's position (8 units to a line: the data area is page-aligned); t if none does.
+Word RingView::behind(Word t) const noexcept {
+  const RingControl& c = *ctl_;
+  const std::uint32_t avail = pos_of(c.cached_head) - pos_of(t);
+  const std::uint32_t into_line = pos_of(c.cached_head) & 7u;
+  if (avail <= into_line) return t;
+  const std::uint32_t limit = avail - into_line;
+  const std::size_t mask = capacity_ - 1;
+  Word p = t;
+  std::uint32_t done = 0;
+  while (done < limit) {
+    RecordHeader rh;
+    std::memcpy(&rh, data_ + ((std::size_t{pos_of(p)} * 8) & mask), sizeof rh);
+    if (rh.size > max_message()) break;  // not a record: the get's own checks report it
+    const std::uint32_t units = units_for(rh.size);
+    if (done + units > limit) break;
+    done += units;
+    p = make_word(pos_of(p) + units, count_of(p) + 1);
+  }
+  return p;
 }
 
 RingStatus RingView::get(Taker take, Clock::time_point deadline) {

@@ -194,12 +194,14 @@ class RingView {
   void count_live_revocation(bool producer) noexcept;
   void repair_side(bool producer) noexcept;
   struct SideExit;
-  // A consumer close behind the producer waits up to kSlipPauses pauses for kSlipUnits
-  // committed (8-byte units), unless its last such wait was fruitless within kSlipRest gets.
-  static constexpr std::uint32_t kSlipUnits = 16;
+  // A consumer that finds less than kSlipUnits committed (8-byte units) keeps a cache line
+  // behind the producer, waiting up to kSlipPauses pauses for it, unless its last such wait
+  // was fruitless within kSlipRest gets (queue.md, "Chasing").
+  static constexpr std::uint32_t kSlipUnits = 64;
   static constexpr int kSlipPauses = 4;
   static constexpr std::uint32_t kSlipRest = 64;
   void slip(std::uint64_t tail_word, Clock::time_point deadline) noexcept;
+  std::uint64_t behind(std::uint64_t tail_word) const noexcept;
   void wake(bool data_side) noexcept;
   bool sleep(bool data_side, std::uint32_t seen, Clock::time_point until);
   void finish_close();
