@@ -759,7 +759,10 @@ RingStatus RingView::get_impl(Take& take, std::size_t max, Clock::time_point dea
     }
   }
 
-  if (pos_of(c.cached_head) - pos_of(t) < kSlipUnits) slip(t, deadline);  // close behind
+  // Little left in the cached view, fresh or not: keep behind the producer (slip()). Checking
+  // only right after a reload of head measured half the throughput (30 against 65 M msg/s in a
+  // bare 1->1 loop): the records taken from an older view walk into the producer's line too.
+  if (pos_of(c.cached_head) - pos_of(t) < kSlipUnits) slip(t, deadline);
 
   const std::size_t mask = capacity_ - 1;
   for (;;) {

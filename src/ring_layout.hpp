@@ -29,7 +29,7 @@ struct alignas(64) BiasSlot {
   std::uint64_t start_ticks;         // ... with its start time, so that a recycled pid is not it
   std::atomic<std::uint64_t> token;  // the owner thread's sys::thread_token(); 0: a free slot
   // A hand-over asked for (kBiasWanted): operations the owner made since it saw the request, and
-  // when it first saw it (CLOCK_MONOTONIC_COARSE, ns; 0 not yet). Reset by the asker.
+  // when it first saw it (CLOCK_MONOTONIC, ns). Both written by the owner, reset by the asker.
   std::atomic<std::uint32_t> wanted_ops;
   std::uint32_t reserved;
   std::atomic<std::uint64_t> wanted_since_ns;

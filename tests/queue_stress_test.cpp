@@ -412,11 +412,13 @@ TEST(QueueStress, random_kills_of_biased_sides_lose_only_what_the_contract_allow
 // owners in a lease, on askers asleep while holding the side's mutex, and between the two.
 TEST(QueueStress, random_kills_of_sides_handed_over_lose_only_what_the_contract_allows) {
   mproc::RingStats stats{};
-  g_max_payload = 0;
+  struct BareHeaders {  // restored however the run ends (a failed ASSERT returns early)
+    BareHeaders() { g_max_payload = 0; }
+    ~BareHeaders() { g_max_payload = kMaxPayload; }
+  } bare;
   run_under_fire(2, 2, stats, [](const mproc::RingStats& s) {
     return s.producer_bias_handovers + s.consumer_bias_handovers > 0;
   });
-  g_max_payload = kMaxPayload;
   EXPECT_GT(stats.producer_bias_handovers + stats.consumer_bias_handovers, 0u)
       << "no side was ever handed over";
 }
