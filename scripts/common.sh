@@ -13,6 +13,8 @@ MPROC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 #   clang libclang-rt-14-dev  clang and its libFuzzer runtime, for the fuzz targets (fuzz/)
 MPROC_PACKAGES=(g++ cmake ninja-build libcereal-dev libcli11-dev libgtest-dev nlohmann-json3-dev
                 clang libclang-rt-14-dev)
+# The subset that scripts/demo needs (the library, the mproc tool and the examples).
+MPROC_DEMO_PACKAGES=(g++ cmake ninja-build libcereal-dev libcli11-dev nlohmann-json3-dev)
 
 # Prints those of the given Debian packages that are not installed.
 mproc_missing_packages() {
@@ -29,15 +31,19 @@ mproc_apt_install() {
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@"
 }
 
+# mproc_install_packages [PKG...]: install those missing of the given packages (default: all of
+# MPROC_PACKAGES).
 mproc_install_packages() {
   local missing
-  mapfile -t missing < <(mproc_missing_packages "${MPROC_PACKAGES[@]}")
+  [ $# -gt 0 ] || set -- "${MPROC_PACKAGES[@]}"
+  mapfile -t missing < <(mproc_missing_packages "$@")
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "mproc: installing Debian packages: ${missing[*]}"
   mproc_apt_install "${missing[@]}"
 }
 
-# mproc_build PRESET: configure and build everything (library, tests, examples, benchmarks).
+# mproc_build PRESET: configure and build that preset (release, asan, tsan: everything, tests and
+# benchmarks included; demo: the library, the tool and the examples only).
 mproc_build() {
   local preset=$1
   cd "$MPROC_ROOT"
