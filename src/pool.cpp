@@ -77,6 +77,26 @@ struct ResultHeader {
 };
 
 constexpr std::size_t kMaxAssigned = 2;  // one running, one queued: a worker never idles
+constexpr std::size_t kMinResultsQueue = std::size_t{1} << 20;
+constexpr std::size_t kMaxQueueBytes = std::size_t{1} << 34;  // Queue's largest, 16 GiB
+
+// Python raises ValueError for these; mproc's misuse is mproc::UsageError.
+PoolOptions checked(PoolOptions o) {
+  if (o.processes < 0) {
+    throw UsageError("mproc::Pool: the number of processes must be at least 1 (or 0 for cpu_count()), not " +
+                     std::to_string(o.processes));
+  }
+  if (o.maxtasksperchild < 0) {
+    throw UsageError("mproc::Pool: PoolOptions::maxtasksperchild must be at least 1 (or 0 for no limit), not " +
+                     std::to_string(o.maxtasksperchild));
+  }
+  if (o.queue_bytes == 0 || o.queue_bytes > kMaxQueueBytes) {
+    throw UsageError("mproc::Pool: PoolOptions::queue_bytes must be from 1 to " + std::to_string(kMaxQueueBytes) +
+                     " (16 GiB), not " + std::to_string(o.queue_bytes));
+  }
+  if (o.processes == 0) o.processes = cpu_count();
+  return o;
+}
 
 // Runs in the worker process. It returns (never std::exit): the Process machinery then leaves
 // with _exit, so the parent's static destructors and atexit handlers do not run in workers.
@@ -137,8 +157,7 @@ struct PoolCore::State {
   enum class Phase { running, closing, terminating };
 
   explicit State(const PoolOptions& o)
-      : options(o), results(std::max<std::size_t>(o.queue_bytes, std::size_t{1} << 20)) {
-    if (options.processes <= 0) options.processes = cpu_count();
+      : options(checked(o)), results(std::max(options.queue_bytes, kMinResultsQueue)) {
     wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd < 0) sys::throw_errno("cannot create the wake-up descriptor of a", "Pool");
     sys::close_in_children(wake_fd);

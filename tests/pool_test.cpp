@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <csignal>
 #include <numeric>
 #include <set>
@@ -323,4 +324,53 @@ TEST(Pool, a_failure_inside_the_dispatcher_fails_tasks_instead_of_aborting_the_p
     }
   });
   EXPECT_EQ(mproc_test::exit_code_of(p), 0) << "the process was aborted by an escaped exception";
+}
+
+// ---- options the pool cannot honour ----------------------------------------------------------
+
+template <class F>
+std::string usage_error_of(F make) {
+  try {
+    make();
+  } catch (const mproc::UsageError& e) {
+    return e.what();
+  }
+  return "(no mproc::UsageError)";
+}
+
+TEST(Pool, a_negative_number_of_processes_is_a_usage_error) {
+  const std::string what = usage_error_of([] { Pool pool(-1); });
+  EXPECT_NE(what.find("-1"), std::string::npos) << what;
+  EXPECT_NE(what.find("at least 1"), std::string::npos) << what;
+  PoolOptions options;
+  options.processes = INT_MIN;
+  EXPECT_NE(usage_error_of([&] { Pool pool(options); }).find(std::to_string(INT_MIN)), std::string::npos);
+}
+
+TEST(Pool, impossible_options_are_usage_errors) {
+  PoolOptions negative_recycling;
+  negative_recycling.processes = 1;
+  negative_recycling.maxtasksperchild = -3;
+  const std::string recycling = usage_error_of([&] { Pool pool(negative_recycling); });
+  EXPECT_NE(recycling.find("maxtasksperchild"), std::string::npos) << recycling;
+  EXPECT_NE(recycling.find("-3"), std::string::npos) << recycling;
+
+  PoolOptions no_queue;
+  no_queue.processes = 1;
+  no_queue.queue_bytes = 0;
+  const std::string queue = usage_error_of([&] { Pool pool(no_queue); });
+  EXPECT_NE(queue.find("queue_bytes"), std::string::npos) << queue;
+
+  PoolOptions huge_queue;
+  huge_queue.processes = 1;
+  huge_queue.queue_bytes = std::size_t{1} << 40;
+  const std::string huge = usage_error_of([&] { Pool pool(huge_queue); });
+  EXPECT_NE(huge.find("queue_bytes"), std::string::npos) << huge;
+
+  // The limits themselves are fine.
+  PoolOptions smallest;
+  smallest.processes = 1;
+  smallest.queue_bytes = 1;
+  Pool pool(smallest);
+  EXPECT_EQ(pool.apply(square, 3), 9);
 }

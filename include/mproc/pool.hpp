@@ -98,11 +98,16 @@ class PoolTerminated : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// The constructor throws mproc::UsageError for a value outside the ranges below.
 struct PoolOptions {
-  int processes = 0;                   ///< workers; 0: cpu_count()
+  int processes = 0;                   ///< workers, at least 1; 0: cpu_count()
   void (*initializer)() = nullptr;     ///< run once in each worker when it starts
   int maxtasksperchild = 0;            ///< chunks a worker runs before it is replaced; 0: no limit
-  std::size_t queue_bytes = std::size_t{1} << 20;  ///< per worker; bounds a chunk's size
+  /// Each worker's task queue, 1 byte to 16 GiB (rounded up as Queue's capacity is: a power of
+  /// two, at least 4 KiB); it bounds a chunk's encoded arguments. The results queue, shared by
+  /// the workers, is this size or 1 MiB, whichever is larger; it bounds a chunk's encoded
+  /// results.
+  std::size_t queue_bytes = std::size_t{1} << 20;
 };
 
 namespace detail {
