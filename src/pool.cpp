@@ -98,6 +98,32 @@ PoolOptions checked(PoolOptions o) {
   return o;
 }
 
+// Fits a failed chunk's exception into a reply of at most `room` bytes for type and message
+// together: the message loses its end (at a UTF-8 character boundary) and says so.
+void fit_failure(std::string& type, std::string& message, std::size_t room) {
+  if (type.size() + message.size() <= room) return;
+  if (type.size() > room / 2) type.resize(room / 2);  // a type name this long is pathological
+  if (type.size() + message.size() <= room) return;
+  const std::string note = "... [message truncated from " + std::to_string(message.size()) + " bytes]";
+  std::size_t keep = room - type.size() >= note.size() ? room - type.size() - note.size() : 0;
+  while (keep > 0 && (static_cast<unsigned char>(message[keep]) & 0xC0) == 0x80) --keep;
+  message.resize(keep);
+  message += note;
+}
+
+// Why a chunk's results could not be sent back (run_chunk stopped at the item that went over).
+std::string describe_oversized(const ChunkOutcome& o, std::size_t limit) {
+  const std::string carries = "the pool's results queue carries at most " + std::to_string(limit) +
+                              " bytes of results per chunk";
+  if (o.oversized_item == o.oversized_total) {
+    return "the task's result is " + std::to_string(o.oversized_item) + " bytes encoded; " + carries +
+           " (raise PoolOptions::queue_bytes, which also sizes the results queue)";
+  }
+  return "the task's result (" + std::to_string(o.oversized_item) + " bytes encoded) brings its chunk's results to " +
+         std::to_string(o.oversized_total) + " bytes; " + carries +
+         " (pass a smaller chunksize, or raise PoolOptions::queue_bytes, which also sizes the results queue)";
+}
+
 // Runs in the worker process. It returns (never std::exit): the Process machinery then leaves
 // with _exit, so the parent's static destructors and atexit handlers do not run in workers.
 void worker_main(Queue<Bytes>& tasks, Queue<Bytes>& results, const PoolOptions& options,
@@ -105,6 +131,9 @@ void worker_main(Queue<Bytes>& tasks, Queue<Bytes>& results, const PoolOptions& 
   if (options.initializer != nullptr) options.initializer();
   Bytes task, reply;
   int done = 0;
+  // Every reply is made to fit the results queue: a put that could never succeed would leave
+  // the chunk's tasks with the wrong failure, or none.
+  const std::size_t room = results.max_message_bytes() - sizeof(ResultHeader);
   while (tasks.get_into(task)) {
     ChunkHeader h;
     std::memcpy(&h, task.data(), sizeof h);
@@ -112,29 +141,26 @@ void worker_main(Queue<Bytes>& tasks, Queue<Bytes>& results, const PoolOptions& 
     const RecordView args{callable + h.callable_size, task.size() - sizeof h - h.callable_size,
                           nullptr, 0, 0};
     ChunkOutcome outcome;
+    outcome.results_limit = room;
     h.runner(callable, args, h.count, outcome);
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      const ResultHeader rh{h.job, h.first, h.count, slot, outcome.ok ? 1u : 0u, outcome.failed,
-                            static_cast<std::uint32_t>(outcome.type.size()),
-                            static_cast<std::uint32_t>(outcome.message.size())};
-      reply.resize(sizeof rh + outcome.type.size() + outcome.message.size() + outcome.results.size());
-      std::byte* p = reply.data();
-      std::memcpy(p, &rh, sizeof rh);
-      std::memcpy(p += sizeof rh, outcome.type.data(), outcome.type.size());
-      std::memcpy(p += outcome.type.size(), outcome.message.data(), outcome.message.size());
-      std::memcpy(p + outcome.message.size(), outcome.results.data(), outcome.results.size());
-      try {
-        results.put(std::span<const std::byte>(reply));
-        break;
-      } catch (const Error& e) {
-        if (e.code().value() != EMSGSIZE || attempt != 0) throw;
-        // The results do not fit the results queue: report that instead of the results.
-        outcome = ChunkOutcome{false, 0, "mproc::Error",
-                               "the chunk's results (" + std::to_string(outcome.results.size()) +
-                                   " bytes) do not fit the pool's queue; raise PoolOptions::queue_bytes",
-                               {}};
+    if (!outcome.ok) {
+      outcome.results.clear();  // a failed chunk delivers no results
+      if (outcome.oversized_total != 0) {
+        outcome.type = "mproc::Error";
+        outcome.message = describe_oversized(outcome, room);
       }
+      fit_failure(outcome.type, outcome.message, room);
     }
+    const ResultHeader rh{h.job, h.first, h.count, slot, outcome.ok ? 1u : 0u, outcome.failed,
+                          static_cast<std::uint32_t>(outcome.type.size()),
+                          static_cast<std::uint32_t>(outcome.message.size())};
+    reply.resize(sizeof rh + outcome.type.size() + outcome.message.size() + outcome.results.size());
+    std::byte* p = reply.data();
+    std::memcpy(p, &rh, sizeof rh);
+    std::memcpy(p += sizeof rh, outcome.type.data(), outcome.type.size());
+    std::memcpy(p += outcome.type.size(), outcome.message.data(), outcome.message.size());
+    std::memcpy(p + outcome.message.size(), outcome.results.data(), outcome.results.size());
+    results.put(std::span<const std::byte>(reply));
     if (options.maxtasksperchild > 0 && ++done >= options.maxtasksperchild) break;
   }
 }

@@ -10,6 +10,7 @@
 #include <csignal>
 #include <numeric>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -69,6 +70,25 @@ struct Witness {
     if (::getpid() != g_runner && g_witness[1] >= 0) (void)!::write(g_witness[1], "x", 1);
   }
 } g_static_witness;
+
+// An exception whose message (2 MiB) is larger than the pool's results queue (1 MiB) can carry.
+constexpr std::size_t kHugeMessage = std::size_t{2} << 20;
+int fail_hugely_on_3(int x) {
+  if (x == 3) throw std::length_error(std::string(kHugeMessage, 'x'));
+  return x;
+}
+// ...and one that is large but fits.
+int fail_largely_on_1(int x) {
+  if (x == 1) throw std::length_error(std::string(std::size_t{900} << 10, 'y'));
+  return x;
+}
+
+std::string text_of_size(int bytes) { return std::string(static_cast<std::size_t>(bytes), 'z'); }
+std::vector<int> numbers_up_to(int n) {
+  std::vector<int> v(static_cast<std::size_t>(n));
+  std::iota(v.begin(), v.end(), 1);
+  return v;
+}
 
 std::vector<int> range(int n) {
   std::vector<int> v(static_cast<std::size_t>(n));
@@ -324,6 +344,77 @@ TEST(Pool, a_failure_inside_the_dispatcher_fails_tasks_instead_of_aborting_the_p
     }
   });
   EXPECT_EQ(mproc_test::exit_code_of(p), 0) << "the process was aborted by an escaped exception";
+}
+
+// ---- what does not fit the results queue ---------------------------------------------------
+
+TEST(Pool, an_exception_too_large_for_the_results_queue_arrives_truncated_with_its_position) {
+  Pool pool(2);
+  const std::string suffix = "[message truncated from " + std::to_string(kHugeMessage) + " bytes]";
+  for (std::size_t chunksize : {1u, 4u}) {
+    try {
+      (void)pool.map(fail_hugely_on_3, range(8), chunksize);
+      FAIL() << "expected mproc::RemoteError";
+    } catch (const mproc::RemoteError& e) {
+      EXPECT_EQ(e.type(), "std::length_error") << "chunksize " << chunksize;
+      EXPECT_EQ(e.index(), 3u) << "chunksize " << chunksize;
+      ASSERT_GT(e.message().size(), suffix.size());
+      EXPECT_LT(e.message().size(), std::size_t{1} << 20);
+      EXPECT_GT(e.message().size(), std::size_t{512} << 10) << "as much as fits is kept";
+      EXPECT_EQ(e.message().substr(0, 4), "xxxx");
+      EXPECT_EQ(e.message().substr(e.message().size() - suffix.size()), suffix) << e.message().substr(e.message().size() - 80);
+    }
+  }
+  // Through imap: the iterator throws at the failing task's own position.
+  std::size_t position = 0;
+  try {
+    for (int v : pool.imap(fail_hugely_on_3, range(6))) {
+      EXPECT_EQ(v, static_cast<int>(position));
+      ++position;
+    }
+    FAIL() << "expected mproc::RemoteError";
+  } catch (const mproc::RemoteError& e) {
+    EXPECT_EQ(e.index(), 3u);
+    EXPECT_EQ(position, 3u);
+  }
+  // A large message that fits arrives whole.
+  try {
+    (void)pool.map(fail_largely_on_1, range(3), 1);
+    FAIL() << "expected mproc::RemoteError";
+  } catch (const mproc::RemoteError& e) {
+    EXPECT_EQ(e.index(), 1u);
+    EXPECT_EQ(e.message(), std::string(std::size_t{900} << 10, 'y'));
+  }
+  EXPECT_EQ(pool.apply(square, 6), 36) << "the pool keeps serving";
+}
+
+TEST(Pool, a_result_too_large_for_the_results_queue_is_an_error_at_its_position) {
+  Pool pool(2);
+  // One result larger than the queue.
+  try {
+    (void)pool.map(text_of_size, std::vector<int>{10, 2 << 20, 10}, 1);
+    FAIL() << "expected mproc::RemoteError";
+  } catch (const mproc::RemoteError& e) {
+    EXPECT_EQ(e.index(), 1u);
+    EXPECT_EQ(e.type(), "mproc::Error");
+    EXPECT_NE(e.message().find(std::to_string((2 << 20) + 8) + " bytes"), std::string::npos)
+        << e.message();
+    EXPECT_NE(e.message().find("queue_bytes"), std::string::npos) << e.message();
+  }
+  // Results that fit one by one but not together in one chunk: the one that went over.
+  try {
+    (void)pool.map(text_of_size, std::vector<int>{400'000, 400'000, 400'000, 10}, 4);
+    FAIL() << "expected mproc::RemoteError";
+  } catch (const mproc::RemoteError& e) {
+    EXPECT_EQ(e.index(), 2u);
+    EXPECT_NE(e.message().find("chunksize"), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find(std::to_string(3 * 400'008) + " bytes"), std::string::npos)
+        << e.message();
+  }
+  // The same results in chunks of one all arrive.
+  const auto fine = pool.map(text_of_size, std::vector<int>{400'000, 400'000, 400'000, 10}, 1);
+  EXPECT_EQ(fine[2].size(), 400'000u);
+  EXPECT_EQ(pool.apply(square, 7), 49) << "the pool keeps serving";
 }
 
 // ---- options the pool cannot honour ----------------------------------------------------------

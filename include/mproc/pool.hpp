@@ -106,7 +106,7 @@ struct PoolOptions {
   /// Each worker's task queue, 1 byte to 16 GiB (rounded up as Queue's capacity is: a power of
   /// two, at least 4 KiB); it bounds a chunk's encoded arguments. The results queue, shared by
   /// the workers, is this size or 1 MiB, whichever is larger; it bounds a chunk's encoded
-  /// results.
+  /// results and a task's exception (a longer exception message arrives truncated).
   std::size_t queue_bytes = std::size_t{1} << 20;
 };
 
@@ -174,6 +174,11 @@ struct ChunkOutcome {
   std::uint32_t failed = 0;  // position in the chunk of the failing item
   std::string type, message;
   std::string results;       // the encoded results of the chunk's items, in order
+  /// Set by the worker before the run: the most bytes of results its reply can carry.
+  std::size_t results_limit = SIZE_MAX;
+  /// When the results went past results_limit at item `failed` (ok is then false and type
+  /// empty): that item's encoded size, and the chunk's up to and including it.
+  std::size_t oversized_item = 0, oversized_total = 0;
 };
 
 /// Runs a chunk in the worker. One instantiation per (callable, argument tuple) type; its
@@ -201,7 +206,16 @@ void run_chunk(const std::byte* callable, const RecordView& args, std::uint32_t 
           std::apply(f, std::move(t));
         } else {
           const R r = std::apply(f, std::move(t));
+          const std::size_t before = out_buf.bytes.size();
           save_value(oar, r);
+          if (out_buf.bytes.size() > out.results_limit) {
+            // Cannot be sent back: stop here, as for an exception (the worker says why).
+            out.ok = false;
+            out.failed = i;
+            out.oversized_item = out_buf.bytes.size() - before;
+            out.oversized_total = out_buf.bytes.size();
+            return;
+          }
         }
       } catch (...) {
         out.ok = false;
