@@ -143,9 +143,52 @@ void RingView::repair_side(bool producer) noexcept {
   }
 }
 
-void RingView::lock_side(bool producer, Clock::time_point deadline, bool& timed_out) {
+// Whether the side's owner is asleep inside its operation, waiting for room (a producer) or for
+// data that is not there (a consumer): a call past its deadline then answers full (empty) at
+// once instead of waiting for the owner. A consumer asleep while records wait is about to wake.
+bool RingView::owner_sleeps(bool producer) const noexcept {
+  const RingControl& c = *ctl_;
+  if (producer) return c.put_waiting.load(std::memory_order_acquire) != 0;
+  return c.get_waiting.load(std::memory_order_acquire) != 0 &&
+         pos_of(c.head.load(std::memory_order_acquire)) == pos_of(c.tail.load(std::memory_order_acquire));
+}
+
+// How long a call waits for the side's owner to finish an operation in flight: until its own
+// deadline, and past it (a try_ call, a zero timeout) while the owner is busy inside an
+// operation, up to kOwnerPatience — so that "false" means full (or empty), not "somebody else was
+// putting" (queue.hpp, "What non-blocking costs").
+Clock::time_point RingView::owner_patience(Clock::time_point deadline) noexcept {
+  if (deadline == Clock::time_point::max()) return deadline;
+  return std::max(deadline, Clock::now() + kOwnerPatience);
+}
+
+bool RingView::stop_waiting_for_owner(bool producer, Clock::time_point now, Clock::time_point deadline,
+                                      Clock::time_point patient) const noexcept {
+  return now >= patient || (now >= deadline && owner_sleeps(producer));
+}
+
+void RingView::lock_side(bool producer, Clock::time_point deadline, Clock::time_point patient, bool& timed_out) {
   pthread_mutex_t* m = producer ? &ctl_->put_mutex : &ctl_->get_mutex;
-  const int rc = sys::lock_robust_mutex(m, deadline);
+  int rc = ::pthread_mutex_trylock(m);
+  if (rc == EBUSY && deadline == Clock::time_point::max()) {
+    rc = sys::lock_robust_mutex(m, deadline);
+  } else if (rc == EBUSY) {
+    // Another thread is inside an operation on this side, or asleep in one. Spin for the usual
+    // case (an operation of some nanoseconds), then sleep on the lock in short slices, looking
+    // between them whether the holder sleeps for room (data).
+    const bool past = !sys::may_wait(deadline);
+    for (sys::Spin spin(!(past && owner_sleeps(producer))); rc == EBUSY && spin.next();) {
+      rc = ::pthread_mutex_trylock(m);
+    }
+    while (rc == EBUSY || rc == ETIMEDOUT) {
+      const Clock::time_point now = Clock::now();
+      if (stop_waiting_for_owner(producer, now, deadline, patient)) {
+        rc = ETIMEDOUT;
+        break;
+      }
+      rc = sys::lock_robust_mutex(m, std::min(now < deadline ? deadline : patient, now + 1ms));
+    }
+  }
   timed_out = rc == ETIMEDOUT;
   if (rc == 0 || timed_out) return;
   if (rc != EOWNERDEAD) throw Error(rc, "cannot lock", what_);
@@ -176,10 +219,11 @@ inline std::uint32_t RingView::enter_side(bool producer, Clock::time_point deadl
 
 std::uint32_t RingView::enter_side_slow(bool producer, Clock::time_point deadline) {
   bool timed_out = false;
-  lock_side(producer, deadline, timed_out);
+  const Clock::time_point patient = owner_patience(deadline);
+  lock_side(producer, deadline, patient, timed_out);
   if (timed_out) return 0;
   SideLock held(producer ? &ctl_->put_mutex : &ctl_->get_mutex);
-  const Revoked r = revoke_bias(producer, deadline, sys::may_wait(deadline));
+  const Revoked r = revoke_bias(producer, deadline, patient, sys::may_wait(deadline));
   if (r == Revoked::timed_out) return 0;
   if (r == Revoked::handed_over) ctl_->bias_handovers[producer ? 0 : 1].fetch_add(1, std::memory_order_relaxed);
   const std::uint32_t granted = grant_bias(producer, r == Revoked::handed_over);
@@ -264,7 +308,8 @@ struct RingView::SideExit {
 // first asked to hand the side over at the end of its lease (`may_ask`). timed_out if
 // `deadline` passed first: the bias then stays marked revoked (or wanted), and the next process
 // to take the mutex waits again.
-RingView::Revoked RingView::revoke_bias(bool producer, Clock::time_point deadline, bool may_ask) {
+RingView::Revoked RingView::revoke_bias(bool producer, Clock::time_point deadline, Clock::time_point patient,
+                                        bool may_ask) {
   RingControl& c = *ctl_;
   const Side side = side_of(c, producer);
   std::uint32_t h = side.holder.load(std::memory_order_acquire);
@@ -293,7 +338,7 @@ RingView::Revoked RingView::revoke_bias(bool producer, Clock::time_point deadlin
       slot.wanted_ops.store(0, std::memory_order_relaxed);
       slot.wanted_since_ns.store(0, std::memory_order_relaxed);
       if (!side.holder.compare_exchange_strong(h, h | kBiasWanted, std::memory_order_acq_rel)) {
-        return revoke_bias(producer, deadline, may_ask);  // the owner answered an earlier asker
+        return revoke_bias(producer, deadline, patient, may_ask);  // the owner answered an earlier asker
       }
       h |= kBiasWanted;
     }
@@ -314,10 +359,10 @@ RingView::Revoked RingView::revoke_bias(bool producer, Clock::time_point deadlin
         count_live_revocation(producer);
         return Revoked::taken;
       }
-      if (now_h != h) return revoke_bias(producer, deadline, false);  // not the owner's answer
+      if (now_h != h) return revoke_bias(producer, deadline, patient, false);  // not the owner's answer
       const Clock::time_point now = Clock::now();
-      if (now >= deadline) return Revoked::timed_out;
-      sys::futex_wait(&side.holder, h, std::min(deadline, now + 1ms));
+      if (stop_waiting_for_owner(producer, now, deadline, patient)) return Revoked::timed_out;
+      sys::futex_wait(&side.holder, h, std::min(now < deadline ? deadline : patient, now + 1ms));
       now_h = side.holder.load(std::memory_order_acquire);
       if (now_h != h) continue;  // answered
       const std::uint32_t ops = slot.wanted_ops.load(std::memory_order_relaxed);
@@ -325,11 +370,11 @@ RingView::Revoked RingView::revoke_bias(bool producer, Clock::time_point deadlin
       last_ops = ops;
     }
     if (!side.holder.compare_exchange_strong(h, (h & 0xFF) | kBiasRevoked, std::memory_order_acq_rel)) {
-      return revoke_bias(producer, deadline, true);  // answered meanwhile: see above
+      return revoke_bias(producer, deadline, patient, true);  // answered meanwhile: see above
     }
   } else if ((h & kBiasRevoked) == 0) {
     if (!side.holder.compare_exchange_strong(h, (h & 0xFF) | kBiasRevoked, std::memory_order_acq_rel)) {
-      return revoke_bias(producer, deadline, false);  // the owner answered an earlier asker
+      return revoke_bias(producer, deadline, patient, false);  // the owner answered an earlier asker
     }
   }
   if (!sys::membarrier_global()) {
@@ -337,7 +382,9 @@ RingView::Revoked RingView::revoke_bias(bool producer, Clock::time_point deadlin
                            " side of a " + what_ + " back from the thread that had it to itself",
                 "(membarrier failed)");
   }
-  sys::Spin spin(sys::may_wait(deadline));
+  // The owner's operation in flight normally ends within nanoseconds: even a call that may not
+  // wait for room or data (a try_) spins for it.
+  sys::Spin spin(sys::may_wait(deadline) || !owner_sleeps(producer));
   bool died = false;
   while (slot.busy.load(std::memory_order_acquire) != 0) {
     if (spin.next()) continue;
@@ -346,8 +393,8 @@ RingView::Revoked RingView::revoke_bias(bool producer, Clock::time_point deadlin
       break;
     }
     const Clock::time_point now = Clock::now();
-    if (now >= deadline) return Revoked::timed_out;
-    sys::futex_wait(&slot.busy, 1, std::min(deadline, now + 1ms));
+    if (stop_waiting_for_owner(producer, now, deadline, patient)) return Revoked::timed_out;
+    sys::futex_wait(&slot.busy, 1, std::min(now < deadline ? deadline : patient, now + 1ms));
   }
   if (died) {
     repair_side(producer);
@@ -701,9 +748,9 @@ void RingView::finish_close() {
   // Wait for a put in flight (it holds put_mutex, or the producer bias) to finish; then no put
   // can commit again.
   bool timed_out = false;
-  lock_side(true, Clock::time_point::max(), timed_out);
+  lock_side(true, Clock::time_point::max(), Clock::time_point::max(), timed_out);
   SideLock held(&ctl_->put_mutex);
-  (void)revoke_bias(true, Clock::time_point::max(), false);
+  (void)revoke_bias(true, Clock::time_point::max(), Clock::time_point::max(), false);
   ctl_->closed.store(2, std::memory_order_release);
 }
 

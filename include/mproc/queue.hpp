@@ -39,6 +39,17 @@
 /// Batches: put_many(values) and get_many(out) take the side and commit once per batch rather
 ///   than per message — for small messages several times the throughput of put()/get(). A
 ///   batch's messages are consecutive in the queue; get_many never waits for a batch to fill.
+/// What non-blocking costs: try_put, try_get, put_for/get_for with a zero (or already passed)
+///   timeout never wait for room or for a message. They may wait for another thread's operation
+///   in flight on the same side (a put that is copying its message: nanoseconds), or take the
+///   side back from a streaming owner (a few microseconds). So `false` from try_put means the
+///   queue is full — or another producer is asleep in put() waiting for room, whose message
+///   comes first (order is kept) — or closed; an empty optional from try_get means the queue is
+///   empty (or closed and drained). Never "somebody else was busy". The one bound: a side's
+///   owner that stays inside one operation for over 100 ms without sleeping for room or data
+///   (its process stopped, say, or an encoder that slow) makes the call give up as if full
+///   (empty). A timed call waits for room (data) until its deadline, and for an owner in
+///   flight under the same rule. (Python's put_nowait/get_nowait also take a lock.)
 /// qsize(), empty(), full(): exact at the instant they are read (not Python's "approximate").
 /// close(): for good, for everyone. put() afterwards throws mproc::Closed; get() returns what is
 ///   left and then an empty optional instead of blocking.
@@ -139,7 +150,7 @@ class Queue {
     const detail::Encoded e = detail::encode(value);
     return put_raw(e.data, e.size, deadline);
   }
-  /// No waiting: false when full.
+  /// Waits for no room: false when full (see "What non-blocking costs" above).
   bool try_put(const T& value) { return put_until(value, detail::Clock::time_point::min()); }
 
   /// Queue<Bytes> only: puts a span of bytes, copied once, straight into shared memory.
@@ -166,7 +177,7 @@ class Queue {
     settle(ring().get(detail::taker_emplace(out), deadline));
     return out;
   }
-  /// No waiting.
+  /// Waits for no message: empty when the queue is empty (see "What non-blocking costs").
   std::optional<T> try_get() { return get_until(detail::Clock::time_point::min()); }
   /// Blocking get into an existing object, reusing its storage (no allocation for bytes and
   /// strings once their capacity suffices). False: closed and drained.

@@ -180,7 +180,14 @@ class RingView {
   [[noreturn]] void throw_too_big(std::size_t size, const std::string& context) const;
   /// Whether a record of `need` units fits between a producer's head and a tail.
   bool fits(std::uint64_t head, std::uint64_t tail, std::uint32_t need) const noexcept;
-  void lock_side(bool producer, Clock::time_point deadline, bool& timed_out);
+  // A call waits for the side's owner (an operation in flight on the same side) until its own
+  // deadline and, past it, up to kOwnerPatience while that owner is not asleep for room (data).
+  static constexpr std::chrono::milliseconds kOwnerPatience{100};
+  static Clock::time_point owner_patience(Clock::time_point deadline) noexcept;
+  bool owner_sleeps(bool producer) const noexcept;
+  bool stop_waiting_for_owner(bool producer, Clock::time_point now, Clock::time_point deadline,
+                              Clock::time_point patient) const noexcept;
+  void lock_side(bool producer, Clock::time_point deadline, Clock::time_point patient, bool& timed_out);
   // How one operation holds its side (docs/design/queue.md, "Biased sides"): 0 if the deadline
   // passed first, kHeldByMutex, or the index + 1 of this thread's bias slot.
   static constexpr std::uint32_t kHeldByMutex = 0x10000;
@@ -188,7 +195,7 @@ class RingView {
   std::uint32_t enter_side_slow(bool producer, Clock::time_point deadline);
   void leave_side(bool producer, std::uint32_t hold) noexcept;
   enum class Revoked : std::uint8_t { no_bias, handed_over, taken, timed_out };
-  Revoked revoke_bias(bool producer, Clock::time_point deadline, bool may_ask);
+  Revoked revoke_bias(bool producer, Clock::time_point deadline, Clock::time_point patient, bool may_ask);
   std::uint32_t grant_bias(bool producer, bool at_once);
   void offer_bias(bool producer, std::uint32_t hold) noexcept;
   void count_live_revocation(bool producer) noexcept;
