@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <climits>
 #include <csignal>
+#include <iterator>
 #include <numeric>
+#include <ranges>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -344,6 +346,48 @@ TEST(Pool, a_failure_inside_the_dispatcher_fails_tasks_instead_of_aborting_the_p
     }
   });
   EXPECT_EQ(mproc_test::exit_code_of(p), 0) << "the process was aborted by an escaped exception";
+}
+
+// ---- reading an imap iterator ----------------------------------------------------------------
+
+static_assert(std::input_iterator<mproc::ImapRange<std::string>::iterator>);
+static_assert(std::ranges::input_range<mproc::ImapRange<std::string>>);
+
+TEST(Pool, dereferencing_an_imap_iterator_twice_gives_the_same_value_both_times) {
+  Pool pool(2);
+  const std::vector<std::string> words{"alpha", "beta", "gamma", "delta"};
+  for (const bool ordered : {true, false}) {
+    auto results = ordered ? pool.imap(shout, words) : pool.imap_unordered(shout, words);
+    std::multiset<std::string> seen;
+    for (auto it = results.begin(); it != results.end(); ++it) {
+      const std::string first = *it;
+      const std::string second = *it;
+      EXPECT_EQ(first, second) << "ordered " << ordered;
+      EXPECT_EQ(it->size(), first.size());
+      auto copy = it;  // a copy at the same position reads the same value
+      EXPECT_EQ(*copy, first);
+      seen.insert(first);
+    }
+    EXPECT_EQ(seen, (std::multiset<std::string>{"alpha!", "beta!", "delta!", "gamma!"}))
+        << "ordered " << ordered;
+  }
+  auto vectors = pool.imap(numbers_up_to, std::vector<int>{3, 5});
+  auto it = vectors.begin();
+  EXPECT_EQ(*it, (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(*it, (std::vector<int>{1, 2, 3}));
+  ++it;
+  EXPECT_EQ(it->size(), 5u);
+  EXPECT_EQ(*it, (std::vector<int>{1, 2, 3, 4, 5}));
+}
+
+TEST(Pool, a_failed_imap_item_throws_every_time_it_is_read) {
+  Pool pool(2);
+  auto results = pool.imap(fail_on_13, std::vector<int>{13, 1});
+  auto it = results.begin();
+  EXPECT_THROW((void)*it, mproc::RemoteError);
+  EXPECT_THROW((void)*it, mproc::RemoteError);
+  ++it;
+  EXPECT_EQ(*it, 1);
 }
 
 // ---- what does not fit the results queue ---------------------------------------------------

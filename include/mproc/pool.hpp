@@ -439,15 +439,21 @@ class AsyncResult {
 
 /// What imap / imap_unordered return: a range whose iterator blocks for the next result.
 /// A failed task throws from the iterator when its turn comes, as Python's next() raises.
+/// Single pass. `*it` blocks the first time, then gives the same result until `++it` (a failed
+/// task throws each time): the range holds the current result, so `*it` is an R& into it —
+/// `for (const auto& r : ...)` copies nothing, `std::move(*it)` takes the result over, and
+/// `for (R r : ...)` copies it.
 template <class R>
 class ImapRange {
  public:
   class iterator {
    public:
+    using iterator_concept = std::input_iterator_tag;
     using value_type = R;
     using difference_type = std::ptrdiff_t;
     iterator() = default;
-    R operator*() const { return range_->fetch(n_); }
+    R& operator*() const { return range_->current(n_); }
+    R* operator->() const { return &range_->current(n_); }
     iterator& operator++() {
       ++n_;
       return *this;
@@ -469,10 +475,20 @@ class ImapRange {
  private:
   friend class Pool;
   ImapRange(std::shared_ptr<detail::Job<R>> job, bool ordered) : job_(std::move(job)), ordered_(ordered) {}
-  R fetch(std::size_t n) { return ordered_ ? job_->take_item(n) : job_->take_arrival(n); }
+  /// The n-th result, taken from the job once and kept until another is asked for.
+  R& current(std::size_t n) {
+    if (current_n_ != n || !current_) {
+      current_.reset();
+      current_n_ = n;
+      current_.emplace(ordered_ ? job_->take_item(n) : job_->take_arrival(n));
+    }
+    return *current_;
+  }
 
   std::shared_ptr<detail::Job<R>> job_;
   bool ordered_;
+  std::optional<R> current_;  // the result at position current_n_, once taken
+  std::size_t current_n_ = 0;
 };
 
 namespace detail {
