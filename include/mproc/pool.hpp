@@ -571,11 +571,15 @@ class Pool {
   }
 
   /// Lazily, in input order: iterate with a range-for while work is still running.
+  /// chunksize defaults to 1, as in Python: every input then makes a round trip of its own,
+  /// which for small tasks is tens of times slower than map(), or worse. Pass a larger one when
+  /// tasks are short — `pool.imap(f, inputs, 64)` — results still come one by one.
   template <class F, class Range>
   auto imap(F f, const Range& inputs, std::size_t chunksize = 1) {
     return submit_lazy<F>(f, inputs, chunksize, true);
   }
-  /// Lazily, in completion order.
+  /// Lazily, in completion order (of chunks). chunksize: as for imap — the default of 1 is slow
+  /// for small tasks; `pool.imap_unordered(f, inputs, 64)`.
   template <class F, class Range>
   auto imap_unordered(F f, const Range& inputs, std::size_t chunksize = 1) {
     return submit_lazy<F>(f, inputs, chunksize, false);
