@@ -51,12 +51,12 @@ std::uint32_t fnv1a(const char* s, std::uint32_t seed) noexcept {
 namespace mproc::detail {
 
 void throw_wrong_type(const char* what, const std::string& expected) {
-  throw Error(EBADMSG, std::string("cannot receive a ") + expected + " from " + what,
+  throw Error(EBADMSG, "cannot receive " + with_article(expected) + " from " + what,
               "(the next message was sent as another type; it was left in place)");
 }
 
 void throw_undecodable(const std::string& type, std::size_t size, const char* why) {
-  throw Error(EBADMSG, "cannot decode a " + type + " from a message of " + std::to_string(size) + " bytes",
+  throw Error(EBADMSG, "cannot decode " + with_article(type) + " from a message of " + std::to_string(size) + " bytes",
               std::string("(it is not a valid encoding of one: ") + why + "; it was left in place)");
 }
 
