@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <cerrno>
+#include <limits>
 #include <string>
 
 #include "mproc/error.hpp"
@@ -23,8 +24,26 @@ SharedMemory::SharedMemory(std::string name, detail::Mapping mapping, std::size_
       size_(size),
       created_(created) {}
 
+namespace {
+
+// A size create() can honour: at least one byte (as Python), and not so large that the header
+// added to it wraps round to a small file (the block would then claim bytes it does not have).
+void check_size(std::string_view name, std::size_t size) {
+  if (size == 0) {
+    throw UsageError("cannot create SharedMemory \"" + std::string(name) +
+                     "\": its size must be a positive number of bytes, not 0");
+  }
+  if (size > static_cast<std::size_t>(std::numeric_limits<off_t>::max()) - kSegmentDataOffset) {
+    throw Error(EFBIG, "cannot create SharedMemory \"" + std::string(name) + "\"",
+                "(" + std::to_string(size) + " bytes is more than a file can hold)");
+  }
+}
+
+}  // namespace
+
 SharedMemory SharedMemory::create(std::string_view name, std::size_t size, NamedOptions options) {
   detail::validate_name(name);
+  check_size(name, size);
   const std::string what = "SharedMemory \"" + std::string(name) + "\"";
   detail::NamedSegment seg = detail::create_unnamed_segment(kSegmentDataOffset + size, options.mode, what);
   detail::publish_segment(seg, SegmentKind::shared_memory, kLayoutVersion, size, 0, options.lifetime);
@@ -39,6 +58,8 @@ SharedMemory SharedMemory::open(std::string_view name) {
 }
 
 SharedMemory SharedMemory::open_or_create(std::string_view name, std::size_t size, NamedOptions options) {
+  detail::validate_name(name);
+  check_size(name, size);  // refused before looking: an existing block cannot make 0 right
   // Open first; create if absent; open again if another process created it meanwhile.
   for (int round = 0;; ++round) {
     try {

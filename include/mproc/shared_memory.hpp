@@ -16,6 +16,9 @@
 ///   (exactly one creator). The name appears only once the block is complete, so a creator
 ///   killed half-way leaves nothing. Space is reserved at creation (posix_fallocate), so a full
 ///   /dev/shm is an ENOSPC error then, not a SIGBUS later.
+/// Size: at least one byte. 0 is an mproc::UsageError (Python's ValueError: "'size' must be
+///   a positive number different from zero"), from create() and open_or_create() alike; a
+///   size no file can hold is an mproc::Error (EFBIG).
 /// Permissions: mode 0600 unless asked otherwise (set exactly, whatever the umask): other users
 ///   cannot open it.
 /// Lifetime (<mproc/named_options.hpp>): tracked by default — the name is removed once no
