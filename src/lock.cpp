@@ -7,7 +7,10 @@
 #include <cerrno>
 #include <cstddef>
 #include <new>
+#include <string>
 
+#include "mproc/detail/demangle.hpp"
+#include "mproc/error.hpp"
 #include "named.hpp"
 #include "robust_mutex.hpp"
 #include "segment.hpp"
@@ -52,7 +55,8 @@ void RobustLock::init_block(void* mem, const void* recursive) {
 
 RobustLock::RobustLock(bool recursive)
     : mapping_(Mapping::shared_anonymous(sizeof(Block), recursive ? "RLock" : "Lock")),
-      recursive_(recursive) {
+      recursive_(recursive),
+      label_(recursive ? "RLock" : "Lock") {
   init_block(mapping_.data(), &recursive);
   block()->header.publish(recursive ? SegmentKind::rlock : SegmentKind::lock, Block::kLayoutVersion,
                           sizeof(Block));
@@ -62,7 +66,13 @@ RobustLock::RobustLock(const NamedSpec& spec, bool recursive)
     : mapping_(attach_named(spec, recursive ? SegmentKind::rlock : SegmentKind::lock,
                             Block::kLayoutVersion, sizeof(Block), 0, &RobustLock::init_block, &recursive,
                             &created_)),
-      recursive_(recursive) {}
+      recursive_(recursive),
+      label_(std::string(recursive ? "RLock" : "Lock") + " \"" + std::string(spec.name) + "\"") {}
+
+void name_guarded_lock(RobustLock& lock, const char* kind, std::string_view name) {
+  lock.label_ = "the lock of " +
+                (name.empty() ? with_article(kind) : std::string(kind) + " \"" + std::string(name) + "\"");
+}
 
 }  // namespace mproc::detail
 
@@ -110,10 +120,11 @@ Acquired RobustLock::acquire_until(Clock::time_point deadline) {
       b->poisoned = 1;
       break;
     case EDEADLK:
-      fail(rc, "cannot acquire Lock: the calling thread already holds it (use RLock for",
-           "re-entrant locking)");
+      // Misuse, not a refusal by the system: the caller broke the contract (error.hpp).
+      throw UsageError("cannot acquire " + label_ +
+                       ": the calling thread already holds it (use RLock for re-entrant locking)");
     case EAGAIN:
-      fail(rc, "cannot acquire RLock again: recursion limit reached", "");
+      fail(rc, ("cannot acquire " + label_ + " again").c_str(), "(recursion limit reached)");
     default:
       fail(rc, "cannot acquire", kind_name());
   }
@@ -124,8 +135,7 @@ Acquired RobustLock::acquire_until(Clock::time_point deadline) {
 void RobustLock::release() {
   Block* b = block();
   if (!held_by_this_thread()) {
-    fail(EPERM, "cannot release", recursive_ ? "RLock: not held by the calling thread"
-                                             : "Lock: not held by the calling thread");
+    throw UsageError("cannot release " + label_ + ": not held by the calling thread");
   }
   const int rc = ::pthread_mutex_unlock(&b->mutex);
   if (rc != 0) fail(rc, "cannot release", kind_name());
@@ -133,8 +143,7 @@ void RobustLock::release() {
 
 void RobustLock::mark_consistent() {
   if (!held_by_this_thread()) {
-    fail(EPERM, "cannot mark consistent", recursive_ ? "RLock: not held by the calling thread"
-                                                     : "Lock: not held by the calling thread");
+    throw UsageError("cannot mark " + label_ + " consistent: not held by the calling thread");
   }
   block()->poisoned = 0;
 }

@@ -200,6 +200,7 @@ Condition::Condition(detail::RobustLock& lock)
 }
 
 Condition::Condition() : own_lock_(std::make_unique<RLock>()), lock_(nullptr) {
+  detail::name_guarded_lock(*own_lock_, "Condition", {});
   lock_ = own_lock_.get();
   mapping_ = detail::Mapping::shared_anonymous(sizeof(Block), "Condition");
   init_block(mapping_.data(), nullptr);
@@ -209,6 +210,7 @@ Condition::Condition() : own_lock_(std::make_unique<RLock>()), lock_(nullptr) {
 Condition::Condition(const detail::NamedSpec& spec) : lock_(nullptr) {
   const std::string lock_name = std::string(spec.name) + ".lock";
   own_lock_.reset(new RLock(detail::NamedSpec{lock_name, spec.how, spec.options}));
+  detail::name_guarded_lock(*own_lock_, "Condition", spec.name);
   lock_ = own_lock_.get();
   try {
     mapping_ = detail::attach_named(spec, SegmentKind::condition, Block::kLayoutVersion, sizeof(Block), 0,

@@ -247,21 +247,19 @@ TEST(Lock, acquiring_it_again_from_the_holding_thread_is_an_error_not_a_deadlock
   ASSERT_TRUE(lock.acquire());
   try {
     (void)lock.acquire();
-    FAIL() << "expected mproc::Error";
-  } catch (const mproc::Error& e) {
-    EXPECT_EQ(e.code().value(), EDEADLK);
+    FAIL() << "expected mproc::UsageError";
+  } catch (const mproc::UsageError& e) {
     EXPECT_NE(std::string(e.what()).find("RLock"), std::string::npos) << "suggests RLock";
   }
   lock.release();
 }
 
-TEST(Lock, releasing_without_holding_reports_eperm) {
+TEST(Lock, releasing_without_holding_says_it_is_not_held) {
   Lock lock;
   try {
     lock.release();
-    FAIL() << "expected mproc::Error";
-  } catch (const mproc::Error& e) {
-    EXPECT_EQ(e.code().value(), EPERM);
+    FAIL() << "expected mproc::UsageError";
+  } catch (const mproc::UsageError& e) {
     EXPECT_NE(std::string(e.what()).find("not held"), std::string::npos) << e.what();
   }
 }
@@ -279,7 +277,7 @@ TEST(Lock, knows_whether_the_calling_thread_holds_it) {
 TEST(Lock, another_thread_cannot_release_it) {
   Lock lock;
   ASSERT_TRUE(lock.acquire());
-  std::thread([&] { EXPECT_THROW(lock.release(), mproc::Error); }).join();
+  std::thread([&] { EXPECT_THROW(lock.release(), mproc::UsageError); }).join();
   lock.release();
 }
 
@@ -291,7 +289,7 @@ TEST(RLock, can_be_acquired_recursively_and_needs_as_many_releases) {
   Process p = start_child([&] { CHILD_CHECK(!lock.try_lock()); });  // still held once
   EXPECT_EQ(exit_code_of(p), 0);
   lock.release();
-  EXPECT_THROW(lock.release(), mproc::Error);
+  EXPECT_THROW(lock.release(), mproc::UsageError);
   Process q = start_child([&] {
     CHILD_CHECK(lock.try_lock());
     lock.unlock();
@@ -497,4 +495,51 @@ TEST(FileLock, does_not_follow_a_symbolic_link) {
   std::ofstream(dir / "victim") << "precious";
   std::filesystem::create_symlink(dir / "victim", dir / "planted.lock");
   EXPECT_THROW(FileLock((dir / "planted.lock").string()), mproc::Error);
+}
+
+// ---- misuse is mproc::UsageError, as error.hpp says, for every lock --------------------------------
+
+TEST(Lock, releasing_or_repairing_without_holding_is_a_usage_error) {
+  Lock lock;
+  try {
+    lock.release();
+    FAIL() << "expected mproc::UsageError";
+  } catch (const mproc::UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("not held by the calling thread"), std::string::npos) << e.what();
+  } catch (const std::exception& e) {
+    FAIL() << "expected mproc::UsageError, got: " << e.what();
+  }
+  EXPECT_THROW(lock.unlock(), mproc::UsageError);
+  EXPECT_THROW(lock.mark_consistent(), mproc::UsageError);
+}
+
+TEST(Lock, acquiring_it_again_from_the_holding_thread_is_a_usage_error) {
+  Lock lock;
+  ASSERT_TRUE(lock.acquire());
+  EXPECT_THROW((void)lock.acquire(), mproc::UsageError);
+  EXPECT_THROW((void)lock.try_lock(), mproc::UsageError);
+  EXPECT_TRUE(lock.held_by_this_thread()) << "the failed attempt must not drop the hold";
+  lock.release();
+}
+
+TEST(RLock, releasing_from_a_thread_or_process_that_does_not_hold_it_is_a_usage_error) {
+  RLock lock;
+  ASSERT_TRUE(lock.acquire());
+  std::thread([&] {
+    EXPECT_THROW(lock.release(), mproc::UsageError);
+    EXPECT_THROW(lock.mark_consistent(), mproc::UsageError);
+  }).join();
+  Process p = start_child([&] {
+    try {
+      lock.release();
+    } catch (const mproc::UsageError&) {
+      std::_Exit(0);
+    } catch (...) {
+    }
+    std::_Exit(1);
+  });
+  EXPECT_EQ(exit_code_of(p), 0) << "another process's release must be a UsageError";
+  EXPECT_TRUE(lock.held_by_this_thread());
+  lock.release();
+  EXPECT_THROW(lock.release(), mproc::UsageError);
 }

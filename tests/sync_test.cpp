@@ -232,7 +232,7 @@ TEST(Condition, wait_releases_every_level_of_an_rlock_and_restores_them) {
   EXPECT_TRUE(took.wait_for(0ms));
   lock.release();
   lock.release();  // both levels came back
-  EXPECT_THROW(lock.release(), mproc::Error);
+  EXPECT_THROW(lock.release(), mproc::UsageError);
   EXPECT_EQ(exit_code_of(p), 0);
 }
 
@@ -372,4 +372,112 @@ TEST(RawArray, is_shared_without_a_lock) {
   EXPECT_EQ(exit_code_of(p), 0);
   EXPECT_EQ(a[3], 33);
   EXPECT_EQ(*v, 6);
+}
+
+// ---- messages name the object, misuse is mproc::UsageError -----------------------------------------
+
+namespace {
+
+// Kills a child that holds `lock`, so that the next acquirer is told owner_died.
+void kill_a_child_holding(mproc::detail::RobustLock& lock) {
+  Flag holding;
+  Process p = start_child([&] {
+    CHILD_CHECK(lock.acquire());
+    holding.raise();
+    holding.block_forever();
+  });
+  ASSERT_TRUE(holding.wait_for(kPatience));
+  p.kill();
+  ASSERT_EQ(exit_code_of(p), -SIGKILL);
+}
+
+std::string owner_died_message(auto f) {
+  try {
+    f();
+  } catch (const mproc::OwnerDied& e) {
+    return e.what();
+  }
+  return "(no mproc::OwnerDied)";
+}
+
+}  // namespace
+
+TEST(Value, owner_death_is_reported_as_the_value_s_not_an_rlock_s) {
+  mproc::Value<int> v(1);
+  kill_a_child_holding(v.get_lock());
+  const std::string message = owner_died_message([&] { (void)v.get(); });
+  EXPECT_NE(message.find("Value"), std::string::npos) << message;
+  EXPECT_EQ(message.find("RLock"), std::string::npos) << message;
+  ASSERT_TRUE(v.get_lock().acquire(kPatience).owner_died());
+  v.get_lock().mark_consistent();
+  v.get_lock().release();
+}
+
+TEST(Array, owner_death_is_reported_as_the_array_s_not_an_rlock_s) {
+  mproc::Array<int> a(4);
+  kill_a_child_holding(a.get_lock());
+  const std::string message = owner_died_message([&] { (void)a.to_vector(); });
+  EXPECT_NE(message.find("an Array"), std::string::npos) << message;
+  EXPECT_EQ(message.find("RLock"), std::string::npos) << message;
+  ASSERT_TRUE(a.get_lock().acquire(kPatience).owner_died());
+  a.get_lock().mark_consistent();
+  a.get_lock().release();
+}
+
+TEST(Condition, owner_death_of_its_own_lock_is_reported_as_the_condition_s) {
+  Condition cv;
+  kill_a_child_holding(cv.lock());
+  const std::string message = owner_died_message([&] { std::scoped_lock hold{cv.lock()}; });
+  EXPECT_NE(message.find("Condition"), std::string::npos) << message;
+  EXPECT_EQ(message.find("RLock"), std::string::npos) << message;
+  ASSERT_TRUE(cv.lock().acquire(kPatience).owner_died());
+  cv.lock().mark_consistent();
+  cv.lock().release();
+}
+
+TEST(Value, releasing_its_lock_without_holding_it_is_a_usage_error_naming_the_value) {
+  mproc::Value<int> v(1);
+  try {
+    v.get_lock().release();
+    FAIL() << "expected mproc::UsageError";
+  } catch (const mproc::UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("Value"), std::string::npos) << e.what();
+  } catch (const std::exception& e) {
+    FAIL() << "expected mproc::UsageError, got: " << e.what();
+  }
+}
+
+TEST(Messages, a_type_name_takes_the_right_article) {
+  const auto what = [](auto f) -> std::string {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return {};
+  };
+  EXPECT_NE(what([] { mproc::detail::throw_wrong_type("Connection", "int"); }).find("receive an int from"),
+            std::string::npos);
+  EXPECT_NE(what([] { mproc::detail::throw_wrong_type("Connection", "unsigned int"); }).find("an unsigned int"),
+            std::string::npos);
+  EXPECT_NE(what([] { mproc::detail::throw_wrong_type("Connection", "long"); }).find("receive a long from"),
+            std::string::npos);
+  EXPECT_NE(what([] { mproc::detail::throw_undecodable("int", 3, "short"); }).find("decode an int from"),
+            std::string::npos);
+  EXPECT_NE(what([] { mproc::detail::throw_undecodable("std::string", 3, "short"); }).find("decode a std::string"),
+            std::string::npos);
+}
+
+TEST(Array, a_length_whose_bytes_overflow_is_refused_not_wrapped_round) {
+  // (2^62 + 1) * 4 bytes wraps round to 4: a 4-byte mapping that the fill would then overrun.
+  const std::size_t length = (std::size_t{1} << 62) + 1;
+  Process p = start_child([&] {
+    try {
+      mproc::Array<int> a(length);
+    } catch (const mproc::Error& e) {
+      std::_Exit(e.code().value() == ENOMEM ? 0 : 2);
+    }
+    std::_Exit(1);
+  });
+  EXPECT_EQ(exit_code_of(p), 0) << "0: refused with ENOMEM";
 }

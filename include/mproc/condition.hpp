@@ -12,7 +12,9 @@
 /// level of an RLock), sleeps until notified or timed out, and re-acquires it before returning.
 /// notify(n) wakes at least n waiters if there are that many (possibly more: loop on a
 /// predicate, or use wait_for); notify_all() wakes them all. Both need the lock held, as in
-/// Python.
+/// Python: waiting or notifying without it is an mproc::UsageError (Python's RuntimeError).
+/// A Condition() with a lock of its own names itself in that lock's messages and in
+/// mproc::OwnerDied (`the lock of a Condition`, `the lock of Condition "name"`).
 ///
 /// Thread safety: every member may be called from any thread (holding the lock as required).
 /// Process safety: any number of processes that inherited the Condition and its lock.

@@ -4,11 +4,16 @@
 /// One rule for the whole library: a member function not marked `noexcept` may throw
 ///  - `mproc::Error` when the operating system refuses something (it carries errno, the
 ///    operation and the object's name: `cannot open FileLock "/tmp/a.lock": Permission denied`);
-///  - `mproc::UsageError` when the caller broke the contract (starting a process twice,
-///    releasing a lock this thread does not hold);
+///  - `mproc::UsageError` when the caller broke the contract: starting a process twice;
+///    releasing or mark_consistent()-ing a Lock, RLock (the lock of a Value or Array included)
+///    or FileLock that the caller does not hold; acquiring a Lock again from the thread that
+///    holds it; waiting on or notifying a Condition without holding its lock; releasing a
+///    BoundedSemaphore beyond its initial value (Python raises ValueError); creating a
+///    SharedMemory of 0 bytes (Python's ValueError). It carries no errno;
 ///  - `mproc::Closed` from a put into a closed Queue;
-///  - `mproc::OwnerDied` only from the std-style `lock()`/`try_lock*()` members, when the
-///    previous owner of a lock died while holding it (see <mproc/lock.hpp>).
+///  - `mproc::OwnerDied` only from the std-style `lock()`/`try_lock*()` members and from the
+///    members that take a lock for you (Value/Array get, set, update; Condition::wait_for),
+///    when the previous owner of a lock died while holding it (see <mproc/lock.hpp>).
 /// Ordinary outcomes (timed out, empty, full) are values, never exceptions.
 #include <stdexcept>
 #include <string>
@@ -25,7 +30,14 @@ class Error : public std::system_error {
   Error(int errno_value, std::string_view operation, std::string_view object = {});
 };
 
-/// The caller used an object in a way its contract forbids.
+/// The caller used an object in a way its contract forbids: a bug in the calling code, which
+/// retrying cannot fix.
+///
+/// A std::logic_error, not an mproc::Error (a std::runtime_error): `catch (const mproc::Error&)`
+/// does not catch it; `catch (const std::exception&)` catches both. Lock and RLock reported
+/// their misuse (release or mark_consistent() without holding, re-acquiring a held Lock) as
+/// mproc::Error with EPERM or EDEADLK before they followed this rule; a handler written for
+/// that must now catch mproc::UsageError (or std::logic_error, or std::exception).
 class UsageError : public std::logic_error {
  public:
   using std::logic_error::logic_error;

@@ -22,7 +22,8 @@
 ///
 /// Ownership: unlike Python's `multiprocessing.Lock` (an ownerless semaphore that any process
 /// may release), an mproc lock has an owner — the thread that acquired it — and releasing it
-/// from any other thread or process throws mproc::Error (EPERM). The owner is what makes
+/// from any other thread or process throws mproc::UsageError (a contract breach, not an
+/// operating-system failure: see <mproc/error.hpp>). The owner is what makes
 /// recovery possible: an ownerless lock cannot tell that its holder died. For the ownerless
 /// use (acquired in one process, released by another) use `mproc::Semaphore(1)`
 /// (<mproc/semaphore.hpp>).
@@ -35,6 +36,7 @@
 /// Lifetime: destroying a Lock unmaps it from this process only; children that inherited it
 /// keep using it. Destroying a lock that the calling thread still holds releases it first.
 #include <chrono>
+#include <string>
 #include <string_view>
 
 #include "mproc/acquired.hpp"
@@ -54,8 +56,8 @@ class RobustLock : public StdLockable<RobustLock> {
   ~RobustLock();
 
   /// Blocks until this thread holds the lock. Returns `owner_died()` when the guarded state
-  /// may be torn (see "If the owner dies" above). Throws mproc::Error (EDEADLK) when a
-  /// non-recursive Lock is acquired again by the thread that holds it.
+  /// may be torn (see "If the owner dies" above). Throws mproc::UsageError when a
+  /// non-recursive Lock is acquired again by the thread that holds it (the lock stays held).
   Acquired acquire() { return acquire_until(Clock::time_point::max()); }
   /// Waits at most `timeout` (monotonic clock); `timed_out()` if the lock was not acquired.
   template <class Rep, class Period>
@@ -69,19 +71,21 @@ class RobustLock : public StdLockable<RobustLock> {
   }
   Acquired acquire_until(Clock::time_point deadline);
 
-  /// Releases one level of ownership. Throws mproc::Error (EPERM) when the calling thread
-  /// does not hold the lock — including a thread of another process.
+  /// Releases one level of ownership. Throws mproc::UsageError when the calling thread does
+  /// not hold the lock — including a thread of another process.
   void release();
 
   /// Declares the guarded state repaired after an `owner_died()` acquire. Only the holder may
-  /// call it (mproc::Error, EPERM, otherwise). A no-op on a consistent lock.
+  /// call it (mproc::UsageError otherwise). A no-op on a consistent lock.
   void mark_consistent();
 
   /// Whether the calling thread holds the lock.
   bool held_by_this_thread() const noexcept;
 
-  /// "Lock" or "RLock", as used in error messages.
-  const char* kind_name() const noexcept { return recursive_ ? "RLock" : "Lock"; }
+  /// What error messages (and mproc::OwnerDied) call this lock: "Lock" or "RLock", with the
+  /// name for a named one (`RLock "jobs"`); for the lock inside a Value, Array or Condition,
+  /// the object it guards (`the lock of Value "counter"`, `the lock of an Array`).
+  const char* kind_name() const noexcept { return label_.c_str(); }
   /// Named forms: whether this handle created the lock (open_or_create tells which).
   bool created() const noexcept { return created_; }
 
@@ -94,16 +98,24 @@ class RobustLock : public StdLockable<RobustLock> {
   Block* block() const noexcept;
   static void init_block(void* mem, const void* recursive);
 
+  friend void name_guarded_lock(RobustLock& lock, const char* kind, std::string_view name);
+
   bool created_ = false;  // before mapping_: its initialiser sets it
   Mapping mapping_;
   bool recursive_;
+  std::string label_;  // kind_name()
 };
+
+/// Makes `lock`'s messages name the object it guards: "the lock of Value \"counter\"", or
+/// "the lock of a Value" when `name` is empty. For Value, Array and Condition, whose lock is an
+/// RLock of their own that users reach through get_lock()/lock().
+void name_guarded_lock(RobustLock& lock, const char* kind, std::string_view name);
 
 }  // namespace detail
 
 /// A mutual-exclusion lock shared by processes, with an owner and owner-death recovery.
-/// Not recursive: acquiring it again from the thread that holds it throws mproc::Error
-/// (EDEADLK) instead of deadlocking. See the file comment for the full contract.
+/// Not recursive: acquiring it again from the thread that holds it throws mproc::UsageError
+/// instead of deadlocking. See the file comment for the full contract.
 ///
 /// Named: `Lock::create(name)`, `Lock::open(name)`, `Lock::open_or_create(name)` share one lock
 /// between programs started separately (see <mproc/shared_memory.hpp> for names, modes and the

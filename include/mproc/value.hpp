@@ -16,7 +16,9 @@
 /// Locking, as in Python: get()/set()/update() take the lock for you; operator[] and raw() do
 /// not — take get_lock() around compound updates. The lock is an mproc::RLock, so it reports a
 /// holder that died mid-update: get()/set()/update() then throw mproc::OwnerDied; recover with
-/// get_lock().acquire(), repair, mark_consistent().
+/// get_lock().acquire(), repair, mark_consistent(). Messages about the lock name the Value or
+/// Array it guards (`the lock of Value "counter"`), and so does mproc::OwnerDied. Misusing the
+/// lock (releasing it without holding it) is an mproc::UsageError, as for any RLock.
 /// Thread safety: get/set/update from any thread; unguarded access is the caller's to lock.
 /// Process safety: shared by every process started after construction.
 /// Memory ordering: that of the lock for get/set/update; none for unguarded access.
@@ -26,6 +28,7 @@
 ///   most 195 characters); open() checks the element type, and an Array's size comes from the
 ///   segment.
 #include <algorithm>
+#include <cerrno>
 #include <cstddef>
 #include <mutex>
 #include <new>
@@ -37,6 +40,7 @@
 #include <vector>
 
 #include "mproc/detail/codec.hpp"
+#include "mproc/detail/demangle.hpp"
 #include "mproc/detail/mapping.hpp"
 #include "mproc/detail/named_spec.hpp"
 #include "mproc/detail/named_typed.hpp"
@@ -52,10 +56,22 @@ constexpr void check_shareable() {
                 "shared memory, where a pointer into one process's memory means nothing to another");
 }
 
+/// n * sizeof(T), or mproc::Error (ENOMEM) when that many elements cannot exist, instead of a
+/// product that wraps round to a small mapping that the fill then overruns.
+template <class T>
+std::size_t bytes_for(std::size_t n, const char* what) {
+  constexpr std::size_t kMost = (std::size_t{1} << 62) / sizeof(T);  // far beyond any mapping
+  if (n > kMost) {
+    throw Error(ENOMEM, "cannot create " + with_article(what) + " of " + std::to_string(n) + " elements",
+                "(more bytes than any address space holds)");
+  }
+  return n * sizeof(T);
+}
+
 /// n objects of T in a fresh shared mapping, each initialised to `fill`.
 template <class T>
 T* make_shared_objects(Mapping& mapping, std::size_t n, const T& fill, const char* what) {
-  mapping = Mapping::shared_anonymous(std::max<std::size_t>(n, 1) * sizeof(T), what);
+  mapping = Mapping::shared_anonymous(bytes_for<T>(std::max<std::size_t>(n, 1), what), what);
   T* p = static_cast<T*>(mapping.data());
   for (std::size_t i = 0; i < n; ++i) new (p + i) T(fill);
   return p;
@@ -79,7 +95,7 @@ T* attach_objects(const NamedSpec& spec, bool array, std::size_t& count, const T
   static_assert(alignof(T) <= 64, "mproc: named data is 64-byte aligned");
   const Fill<T> f{count, &fill};
   std::size_t payload = 0;
-  std::byte* p = attach_typed(spec, array, count * sizeof(T), type_tag<T>(), &Fill<T>::init, &f, mapping, payload,
+  std::byte* p = attach_typed(spec, array, bytes_for<T>(count, array ? "Array" : "Value"), type_tag<T>(), &Fill<T>::init, &f, mapping, payload,
                               created);
   count = payload / sizeof(T);
   return reinterpret_cast<T*>(p);
@@ -150,7 +166,7 @@ class RawValue {
 template <class T>
 class Value {
  public:
-  explicit Value(const T& initial = T{}) : raw_(initial) {}
+  explicit Value(const T& initial = T{}) : raw_(initial) { detail::name_guarded_lock(lock_, "Value", {}); }
   Value(const Value&) = delete;
   Value& operator=(const Value&) = delete;
 
@@ -187,7 +203,9 @@ class Value {
 
  private:
   Value(const detail::NamedSpec& spec, const T& initial)
-      : raw_(spec, initial), lock_(detail::attach_lock(spec, raw_.mapping_, raw_.created_)) {}
+      : raw_(spec, initial), lock_(detail::attach_lock(spec, raw_.mapping_, raw_.created_)) {
+    detail::name_guarded_lock(lock_, "Value", spec.name);
+  }
 
   RawValue<T> raw_;
   mutable RLock lock_;
@@ -239,7 +257,9 @@ class RawArray {
 template <class T>
 class Array {
  public:
-  explicit Array(std::size_t size, const T& fill = T{}) : raw_(size, fill) {}
+  explicit Array(std::size_t size, const T& fill = T{}) : raw_(size, fill) {
+    detail::name_guarded_lock(lock_, "Array", {});
+  }
   Array(const Array&) = delete;
   Array& operator=(const Array&) = delete;
 
@@ -287,7 +307,9 @@ class Array {
 
  private:
   Array(const detail::NamedSpec& spec, std::size_t size, const T& fill)
-      : raw_(spec, size, fill), lock_(detail::attach_lock(spec, raw_.mapping_, raw_.created_)) {}
+      : raw_(spec, size, fill), lock_(detail::attach_lock(spec, raw_.mapping_, raw_.created_)) {
+    detail::name_guarded_lock(lock_, "Array", spec.name);
+  }
 
   void check(std::size_t i) const {
     if (i >= raw_.size()) {
