@@ -3,7 +3,8 @@
 # Usage: cli_test.sh PATH/TO/mproc   (run by CTest; every command has a timeout as a watchdog)
 set -u
 MPROC=$1
-P="cli-test-$$"
+# Every name under the run's prefix (scripts/test sets MPROC_TEST_PREFIX and checks what is left)
+P="${MPROC_TEST_PREFIX:-test-$$-}cli-$$"
 failures=0
 passes=0
 t() { timeout 30 "$MPROC" "$@"; }

@@ -187,7 +187,8 @@ struct Resources {
   bool operator==(const Resources&) const = default;
 };
 
-std::string test_prefix() { return "fault-" + std::to_string(::getpid()) + "-"; }
+// Under the run's prefix, unique to this process: "<run prefix>fault-<pid>-".
+std::string test_prefix() { return mproc_test::unique_name("fault") + "-"; }
 
 Resources resources() {
   Resources r;

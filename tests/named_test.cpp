@@ -37,8 +37,7 @@ namespace {
 // A unique name per test, unlinked at the end whatever happened.
 class Named : public testing::Test {
  protected:
-  std::string name = "test-" + std::to_string(::getpid()) + "-" +
-                     testing::UnitTest::GetInstance()->current_test_info()->name();
+  std::string name = mproc_test::unique_name(testing::UnitTest::GetInstance()->current_test_info()->name());
   void TearDown() override {
     for (const char* suffix : {"", ".lock", ".event", ".event.lock"}) {
       ::shm_unlink(("/mproc." + name + suffix).c_str());
@@ -635,7 +634,8 @@ TEST_F(Named, a_name_moved_aside_by_a_remover_that_died_is_cleared_by_the_next_s
   mproc::Process gone = start_child([] {});
   const pid_t dead = gone.pid().value_or(0);
   ASSERT_EQ(exit_code_of(gone), 0);
-  const std::string aside = "/dev/shm/.mproc-rm." + std::to_string(dead) + ".0";
+  // (".<name>" at the end, as removers write it: the name of the object moved aside.)
+  const std::string aside = "/dev/shm/.mproc-rm." + std::to_string(dead) + ".0." + name;
   const int fd = ::open(aside.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
   ASSERT_GE(fd, 0);
   ::close(fd);

@@ -147,14 +147,31 @@ mproc::Process start_child(F&& f, Args&&... args) {
   return p;
 }
 
-/// A name for a named object of kind Q (anything with a static unlink(name)) that is unique to
-/// this test process, unlinked when the test ends, however it ends (a tracked object may be gone
-/// already: its last user removed it on close).
+/// The prefix of every named object this test run creates (/dev/shm/mproc.<prefix>...):
+/// $MPROC_TEST_PREFIX, which scripts/test sets once per run (and CTest passes on to every test),
+/// so that the run checks only its own leftovers and never meets another program's or another
+/// run's objects; "test-<pid>-" when it is unset (a test binary run by hand).
+inline const std::string& run_prefix() {
+  static const std::string prefix = [] {
+    const char* s = std::getenv("MPROC_TEST_PREFIX");
+    return s != nullptr && *s != '\0' ? std::string(s) : "test-" + std::to_string(::getpid()) + "-";
+  }();
+  return prefix;
+}
+
+/// A name for a named object, under the run's prefix and unique to this test process (tests of
+/// one run go on in parallel): <prefix><stem>-<pid>. Every name a test creates comes from here.
+inline std::string unique_name(const std::string& stem) {
+  return run_prefix() + stem + "-" + std::to_string(::getpid());
+}
+
+/// A unique_name for a named object of kind Q (anything with a static unlink(name)), unlinked
+/// when the test ends, however it ends (a tracked object may be gone already: its last user
+/// removed it on close).
 template <class Q>
 class ScratchName {
  public:
-  explicit ScratchName(const std::string& stem)
-      : name_("test-" + stem + "-" + std::to_string(::getpid())) {}
+  explicit ScratchName(const std::string& stem) : name_(unique_name(stem)) {}
   ~ScratchName() {
     try {
       Q::unlink(name_);
