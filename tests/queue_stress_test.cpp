@@ -10,6 +10,10 @@
 // thousands, about 130 kills a second on two cores, with MPROC_TEST_WATCHDOG_S raised past
 // 60 s when it needs to). MPROC_STRESS_SEED replays a run's choice of victims and pauses; the
 // verdict never depends on them, only the path taken does.
+// The run is measured in work, never in time: it kills until it has made its kills and the
+// queue has carried its messages (and the test's own events, such as a hand-over, were seen),
+// however slow the machine; the kills wait for the queue to make progress, so that they cannot
+// starve it. Only a queue that stops moving for kPatience fails on time: that is a hang.
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
@@ -52,6 +56,7 @@ constexpr std::uint32_t kProducers = 3;  // producer slots; a run uses some or a
 constexpr std::size_t kMaxPayload = 2000;
 constexpr std::size_t kCapacity = 64 * 1024;  // small: the ring wraps and producers block often
 constexpr std::uint64_t kMinReceived = 5000;  // the queue must have been really exercised
+constexpr std::uint64_t kReceivedPerKill = 20;  // kills never run ahead of the messages received
 
 // What a producer has done with an id, in the order it happens.
 enum : std::uint8_t { kNotAttempted = 0, kPutCalled = 1, kPutReturned = 2 };
@@ -218,7 +223,9 @@ const char* role(const Child& c) { return c.producer ? "producer" : "consumer"; 
 
 // `producers` of the kProducers slots, `consumers` consumers. The kills go on past the wanted
 // number until the queue was exercised: both roles killed, kMinReceived messages, and
-// `also(stats)` if given (at most kPatience more).
+// `also(stats)` if given. A kill waits until the consumers have received kReceivedPerKill
+// messages for every kill so far (a quick one may go first once, to catch replacements while
+// they start up), so that on a slow machine the work paces the kills instead of starving.
 void run_under_fire(std::uint32_t producers, std::uint32_t consumers, mproc::RingStats& stats,
                     bool (*also)(const mproc::RingStats&) = nullptr) {
   const std::uint64_t kills_wanted = env_or("MPROC_STRESS_KILLS", 300);
@@ -251,26 +258,38 @@ void run_under_fire(std::uint32_t producers, std::uint32_t consumers, mproc::Rin
   // ---- the killer: a random victim at a random moment -----------------------------------------
   std::uint64_t producer_kills = 0, consumer_kills = 0;
   bool child_failed = false;
-  std::optional<std::chrono::steady_clock::time_point> overtime;  // kills done, not exercised
+  // The hang check: when the consumers last received something.
+  std::uint64_t last_received = 0;
+  auto last_progress = std::chrono::steady_clock::now();
+  bool ran_ahead = false;  // the last kill did not wait for the consumers to catch up
   for (;;) {
+    const std::uint64_t received_now = t.received_total.load();
     const bool exercised = producer_kills > 0 && consumer_kills > 0 &&
-                           t.received_total.load() >= kMinReceived &&
-                           (also == nullptr || also(w.q.stats()));
-    if (producer_kills + consumer_kills >= kills_wanted) {
-      if (exercised) break;
-      if (!overtime) overtime = std::chrono::steady_clock::now();
-      if (std::chrono::steady_clock::now() - *overtime > kPatience) {
-        ADD_FAILURE() << "the queue was not exercised: " << producer_kills << " producer kills, "
-                      << consumer_kills << " consumer kills, " << t.received_total.load()
-                      << " messages received (want >= " << kMinReceived << ")"
-                      << (also != nullptr ? ", or the test's own condition not met" : "");
-        break;
-      }
+                           received_now >= kMinReceived && (also == nullptr || also(w.q.stats()));
+    if (producer_kills + consumer_kills >= kills_wanted && exercised) break;
+    const bool producing = std::any_of(children.begin(), children.end(),
+                                       [](const Child& c) { return c.producer && !c.finished; });
+    if (!producing) {
+      ADD_FAILURE() << "every producer slot ran out of ids before the queue was exercised: "
+                    << producer_kills << " producer kills, " << consumer_kills << " consumer kills, "
+                    << received_now << " messages received (want >= " << kMinReceived << ")"
+                    << (also != nullptr ? ", or the test's own condition not met" : "");
+      break;
+    }
+    if (received_now != last_received) {
+      last_received = received_now;
+      last_progress = std::chrono::steady_clock::now();
+    } else if (std::chrono::steady_clock::now() - last_progress > kPatience) {
+      ADD_FAILURE() << "the queue hangs: no message received in " << kPatience.count()
+                    << " s, after " << producer_kills << " producer kills, " << consumer_kills
+                    << " consumer kills and " << received_now << " messages received";
+      break;
     }
 
     // Load shaping, not synchronisation: the kill lands wherever the victim happens to be.
     // One pause in four is short, to catch replacements while they start up.
-    const std::uint64_t pause_us = rng() % 4 == 0 ? rng() % 200 : rng() % 8000;
+    const bool quick = rng() % 4 == 0;
+    const std::uint64_t pause_us = quick ? rng() % 200 : rng() % 8000;
     std::this_thread::sleep_for(std::chrono::microseconds(static_cast<long>(pause_us)));
 
     // A child that ended by itself has failed (a CHILD_CHECK, an exception), unless it is a
@@ -287,6 +306,13 @@ void run_under_fire(std::uint32_t producers, std::uint32_t consumers, mproc::Rin
       child_failed = true;
     }
     if (child_failed) break;
+    // Paced by the work: no kill until the consumers have caught up with the kills so far (a
+    // poll of a count, with the hang check above as its deadline) — except that a quick one may
+    // go first once, to catch the last victim's replacement while it starts up.
+    const bool caught_up =
+        t.received_total.load() >= (producer_kills + consumer_kills) * kReceivedPerKill;
+    if (!caught_up && (!quick || ran_ahead)) continue;
+    ran_ahead = !caught_up;
 
     std::vector<Child*> live;
     for (Child& c : children) {
@@ -400,7 +426,10 @@ TEST(QueueStress, random_kills_lose_only_what_the_contract_allows) {
 // every replacement first takes the side back from a dead owner (queue.md, "Biased sides").
 TEST(QueueStress, random_kills_of_biased_sides_lose_only_what_the_contract_allows) {
   mproc::RingStats stats{};
-  run_under_fire(1, 1, stats);
+  run_under_fire(1, 1, stats, [](const mproc::RingStats& s) {
+    return s.producer_bias_grants > 0 && s.consumer_bias_grants > 0 &&
+           s.producer_bias_revocations + s.consumer_bias_revocations > 0;
+  });
   EXPECT_GT(stats.producer_bias_grants, 0u) << "the producer side was never biased";
   EXPECT_GT(stats.consumer_bias_grants, 0u) << "the consumer side was never biased";
   EXPECT_GT(stats.producer_bias_revocations + stats.consumer_bias_revocations, 0u)
