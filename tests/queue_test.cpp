@@ -273,14 +273,12 @@ TEST(Queue, close_wakes_a_producer_blocked_on_a_full_queue) {
 }
 
 TEST(Queue, a_consumer_blocked_on_an_idle_queue_uses_no_cpu) {
-  Queue<int> q;
-  Flag waiting;
-  Process p = start_child([&] {
-    waiting.raise();
-    CHILD_CHECK(q.get() == 1);
-  });
-  ASSERT_TRUE(waiting.wait_for(kPatience));
-  std::this_thread::sleep_for(100ms);  // not synchronisation: lets the brief spin phase pass
+  // Named, so that the test can see (as `mproc ls` does) when the consumer is past its brief
+  // spin phase and asleep.
+  const mproc_test::ScratchName<Queue<int>> name("idle-get");
+  Queue<int> q = Queue<int>::create(name.str());
+  Process p = start_child([&] { CHILD_CHECK(q.get() == 1); });
+  ASSERT_TRUE(mproc_test::wait_for_sleeping_consumer(name.str()));
   const long before = cpu_ticks(*p.pid());
   std::this_thread::sleep_for(1s);  // the idle second being measured
   const long used = cpu_ticks(*p.pid()) - before;
@@ -291,16 +289,15 @@ TEST(Queue, a_consumer_blocked_on_an_idle_queue_uses_no_cpu) {
 }
 
 TEST(Queue, a_producer_killed_while_blocked_in_put_does_not_wedge_the_queue) {
-  Queue<int> q(4096, 1);
+  const mproc_test::ScratchName<Queue<int>> name("put-kill");
+  Queue<int> q = Queue<int>::create(name.str(), 4096, 1);
   q.put(0);
-  Flag waiting;
   Process p = start_child([&] {
-    waiting.raise();
     q.put(1);  // blocks holding the producer lock: killed here
+    std::_Exit(3);
   });
-  ASSERT_TRUE(waiting.wait_for(kPatience));
-  // Whether the child is still spinning or already asleep, it holds the producer lock.
-  std::this_thread::sleep_for(50ms);  // not synchronisation: only widens the window under test
+  // Asleep in put, so it holds the producer lock: the kill leaves the lock's owner dead.
+  ASSERT_TRUE(mproc_test::wait_for_sleeping_producer(name.str()));
   p.kill();
   EXPECT_EQ(exit_code_of(p), -SIGKILL);
   EXPECT_EQ(q.get(), 0);
@@ -416,8 +413,10 @@ TEST(Queue, fileno_never_stays_unreadable_while_messages_wait) {
   int got = 0;
   while (got < kCount) {
     pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 5000) == 0 && q.qsize() > 0) {
-      ADD_FAILURE() << "fileno() stayed unreadable for 5 s with " << q.qsize() << " messages waiting";
+    const int patience_ms = static_cast<int>(std::chrono::milliseconds(kPatience).count());
+    if (::poll(&p, 1, patience_ms) == 0 && q.qsize() > 0) {
+      ADD_FAILURE() << "fileno() stayed unreadable for " << kPatience.count() << " s with "
+                    << q.qsize() << " messages waiting";
       break;
     }
     while (q.try_get()) ++got;
