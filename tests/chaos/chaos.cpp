@@ -83,6 +83,12 @@ constexpr std::uint32_t kMaxBatch = 32;            // put_many and get_many: 2 t
 constexpr std::size_t kGuardedWords = 256;         // a lock holder's update takes a while
 constexpr std::uint32_t kSemaphoreCount = 2;
 constexpr int kWorkerFailed = 3;                   // a worker's exit code for a broken contract
+// The least a run does, however slow the machine: past --duration it goes on until it has (see
+// Supervisor::work_done()). Time never decides a verdict; only a hang is judged by the clock.
+constexpr std::uint64_t kMinKills = 20;
+constexpr std::uint64_t kMinMessages = 200;  // through the queue, and through the pipes
+constexpr std::uint64_t kMinAcquires = 20;   // of the locks, and of the semaphore
+constexpr std::uint64_t kMinPlanted = 3;     // --sabotage tear, duplicate, pipe-gap
 
 // ---- what each worker does, and where it is ---------------------------------------------------
 
@@ -250,6 +256,11 @@ struct Control {
   // count of a user killed with its bit set.
   std::atomic<std::uint64_t> sem_holders;
   std::atomic<std::uint64_t> sem_acquires;
+
+  // The work done so far, which the supervisor waits for past --duration (see work_done()).
+  std::atomic<std::uint64_t> queue_received;  // messages consumers took and recorded
+  std::atomic<std::uint64_t> pipe_received;   // messages receivers took in order
+  std::atomic<std::uint64_t> planted;  // --sabotage: times the fault was planted (not kill-made)
 };
 
 // Prints a violation's details on stderr, at most a screenful per run.
@@ -450,6 +461,7 @@ void consumer(World& w, std::uint64_t seed, WorkerBeat& me) {
       const std::uint64_t every = w.config.sabotage == Sabotage::lose ? 10 : 100;
       const bool sabotaged = w.config.sabotage != Sabotage::none && h && h->seq % every == every - 1;
       dropped[i] = sabotaged && w.config.sabotage == Sabotage::lose;
+      if (sabotaged) c.planted.fetch_add(1, std::memory_order_relaxed);
       known[i] = false;
       if (dropped[i]) continue;
       if (sabotaged && w.config.sabotage == Sabotage::tear) m.back() ^= std::byte{1};
@@ -459,6 +471,7 @@ void consumer(World& w, std::uint64_t seed, WorkerBeat& me) {
       known[i] = h && h->stream < producers && h->generation == 0 &&
                  h->seq < c.next_seq[h->stream].load();
       before[i] = known[i] ? w.ids[w.id(h->stream, h->seq)].fetch_add(IdTable::kOneDelivery) : 0;
+      if (known[i]) c.queue_received.fetch_add(1, std::memory_order_relaxed);
     }
     me.phase.store(kProcessing);
     if (many) {
@@ -516,6 +529,7 @@ void sender(World& w, std::uint32_t pair, std::uint32_t generation, mproc::Conne
       break;
     }
     if (w.config.sabotage == Sabotage::pipe_gap && seq % 100 == 99) {
+      c.planted.fetch_add(1, std::memory_order_relaxed);
       s.attempted.store(seq + 1);  // counted as sent, never sent
       s.returned.store(seq + 1);
       continue;
@@ -559,6 +573,7 @@ void receiver(World& w, std::uint32_t pair, std::uint32_t generation, mproc::Con
     if (ours && h->seq >= want) {
       s.delivered.store(s.delivered.load() + 1);
       s.received.store(h->seq + 1);
+      c.pipe_received.fetch_add(1, std::memory_order_relaxed);
     }
     me.phase.store(kProcessing);
     if (!ours) {
@@ -649,6 +664,7 @@ void locker(World& w, std::uint64_t seed, WorkerBeat& me) {
     }
     me.phase.store(kHolding);
     if (w.config.sabotage == Sabotage::hang && rng() % 1000 == 0) {
+      c.planted.fetch_add(1, std::memory_order_relaxed);
       for (;;) ::pause();  // stuck while holding: everyone else waits on it
     }
     check_and_repair(c, g, lock, got.owner_died() && w.config.sabotage != Sabotage::hide_owner_death,
@@ -792,6 +808,8 @@ class Supervisor {
   void audit_semaphore();
   int check_and_report(double killing_s);
   bool final_locks();
+  bool work_done();
+  std::uint64_t lock_acquires() { return ctl().guarded[0].acquires + ctl().guarded[1].acquires; }
 
   bool planting_owner_death() const {
     return cfg_.sabotage == Sabotage::hide_owner_death && t_.locker_kills_holding == 0;
@@ -806,6 +824,7 @@ class Supervisor {
   std::vector<Worker> workers_;  // never resized after add_workers(): Pair points into it
   std::array<Pair, kMaxPerRole> pairs_;
   Totals t_;
+  std::uint64_t acquires_at_plant_ = 0;  // --sabotage hide-owner-death: when a holder died holding
   bool stopping_ = false;
   // Per producer slot, in seq order: the ids of each put or put_many a producer was killed
   // inside (first seq, count), read from its next_seq and `covers` after reaping it.
@@ -1065,7 +1084,9 @@ void Supervisor::after_death(Worker& w) {
   const bool in_lock_op = w.death_phase == kInAcquire || w.death_phase == kHolding ||
                           w.death_phase == kInRelease;
   if (w.role == Role::locker) {
-    if (w.death_phase == kHolding) ++t_.locker_kills_holding;  // held it for sure
+    if (w.death_phase == kHolding && ++t_.locker_kills_holding == 1) {  // held it for sure
+      acquires_at_plant_ = lock_acquires();
+    }
     if (in_lock_op) ++t_.locker_kills_in_lock;                 // may have held it
   }
   if (w.role == Role::sem_user) {
@@ -1319,13 +1340,19 @@ int Supervisor::run() {
   const Clock::time_point t0 = Clock::now();
   const Clock::time_point end = t0 + std::chrono::duration_cast<Clock::duration>(
                                         std::chrono::duration<double>(cfg_.duration_s));
-  while (Clock::now() < end) {
+  for (;;) {
+    // Past --duration, the run goes on until the work is done, killing only as far as the
+    // kills still wanted (a slow machine must not make a short run look unexercised, nor a
+    // sabotage look undetected); a hang or a crash meanwhile ends it, failed.
+    const bool overtime = Clock::now() >= end;
+    if (overtime && (work_done() || t_.hangs + t_.crashes != 0)) break;
     // Load shaping, not synchronisation: the kill lands wherever the victim happens to be. One
     // pause in four is short, to catch replacements while they start up.
     const std::uint64_t pause_us = rng_() % 4 == 0 ? rng_() % 200 : rng_() % 8000;
     std::this_thread::sleep_for(std::chrono::microseconds(pause_us));
     watch();
     revive();
+    if (overtime && t_.kills >= kMinKills && !planting_owner_death()) continue;
     Worker* victim = pick_victim();
     if (victim == nullptr) continue;
     if (rng_() % 2 == 0 || planting_owner_death()) aim(*victim);
@@ -1347,6 +1374,36 @@ int Supervisor::run() {
   stop_all();
   g_stage = 3;
   return check_and_report(killing_s);
+}
+
+// Whether the run did the least it must, in work: kills, messages through the queue and the
+// pipes, acquires of the locks and the semaphore; and with --sabotage, enough of the planted
+// fault for the checks to be bound to see it: more dropped messages than every allowance for
+// loss together (lose), the fault planted kMinPlanted times (tear, duplicate, pipe-gap), a
+// holder killed holding and locks acquired since (hide-owner-death), a hang seen (hang: only a
+// check that finds the hung worker alive sees it, and a kill may get there first).
+bool Supervisor::work_done() {
+  Control& c = ctl();
+  if (t_.kills < kMinKills || c.queue_received.load() < kMinMessages ||
+      c.pipe_received.load() < kMinMessages || lock_acquires() < kMinAcquires ||
+      c.sem_acquires.load() < kMinAcquires) {
+    return false;
+  }
+  switch (cfg_.sabotage) {
+    case Sabotage::none:
+      return true;
+    case Sabotage::lose:
+      return c.planted.load() > t_.get_allowance + t_.put_allowance;
+    case Sabotage::duplicate:
+    case Sabotage::tear:
+    case Sabotage::pipe_gap:
+      return c.planted.load() >= kMinPlanted;
+    case Sabotage::hide_owner_death:
+      return t_.locker_kills_holding != 0 && lock_acquires() >= acquires_at_plant_ + kMinAcquires;
+    case Sabotage::hang:
+      return t_.hangs != 0;
+  }
+  return true;
 }
 
 int Supervisor::check_and_report(double killing_s) {
