@@ -87,7 +87,18 @@ std::vector<NamedObjectInfo> list_named_objects() {
 }
 
 std::vector<std::string> remove_stale_named_objects(std::string_view prefix) {
-  return detail::sweep_named(detail::Sweep::stale, prefix);
+  std::vector<std::string> names;
+  for (auto& o : detail::sweep_named(detail::Sweep::stale, prefix)) names.push_back(std::move(o.name));
+  return names;
+}
+
+std::vector<RemovedObject> remove_stale_named_objects(std::string_view prefix, DiscardUnread discard) {
+  std::vector<RemovedObject> out;
+  const auto which = discard == DiscardUnread::yes ? detail::Sweep::stale_discarding : detail::Sweep::stale;
+  for (auto& o : detail::sweep_named(which, prefix)) {
+    out.push_back(RemovedObject{std::move(o.name), detail::kind_name(o.kind), o.unread});
+  }
+  return out;
 }
 
 void remove_named_object(std::string_view name) {

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <string>
 
+#include "mproc/detail/demangle.hpp"
 #include "mproc/error.hpp"
 #include "sys.hpp"
 
@@ -70,7 +71,8 @@ bool read_snapshot(int fd, HeaderSnapshot& h) noexcept {
 
 // Where a remover moves a name before unlinking it: hidden (a leading dot: never listed,
 // never taken for an object), and naming the remover, so that a sweep can clear one that a
-// remover killed in between left behind.
+// remover killed in between left behind: ".mproc-rm.<pid>.<n>.<name>", the object's name last,
+// so that a program (a test run) can find what it left under its own names.
 constexpr std::string_view kAsidePrefix = ".mproc-rm.";
 
 // Unlinks `path` if it still names the file `mine`. The check and the unlink cannot be one
@@ -79,9 +81,13 @@ constexpr std::string_view kAsidePrefix = ".mproc-rm.";
 // and what was moved is checked; if it is not ours, it is put back.
 bool unlink_if_same(const char* path, const struct stat& mine) noexcept {
   static std::atomic<unsigned> counter{0};
-  char aside[96];
-  std::snprintf(aside, sizeof aside, "%s/%.*s%d.%u", kShmDir, static_cast<int>(kAsidePrefix.size()),
-                kAsidePrefix.data(), static_cast<int>(::getpid()), counter.fetch_add(1));
+  // The name, from path "/dev/shm/mproc.<name>" (validated: at most 200 characters).
+  const char* base = std::strrchr(path, '/');
+  base = base == nullptr ? path : base + 1;
+  if (std::strncmp(base, "mproc.", 6) == 0) base += 6;
+  char aside[320];
+  std::snprintf(aside, sizeof aside, "%s/%.*s%d.%u.%.200s", kShmDir, static_cast<int>(kAsidePrefix.size()),
+                kAsidePrefix.data(), static_cast<int>(::getpid()), counter.fetch_add(1), base);
   if (::renameat2(AT_FDCWD, path, AT_FDCWD, aside, RENAME_NOREPLACE) != 0) return false;
   struct stat moved {};
   if (::stat(aside, &moved) == 0 && moved.st_ino == mine.st_ino && moved.st_dev == mine.st_dev) {
@@ -105,12 +111,30 @@ bool remove_if_unused(int probe, const char* path, Decide decide) noexcept {
   struct stat mine {}, named {};
   if (::fstat(probe, &mine) != 0 || mine.st_nlink == 0) return false;
   HeaderSnapshot h{};
-  if (!read_snapshot(probe, h) || h.magic != SegmentHeader::kMagic || !decide(h)) return false;
+  if (!read_snapshot(probe, h) || h.magic != SegmentHeader::kMagic || !decide(probe, h)) return false;
   if (::stat(path, &named) != 0 || named.st_ino != mine.st_ino || named.st_dev != mine.st_dev) return false;
   return unlink_if_same(path, mine);
 }
 
-bool unused_tracked(const HeaderSnapshot& h) noexcept { return (h.flags & kSegmentPersistent) == 0; }
+// Messages put into a queue and not yet taken, in a segment that nobody has open (so nobody
+// writes the words meanwhile). 0 for kinds that hold no messages; "very many" if the words
+// cannot be read (such a queue is kept: better a leftover than a lost message).
+std::uint32_t unread_messages(int fd, const HeaderSnapshot& h) noexcept {
+  if (!holds_messages(static_cast<SegmentKind>(h.kind))) return 0;
+  std::uint64_t head = 0, tail = 0;
+  const auto read_word = [fd](std::uint64_t& w, std::size_t at) {
+    return sys::retry_eintr([&] { return ::pread(fd, &w, sizeof w, static_cast<off_t>(at)); }) ==
+           static_cast<ssize_t>(sizeof w);
+  };
+  if (!read_word(head, kQueueHeadOffset) || !read_word(tail, kQueueTailOffset)) return UINT32_MAX;
+  return static_cast<std::uint32_t>(head >> 32) - static_cast<std::uint32_t>(tail >> 32);
+}
+
+// No automatic removal — last closer, sweep, `rm --stale` — ever discards a message whose put
+// returned: a queue that still holds one is kept until it is drained or removed by name.
+bool unused_tracked(int fd, const HeaderSnapshot& h) noexcept {
+  return (h.flags & kSegmentPersistent) == 0 && unread_messages(fd, h) == 0;
+}
 
 // Opens `path` for a removal probe: only this user's files (root could open anyone's, and a
 // sweep must not decide about other users' objects). -1 if not ours or not there. Hold a
@@ -205,8 +229,17 @@ const char* kind_name(SegmentKind kind) noexcept {
   return "unknown kind";
 }
 
+namespace {
+// The element type's name recorded after the payload, or "" if none was (an older segment).
+std::string recorded_type_name(const SegmentHeader& h, std::size_t size) {
+  if ((h.flags & kSegmentTypeName) == 0 || h.payload_size > size - kSegmentDataOffset - kTypeNameBytes) return {};
+  const char* at = reinterpret_cast<const char*>(&h) + kSegmentDataOffset + h.payload_size;
+  return std::string(at, ::strnlen(at, kTypeNameBytes - 1));
+}
+}  // namespace
+
 void check_segment_header(const void* mem, std::size_t size, SegmentKind kind, std::uint32_t version,
-                          std::uint64_t type_hash, std::string_view what) {
+                          std::uint64_t type_hash, std::string_view what, std::string_view type_name) {
   const std::string op = "cannot open " + std::string(what);
   if (size < kSegmentDataOffset || mem == nullptr) {
     throw Error(EINVAL, op, "(the segment is " + std::to_string(size) +
@@ -224,13 +257,19 @@ void check_segment_header(const void* mem, std::size_t size, SegmentKind kind, s
                 std::strcmp(found, "unknown kind") == 0
                     ? "(its header names an unknown kind, " + std::to_string(static_cast<std::uint32_t>(h.kind)) +
                           ": corrupted, or made by a newer mproc)"
-                    : std::string("(it holds a ") + found + ")");
+                    : "(it is " + with_article(found) + ", not " + with_article(kind_name(kind)) + ")");
   }
   if (h.layout_version != version) {
     throw Error(EINVAL, op, "(it has layout version " + std::to_string(h.layout_version) +
                                 "; this program expects " + std::to_string(version) + ")");
   }
-  if (h.type_hash != type_hash) throw Error(EINVAL, op, "(it holds a different element type)");
+  if (h.type_hash != type_hash) {
+    std::string found = size >= kSegmentDataOffset + kTypeNameBytes ? recorded_type_name(h, size) : std::string();
+    if (found.empty()) found = "another type (made by a program that did not record its name)";
+    throw Error(EINVAL, op,
+                "(its elements are " + found + "; this program expects " +
+                    (type_name.empty() ? std::string("another type") : std::string(type_name)) + ")");
+  }
   if (h.payload_size > size - kSegmentDataOffset) {
     throw Error(EINVAL, op, "(the header says " + std::to_string(h.payload_size) +
                                 " bytes of payload but the segment has only " +
@@ -266,12 +305,18 @@ NamedSegment create_unnamed_segment(std::size_t total, mode_t mode, std::string_
 }
 
 void publish_segment(NamedSegment& seg, SegmentKind kind, std::uint32_t version, std::uint64_t payload,
-                     std::uint64_t type_hash, Lifetime lifetime) {
+                     std::uint64_t type_hash, Lifetime lifetime, std::string_view type_name) {
   auto* h = static_cast<SegmentHeader*>(seg.mapping.data());
   const pid_t self = ::getpid();
   h->creator_pid = self;
   h->creator_start = sys::process_start_ticks(self);
   h->flags = lifetime == Lifetime::persistent ? kSegmentPersistent : 0;
+  if (!type_name.empty() && seg.mapping.size() >= kSegmentDataOffset + payload + kTypeNameBytes) {
+    char* at = static_cast<char*>(seg.mapping.data()) + kSegmentDataOffset + payload;
+    const std::size_t n = std::min(type_name.size(), kTypeNameBytes - 1);
+    std::memcpy(at, type_name.data(), n);  // the rest is zero: a new segment is zeroed
+    h->flags |= kSegmentTypeName;
+  }
   h->publish(kind, version, payload, type_hash);  // magic last
 }
 
@@ -293,7 +338,7 @@ void link_segment(NamedSegment& seg, std::string_view name, SegmentKind kind) {
 }
 
 NamedSegment open_segment(std::string_view name, SegmentKind kind, std::uint32_t version,
-                          std::uint64_t type_hash) {
+                          std::uint64_t type_hash, std::string_view type_name) {
   validate_name(name);
   const std::string path = file_path(name);
   const std::string what = describe(kind, name);
@@ -320,7 +365,7 @@ NamedSegment open_segment(std::string_view name, SegmentKind kind, std::uint32_t
     void* addr = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (addr == MAP_FAILED) fail(errno, "cannot map");
     try {
-      check_segment_header(addr, size, kind, version, type_hash, what);
+      check_segment_header(addr, size, kind, version, type_hash, what, type_name);
     } catch (...) {
       ::munmap(addr, size);
       sys::close_fd(fd);  // not release_lease: a failed open never removes anything
@@ -339,7 +384,7 @@ void unlink_named(std::string_view name, const char* kind) {
 
 Mapping attach_named(const NamedSpec& spec, SegmentKind kind, std::uint32_t version, std::size_t size,
                      std::uint64_t type_hash, void (*init)(void* mem, const void* ctx), const void* ctx,
-                     bool* created) {
+                     bool* created, std::string_view type_name) {
   validate_name(spec.name);
   const std::string what = describe(kind, spec.name);
   // open_or_create opens first (the usual case, and it costs no initialisation), creates when
@@ -347,7 +392,7 @@ Mapping attach_named(const NamedSpec& spec, SegmentKind kind, std::uint32_t vers
   for (int round = 0;; ++round) {
     if (spec.how != OpenHow::create) {
       try {
-        NamedSegment seg = open_segment(spec.name, kind, version, type_hash);
+        NamedSegment seg = open_segment(spec.name, kind, version, type_hash, type_name);
         if (created != nullptr) *created = false;
         return std::move(seg.mapping);
       } catch (const Error& e) {
@@ -355,9 +400,10 @@ Mapping attach_named(const NamedSpec& spec, SegmentKind kind, std::uint32_t vers
       }
     }
     const std::size_t total = std::max(size, kSegmentDataOffset);
-    NamedSegment seg = create_unnamed_segment(total, spec.options.mode, what);
+    const std::size_t name_bytes = type_name.empty() ? 0 : kTypeNameBytes;
+    NamedSegment seg = create_unnamed_segment(total + name_bytes, spec.options.mode, what);
     init(seg.mapping.data(), ctx);  // if it throws, the unnamed file goes with seg
-    publish_segment(seg, kind, version, total - kSegmentDataOffset, type_hash, spec.options.lifetime);
+    publish_segment(seg, kind, version, total - kSegmentDataOffset, type_hash, spec.options.lifetime, type_name);
     try {
       link_segment(seg, spec.name, kind);
       if (created != nullptr) *created = true;
@@ -371,7 +417,7 @@ Mapping attach_named(const NamedSpec& spec, SegmentKind kind, std::uint32_t vers
 
 std::byte* attach_typed(const NamedSpec& spec, bool array, std::size_t bytes, std::uint64_t type_hash,
                         void (*init)(void* data, const void* ctx), const void* ctx, Mapping& mapping,
-                        std::size_t& payload, bool* created) {
+                        std::size_t& payload, bool* created, std::string_view type_name) {
   struct Ctx {
     void (*init)(void*, const void*);
     const void* ctx;
@@ -382,7 +428,7 @@ std::byte* attach_typed(const NamedSpec& spec, bool array, std::size_t bytes, st
         const auto& cc = *static_cast<const Ctx*>(raw);
         cc.init(static_cast<std::byte*>(mem) + kSegmentDataOffset, cc.ctx);
       },
-      &c, created);
+      &c, created, type_name);
   payload = static_cast<const SegmentHeader*>(mapping.data())->payload_size;
   return static_cast<std::byte*>(mapping.data()) + kSegmentDataOffset;
 }
@@ -393,7 +439,7 @@ void discard_named_if_unused(std::string_view name) noexcept {
     const sys::ForkFence no_fork;  // see open_probe
     const int probe = open_probe(path.c_str());
     if (probe < 0) return;
-    (void)remove_if_unused(probe, path.c_str(), [](const HeaderSnapshot&) { return true; });
+    (void)remove_if_unused(probe, path.c_str(), [](int, const HeaderSnapshot&) { return true; });
     sys::close_fd(probe);
   } catch (...) {
     // Best effort (an allocation failed): the object stays, as if this process had crashed.
@@ -428,13 +474,17 @@ void release_lease(int fd, bool tracked) noexcept {
   sys::close_fd(probe);
 }
 
-std::vector<std::string> sweep_named(Sweep which, std::string_view name_prefix) {
-  std::vector<std::string> removed;
+std::vector<SweptObject> sweep_named(Sweep which, std::string_view name_prefix) {
+  std::vector<SweptObject> removed;
   DIR* dir = ::opendir(kShmDir);
   if (dir == nullptr) sys::throw_errno("cannot list", kShmDir);
-  const auto decide = [which](const HeaderSnapshot& h) {
-    if (unused_tracked(h)) return true;
-    return which == Sweep::stale && !sys::process_alive(h.creator_pid, h.creator_start);
+  SweptObject last;  // what decide() saw of the object it agreed to remove
+  const auto decide = [which, &last](int fd, const HeaderSnapshot& h) {
+    last.kind = static_cast<SegmentKind>(h.kind);
+    last.unread = unread_messages(fd, h);
+    const bool stale = (h.flags & kSegmentPersistent) == 0 ||
+                       (which != Sweep::unused_tracked && !sys::process_alive(h.creator_pid, h.creator_start));
+    return stale && (last.unread == 0 || which == Sweep::stale_discarding);
   };
   const std::string_view prefix = kFilePrefix.substr(std::strlen(kShmDir) + 1);  // "mproc."
   while (const dirent* e = ::readdir(dir)) {
@@ -453,11 +503,14 @@ std::vector<std::string> sweep_named(Sweep which, std::string_view name_prefix) 
     const sys::ForkFence no_fork;
     const int probe = open_probe(path.c_str());
     if (probe < 0) continue;  // another user's, or gone meanwhile
-    if (remove_if_unused(probe, path.c_str(), decide)) removed.emplace_back(file.substr(prefix.size()));
+    if (remove_if_unused(probe, path.c_str(), decide)) {
+      last.name = file.substr(prefix.size());
+      removed.push_back(last);
+    }
     sys::close_fd(probe);
   }
   ::closedir(dir);
-  std::sort(removed.begin(), removed.end());
+  std::sort(removed.begin(), removed.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   return removed;
 }
 

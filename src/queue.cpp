@@ -43,11 +43,11 @@ void init_ring(void* mem, const void* ctx) {
 }  // namespace
 
 QueueCore::QueueCore(const NamedSpec& spec, std::uint32_t kind, std::size_t capacity_bytes,
-                     std::size_t max_messages, std::uint64_t type_hash) {
+                     std::size_t max_messages, std::uint64_t type_hash, std::string_view type_name) {
   const std::size_t capacity = RingView::round_capacity(std::max<std::size_t>(capacity_bytes, 1));
   const RingInit init{capacity, max_messages, kind, type_hash};
   mapping_ = attach_named(spec, static_cast<SegmentKind>(kind), RingView::kLayoutVersion, RingView::footprint(capacity),
-                          type_hash, &init_ring, &init);
+                          type_hash, &init_ring, &init, nullptr, type_name);
   RingView::check_mapped(mapping_.data(), mapping_.size(),
                          std::string(queue_kind_name(kind)) + " \"" + std::string(spec.name) + "\"");
   ring_ = RingView(mapping_.data(), -1, queue_kind_name(kind), -1);

@@ -101,6 +101,8 @@ static_assert(sizeof(RingControl) <= RingView::kControlSize);
 static_assert(offsetof(RingControl, put_mutex) % 64 == 0);
 static_assert(offsetof(RingControl, head) % 64 == 0 && offsetof(RingControl, tail) % 64 == 0,
               "each commit word has a cache line of its own");
+static_assert(offsetof(RingControl, head) == kQueueHeadOffset && offsetof(RingControl, tail) == kQueueTailOffset,
+              "the name layer finds a queue's commit words where segment.hpp says (unread messages)");
 static_assert(offsetof(RingControl, head) - offsetof(RingControl, put_mutex) >= 64,
               "the producer lock and head must not share a cache line");
 static_assert(offsetof(RingControl, tail) - offsetof(RingControl, get_mutex) >= 64,

@@ -30,8 +30,24 @@ enum class SegmentKind : std::uint32_t {
 /// Where a named segment's payload starts: the header gets a cache line of its own.
 inline constexpr std::size_t kSegmentDataOffset = 64;
 
+/// Kinds that hold messages (Queue, JoinableQueue) keep their two commit words at these offsets
+/// from the start of the segment: 64-bit words whose high 32 bits count the records committed
+/// so far (head: put, tail: taken; both wrap). So the name layer can tell whether a queue still
+/// holds an unread message — an automatic removal never discards one (docs/design/named.md) —
+/// without knowing the rest of the ring's layout; src/ring_layout.hpp checks that it agrees.
+inline constexpr std::size_t kQueueHeadOffset = 128;
+inline constexpr std::size_t kQueueTailOffset = 256;
+inline constexpr bool holds_messages(SegmentKind kind) noexcept {
+  return kind == SegmentKind::queue || kind == SegmentKind::joinable_queue;
+}
+
 /// Flags in SegmentHeader::flags.
 inline constexpr std::uint32_t kSegmentPersistent = 1;  // Lifetime::persistent: never swept as unused
+// The element type's name (NUL-terminated, at most kTypeNameBytes with the NUL) follows the
+// payload, at kSegmentDataOffset + payload_size: so that a program opening the object with
+// another element type is told both types' names. Segments without the flag have no name.
+inline constexpr std::uint32_t kSegmentTypeName = 2;
+inline constexpr std::size_t kTypeNameBytes = 128;
 
 struct SegmentHeader {
   // "\0\0MPROC2", little end. Version 2 added the creator and the flags (named objects' lifetime);

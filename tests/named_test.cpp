@@ -184,7 +184,7 @@ TEST_F(Named, a_lock_opened_by_name_excludes_and_reports_a_dead_owner) {
 TEST_F(Named, opening_a_name_that_holds_another_kind_says_what_it_found) {
   SharedMemory shm = SharedMemory::create(name, 128);
   EXPECT_EQ(error_of([&] { (void)mproc::Lock::open(name); }), EINVAL);
-  EXPECT_NE(last_message.find("holds a SharedMemory"), std::string::npos) << last_message;
+  EXPECT_NE(last_message.find("it is a SharedMemory, not a Lock"), std::string::npos) << last_message;
   EXPECT_EQ(error_of([&] { (void)mproc::RLock::open_or_create(name); }), EINVAL);
 }
 
@@ -210,9 +210,24 @@ TEST_F(Named, a_queue_opened_by_name_carries_messages_between_separate_handles) 
 TEST_F(Named, a_queue_of_another_element_type_is_refused) {
   auto q = mproc::Queue<int>::create(name);
   EXPECT_EQ(error_of([&] { (void)mproc::Queue<std::string>::open(name); }), EINVAL);
-  EXPECT_NE(last_message.find("element type"), std::string::npos) << last_message;
+  // Both element types are named: what the queue holds, and what this program expects.
+  EXPECT_NE(last_message.find("its elements are int; this program expects std::"), std::string::npos)
+      << last_message;
+  EXPECT_NE(last_message.find("string"), std::string::npos) << last_message;
+  // ... also to a program that never used the queue's type itself (it is recorded by name).
+  mproc::Process other = start_child([&] {
+    try {
+      (void)mproc::Queue<double>::open(name);
+    } catch (const mproc::Error& e) {
+      CHILD_CHECK(std::string(e.what()).find("its elements are int; this program expects double") !=
+                  std::string::npos);
+      return;
+    }
+    CHILD_CHECK(false);
+  });
+  EXPECT_EQ(exit_code_of(other), 0);
   EXPECT_EQ(error_of([&] { (void)mproc::JoinableQueue<int>::open(name); }), EINVAL);
-  EXPECT_NE(last_message.find("holds a Queue"), std::string::npos) << last_message;
+  EXPECT_NE(last_message.find("it is a Queue, not a JoinableQueue"), std::string::npos) << last_message;
 }
 
 TEST_F(Named, a_semaphore_and_an_event_work_by_name) {
@@ -250,7 +265,7 @@ TEST_F(Named, a_value_and_an_array_are_shared_by_name_with_their_locks) {
   EXPECT_EQ(counter.get(), 2010) << "the named lock serialised both processes' updates";
   EXPECT_EQ(samples.get(3), 2.5);
   EXPECT_EQ(error_of([&] { (void)mproc::Value<int>::open(name); }), EINVAL);
-  EXPECT_NE(last_message.find("element type"), std::string::npos) << last_message;
+  EXPECT_NE(last_message.find("its elements are long; this program expects int"), std::string::npos) << last_message;
   mproc::Value<long>::unlink(name);
   mproc::Array<double>::unlink(array_name);
 }
@@ -287,12 +302,15 @@ bool exists(const std::string& name) {
   return ::stat(("/dev/shm/mproc." + name).c_str(), &st) == 0;
 }
 
-// A program that creates a tracked queue `name`, puts into it, and is SIGKILLed holding it.
-void crash_holding_a_queue(const std::string& name) {
+// A program that creates a tracked queue `name`, puts into it (and, unless `leave_messages`,
+// takes what it put), and is SIGKILLed holding it.
+void crash_holding_a_queue(const std::string& name, int leave_messages = 0) {
   mproc_test::Flag ready;
   mproc::Process p = start_child([&] {
     auto q = mproc::Queue<int>::create(name, 4096);
     q.put(1);
+    CHILD_CHECK(q.get() == 1);
+    for (int i = 0; i < leave_messages; ++i) q.put(100 + i);
     ready.raise();
     ready.block_forever();
   });
@@ -360,6 +378,58 @@ TEST_F(Named, creating_a_name_left_by_a_crashed_program_succeeds_and_starts_fres
   crash_holding_a_queue(name);
   auto q = mproc::Queue<int>::create(name, 4096);  // not EEXIST: the old one was garbage
   EXPECT_EQ(q.qsize(), 0u);
+}
+
+// ---- No automatic removal discards a message whose put returned (docs/design/named.md) ----
+
+TEST_F(Named, a_tracked_queue_whose_last_user_exits_keeps_its_unread_messages) {
+  mproc::Process producer = start_child([&] {
+    auto q = mproc::Queue<int>::create(name, 4096);  // tracked: the default
+    for (int i = 0; i < 5; ++i) q.put(i);
+  });  // every put returned; the program ends, closing the queue: it was the last user
+  EXPECT_EQ(exit_code_of(producer), 0);
+  ASSERT_TRUE(exists(name)) << "the last closer removed a queue that held 5 unread messages";
+  bool listed = false;
+  for (const auto& o : mproc::list_named_objects()) {
+    if (o.name == name) listed = o.depth == std::optional<std::size_t>(5);
+  }
+  EXPECT_TRUE(listed) << "mproc ls should show its depth, 5";
+  // Neither the automatic sweep (a creation, in a fresh process) nor rm --stale removes it.
+  mproc::Process creator = start_child([&] { auto other = mproc::Lock::create(name + ".lock"); });
+  EXPECT_EQ(exit_code_of(creator), 0);
+  EXPECT_FALSE(contains(mproc::remove_stale_named_objects(name), name));
+  ASSERT_TRUE(exists(name));
+  {
+    auto q = mproc::Queue<int>::open(name);
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(q.try_get(), std::optional<int>(i));
+  }  // drained, and closed by its last user: now it goes
+  EXPECT_FALSE(exists(name)) << "a drained tracked queue stays after its last user closed it";
+}
+
+TEST_F(Named, a_crashed_programs_queue_with_unread_messages_stays_until_drained_or_removed) {
+  crash_holding_a_queue(name, 2);
+  EXPECT_FALSE(contains(mproc::remove_stale_named_objects(name), name));
+  EXPECT_EQ(error_of([&] { (void)mproc::Queue<int>::create(name, 4096); }), EEXIST)
+      << "a creation must not sweep a queue that holds messages";
+  auto q = mproc::Queue<int>::open(name);
+  EXPECT_EQ(q.try_get(), std::optional<int>(100));
+  EXPECT_EQ(q.qsize(), 1u);
+}
+
+TEST_F(Named, rm_stale_discards_unread_messages_only_when_asked_and_says_how_many) {
+  mproc::Process producer = start_child([&] {
+    auto q = mproc::Queue<int>::create(name, 4096, 0, mproc::Lifetime::persistent);
+    for (int i = 0; i < 3; ++i) q.put(i);
+  });
+  EXPECT_EQ(exit_code_of(producer), 0);  // its creator is dead: stale, but it holds 3 messages
+  EXPECT_TRUE(mproc::remove_stale_named_objects(name, mproc::DiscardUnread::no).empty());
+  ASSERT_TRUE(exists(name));
+  const auto removed = mproc::remove_stale_named_objects(name, mproc::DiscardUnread::yes);
+  ASSERT_EQ(removed.size(), 1u);
+  EXPECT_EQ(removed[0].name, name);
+  EXPECT_EQ(removed[0].kind, "Queue");
+  EXPECT_EQ(removed[0].unread_messages, 3u);
+  EXPECT_FALSE(exists(name));
 }
 
 TEST_F(Named, no_sweep_removes_an_object_a_live_process_has_open) {
@@ -644,4 +714,54 @@ TEST_F(Named, a_name_moved_aside_by_a_remover_that_died_is_cleared_by_the_next_s
   const bool left = ::stat(aside.c_str(), &st) == 0;
   if (left) ::unlink(aside.c_str());
   EXPECT_FALSE(left) << aside << " was not cleared";
+}
+
+TEST_F(Named, a_named_value_s_owner_death_names_the_value) {
+  auto v = mproc::Value<int>::create(name, 1);
+  mproc_test::Flag holding;
+  mproc::Process p = start_child([&] {
+    auto same = mproc::Value<int>::open(name);
+    CHILD_CHECK(same.get_lock().acquire());
+    holding.raise();
+    holding.block_forever();
+  });
+  ASSERT_TRUE(holding.wait_for(kPatience));
+  p.kill();
+  EXPECT_EQ(exit_code_of(p), -SIGKILL);
+  try {
+    (void)v.get();
+    FAIL() << "expected mproc::OwnerDied";
+  } catch (const mproc::OwnerDied& e) {
+    EXPECT_NE(std::string(e.what()).find("Value \"" + name + "\""), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("RLock"), std::string::npos) << e.what();
+  }
+  mproc::Value<int>::unlink(name);
+}
+
+TEST_F(Named, a_named_lock_s_misuse_message_names_it) {
+  mproc::Lock lock = mproc::Lock::create(name);
+  try {
+    lock.release();
+    FAIL() << "expected mproc::UsageError";
+  } catch (const mproc::UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("Lock \"" + name + "\""), std::string::npos) << e.what();
+  }
+  mproc::Lock::unlink(name);
+}
+
+TEST_F(Named, shared_memory_of_zero_bytes_is_refused_and_leaves_nothing) {
+  EXPECT_THROW((void)SharedMemory::create(name, 0), mproc::UsageError);
+  EXPECT_THROW((void)SharedMemory::open_or_create(name, 0), mproc::UsageError);
+  EXPECT_EQ(error_of([&] { (void)SharedMemory::open(name); }), ENOENT) << "nothing was created";
+  try {
+    (void)SharedMemory::create(name, 0);
+  } catch (const mproc::UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("size"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(Named, shared_memory_too_large_to_map_is_refused_not_wrapped_round) {
+  const std::size_t huge = std::numeric_limits<std::size_t>::max() - 8;
+  EXPECT_NE(error_of([&] { (void)SharedMemory::create(name, huge); }), 0);
+  EXPECT_EQ(error_of([&] { (void)SharedMemory::open(name); }), ENOENT) << "nothing was created";
 }

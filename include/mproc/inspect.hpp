@@ -36,10 +36,24 @@ std::vector<NamedObjectInfo> list_named_objects();
 
 /// Removes this user's stale objects and returns their names: those nobody has open that are
 /// tracked (Lifetime::tracked: their last user died without closing them) or whose creator is
-/// dead (Lifetime::persistent). An object some process has open is never removed. What
-/// `mproc rm --stale` runs. With a `prefix`, only names that start with it are considered (an
-/// application cleaning up after itself, without touching anybody else's objects).
+/// dead (Lifetime::persistent). An object some process has open is never removed, and neither
+/// is a queue that still holds a message whose put() returned (it stays, and `mproc ls` shows
+/// its depth, until it is drained or removed by name). What `mproc rm --stale` runs. With a
+/// `prefix`, only names that start with it are considered (an application cleaning up after
+/// itself, without touching anybody else's objects).
 std::vector<std::string> remove_stale_named_objects(std::string_view prefix = {});
+
+/// Whether a removal of stale objects may discard queues that still hold unread messages.
+enum class DiscardUnread : bool { no, yes };
+/// One object removed by remove_stale_named_objects(prefix, discard).
+struct RemovedObject {
+  std::string name;
+  std::string kind;              ///< "Queue", "Lock", ...
+  std::size_t unread_messages;   ///< messages a queue still held when it was removed (discarded)
+};
+/// As above, and says what each removed object was; with DiscardUnread::yes also removes stale
+/// queues that still hold messages, and says how many each held (`mproc rm --stale --discard`).
+std::vector<RemovedObject> remove_stale_named_objects(std::string_view prefix, DiscardUnread discard);
 
 /// Removes the named object `name` of whatever kind, and its companion lock "<name>.lock" if it
 /// has one (Value, Array, Condition). mproc::Error (ENOENT) if there is no such object.

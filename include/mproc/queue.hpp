@@ -44,8 +44,9 @@
 ///   in flight on the same side (a put that is copying its message: nanoseconds), or take the
 ///   side back from a streaming owner (a few microseconds). So `false` from try_put means the
 ///   queue is full — or another producer is asleep in put() waiting for room, whose message
-///   comes first (order is kept) — or closed; an empty optional from try_get means the queue is
-///   empty (or closed and drained). Never "somebody else was busy". The one bound: a side's
+///   comes first (order is kept); a closed queue throws mproc::Closed, as put() does. An empty
+///   optional from try_get means the queue is empty (or closed and drained). Never "somebody
+///   else was busy". The one bound: a side's
 ///   owner that stays inside one operation for over 100 ms without sleeping for room or data
 ///   (its process stopped, say, or an encoder that slow) makes the call give up as if full
 ///   (empty). A timed call waits for room (data) until its deadline, and for an owner in
@@ -96,7 +97,7 @@ class QueueCore {
             std::uint64_t type_hash);
   /// Named: created with the given sizes, or opened (sizes then come from the segment).
   QueueCore(const NamedSpec& spec, std::uint32_t kind, std::size_t capacity_bytes,
-            std::size_t max_messages, std::uint64_t type_hash);
+            std::size_t max_messages, std::uint64_t type_hash, std::string_view type_name = {});
   static void unlink(std::string_view name, std::uint32_t kind);
   QueueCore(QueueCore&& other) noexcept;
   QueueCore& operator=(QueueCore&& other) noexcept;
@@ -300,7 +301,7 @@ class Queue {
   Queue(std::uint32_t kind, std::size_t capacity_bytes, std::size_t max_messages)
       : core_(kind, capacity_bytes, max_messages, detail::type_tag<T>()) {}
   Queue(const detail::NamedSpec& spec, std::uint32_t kind, std::size_t capacity_bytes, std::size_t max_messages)
-      : core_(spec, kind, capacity_bytes, max_messages, detail::type_tag<T>()) {}
+      : core_(spec, kind, capacity_bytes, max_messages, detail::type_tag<T>(), detail::type_name<T>()) {}
 
   bool put_raw(const void* data, std::size_t size, detail::Clock::time_point deadline) {
     return ring().put(data, size, detail::type_tag<T>(), deadline) == detail::RingStatus::ok;

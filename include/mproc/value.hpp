@@ -96,7 +96,7 @@ T* attach_objects(const NamedSpec& spec, bool array, std::size_t& count, const T
   const Fill<T> f{count, &fill};
   std::size_t payload = 0;
   std::byte* p = attach_typed(spec, array, bytes_for<T>(count, array ? "Array" : "Value"), type_tag<T>(), &Fill<T>::init, &f, mapping, payload,
-                              created);
+                              created, type_name<T>());
   count = payload / sizeof(T);
   return reinterpret_cast<T*>(p);
 }
