@@ -1047,11 +1047,33 @@ bool RingView::full() const noexcept {
   }
 }
 
+// Whether the thread that holds a side — its biased owner inside an operation, or else the
+// holder of its robust mutex — is alive. A waiting flag is set by that thread while it sleeps,
+// and a process killed asleep leaves the flag set until the next operation on the side repairs
+// it: `mproc ls` must not report such a sleeper as blocked.
+bool RingView::side_holder_alive(bool producer) const noexcept {
+  const RingControl& c = *ctl_;
+  const std::uint32_t h = (producer ? c.put_holder : c.get_holder).load(std::memory_order_acquire) & 0xFF;
+  if (h - 1 < kBiasSlots) {
+    const BiasSlot& slot = (producer ? c.put_slots : c.get_slots)[h - 1];
+    if (slot.busy.load(std::memory_order_acquire) != 0) {
+      return sys::process_alive(static_cast<pid_t>(slot.pid), slot.start_ticks);
+    }
+  }
+  // A robust mutex's lock word is the owner's thread id (the kernel's robust-futex ABI); the
+  // kernel clears it and sets FUTEX_OWNER_DIED when the owner dies.
+  const pthread_mutex_t& m = producer ? c.put_mutex : c.get_mutex;
+  const auto word = static_cast<std::uint32_t>(__atomic_load_n(&m.__data.__lock, __ATOMIC_ACQUIRE));
+  const auto tid = static_cast<pid_t>(word & FUTEX_TID_MASK);
+  if (tid == 0 || (word & FUTEX_OWNER_DIED) != 0) return false;
+  return sys::process_alive(tid, 0);  // /proc/TID exists for every thread, not only leaders
+}
+
 bool RingView::consumer_waiting() const noexcept {
-  return ctl_->get_waiting.load(std::memory_order_relaxed) != 0;
+  return ctl_->get_waiting.load(std::memory_order_relaxed) != 0 && side_holder_alive(false);
 }
 bool RingView::producer_waiting() const noexcept {
-  return ctl_->put_waiting.load(std::memory_order_relaxed) != 0;
+  return ctl_->put_waiting.load(std::memory_order_relaxed) != 0 && side_holder_alive(true);
 }
 
 RingStats RingView::stats() const noexcept {

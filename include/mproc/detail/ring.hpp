@@ -154,7 +154,8 @@ class RingView {
   std::size_t capacity() const noexcept { return capacity_; }
   std::size_t max_message() const noexcept { return capacity_ - kRecordHeader; }
   RingStats stats() const noexcept;
-  /// Whether a consumer / a producer is asleep on this ring right now (for `mproc ls`).
+  /// Whether a consumer / a producer is asleep on this ring right now, in a thread that is alive
+  /// (for `mproc ls`).
   bool consumer_waiting() const noexcept;
   bool producer_waiting() const noexcept;
 
@@ -200,6 +201,7 @@ class RingView {
   void offer_bias(bool producer, std::uint32_t hold) noexcept;
   void count_live_revocation(bool producer) noexcept;
   void repair_side(bool producer) noexcept;
+  bool side_holder_alive(bool producer) const noexcept;
   struct SideExit;
   // A consumer that finds less than kSlipUnits committed (8-byte units) keeps a cache line
   // behind the producer, waiting up to kSlipPauses pauses for it, unless its last such wait
