@@ -8,7 +8,7 @@
 ///
 /// Names: 1 to 200 characters of letters, digits, '.', '_' and '-', not starting with '.';
 ///   anything else is an mproc::Error (EINVAL) naming the rule. The object lives in /dev/shm as
-///   "mproc.<name>" (so `ls /dev/shm` and the planned `mproc ls` can tell mproc's objects apart).
+///   "mproc.<name>" (so `ls /dev/shm` and `mproc ls` can tell mproc's objects apart).
 /// Layout: a 64-byte header (magic, layout version, kind, size) before the bytes you see, so
 ///   opening a name that holds something else — another mproc kind, a truncated or foreign file —
 ///   is a clear error (EINVAL) saying what was expected and what was found, never a crash.
