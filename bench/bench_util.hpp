@@ -128,8 +128,7 @@ inline void read_full(int fd, void* buf, std::size_t size, const char* what = "p
   }
 }
 
-inline void write_full(int fd, const void* buf, std::size_t size,
-                       const char* what = "pipe") {
+inline void write_full(int fd, const void* buf, std::size_t size, const char* what = "pipe") {
   const auto* p = static_cast<const std::byte*>(buf);
   while (size > 0) {
     const ssize_t n = ::write(fd, p, size);
@@ -169,8 +168,8 @@ class TempDir {
  public:
   explicit TempDir(std::string_view prefix) {
     const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base != nullptr && *base != 0 ? base : "/tmp") + "/" +
-                       std::string(prefix) + ".XXXXXX";
+    std::string tmpl =
+        std::string(base != nullptr && *base != 0 ? base : "/tmp") + "/" + std::string(prefix) + ".XXXXXX";
     if (::mkdtemp(tmpl.data()) == nullptr) fail_errno("mkdtemp " + tmpl);
     path_ = tmpl;
   }

@@ -76,8 +76,7 @@ constexpr int kProcesses = 2;
 // ---- small helpers -------------------------------------------------------------------------
 
 void must(mproc::Acquired got, const char* what) {
-  if (!got || got.owner_died())
-    throw std::runtime_error(std::string("unexpected result of ") + what);
+  if (!got || got.owner_died()) throw std::runtime_error(std::string("unexpected result of ") + what);
 }
 
 void check_rc(int rc, const char* what) {
@@ -202,9 +201,8 @@ ContendedResult contended(Arena& a, const std::vector<std::size_t>& cpus, std::i
   }
   const auto expected = static_cast<std::uint64_t>(increments) * kProcesses;
   if (a.counter != expected) {
-    throw std::runtime_error(std::string(name) + ": counter is " + std::to_string(a.counter) +
-                             ", expected " + std::to_string(expected) +
-                             " (mutual exclusion broken)");
+    throw std::runtime_error(std::string(name) + ": counter is " + std::to_string(a.counter) + ", expected " +
+                             std::to_string(expected) + " (mutual exclusion broken)");
   }
   const double total = static_cast<double>(expected);
   return {total / secs / 1e6, 100.0 * static_cast<double>(a.switches) / total};
@@ -215,8 +213,7 @@ ContendedResult contended(Arena& a, const std::vector<std::size_t>& cpus, std::i
 void print_row(const char* name, const Series& s, int precision, const char* extra = "") {
   char range[64];
   std::snprintf(range, sizeof range, "(%.*f .. %.*f)", precision, s.min(), precision, s.max());
-  std::printf("  %-28s %9.*f   %-*s%s\n", name, precision, s.med(), *extra != 0 ? 20 : 0, range,
-              extra);
+  std::printf("  %-28s %9.*f   %-*s%s\n", name, precision, s.med(), *extra != 0 ? 20 : 0, range, extra);
 }
 
 void print_ratio(const char* what, const std::vector<double>& r) {
@@ -259,8 +256,7 @@ int run(bool quick) {
       u_pthread.values.push_back(ns_per_pair(
           n_mutex, [&] { pmutex.lock(); }, [&] { pmutex.unlock(); }));
       u_filelock.values.push_back(ns_per_pair(
-          n_file, [&] { must(filelock.acquire(), "FileLock::acquire"); },
-          [&] { filelock.release(); }));
+          n_file, [&] { must(filelock.acquire(), "FileLock::acquire"); }, [&] { filelock.release(); }));
       u_flock.values.push_back(ns_per_pair(
           n_file, [&] { flock_or_throw(ffd, LOCK_EX); }, [&] { flock_or_throw(ffd, LOCK_UN); }));
     }
@@ -311,8 +307,7 @@ int run(bool quick) {
     auto flock_child = [&](int id) {
       const int fd = open_rw(flock_path);
       increment_loop(
-          a, id, c_file, [&] { flock_or_throw(fd, LOCK_EX); },
-          [&] { flock_or_throw(fd, LOCK_UN); });
+          a, id, c_file, [&] { flock_or_throw(fd, LOCK_EX); }, [&] { flock_or_throw(fd, LOCK_UN); });
       ::close(fd);
     };
     for (int r = 0; r < kRounds; ++r) {
@@ -349,4 +344,6 @@ int run(bool quick) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return bench::main_with_quick(argc, argv, "lock_bench", run); }
+int main(int argc, char** argv) {
+  return bench::main_with_quick(argc, argv, "lock_bench", run);
+}

@@ -29,7 +29,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-int plus_one(int x) { return x + 1; }
+int plus_one(int x) {
+  return x + 1;
+}
 
 bool is_prime(long n) {
   if (n < 2) return false;
@@ -49,7 +51,9 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-double seconds(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double seconds(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 // Runs the Python side; returns {overhead us/task, serial s, pool s} or empty.
 std::vector<double> run_python(int tasks, long limit, int ranges, int workers) {
@@ -111,17 +115,18 @@ int main(int argc, char** argv) {
   std::printf("mproc pool_bench: %d workers on %d CPUs, median of %d rounds\n", pool.processes(),
               mproc::cpu_count(), rounds);
   std::printf("  map overhead, %d trivial tasks, chunksize 1000: %8.3f us/task\n", tasks, median(overhead));
-  std::printf("  primes below %ld in %d ranges: serial %.3f s, pool %.3f s, speed-up %.2fx\n", limit,
-              kRanges, median(serial), median(parallel), median(serial) / median(parallel));
+  std::printf("  primes below %ld in %d ranges: serial %.3f s, pool %.3f s, speed-up %.2fx\n", limit, kRanges,
+              median(serial), median(parallel), median(serial) / median(parallel));
   std::printf("  peak RSS of this (parent) process: %ld KiB\n", ru.ru_maxrss);
 
   const auto py = run_python(tasks, limit, kRanges, pool.processes());
   if (py.empty()) {
     std::printf("  Python multiprocessing.Pool: not measured (python3 not found or failed)\n");
   } else {
-    std::printf("  Python multiprocessing.Pool, same workloads: map overhead %.3f us/task "
-                "(mproc is %.0fx lower); primes serial %.3f s, pool %.3f s, speed-up %.2fx\n",
-                py[0], py[0] / median(overhead), py[1], py[2], py[1] / py[2]);
+    std::printf(
+        "  Python multiprocessing.Pool, same workloads: map overhead %.3f us/task "
+        "(mproc is %.0fx lower); primes serial %.3f s, pool %.3f s, speed-up %.2fx\n",
+        py[0], py[0] / median(overhead), py[1], py[2], py[1] / py[2]);
   }
   return 0;
 }

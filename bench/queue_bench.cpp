@@ -86,8 +86,8 @@ using bench::median;
 using bench::now_ns;
 using bench::OsPipe;
 using bench::pin_to_cpu;
-using bench::read_full;
 using bench::ratios;
+using bench::read_full;
 using bench::Series;
 using bench::SharedMap;
 using bench::spin_until;
@@ -100,7 +100,9 @@ constexpr int kMaxChildren = 4;
 
 // ---- small helpers -------------------------------------------------------------------------
 
-[[noreturn]] void fail(const std::string& what) { throw std::runtime_error(what); }
+[[noreturn]] void fail(const std::string& what) {
+  throw std::runtime_error(what);
+}
 
 // ---- CPUs ----------------------------------------------------------------------------------
 
@@ -112,11 +114,11 @@ constexpr int kMaxChildren = 4;
 struct Control {
   std::atomic<int> ready;
   std::atomic<int> go;
-  std::int64_t end_ns[kMaxChildren];       // steady_clock, written by child i when done
-  long maxrss_kib[kMaxChildren];           // ru_maxrss of child i at its end
-  long nvcsw[kMaxChildren];                // its voluntary context switches (blocking waits)
-  std::uint64_t received[kMaxChildren];    // messages child i received (consumers)
-  std::uint64_t seq_sum[kMaxChildren];     // sum of the sequence numbers it received
+  std::int64_t end_ns[kMaxChildren];     // steady_clock, written by child i when done
+  long maxrss_kib[kMaxChildren];         // ru_maxrss of child i at its end
+  long nvcsw[kMaxChildren];              // its voluntary context switches (blocking waits)
+  std::uint64_t received[kMaxChildren];  // messages child i received (consumers)
+  std::uint64_t seq_sum[kMaxChildren];   // sum of the sequence numbers it received
 };
 
 struct RunResult {
@@ -128,8 +130,8 @@ struct RunResult {
 // Starts one child per body (child i pinned to cpus[i % n] when `pin`), releases them together,
 // joins them, checks their exit codes. The time is from the start signal to the last child's
 // end stamp.
-RunResult run_children(Control& c, const std::vector<std::size_t>& cpus, bool pin,
-                       const char* name, const std::vector<std::function<void(int)>>& bodies) {
+RunResult run_children(Control& c, const std::vector<std::size_t>& cpus, bool pin, const char* name,
+                       const std::vector<std::function<void(int)>>& bodies) {
   const int n = static_cast<int>(bodies.size());
   c.ready.store(0);
   c.go.store(0);
@@ -143,8 +145,7 @@ RunResult run_children(Control& c, const std::vector<std::size_t>& cpus, bool pi
   std::vector<mproc::Process> procs;
   procs.reserve(bodies.size());
   for (int id = 0; id < n; ++id) {
-    const std::size_t cpu =
-        pin && !cpus.empty() ? cpus[static_cast<std::size_t>(id) % cpus.size()] : kNoCpu;
+    const std::size_t cpu = pin && !cpus.empty() ? cpus[static_cast<std::size_t>(id) % cpus.size()] : kNoCpu;
     procs.emplace_back(
         [&c, &bodies](int me, std::size_t on_cpu) {
           pin_to_cpu(on_cpu);
@@ -228,8 +229,8 @@ void check4k(const std::byte* p, std::size_t size, std::uint64_t expected_seq, c
     std::memcpy(&check, p + k4K - 8, 8);
   }
   if (size != k4K || seq != expected_seq || check != (seq ^ kMagic)) {
-    fail(std::string(where) + ": got a " + std::to_string(size) + "-byte message seq " +
-         std::to_string(seq) + ", expected " + std::to_string(expected_seq));
+    fail(std::string(where) + ": got a " + std::to_string(size) + "-byte message seq " + std::to_string(seq) +
+         ", expected " + std::to_string(expected_seq));
   }
 }
 
@@ -260,18 +261,16 @@ struct Variant {
 };
 
 void print_header(const char* unit, const char* sides) {
-  std::printf("  %-40s %10s  %-22s %-16s %s\n", "transport", unit, "(min .. max)", sides,
-              "waits/msg");
+  std::printf("  %-40s %10s  %-22s %-16s %s\n", "transport", unit, "(min .. max)", sides, "waits/msg");
 }
 
 void print_row(const Variant& v, int precision) {
   char range[64];
-  std::snprintf(range, sizeof range, "(%.*f .. %.*f)", precision, v.value.min(), precision,
-                v.value.max());
+  std::snprintf(range, sizeof range, "(%.*f .. %.*f)", precision, v.value.min(), precision, v.value.max());
   char rss[48];
   std::snprintf(rss, sizeof rss, "%.0f / %.0f", v.rss_a.med(), v.rss_b.med());
-  std::printf("  %-40s %10.*f  %-22s %-16s %.4f\n", v.name.c_str(), precision, v.value.med(), range,
-              rss, v.sleeps.med());
+  std::printf("  %-40s %10.*f  %-22s %-16s %.4f\n", v.name.c_str(), precision, v.value.med(), range, rss,
+              v.sleeps.med());
 }
 
 struct Verdict {
@@ -280,12 +279,12 @@ struct Verdict {
   double target;
 };
 
-void print_ratio(std::vector<Verdict>& verdicts, const std::string& what,
-                 const std::vector<double>& r, double target) {
+void print_ratio(std::vector<Verdict>& verdicts, const std::string& what, const std::vector<double>& r,
+                 double target) {
   const auto [lo, hi] = std::minmax_element(r.begin(), r.end());
   const double m = median(r);
-  std::printf("  %-52s %6.2fx  (%.2f .. %.2f)  target >= %.0fx: %s\n", what.c_str(), m, *lo, *hi,
-              target, m >= target ? "PASS" : "BELOW");
+  std::printf("  %-52s %6.2fx  (%.2f .. %.2f)  target >= %.0fx: %s\n", what.c_str(), m, *lo, *hi, target,
+              m >= target ? "PASS" : "BELOW");
   verdicts.push_back({what, m, target});
 }
 
@@ -302,8 +301,12 @@ constexpr const char* kFootnote =
     "  (RSS: peak KiB, sending side / receiving side; waits/msg: voluntary context switches of "
     "all the scenario's\n   processes, i.e. times one blocked in the kernel, per message)\n";
 
-double to_double(std::int64_t v) { return static_cast<double>(v); }
-std::uint64_t to_u64(std::int64_t v) { return static_cast<std::uint64_t>(v); }
+double to_double(std::int64_t v) {
+  return static_cast<double>(v);
+}
+std::uint64_t to_u64(std::int64_t v) {
+  return static_cast<std::uint64_t>(v);
+}
 
 int run(bool quick) {
   const std::int64_t div = quick ? 10 : 1;
@@ -383,8 +386,7 @@ int run(bool quick) {
   print_header("us/trip", "RSS A / B");
   print_row(rt_q, 3);
   print_row(rt_p, 3);
-  std::printf("  queue footprint_bytes(): %zu (two queues of %zu)\n", rt_footprint,
-              rt_footprint / 2);
+  std::printf("  queue footprint_bytes(): %zu (two queues of %zu)\n", rt_footprint, rt_footprint / 2);
   print_ratio(verdicts, "round trip: pipe time / mproc time", ratios(rt_p.value, rt_q.value), 10);
 
   // ---- 2. 64-byte messages, 1 -> 1 ----
@@ -394,39 +396,41 @@ int run(bool quick) {
   {
     mproc::Queue<Msg64> q;
     m64_footprint = q.footprint_bytes();
-    const std::vector<std::function<void(int)>> q_bodies{
-        [&](int) {
-          for (std::uint64_t i = 0; i < to_u64(n.m64_mproc); ++i) q.put(make64(i, 0));
-        },
-        [&](int me) {
-          Msg64 m{};
-          std::uint64_t i = 0;
-          for (; i < to_u64(n.m64_mproc); ++i) {
-            if (!q.get_into(m)) fail("64 B (mproc): queue closed");
-            check64(m, i, "64 B (mproc)");
-          }
-          ctl.received[me] = i;
-        }};
+    const std::vector<std::function<void(int)>> q_bodies{[&](int) {
+                                                           for (std::uint64_t i = 0; i < to_u64(n.m64_mproc);
+                                                                ++i)
+                                                             q.put(make64(i, 0));
+                                                         },
+                                                         [&](int me) {
+                                                           Msg64 m{};
+                                                           std::uint64_t i = 0;
+                                                           for (; i < to_u64(n.m64_mproc); ++i) {
+                                                             if (!q.get_into(m))
+                                                               fail("64 B (mproc): queue closed");
+                                                             check64(m, i, "64 B (mproc)");
+                                                           }
+                                                           ctl.received[me] = i;
+                                                         }};
     for (int r = 0; r < kRounds; ++r) {
       const RunResult rq = run_children(ctl, cpus, true, "64 B (mproc)", q_bodies);
       if (ctl.received[1] != to_u64(n.m64_mproc)) fail("64 B (mproc): count");
       OsPipe p;
-      const std::vector<std::function<void(int)>> p_bodies{
-          [&](int) {
-            for (std::uint64_t i = 0; i < to_u64(n.m64_pipe); ++i) {
-              const Msg64 m = make64(i, 0);
-              write_full(p.write_end(), &m, sizeof m);
-            }
-          },
-          [&](int me) {
-            Msg64 m{};
-            std::uint64_t i = 0;
-            for (; i < to_u64(n.m64_pipe); ++i) {
-              read_full(p.read_end(), &m, sizeof m);
-              check64(m, i, "64 B (pipe)");
-            }
-            ctl.received[me] = i;
-          }};
+      const std::vector<std::function<void(int)>> p_bodies{[&](int) {
+                                                             for (std::uint64_t i = 0; i < to_u64(n.m64_pipe);
+                                                                  ++i) {
+                                                               const Msg64 m = make64(i, 0);
+                                                               write_full(p.write_end(), &m, sizeof m);
+                                                             }
+                                                           },
+                                                           [&](int me) {
+                                                             Msg64 m{};
+                                                             std::uint64_t i = 0;
+                                                             for (; i < to_u64(n.m64_pipe); ++i) {
+                                                               read_full(p.read_end(), &m, sizeof m);
+                                                               check64(m, i, "64 B (pipe)");
+                                                             }
+                                                             ctl.received[me] = i;
+                                                           }};
       const RunResult rp = run_children(ctl, cpus, true, "64 B (pipe)", p_bodies);
       if (ctl.received[1] != to_u64(n.m64_pipe)) fail("64 B (pipe): count");
       m64_q.record(to_double(n.m64_mproc) / rq.seconds / 1e6, rq, {0}, {1}, to_double(n.m64_mproc));
@@ -496,23 +500,23 @@ int run(bool quick) {
       const RunResult rs = run_children(ctl, cpus, true, "4 KiB (mproc struct)", struct_bodies);
       if (ctl.received[1] != to_u64(n.m4k_mproc)) fail("4 KiB (mproc struct): count");
       OsPipe p;
-      const std::vector<std::function<void(int)>> p_bodies{
-          [&](int) {
-            std::vector<std::byte> buf(k4K);
-            for (std::uint64_t i = 0; i < to_u64(n.m4k_pipe); ++i) {
-              stamp4k(buf.data(), i);
-              write_full(p.write_end(), buf.data(), k4K);
-            }
-          },
-          [&](int me) {
-            std::vector<std::byte> buf(k4K);
-            std::uint64_t i = 0;
-            for (; i < to_u64(n.m4k_pipe); ++i) {
-              read_full(p.read_end(), buf.data(), k4K);
-              check4k(buf.data(), k4K, i, "4 KiB (pipe)");
-            }
-            ctl.received[me] = i;
-          }};
+      const std::vector<std::function<void(int)>> p_bodies{[&](int) {
+                                                             std::vector<std::byte> buf(k4K);
+                                                             for (std::uint64_t i = 0; i < to_u64(n.m4k_pipe);
+                                                                  ++i) {
+                                                               stamp4k(buf.data(), i);
+                                                               write_full(p.write_end(), buf.data(), k4K);
+                                                             }
+                                                           },
+                                                           [&](int me) {
+                                                             std::vector<std::byte> buf(k4K);
+                                                             std::uint64_t i = 0;
+                                                             for (; i < to_u64(n.m4k_pipe); ++i) {
+                                                               read_full(p.read_end(), buf.data(), k4K);
+                                                               check4k(buf.data(), k4K, i, "4 KiB (pipe)");
+                                                             }
+                                                             ctl.received[me] = i;
+                                                           }};
       const RunResult rp = run_children(ctl, cpus, true, "4 KiB (pipe)", p_bodies);
       if (ctl.received[1] != to_u64(n.m4k_pipe)) fail("4 KiB (pipe): count");
       kb_b.record(mbps(n.m4k_mproc, rb.seconds), rb, {0}, {1}, to_double(n.m4k_mproc));
@@ -533,15 +537,14 @@ int run(bool quick) {
   // The headline uses the faster mproc variant of this run (by median), and names it.
   const bool bytes_faster = kb_b.value.med() >= kb_s.value.med();
   const Variant& kb_best = bytes_faster ? kb_b : kb_s;
-  print_ratio(verdicts,
-              std::string("4 KiB throughput: mproc ") + (bytes_faster ? "Bytes" : "struct") +
-                  " (the faster) / pipe",
-              ratios(kb_best.value, kb_p.value), 3);
+  print_ratio(
+      verdicts,
+      std::string("4 KiB throughput: mproc ") + (bytes_faster ? "Bytes" : "struct") + " (the faster) / pipe",
+      ratios(kb_best.value, kb_p.value), 3);
   {
     std::vector<Verdict> other;  // the slower variant: shown, not part of the summary
     print_ratio(other,
-                std::string("4 KiB throughput: mproc ") + (bytes_faster ? "struct" : "Bytes") +
-                    " / pipe",
+                std::string("4 KiB throughput: mproc ") + (bytes_faster ? "struct" : "Bytes") + " / pipe",
                 ratios((bytes_faster ? kb_s : kb_b).value, kb_p.value), 3);
   }
 
@@ -578,9 +581,9 @@ int run(bool quick) {
     const std::uint64_t sum = ctl.seq_sum[2] + ctl.seq_sum[3];
     const std::uint64_t want_sum = per * (per - 1);  // two producers, each 0 + ... + (per - 1)
     if (count != 2 * per || sum != want_sum) {
-      fail(std::string(where) + ": consumers received " + std::to_string(count) +
-           " messages (sum " + std::to_string(sum) + "), expected " + std::to_string(2 * per) +
-           " (sum " + std::to_string(want_sum) + ")");
+      fail(std::string(where) + ": consumers received " + std::to_string(count) + " messages (sum " +
+           std::to_string(sum) + "), expected " + std::to_string(2 * per) + " (sum " +
+           std::to_string(want_sum) + ")");
     }
   };
   {
@@ -601,8 +604,7 @@ int run(bool quick) {
           },
           "2x2 (mproc)");
     };
-    const std::vector<std::function<void(int)>> q_bodies{q_producer, q_producer, q_consumer,
-                                                         q_consumer};
+    const std::vector<std::function<void(int)>> q_bodies{q_producer, q_producer, q_consumer, q_consumer};
     for (int r = 0; r < kRounds; ++r) {
       const RunResult rq = run_children(ctl, cpus, false, "2x2 (mproc)", q_bodies);
       check_totals(n.mm_mproc, "2x2 (mproc)");
@@ -627,8 +629,7 @@ int run(bool quick) {
             },
             "2x2 (pipe)");
       };
-      const std::vector<std::function<void(int)>> p_bodies{p_producer, p_producer, p_consumer,
-                                                           p_consumer};
+      const std::vector<std::function<void(int)>> p_bodies{p_producer, p_producer, p_consumer, p_consumer};
       const RunResult rp = run_children(ctl, cpus, false, "2x2 (pipe)", p_bodies);
       check_totals(n.mm_pipe, "2x2 (pipe)");
       const double q_msgs = 2.0 * to_double(n.mm_mproc);
@@ -660,4 +661,6 @@ int run(bool quick) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return bench::main_with_quick(argc, argv, "queue_bench", run); }
+int main(int argc, char** argv) {
+  return bench::main_with_quick(argc, argv, "queue_bench", run);
+}

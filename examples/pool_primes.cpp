@@ -52,8 +52,8 @@ int main() {
     parallel += count;
     ++done;
     if (live) {
-      std::printf("\r%d workers: %2ld/%ld ranges done, %ld primes so far", pool.processes(), done,
-                  kRanges, parallel);
+      std::printf("\r%d workers: %2ld/%ld ranges done, %ld primes so far", pool.processes(), done, kRanges,
+                  parallel);
       std::fflush(stdout);
     }
   }

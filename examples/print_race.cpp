@@ -71,11 +71,13 @@ int main() {
   mproc::Lock lock;  // created before the children start: one lock, inherited by all of them
   const int locked = run_printers(&lock);
 
-  std::printf("\nwithout a lock: the output switched between processes %d times "
-              "(interleaved)\n",
-              unlocked);
-  std::printf("with the lock:  it switched %d times, the minimum: each process's lines "
-              "stayed together\n",
-              locked);
+  std::printf(
+      "\nwithout a lock: the output switched between processes %d times "
+      "(interleaved)\n",
+      unlocked);
+  std::printf(
+      "with the lock:  it switched %d times, the minimum: each process's lines "
+      "stayed together\n",
+      locked);
   return locked == 2 ? 0 : 1;
 }

@@ -30,7 +30,9 @@ std::string make_job(int producer, int n) {
 }
 
 // What a consumer does with a job: something small and checkable.
-long work(const std::string& job) { return static_cast<long>(job.size()); }
+long work(const std::string& job) {
+  return static_cast<long>(job.size());
+}
 
 long expected_total(int jobs_per_producer) {
   long total = 0;
@@ -47,9 +49,11 @@ double with_queue(int jobs_per_producer) {
   const auto t0 = Clock::now();
   std::vector<mproc::Process> producers, consumers;
   for (int p = 0; p < kProducers; ++p) {
-    producers.emplace_back([&](int id) {
-      for (int n = 0; n < jobs_per_producer; ++n) jobs.put(make_job(id, n));
-    }, p);
+    producers.emplace_back(
+        [&](int id) {
+          for (int n = 0; n < jobs_per_producer; ++n) jobs.put(make_job(id, n));
+        },
+        p);
   }
   for (int c = 0; c < kConsumers; ++c) {
     consumers.emplace_back([&] {
@@ -101,9 +105,11 @@ double with_locked_file(const fs::path& dir, int jobs_per_producer) {
   const auto t0 = Clock::now();
   std::vector<mproc::Process> producers, consumers;
   for (int p = 0; p < kProducers; ++p) {
-    producers.emplace_back([&](int id) {
-      for (int n = 0; n < jobs_per_producer; ++n) append_line(file, lock, make_job(id, n));
-    }, p);
+    producers.emplace_back(
+        [&](int id) {
+          for (int n = 0; n < jobs_per_producer; ++n) append_line(file, lock, make_job(id, n));
+        },
+        p);
   }
   for (int c = 0; c < kConsumers; ++c) {
     consumers.emplace_back([&] {
@@ -144,8 +150,8 @@ int main() {
   const fs::path dir = dir_template;
 
   constexpr int kQueueJobs = 100'000, kFileJobs = 500;  // per producer
-  std::printf("%d producers and %d consumers pass jobs (short strings) to each other.\n",
-              kProducers, kConsumers);
+  std::printf("%d producers and %d consumers pass jobs (short strings) to each other.\n", kProducers,
+              kConsumers);
   const double q = with_queue(kQueueJobs);
   const double f = with_locked_file(dir, kFileJobs);
   fs::remove_all(dir);

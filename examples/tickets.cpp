@@ -25,8 +25,8 @@ namespace {
 
 constexpr int kTickets = 3;
 constexpr int kBuyers = 10;
-constexpr int kBought = 0;    // a buyer's exit code when it got a ticket
-constexpr int kSoldOut = 2;   // ... when there was none left
+constexpr int kBought = 0;   // a buyer's exit code when it got a ticket
+constexpr int kSoldOut = 2;  // ... when there was none left
 
 int read_remaining(const fs::path& file) {
   std::ifstream in(file);
@@ -81,8 +81,8 @@ Outcome sell(const fs::path& file, mproc::FileLock* lock) {
 }
 
 void report(const char* how, const Outcome& o) {
-  std::printf("%-22s %2d bought, %2d told sold out, the file says %d left", how, o.bought,
-              o.sold_out, o.left);
+  std::printf("%-22s %2d bought, %2d told sold out, the file says %d left", how, o.bought, o.sold_out,
+              o.left);
   if (o.bought > kTickets) std::printf("  -> OVERSOLD by %d", o.bought - kTickets);
   if (o.bought == kTickets && o.left == 0) std::printf("  -> exactly right");
   std::printf("\n");

@@ -43,7 +43,8 @@
 #endif
 #ifdef MPROC_FUZZ_COUNT_ALLOCATIONS
 // From <sanitizer/allocator_interface.h>, which g++ does not ship; the runtime has it.
-extern "C" int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void*, std::size_t),
+extern "C" int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void*,
+                                                                             std::size_t),
                                                          void (*free_hook)(const volatile void*));
 #endif
 
@@ -79,7 +80,9 @@ struct Leg {
   std::string symbol;
   double price = 0;
   template <class Ar>
-  void serialize(Ar& ar) { ar(symbol, price); }
+  void serialize(Ar& ar) {
+    ar(symbol, price);
+  }
 };
 
 struct Order {  // a user type with the customisation point, nesting other user types
@@ -89,14 +92,18 @@ struct Order {  // a user type with the customisation point, nesting other user 
   std::vector<Leg> legs;
   std::optional<std::string> note;
   template <class Ar>
-  void serialize(Ar& ar) { ar(id, quantity, side, legs, note); }
+  void serialize(Ar& ar) {
+    ar(id, quantity, side, legs, note);
+  }
 };
 
 struct Tree {  // recursive: nesting depth is up to the sender
   std::string label;
   std::vector<Tree> children;
   template <class Ar>
-  void serialize(Ar& ar) { ar(label, children); }
+  void serialize(Ar& ar) {
+    ar(label, children);
+  }
 };
 
 struct Empty {  // encodes to no bytes at all
@@ -236,8 +243,7 @@ std::vector<mproc_fuzz::Seed> mproc_fuzz_seeds() {
   add(s, "deque", std::deque<std::pair<std::string, bool>>{{"p", true}});
   add(s, "vector3", std::vector<std::vector<std::vector<std::int8_t>>>{{{1}, {}}, {}});
   add(s, "vector_empty", std::vector<Empty>(3));
-  add(s, "order",
-      Order{"ord-1", 10, Side::sell, {{"ABC", 1.5}, {"XYZ", 2.25}}, std::string("rush")}, 90);
+  add(s, "order", Order{"ord-1", 10, Side::sell, {{"ABC", 1.5}, {"XYZ", 2.25}}, std::string("rush")}, 90);
   add(s, "tree", Tree{"root", {Tree{"a", {}}, Tree{"b", {Tree{"c", {}}}}}});
 
   // Reproducers of what this target found (tests/codec_test.cpp says the same in words).

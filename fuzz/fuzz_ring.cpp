@@ -75,8 +75,7 @@ struct Descriptors {
   void drain() const {
     char buf[256];
     for (int fd : {sock[0], sock[1], event}) {
-      while (::read(fd, buf, sizeof buf) > 0) {
-      }
+      while (::read(fd, buf, sizeof buf) > 0) {}
     }
   }
 };
@@ -125,7 +124,7 @@ bool take_and_throw(void*, const RecordView& r) {
 class Run {
  public:
   Run(mproc_fuzz::Input& in, const Descriptors& fds) : in_(in) {
-    mem_ = static_cast<std::byte*>(::operator new(RingView::footprint(kCapacity), std::align_val_t{64}));
+    mem_ = static_cast<std::byte*>(::operator new (RingView::footprint(kCapacity), std::align_val_t{64}));
     std::memset(mem_, 0, RingView::footprint(kCapacity));
     const auto mode = in_.take<std::uint8_t>();
     RingView::initialize(mem_, kCapacity, (mode & 4) != 0 ? 3 : 0, 3, 0);
@@ -139,7 +138,7 @@ class Run {
     if ((mode & 2) != 0) consumer_.arm_fd();
     ctl_ = producer_.control();
   }
-  ~Run() { ::operator delete(mem_, std::align_val_t{64}); }
+  ~Run() { ::operator delete (mem_, std::align_val_t{64}); }
   Run(const Run&) = delete;
   Run& operator=(const Run&) = delete;
 
@@ -263,7 +262,8 @@ class Run {
         const RingStatus st = consumer_.wait_readable(kNow);
         if (!corrupted_) {
           FUZZ_CHECK(st == (!model_.empty() ? RingStatus::ok
-                                            : closed_ ? RingStatus::closed : RingStatus::timed_out));
+                            : closed_       ? RingStatus::closed
+                                            : RingStatus::timed_out));
         }
         break;
       }
@@ -294,12 +294,8 @@ class Run {
           FUZZ_CHECK(corrupted_ || done_ == taken_);
         }
         break;
-      case 7:
-        (void)consumer_.join_tasks(kNow);
-        break;
-      case 8:
-        consumer_.arm_fd();
-        break;
+      case 7: (void)consumer_.join_tasks(kNow); break;
+      case 8: consumer_.arm_fd(); break;
       case 9:
         try {
           (void)consumer_.get({&take_and_throw, nullptr}, kNow);
@@ -386,10 +382,10 @@ std::vector<mproc_fuzz::Seed> mproc_fuzz_seeds() {
   {  // a record header claiming more bytes than the ring holds
     auto s = prefilled(0, {16});
     s.push_back(128);
-    put(s, std::uint16_t{0});                             // at the first record
-    put(s, std::uint16_t{8});                             // its header
-    put(s, std::uint32_t{0xfffffff0});                    // size
-    put(s, mproc::detail::type_tag<mproc::Bytes>());      // tag
+    put(s, std::uint16_t{0});                         // at the first record
+    put(s, std::uint16_t{8});                         // its header
+    put(s, std::uint32_t{0xfffffff0});                // size
+    put(s, mproc::detail::type_tag<mproc::Bytes>());  // tag
     ops(s, {0, 1, 9});
     seeds.push_back({"regress-huge-record-size", s});
   }

@@ -48,7 +48,9 @@ const Expect kExpect[] = {
 };
 constexpr std::size_t kExpectCount = sizeof kExpect / sizeof kExpect[0];
 
-bool is_ring(SegmentKind k) { return k == SegmentKind::queue || k == SegmentKind::joinable_queue; }
+bool is_ring(SegmentKind k) {
+  return k == SegmentKind::queue || k == SegmentKind::joinable_queue;
+}
 
 void check_what(const mproc::Error& e, const Expect& x) {
   FUZZ_CHECK(e.code().value() == EINVAL);
@@ -65,10 +67,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // The segment, aligned as a mapping is (its header holds an atomic).
   const std::size_t n = bytes.size();
   struct Free {
-    void operator()(std::byte* p) const { ::operator delete(p, std::align_val_t{64}); }
+    void operator()(std::byte* p) const { ::operator delete (p, std::align_val_t{64}); }
   };
   const std::unique_ptr<std::byte, Free> seg(
-      static_cast<std::byte*>(::operator new(n, std::align_val_t{64})));
+      static_cast<std::byte*>(::operator new (n, std::align_val_t{64})));
   if (n != 0) std::memcpy(seg.get(), bytes.data(), n);
   const void* mem = (sel & 0x80) != 0 && n < mproc::detail::kSegmentDataOffset ? nullptr : seg.get();
 

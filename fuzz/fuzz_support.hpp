@@ -55,9 +55,9 @@ class Input {
   std::fflush(stderr);
   std::abort();
 }
-#define FUZZ_CHECK(cond)                                                \
-  do {                                                                  \
-    if (!(cond)) ::mproc_fuzz::fail(__FILE__, __LINE__, #cond);         \
+#define FUZZ_CHECK(cond)                                        \
+  do {                                                          \
+    if (!(cond)) ::mproc_fuzz::fail(__FILE__, __LINE__, #cond); \
   } while (0)
 
 /// Appends a value's bytes to a seed under construction.

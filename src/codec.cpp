@@ -56,7 +56,8 @@ void throw_wrong_type(const char* what, const std::string& expected) {
 }
 
 void throw_undecodable(const std::string& type, std::size_t size, const char* why) {
-  throw Error(EBADMSG, "cannot decode " + with_article(type) + " from a message of " + std::to_string(size) + " bytes",
+  throw Error(EBADMSG,
+              "cannot decode " + with_article(type) + " from a message of " + std::to_string(size) + " bytes",
               std::string("(it is not a valid encoding of one: ") + why + "; it was left in place)");
 }
 

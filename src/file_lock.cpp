@@ -23,15 +23,17 @@ struct Record {
 
   char magic[8];
   std::uint32_t version;
-  std::uint32_t held;      // 1 while an exclusive holder is between acquire and release
-  std::uint32_t poisoned;  // 1 from an exclusive holder's death until mark_consistent()
-  std::int32_t holder_pid; // the last exclusive holder, for people reading the file
+  std::uint32_t held;       // 1 while an exclusive holder is between acquire and release
+  std::uint32_t poisoned;   // 1 from an exclusive holder's death until mark_consistent()
+  std::int32_t holder_pid;  // the last exclusive holder, for people reading the file
   std::uint8_t reserved[40];
 };
 static_assert(sizeof(Record) == 64);
 static_assert(std::is_trivially_copyable_v<Record>);
 
-std::string quoted(const std::string& path) { return "FileLock \"" + path + "\""; }
+std::string quoted(const std::string& path) {
+  return "FileLock \"" + path + "\"";
+}
 
 // Reads the owner record. An empty file is a lock file nobody has held yet.
 // Returns false when the file holds something else.
@@ -47,7 +49,8 @@ bool read_record(int fd, Record& r) {
 [[noreturn]] void throw_not_a_lock_file(const std::string& path) {
   throw Error(EINVAL, "cannot use " + quoted(path),
               "(the file holds other data, not an mproc lock record; FileLock writes into its "
-              "file, so lock a separate path such as \"" + path + ".lock\")");
+              "file, so lock a separate path such as \"" +
+                  path + ".lock\")");
 }
 
 bool write_record(int fd, bool held, bool poisoned) {
@@ -123,8 +126,7 @@ void FileLock::close_file() noexcept {
 
 bool FileLock::held() const noexcept {
   // A copy inherited through fork never holds what the parent held.
-  return fork_generation_ == sys::fork_generation() &&
-         state_.load(std::memory_order_relaxed) != kFree;
+  return fork_generation_ == sys::fork_generation() && state_.load(std::memory_order_relaxed) != kFree;
 }
 
 int FileLock::descriptor() {

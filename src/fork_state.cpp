@@ -73,7 +73,9 @@ ForkFence::ForkFence() noexcept {
   install_handlers();
   g_fork_fence.lock();
 }
-ForkFence::~ForkFence() { g_fork_fence.unlock(); }
+ForkFence::~ForkFence() {
+  g_fork_fence.unlock();
+}
 
 thread_local std::uint64_t t_thread_token = 0;
 
@@ -107,7 +109,9 @@ bool membarrier_global() noexcept {
   return ::syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) == 0;
 }
 
-std::uint64_t fork_generation() noexcept { return g_generation.load(std::memory_order_relaxed); }
+std::uint64_t fork_generation() noexcept {
+  return g_generation.load(std::memory_order_relaxed);
+}
 
 void close_in_children(int fd) {
   install_handlers();

@@ -23,13 +23,12 @@ inline void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected,
                        detail::Clock::time_point until) noexcept {
   const timespec ts = monotonic_timespec(until);
   // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, so EINTR needs no recomputation.
-  (void)::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT_BITSET, expected,
-                  &ts, nullptr, FUTEX_BITSET_MATCH_ANY);
+  (void)::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT_BITSET, expected, &ts,
+                  nullptr, FUTEX_BITSET_MATCH_ANY);
 }
 
 inline void futex_wake(std::atomic<std::uint32_t>* word, int count) noexcept {
-  (void)::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, count, nullptr,
-                  nullptr, 0);
+  (void)::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, count, nullptr, nullptr, 0);
 }
 
 static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));

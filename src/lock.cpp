@@ -45,7 +45,8 @@ namespace {
 // header is published by the caller, last.
 void RobustLock::init_block(void* mem, const void* recursive) {
   static_assert(std::is_standard_layout_v<Block>);
-  static_assert(offsetof(Block, mutex) == kSegmentDataOffset, "the header comes first, then the mutex's line");
+  static_assert(offsetof(Block, mutex) == kSegmentDataOffset,
+                "the header comes first, then the mutex's line");
   static_assert(offsetof(Block, poisoned) + sizeof(std::uint32_t) <= 2 * kSegmentDataOffset);
   auto* b = new (mem) Block{};
   const bool r = *static_cast<const bool*>(recursive);
@@ -63,9 +64,8 @@ RobustLock::RobustLock(bool recursive)
 }
 
 RobustLock::RobustLock(const NamedSpec& spec, bool recursive)
-    : mapping_(attach_named(spec, recursive ? SegmentKind::rlock : SegmentKind::lock,
-                            Block::kLayoutVersion, sizeof(Block), 0, &RobustLock::init_block, &recursive,
-                            &created_)),
+    : mapping_(attach_named(spec, recursive ? SegmentKind::rlock : SegmentKind::lock, Block::kLayoutVersion,
+                            sizeof(Block), 0, &RobustLock::init_block, &recursive, &created_)),
       recursive_(recursive),
       label_(std::string(recursive ? "RLock" : "Lock") + " \"" + std::string(spec.name) + "\"") {}
 
@@ -78,8 +78,12 @@ void name_guarded_lock(RobustLock& lock, const char* kind, std::string_view name
 
 namespace mproc {
 
-void Lock::unlink(std::string_view name) { detail::unlink_named(name, "Lock"); }
-void RLock::unlink(std::string_view name) { detail::unlink_named(name, "RLock"); }
+void Lock::unlink(std::string_view name) {
+  detail::unlink_named(name, "Lock");
+}
+void RLock::unlink(std::string_view name) {
+  detail::unlink_named(name, "RLock");
+}
 
 }  // namespace mproc
 
@@ -109,8 +113,7 @@ Acquired RobustLock::acquire_until(Clock::time_point deadline) {
   if (rc == ETIMEDOUT) return Acquired::Status::timed_out;
 
   switch (rc) {
-    case 0:
-      break;
+    case 0: break;
     case EOWNERDEAD:
       // The kernel marked the owner dead and handed us the mutex. Make the pthread mutex usable
       // again at once (otherwise unlocking it would make it ENOTRECOVERABLE for everyone) and
@@ -123,10 +126,8 @@ Acquired RobustLock::acquire_until(Clock::time_point deadline) {
       // Misuse, not a refusal by the system: the caller broke the contract (error.hpp).
       throw UsageError("cannot acquire " + label_ +
                        ": the calling thread already holds it (use RLock for re-entrant locking)");
-    case EAGAIN:
-      fail(rc, ("cannot acquire " + label_ + " again").c_str(), "(recursion limit reached)");
-    default:
-      fail(rc, "cannot acquire", kind_name());
+    case EAGAIN: fail(rc, ("cannot acquire " + label_ + " again").c_str(), "(recursion limit reached)");
+    default: fail(rc, "cannot acquire", kind_name());
   }
 
   return b->poisoned != 0 ? Acquired::Status::owner_died : Acquired::Status::ok;

@@ -29,7 +29,9 @@ constexpr std::string_view kFilePrefix = "/dev/shm/mproc.";
 // The magic of version-1 headers (before creators and lifetimes were recorded).
 constexpr std::uint64_t kMagicV1 = 0x31'43'4F'52'50'4D'00'00;
 
-std::string quoted(std::string_view name) { return "\"" + std::string(name) + "\""; }
+std::string quoted(std::string_view name) {
+  return "\"" + std::string(name) + "\"";
+}
 
 std::string describe(SegmentKind kind, std::string_view name) {
   return std::string(kind_name(kind)) + " " + quoted(name);
@@ -38,7 +40,7 @@ std::string describe(SegmentKind kind, std::string_view name) {
 // A whole-file OFD lock operation (F_OFD_SETLK / F_OFD_SETLKW / F_OFD_GETLK).
 int ofd_lock(int fd, short type, int cmd, struct flock* out = nullptr) {
   struct flock fl {};
-  fl.l_type = type;  // F_OFD_GETLK: the lock we would like; on return, what conflicts (or F_UNLCK)
+  fl.l_type = type;        // F_OFD_GETLK: the lock we would like; on return, what conflicts (or F_UNLCK)
   fl.l_whence = SEEK_SET;  // l_start = l_len = 0: the whole file; l_pid must be 0 for OFD locks
   const int rc = sys::retry_eintr([&] { return ::fcntl(fd, cmd, &fl); });
   if (out != nullptr) *out = fl;
@@ -108,7 +110,8 @@ bool unlink_if_same(const char* path, const struct stat& mine) noexcept {
 template <class Decide>
 bool remove_if_unused(int probe, const char* path, Decide decide) noexcept {
   if (ofd_lock(probe, F_WRLCK, F_OFD_SETLK) != 0) return false;  // in use, or cannot tell
-  struct stat mine {}, named {};
+  struct stat mine {};
+  struct stat named {};
   if (::fstat(probe, &mine) != 0 || mine.st_nlink == 0) return false;
   HeaderSnapshot h{};
   if (!read_snapshot(probe, h) || h.magic != SegmentHeader::kMagic || !decide(probe, h)) return false;
@@ -184,7 +187,8 @@ bool wait_for_remover(const std::string& path) noexcept {
 void adopt_name(int lease_fd, const std::string& path) noexcept {
   const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return;
-  struct stat mine {}, named {};
+  struct stat mine {};
+  struct stat named {};
   if (::fstat(lease_fd, &mine) == 0 && ::fstat(fd, &named) == 0 && mine.st_ino == named.st_ino &&
       mine.st_dev == named.st_dev && ofd_lock(fd, F_RDLCK, F_OFD_SETLK) == 0) {
     (void)::dup3(fd, lease_fd, O_CLOEXEC);
@@ -207,8 +211,12 @@ void validate_name(std::string_view name) {
   }
 }
 
-std::string shm_path(std::string_view name) { return "/mproc." + std::string(name); }
-std::string file_path(std::string_view name) { return std::string(kFilePrefix) + std::string(name); }
+std::string shm_path(std::string_view name) {
+  return "/mproc." + std::string(name);
+}
+std::string file_path(std::string_view name) {
+  return std::string(kFilePrefix) + std::string(name);
+}
 
 const char* kind_name(SegmentKind kind) noexcept {
   switch (kind) {
@@ -232,7 +240,8 @@ const char* kind_name(SegmentKind kind) noexcept {
 namespace {
 // The element type's name recorded after the payload, or "" if none was (an older segment).
 std::string recorded_type_name(const SegmentHeader& h, std::size_t size) {
-  if ((h.flags & kSegmentTypeName) == 0 || h.payload_size > size - kSegmentDataOffset - kTypeNameBytes) return {};
+  if ((h.flags & kSegmentTypeName) == 0 || h.payload_size > size - kSegmentDataOffset - kTypeNameBytes)
+    return {};
   const char* at = reinterpret_cast<const char*>(&h) + kSegmentDataOffset + h.payload_size;
   return std::string(at, ::strnlen(at, kTypeNameBytes - 1));
 }
@@ -242,8 +251,9 @@ void check_segment_header(const void* mem, std::size_t size, SegmentKind kind, s
                           std::uint64_t type_hash, std::string_view what, std::string_view type_name) {
   const std::string op = "cannot open " + std::string(what);
   if (size < kSegmentDataOffset || mem == nullptr) {
-    throw Error(EINVAL, op, "(the segment is " + std::to_string(size) +
-                                " bytes, too small for an mproc header: truncated, or not created by mproc)");
+    throw Error(EINVAL, op,
+                "(the segment is " + std::to_string(size) +
+                    " bytes, too small for an mproc header: truncated, or not created by mproc)");
   }
   const auto& h = *static_cast<const SegmentHeader*>(mem);
   const std::uint64_t magic = h.magic.load(std::memory_order_acquire);
@@ -255,25 +265,29 @@ void check_segment_header(const void* mem, std::size_t size, SegmentKind kind, s
     const char* found = kind_name(h.kind);
     throw Error(EINVAL, op,
                 std::strcmp(found, "unknown kind") == 0
-                    ? "(its header names an unknown kind, " + std::to_string(static_cast<std::uint32_t>(h.kind)) +
+                    ? "(its header names an unknown kind, " +
+                          std::to_string(static_cast<std::uint32_t>(h.kind)) +
                           ": corrupted, or made by a newer mproc)"
                     : "(it is " + with_article(found) + ", not " + with_article(kind_name(kind)) + ")");
   }
   if (h.layout_version != version) {
-    throw Error(EINVAL, op, "(it has layout version " + std::to_string(h.layout_version) +
-                                "; this program expects " + std::to_string(version) + ")");
+    throw Error(EINVAL, op,
+                "(it has layout version " + std::to_string(h.layout_version) + "; this program expects " +
+                    std::to_string(version) + ")");
   }
   if (h.type_hash != type_hash) {
-    std::string found = size >= kSegmentDataOffset + kTypeNameBytes ? recorded_type_name(h, size) : std::string();
+    std::string found =
+        size >= kSegmentDataOffset + kTypeNameBytes ? recorded_type_name(h, size) : std::string();
     if (found.empty()) found = "another type (made by a program that did not record its name)";
     throw Error(EINVAL, op,
                 "(its elements are " + found + "; this program expects " +
                     (type_name.empty() ? std::string("another type") : std::string(type_name)) + ")");
   }
   if (h.payload_size > size - kSegmentDataOffset) {
-    throw Error(EINVAL, op, "(the header says " + std::to_string(h.payload_size) +
-                                " bytes of payload but the segment has only " +
-                                std::to_string(size - kSegmentDataOffset) + ": truncated)");
+    throw Error(EINVAL, op,
+                "(the header says " + std::to_string(h.payload_size) +
+                    " bytes of payload but the segment has only " +
+                    std::to_string(size - kSegmentDataOffset) + ": truncated)");
   }
 }
 
@@ -331,9 +345,12 @@ void link_segment(NamedSegment& seg, std::string_view name, SegmentKind kind) {
     const int err = errno;
     // A tracked object of this name that nobody uses is garbage (its last user died): clear
     // it, or wait for another process's sweep that is clearing it, and try again.
-    if (err == EEXIST && attempt < 3 && (remove_path_if_unused_tracked(path) || wait_for_remover(path))) continue;
+    if (err == EEXIST && attempt < 3 && (remove_path_if_unused_tracked(path) || wait_for_remover(path)))
+      continue;
     throw Error(err, "cannot create " + describe(kind, name),
-                err == EEXIST ? "(the name exists)" : err == ENOENT ? "(is /proc mounted?)" : "");
+                err == EEXIST   ? "(the name exists)"
+                : err == ENOENT ? "(is /proc mounted?)"
+                                : "");
   }
 }
 
@@ -403,7 +420,8 @@ Mapping attach_named(const NamedSpec& spec, SegmentKind kind, std::uint32_t vers
     const std::size_t name_bytes = type_name.empty() ? 0 : kTypeNameBytes;
     NamedSegment seg = create_unnamed_segment(total + name_bytes, spec.options.mode, what);
     init(seg.mapping.data(), ctx);  // if it throws, the unnamed file goes with seg
-    publish_segment(seg, kind, version, total - kSegmentDataOffset, type_hash, spec.options.lifetime, type_name);
+    publish_segment(seg, kind, version, total - kSegmentDataOffset, type_hash, spec.options.lifetime,
+                    type_name);
     try {
       link_segment(seg, spec.name, kind);
       if (created != nullptr) *created = true;
@@ -449,7 +467,8 @@ void discard_named_if_unused(std::string_view name) noexcept {
 bool segment_is_tracked(const void* mem, std::size_t size) noexcept {
   if (mem == nullptr || size < sizeof(SegmentHeader)) return false;
   const auto& h = *static_cast<const SegmentHeader*>(mem);
-  return h.magic.load(std::memory_order_acquire) == SegmentHeader::kMagic && (h.flags & kSegmentPersistent) == 0;
+  return h.magic.load(std::memory_order_acquire) == SegmentHeader::kMagic &&
+         (h.flags & kSegmentPersistent) == 0;
 }
 
 void release_lease(int fd, bool tracked) noexcept {
@@ -469,7 +488,8 @@ void release_lease(int fd, bool tracked) noexcept {
   if (probe < 0) return;
   if (n > 0) {
     target[n] = '\0';
-    if (std::string_view(target).rfind(kFilePrefix, 0) == 0) (void)remove_if_unused(probe, target, unused_tracked);
+    if (std::string_view(target).rfind(kFilePrefix, 0) == 0)
+      (void)remove_if_unused(probe, target, unused_tracked);
   }
   sys::close_fd(probe);
 }
@@ -482,8 +502,9 @@ std::vector<SweptObject> sweep_named(Sweep which, std::string_view name_prefix) 
   const auto decide = [which, &last](int fd, const HeaderSnapshot& h) {
     last.kind = static_cast<SegmentKind>(h.kind);
     last.unread = unread_messages(fd, h);
-    const bool stale = (h.flags & kSegmentPersistent) == 0 ||
-                       (which != Sweep::unused_tracked && !sys::process_alive(h.creator_pid, h.creator_start));
+    const bool stale =
+        (h.flags & kSegmentPersistent) == 0 ||
+        (which != Sweep::unused_tracked && !sys::process_alive(h.creator_pid, h.creator_start));
     return stale && (last.unread == 0 || which == Sweep::stale_discarding);
   };
   const std::string_view prefix = kFilePrefix.substr(std::strlen(kShmDir) + 1);  // "mproc."
@@ -492,7 +513,8 @@ std::vector<SweptObject> sweep_named(Sweep which, std::string_view name_prefix) 
     const std::string path = std::string(kShmDir) + "/" + std::string(file);
     if (file.rfind(kAsidePrefix, 0) == 0) {
       // A name moved aside by a remover that was killed before it unlinked it.
-      const auto pid = static_cast<pid_t>(std::strtol(std::string(file.substr(kAsidePrefix.size())).c_str(), nullptr, 10));
+      const auto pid =
+          static_cast<pid_t>(std::strtol(std::string(file.substr(kAsidePrefix.size())).c_str(), nullptr, 10));
       struct stat st {};
       if (!sys::process_alive(pid, 0) && ::stat(path.c_str(), &st) == 0 && st.st_uid == ::geteuid()) {
         (void)::unlink(path.c_str());
@@ -522,7 +544,8 @@ void sweep_now_and_then() noexcept {
                        .count();
   const pid_t self = ::getpid();  // a forked child sweeps on its own account
   if (last_pid.load(std::memory_order_relaxed) == self &&
-      now - last_ns.load(std::memory_order_relaxed) < std::chrono::nanoseconds(std::chrono::seconds(1)).count()) {
+      now - last_ns.load(std::memory_order_relaxed) <
+          std::chrono::nanoseconds(std::chrono::seconds(1)).count()) {
     return;
   }
   last_pid.store(self, std::memory_order_relaxed);
@@ -537,5 +560,7 @@ void sweep_now_and_then() noexcept {
 }  // namespace mproc::detail
 
 namespace mproc::detail {
-void unlink_named_public(std::string_view name, const char* kind) { unlink_named(name, kind); }
+void unlink_named_public(std::string_view name, const char* kind) {
+  unlink_named(name, kind);
+}
 }  // namespace mproc::detail

@@ -18,15 +18,17 @@ namespace {
 
 constexpr auto kPipeKind = static_cast<std::uint32_t>(detail::SegmentKind::pipe);
 
-[[noreturn]] void throw_socketpair() { sys::throw_errno("cannot create the sockets of a", "Pipe"); }
+[[noreturn]] void throw_socketpair() {
+  sys::throw_errno("cannot create the sockets of a", "Pipe");
+}
 
 }  // namespace
 
 std::pair<Connection, Connection> Pipe(bool duplex, std::size_t capacity_bytes) {
   const std::size_t capacity = detail::RingView::round_capacity(capacity_bytes);
   const std::size_t one = detail::RingView::footprint(capacity);
-  auto mapping = std::make_shared<detail::Mapping>(
-      detail::Mapping::shared_anonymous(duplex ? 2 * one : one, "Pipe"));
+  auto mapping =
+      std::make_shared<detail::Mapping>(detail::Mapping::shared_anonymous(duplex ? 2 * one : one, "Pipe"));
   auto* base = static_cast<std::byte*>(mapping->data());
 
   detail::RingView::initialize(base, capacity, 0, kPipeKind, 0);
@@ -79,7 +81,9 @@ Connection& Connection::operator=(Connection&& other) noexcept {
   return *this;
 }
 
-Connection::~Connection() { close(); }
+Connection::~Connection() {
+  close();
+}
 
 void Connection::close() noexcept {
   // Closing this process's descriptors is what the peer observes (POLLHUP once every copy is
@@ -128,8 +132,7 @@ int Connection::fileno() {
   return in_fd_;
 }
 
-std::vector<Connection*> wait(std::span<Connection* const> connections,
-                              detail::Clock::time_point deadline) {
+std::vector<Connection*> wait(std::span<Connection* const> connections, detail::Clock::time_point deadline) {
   std::vector<Connection*> ready;
   std::vector<pollfd> fds;
   for (;;) {

@@ -47,12 +47,9 @@ namespace detail {
 
 void Failure::raise() const {
   switch (kind) {
-    case task:
-      throw RemoteError(type, message, index);
-    case worker_died:
-      throw WorkerDied(exitcode, pid, index);
-    case terminated:
-      break;
+    case task: throw RemoteError(type, message, index);
+    case worker_died: throw WorkerDied(exitcode, pid, index);
+    case terminated: break;
   }
   if (!message.empty()) {
     // The pool stopped itself (its dispatcher failed): say why, since nobody called terminate().
@@ -87,12 +84,13 @@ PoolOptions checked(PoolOptions o) {
                      std::to_string(o.processes));
   }
   if (o.maxtasksperchild < 0) {
-    throw UsageError("mproc::Pool: PoolOptions::maxtasksperchild must be at least 1 (or 0 for no limit), not " +
-                     std::to_string(o.maxtasksperchild));
+    throw UsageError(
+        "mproc::Pool: PoolOptions::maxtasksperchild must be at least 1 (or 0 for no limit), not " +
+        std::to_string(o.maxtasksperchild));
   }
   if (o.queue_bytes == 0 || o.queue_bytes > kMaxQueueBytes) {
-    throw UsageError("mproc::Pool: PoolOptions::queue_bytes must be from 1 to " + std::to_string(kMaxQueueBytes) +
-                     " (16 GiB), not " + std::to_string(o.queue_bytes));
+    throw UsageError("mproc::Pool: PoolOptions::queue_bytes must be from 1 to " +
+                     std::to_string(kMaxQueueBytes) + " (16 GiB), not " + std::to_string(o.queue_bytes));
   }
   if (o.processes == 0) o.processes = cpu_count();
   return o;
@@ -113,21 +111,21 @@ void fit_failure(std::string& type, std::string& message, std::size_t room) {
 
 // Why a chunk's results could not be sent back (run_chunk stopped at the item that went over).
 std::string describe_oversized(const ChunkOutcome& o, std::size_t limit) {
-  const std::string carries = "the pool's results queue carries at most " + std::to_string(limit) +
-                              " bytes of results per chunk";
+  const std::string carries =
+      "the pool's results queue carries at most " + std::to_string(limit) + " bytes of results per chunk";
   if (o.oversized_item == o.oversized_total) {
     return "the task's result is " + std::to_string(o.oversized_item) + " bytes encoded; " + carries +
            " (raise PoolOptions::queue_bytes, which also sizes the results queue)";
   }
-  return "the task's result (" + std::to_string(o.oversized_item) + " bytes encoded) brings its chunk's results to " +
-         std::to_string(o.oversized_total) + " bytes; " + carries +
+  return "the task's result (" + std::to_string(o.oversized_item) +
+         " bytes encoded) brings its chunk's results to " + std::to_string(o.oversized_total) + " bytes; " +
+         carries +
          " (pass a smaller chunksize, or raise PoolOptions::queue_bytes, which also sizes the results queue)";
 }
 
 // Runs in the worker process. It returns (never std::exit): the Process machinery then leaves
 // with _exit, so the parent's static destructors and atexit handlers do not run in workers.
-void worker_main(Queue<Bytes>& tasks, Queue<Bytes>& results, const PoolOptions& options,
-                 std::uint32_t slot) {
+void worker_main(Queue<Bytes>& tasks, Queue<Bytes>& results, const PoolOptions& options, std::uint32_t slot) {
   if (options.initializer != nullptr) options.initializer();
   Bytes task, reply;
   int done = 0;
@@ -138,8 +136,8 @@ void worker_main(Queue<Bytes>& tasks, Queue<Bytes>& results, const PoolOptions& 
     ChunkHeader h;
     std::memcpy(&h, task.data(), sizeof h);
     const std::byte* callable = task.data() + sizeof h;
-    const RecordView args{callable + h.callable_size, task.size() - sizeof h - h.callable_size,
-                          nullptr, 0, 0};
+    const RecordView args{callable + h.callable_size, task.size() - sizeof h - h.callable_size, nullptr, 0,
+                          0};
     ChunkOutcome outcome;
     outcome.results_limit = room;
     h.runner(callable, args, h.count, outcome);
@@ -151,7 +149,12 @@ void worker_main(Queue<Bytes>& tasks, Queue<Bytes>& results, const PoolOptions& 
       }
       fit_failure(outcome.type, outcome.message, room);
     }
-    const ResultHeader rh{h.job, h.first, h.count, slot, outcome.ok ? 1u : 0u, outcome.failed,
+    const ResultHeader rh{h.job,
+                          h.first,
+                          h.count,
+                          slot,
+                          outcome.ok ? 1u : 0u,
+                          outcome.failed,
                           static_cast<std::uint32_t>(outcome.type.size()),
                           static_cast<std::uint32_t>(outcome.message.size())};
     reply.resize(sizeof rh + outcome.type.size() + outcome.message.size() + outcome.results.size());
@@ -210,9 +213,8 @@ struct PoolCore::State {
     Queue<Bytes>* tasks = w.tasks.get();
     Queue<Bytes>* res = &results;
     const PoolOptions* opts = &options;
-    w.process.emplace([tasks, res, opts, slot] {
-      worker_main(*tasks, *res, *opts, static_cast<std::uint32_t>(slot));
-    });
+    w.process.emplace(
+        [tasks, res, opts, slot] { worker_main(*tasks, *res, *opts, static_cast<std::uint32_t>(slot)); });
     w.process->set_name("PoolWorker-" + std::to_string(slot + 1));
     w.process->set_daemon(true);  // never outlives the pool's process
     try {
@@ -512,7 +514,9 @@ void PoolCore::join() {
   }
 }
 
-int PoolCore::processes() const noexcept { return state_->options.processes; }
+int PoolCore::processes() const noexcept {
+  return state_->options.processes;
+}
 
 }  // namespace detail
 }  // namespace mproc

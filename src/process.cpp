@@ -30,11 +30,11 @@ struct ProcessState {
   bool daemon = false;
   pid_t creator = ::getpid();  // only this process may start, join or signal the child
   std::atomic<bool> started{false};
-  pid_t pid = 0;    // set by start(); in the child, the child's own pid
-  int pidfd = -1;   // set by start(); -1 if the child was reaped before it could be opened
+  pid_t pid = 0;   // set by start(); in the child, the child's own pid
+  int pidfd = -1;  // set by start(); -1 if the child was reaped before it could be opened
 
-  std::mutex mutex;              // serialises reaping
-  std::optional<int> exitcode;   // guarded by mutex
+  std::mutex mutex;             // serialises reaping
+  std::optional<int> exitcode;  // guarded by mutex
 
   ~ProcessState() {
     if (pidfd >= 0 && creator == ::getpid()) {
@@ -74,8 +74,12 @@ Self& self() {
 std::mutex g_children_mutex;
 std::vector<std::weak_ptr<ProcessState>> g_children;  // guarded by g_children_mutex
 
-void registry_prepare() noexcept { g_children_mutex.lock(); }
-void registry_parent() noexcept { g_children_mutex.unlock(); }
+void registry_prepare() noexcept {
+  g_children_mutex.lock();
+}
+void registry_parent() noexcept {
+  g_children_mutex.unlock();
+}
 void registry_child() noexcept {
   // A child has no children of its own yet; its copies of its siblings' states are inert
   // (their creator is another process).
@@ -99,8 +103,7 @@ void flush_std_streams() noexcept {
   try {
     std::cout.flush();
     std::clog.flush();
-  } catch (...) {
-  }
+  } catch (...) {}
   std::fflush(nullptr);
 }
 
@@ -127,13 +130,12 @@ void flush_std_streams() noexcept {
     code = e.code();
   } catch (const std::exception& e) {
     const std::string type = detail::current_exception_type();
-    std::fprintf(stderr, "Process %s (pid %d): uncaught %s: %s\n", st.name.c_str(), st.pid,
-                 type.c_str(), e.what());
+    std::fprintf(stderr, "Process %s (pid %d): uncaught %s: %s\n", st.name.c_str(), st.pid, type.c_str(),
+                 e.what());
     code = 1;
   } catch (...) {
     const std::string type = detail::current_exception_type();
-    std::fprintf(stderr, "Process %s (pid %d): uncaught %s\n", st.name.c_str(), st.pid,
-                 type.c_str());
+    std::fprintf(stderr, "Process %s (pid %d): uncaught %s\n", st.name.c_str(), st.pid, type.c_str());
     code = 1;
   }
   flush_std_streams();
@@ -154,8 +156,9 @@ bool reap(ProcessState& st) {
   if (rc == -1) {
     if (errno == ECHILD) {
       throw Error(ECHILD, "cannot collect the exit status of",
-                  describe(st) + ": it was reaped elsewhere (is SIGCHLD ignored, or did "
-                                 "something call wait() for all children?)");
+                  describe(st) +
+                      ": it was reaped elsewhere (is SIGCHLD ignored, or did "
+                      "something call wait() for all children?)");
     }
     sys::throw_errno("cannot wait for", describe(st));
   }
@@ -181,7 +184,6 @@ void wait_readable(const ProcessState& st, Clock::time_point deadline) {
     if (errno != EINTR) sys::throw_errno("cannot wait for", describe(st));
   }
 }
-
 
 void check_started_here(const ProcessState& st, const char* what) {
   if (!st.started.load()) {
@@ -220,15 +222,13 @@ void dispose(ProcessState& st) noexcept {
                  "(exit code %d). join() a process before destroying it.\n",
                  describe(st).c_str(), st.exitcode.value_or(0));
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "mproc: while disposing of Process %s: %s\n", describe(st).c_str(),
-                 e.what());
+    std::fprintf(stderr, "mproc: while disposing of Process %s: %s\n", describe(st).c_str(), e.what());
   }
 }
 
 }  // namespace
 
-Process::Process(std::unique_ptr<detail::ProcessTarget> target)
-    : state_(std::make_shared<ProcessState>()) {
+Process::Process(std::unique_ptr<detail::ProcessTarget> target) : state_(std::make_shared<ProcessState>()) {
   install_fork_handlers();
   Self& me = self();
   state_->target = std::move(target);
@@ -272,8 +272,7 @@ Process& Process::set_daemon(bool daemon) {
 void Process::start() {
   ProcessState& st = *state_;
   if (st.creator != ::getpid()) {
-    throw UsageError("cannot start " + st.name +
-                     ": it can only be started by the process that created it");
+    throw UsageError("cannot start " + st.name + ": it can only be started by the process that created it");
   }
   if (st.started.exchange(true)) {
     throw UsageError("cannot start " + describe(st) + ": a process can only be started once");
@@ -308,9 +307,13 @@ void Process::start() {
   g_children.push_back(state_);
 }
 
-void Process::join() { (void)join_state(*state_, Clock::time_point::max()); }
+void Process::join() {
+  (void)join_state(*state_, Clock::time_point::max());
+}
 
-bool Process::join_until(Clock::time_point deadline) { return join_state(*state_, deadline); }
+bool Process::join_until(Clock::time_point deadline) {
+  return join_state(*state_, deadline);
+}
 
 bool Process::is_alive() const {
   ProcessState& st = *state_;
@@ -338,17 +341,27 @@ void Process::send_signal(int signo, const char* what) {
   }
 }
 
-void Process::terminate() { send_signal(SIGTERM, "terminate"); }
-void Process::kill() { send_signal(SIGKILL, "kill"); }
+void Process::terminate() {
+  send_signal(SIGTERM, "terminate");
+}
+void Process::kill() {
+  send_signal(SIGKILL, "kill");
+}
 
 std::optional<pid_t> Process::pid() const noexcept {
   if (!state_ || !state_->started.load()) return std::nullopt;
   return state_->pid;
 }
 
-int Process::sentinel() const noexcept { return state_ ? state_->pidfd : -1; }
-const std::string& Process::name() const noexcept { return state_->name; }
-bool Process::daemon() const noexcept { return state_->daemon; }
+int Process::sentinel() const noexcept {
+  return state_ ? state_->pidfd : -1;
+}
+const std::string& Process::name() const noexcept {
+  return state_->name;
+}
+bool Process::daemon() const noexcept {
+  return state_->daemon;
+}
 
 void exit(int code) {
   if (t_running_target) throw SystemExit(code);
@@ -360,7 +373,9 @@ ProcessInfo current_process() {
   return ProcessInfo{me.name, ::getpid(), me.daemon};
 }
 
-std::optional<ProcessInfo> parent_process() { return self().parent; }
+std::optional<ProcessInfo> parent_process() {
+  return self().parent;
+}
 
 std::vector<ProcessInfo> active_children() {
   std::vector<ProcessInfo> alive;

@@ -46,8 +46,8 @@ QueueCore::QueueCore(const NamedSpec& spec, std::uint32_t kind, std::size_t capa
                      std::size_t max_messages, std::uint64_t type_hash, std::string_view type_name) {
   const std::size_t capacity = RingView::round_capacity(std::max<std::size_t>(capacity_bytes, 1));
   const RingInit init{capacity, max_messages, kind, type_hash};
-  mapping_ = attach_named(spec, static_cast<SegmentKind>(kind), RingView::kLayoutVersion, RingView::footprint(capacity),
-                          type_hash, &init_ring, &init, nullptr, type_name);
+  mapping_ = attach_named(spec, static_cast<SegmentKind>(kind), RingView::kLayoutVersion,
+                          RingView::footprint(capacity), type_hash, &init_ring, &init, nullptr, type_name);
   RingView::check_mapped(mapping_.data(), mapping_.size(),
                          std::string(queue_kind_name(kind)) + " \"" + std::string(spec.name) + "\"");
   ring_ = RingView(mapping_.data(), -1, queue_kind_name(kind), -1);
@@ -72,12 +72,15 @@ QueueCore& QueueCore::operator=(QueueCore&& other) noexcept {
   return *this;
 }
 
-QueueCore::~QueueCore() { sys::close_fd(event_fd_); }
+QueueCore::~QueueCore() {
+  sys::close_fd(event_fd_);
+}
 
 int QueueCore::fileno() {
   if (event_fd_ < 0) {
-    throw UsageError("fileno() is not available on a Queue opened by name: its descriptor is "
-                     "shared only with children that inherit the queue");
+    throw UsageError(
+        "fileno() is not available on a Queue opened by name: its descriptor is "
+        "shared only with children that inherit the queue");
   }
   ring_.arm_fd();
   return event_fd_;

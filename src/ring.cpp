@@ -66,16 +66,17 @@ void RingView::check_mapped(const void* base, std::size_t mapped, const std::str
   }
 }
 
-void RingView::initialize(void* base, std::size_t capacity, std::size_t max_messages,
-                          std::uint32_t kind, std::uint64_t type_hash, bool publish) {
+void RingView::initialize(void* base, std::size_t capacity, std::size_t max_messages, std::uint32_t kind,
+                          std::uint64_t type_hash, bool publish) {
   auto* c = new (base) RingControl{};
   c->capacity = capacity;
   c->max_messages = static_cast<std::uint32_t>(std::min<std::size_t>(max_messages, UINT32_MAX / 2));
   int rc = sys::init_robust_mutex(&c->put_mutex, false);
   if (rc == 0) rc = sys::init_robust_mutex(&c->get_mutex, false);
   if (rc != 0) throw Error(rc, "cannot initialise the locks of a", "queue");
-  if (publish) c->header.publish(static_cast<SegmentKind>(kind), RingControl::kLayoutVersion, sizeof(RingControl),
-                    type_hash);
+  if (publish)
+    c->header.publish(static_cast<SegmentKind>(kind), RingControl::kLayoutVersion, sizeof(RingControl),
+                      type_hash);
 }
 
 RingView::RingView(void* base, int wake_fd, const char* what, int event_fd) noexcept
@@ -121,7 +122,8 @@ class SideLock {
 };
 
 Side side_of(RingControl& c, bool producer) noexcept {
-  if (producer) return {c.put_mutex, c.put_holder, c.put_streak, c.put_streak_tid, c.put_threshold, c.put_slots};
+  if (producer)
+    return {c.put_mutex, c.put_holder, c.put_streak, c.put_streak_tid, c.put_threshold, c.put_slots};
   return {c.get_mutex, c.get_holder, c.get_streak, c.get_streak_tid, c.get_threshold, c.get_slots};
 }
 
@@ -167,7 +169,8 @@ bool RingView::stop_waiting_for_owner(bool producer, Clock::time_point now, Cloc
   return now >= patient || (now >= deadline && owner_sleeps(producer));
 }
 
-void RingView::lock_side(bool producer, Clock::time_point deadline, Clock::time_point patient, bool& timed_out) {
+void RingView::lock_side(bool producer, Clock::time_point deadline, Clock::time_point patient,
+                         bool& timed_out) {
   pthread_mutex_t* m = producer ? &ctl_->put_mutex : &ctl_->get_mutex;
   int rc = ::pthread_mutex_trylock(m);
   if (rc == EBUSY && deadline == Clock::time_point::max()) {
@@ -225,7 +228,8 @@ std::uint32_t RingView::enter_side_slow(bool producer, Clock::time_point deadlin
   SideLock held(producer ? &ctl_->put_mutex : &ctl_->get_mutex);
   const Revoked r = revoke_bias(producer, deadline, patient, sys::may_wait(deadline));
   if (r == Revoked::timed_out) return 0;
-  if (r == Revoked::handed_over) ctl_->bias_handovers[producer ? 0 : 1].fetch_add(1, std::memory_order_relaxed);
+  if (r == Revoked::handed_over)
+    ctl_->bias_handovers[producer ? 0 : 1].fetch_add(1, std::memory_order_relaxed);
   const std::uint32_t granted = grant_bias(producer, r == Revoked::handed_over);
   if (granted != 0) return granted;  // the operation goes on under the bias, without the mutex
   held.keep();
@@ -378,8 +382,9 @@ RingView::Revoked RingView::revoke_bias(bool producer, Clock::time_point deadlin
     }
   }
   if (!sys::membarrier_global()) {
-    throw Error(errno, std::string("cannot take the ") + (producer ? "producer" : "consumer") +
-                           " side of a " + what_ + " back from the thread that had it to itself",
+    throw Error(errno,
+                std::string("cannot take the ") + (producer ? "producer" : "consumer") + " side of a " +
+                    what_ + " back from the thread that had it to itself",
                 "(membarrier failed)");
   }
   // The owner's operation in flight normally ends within nanoseconds: even a call that may not
@@ -562,8 +567,8 @@ namespace {
 // In a batch, an error names the message and says how many went in before it.
 std::string batch_context(std::size_t done, std::size_t count) {
   if (count == 1) return {};
-  return " (message " + std::to_string(done + 1) + " of " + std::to_string(count) +
-         " in a put_many; the " + std::to_string(done) + " before it were put)";
+  return " (message " + std::to_string(done + 1) + " of " + std::to_string(count) + " in a put_many; the " +
+         std::to_string(done) + " before it were put)";
 }
 
 }  // namespace
@@ -580,8 +585,10 @@ void RingView::check_put_open(std::size_t done, std::size_t count) const {
 
 void RingView::throw_too_big(std::size_t size, const std::string& context) const {
   throw Error(EMSGSIZE, "cannot put a message of " + std::to_string(size) + " bytes into a " + what_,
-              "whose capacity is " + std::to_string(capacity_) + " bytes (the largest message it "
-              "can ever hold is " + std::to_string(max_message()) + " bytes)" + context);
+              "whose capacity is " + std::to_string(capacity_) +
+                  " bytes (the largest message it "
+                  "can ever hold is " +
+                  std::to_string(max_message()) + " bytes)" + context);
 }
 
 void RingView::commit_head(Word h) noexcept {
@@ -622,8 +629,7 @@ inline void copy_small(std::byte* to, const std::byte* from, std::size_t n) noex
 }  // namespace
 
 template <class Next>
-std::size_t RingView::put_impl(Next& next, std::size_t count, std::uint32_t tag,
-                               Clock::time_point deadline) {
+std::size_t RingView::put_impl(Next& next, std::size_t count, std::uint32_t tag, Clock::time_point deadline) {
   RingControl& c = *ctl_;
   const std::uint32_t cap_units = static_cast<std::uint32_t>(capacity_ / 8);
 
@@ -712,8 +718,7 @@ std::size_t RingView::put_impl(Next& next, std::size_t count, std::uint32_t tag,
   return done;
 }
 
-RingStatus RingView::put(const void* data, std::size_t size, std::uint32_t tag,
-                         Clock::time_point deadline) {
+RingStatus RingView::put(const void* data, std::size_t size, std::uint32_t tag, Clock::time_point deadline) {
   // A message that can never fit is the caller's error whatever the state of the ring: say so
   // before looking at anything else (a closed queue, a gone peer).
   if (size > max_message()) throw_too_big(size, {});
@@ -730,8 +735,8 @@ std::size_t RingView::put_many(MessageSource source, std::size_t count, std::uin
   return put_impl(source, count, tag, deadline);
 }
 
-std::size_t RingView::put_many_fixed(const void* base, std::size_t size, std::size_t count,
-                                     std::uint32_t tag, Clock::time_point deadline) {
+std::size_t RingView::put_many_fixed(const void* base, std::size_t size, std::size_t count, std::uint32_t tag,
+                                     Clock::time_point deadline) {
   if (count == 0) return 0;
   if (size > max_message()) throw_too_big(size, batch_context(0, count));
   // Inlined into put_impl: no call per message.
@@ -760,8 +765,7 @@ void RingView::finish_close() {
 // the get fails as a single get would, otherwise the batch returns what it took and the record
 // stays at the front for the next get.
 template <class Take>
-RingStatus RingView::get_impl(Take& take, std::size_t max, Clock::time_point deadline,
-                              std::size_t& taken) {
+RingStatus RingView::get_impl(Take& take, std::size_t max, Clock::time_point deadline, std::size_t& taken) {
   taken = 0;
   RingControl& c = *ctl_;
   const std::uint32_t hold = enter_side(false, deadline);
@@ -771,7 +775,7 @@ RingStatus RingView::get_impl(Take& take, std::size_t max, Clock::time_point dea
   Word t = c.tail.load(std::memory_order_relaxed);  // ours
   if (pos_of(c.cached_head) == pos_of(t)) {
     c.cached_head = c.head.load(std::memory_order_acquire);  // pairs with the producer's commit
-    sys::Spin spin(sys::may_wait(deadline));  // try_get does not spin
+    sys::Spin spin(sys::may_wait(deadline));                 // try_get does not spin
     while (pos_of(c.cached_head) == pos_of(t)) {
       const std::uint32_t closed = c.closed.load(std::memory_order_acquire);
       if (closed == 1) finish_close();
@@ -831,7 +835,7 @@ RingStatus RingView::get_impl(Take& take, std::size_t max, Clock::time_point dea
     const RecordView view{data_ + body, first, data_, rh.size - first, rh.tag};
     bool took = false;
     if (taken == 0) {
-      took = take(std::size_t{0}, view);  // an exception leaves the ring as it was
+      took = take(std::size_t{0}, view);         // an exception leaves the ring as it was
       if (!took) return RingStatus::wrong_type;  // left in place, tail unchanged
     } else {
       try {
@@ -916,9 +920,8 @@ RingStatus RingView::get(Taker take, Clock::time_point deadline) {
   return get_impl(one, 1, deadline, taken);
 }
 
-RingStatus RingView::get_many_fixed(void* out, std::size_t size, std::size_t max,
-                                    std::uint32_t tag, Clock::time_point deadline,
-                                    std::size_t& taken) {
+RingStatus RingView::get_many_fixed(void* out, std::size_t size, std::size_t max, std::uint32_t tag,
+                                    Clock::time_point deadline, std::size_t& taken) {
   taken = 0;
   if (max == 0) return RingStatus::ok;
   auto take = [out, size, tag](std::size_t i, const RecordView& r) noexcept {
@@ -954,8 +957,7 @@ bool RingView::unsignal_if_empty(Word t) noexcept {
     (void)::eventfd_read(event_fd_, &drained);
   } else {
     char buf[64];
-    while (::recv(wake_fd_, buf, sizeof buf, MSG_DONTWAIT) > 0) {
-    }
+    while (::recv(wake_fd_, buf, sizeof buf, MSG_DONTWAIT) > 0) {}
   }
   c.data_signaled.store(0, std::memory_order_relaxed);
   sleeper_fence();  // the other half of the handshake with a commit
@@ -1020,7 +1022,9 @@ void RingView::close() {
   sys::futex_wake(&c.data_seq, INT_MAX);
 }
 
-bool RingView::closed() const noexcept { return ctl_->closed.load(std::memory_order_acquire) != 0; }
+bool RingView::closed() const noexcept {
+  return ctl_->closed.load(std::memory_order_acquire) != 0;
+}
 
 std::size_t RingView::size() const noexcept {
   // Both words only grow (modulo 2^32). If tail reads the same before and after head, that
@@ -1078,8 +1082,10 @@ bool RingView::producer_waiting() const noexcept {
 
 RingStats RingView::stats() const noexcept {
   const RingControl& c = *ctl_;
-  return {c.abandoned_puts.load(std::memory_order_relaxed), c.abandoned_gets.load(std::memory_order_relaxed),
-          c.bias_grants[0].load(std::memory_order_relaxed), c.bias_grants[1].load(std::memory_order_relaxed),
+  return {c.abandoned_puts.load(std::memory_order_relaxed),
+          c.abandoned_gets.load(std::memory_order_relaxed),
+          c.bias_grants[0].load(std::memory_order_relaxed),
+          c.bias_grants[1].load(std::memory_order_relaxed),
           c.bias_revocations[0].load(std::memory_order_relaxed),
           c.bias_revocations[1].load(std::memory_order_relaxed),
           c.bias_handovers[0].load(std::memory_order_relaxed),
@@ -1097,8 +1103,7 @@ void RingView::task_done() {
   for (;;) {
     // More task_done() calls than items taken by get() is a caller error, as in Python.
     if (done == count_of(c.tail.load(std::memory_order_acquire))) {
-      throw UsageError(std::string("task_done() called more times than items were taken from the ") +
-                       what_);
+      throw UsageError(std::string("task_done() called more times than items were taken from the ") + what_);
     }
     if (c.tasks_done.compare_exchange_weak(done, done + 1, std::memory_order_acq_rel)) break;
   }

@@ -15,8 +15,12 @@ namespace mproc::detail {
 
 // Commit word: low 32 bits position in 8-byte units, high 32 bits record count (both wrap).
 using Word = std::uint64_t;
-constexpr std::uint32_t pos_of(Word w) noexcept { return static_cast<std::uint32_t>(w); }
-constexpr std::uint32_t count_of(Word w) noexcept { return static_cast<std::uint32_t>(w >> 32); }
+constexpr std::uint32_t pos_of(Word w) noexcept {
+  return static_cast<std::uint32_t>(w);
+}
+constexpr std::uint32_t count_of(Word w) noexcept {
+  return static_cast<std::uint32_t>(w >> 32);
+}
 constexpr Word make_word(std::uint32_t pos, std::uint32_t count) noexcept {
   return (Word{count} << 32) | pos;
 }
@@ -35,10 +39,10 @@ struct alignas(64) BiasSlot {
   std::atomic<std::uint64_t> wanted_since_ns;
 };
 
-inline constexpr std::uint32_t kBiasSlots = 4;      // per side
-inline constexpr std::uint32_t kBiasRevoked = 0x100;  // in holder: revoked, the owner may be busy
-inline constexpr std::uint32_t kBiasWanted = 0x200;   // in holder: another thread asks for the side
-inline constexpr std::uint32_t kBiasDeclined = 0x400; // holder: the owner gave the bias up when asked
+inline constexpr std::uint32_t kBiasSlots = 4;         // per side
+inline constexpr std::uint32_t kBiasRevoked = 0x100;   // in holder: revoked, the owner may be busy
+inline constexpr std::uint32_t kBiasWanted = 0x200;    // in holder: another thread asks for the side
+inline constexpr std::uint32_t kBiasDeclined = 0x400;  // holder: the owner gave the bias up when asked
 
 struct RingControl {
   static constexpr std::uint32_t kLayoutVersion = RingView::kLayoutVersion;
@@ -55,9 +59,9 @@ struct RingControl {
   // The producer side's bias: 0, or the index + 1 of the slot whose thread owns the side without
   // the mutex (| kBiasRevoked while a revoker waits for it). Written under put_mutex only.
   std::atomic<std::uint32_t> put_holder;
-  std::uint32_t put_streak;      // guarded by put_mutex: operations in a row by put_streak_tid
+  std::uint32_t put_streak;  // guarded by put_mutex: operations in a row by put_streak_tid
   std::uint32_t put_streak_tid;
-  std::uint32_t put_threshold;   // streak that earns the bias; doubles when a live owner is revoked
+  std::uint32_t put_threshold;  // streak that earns the bias; doubles when a live owner is revoked
 
   // head on a line of its own: written by the put_mutex holder (invariant 1), read by consumers.
   // A consumer spinning on it must not also pull the producer's lock away from the producer.
@@ -65,7 +69,7 @@ struct RingControl {
 
   // Consumer-private line.
   alignas(64) pthread_mutex_t get_mutex;
-  Word cached_head;  // guarded by the consumer side
+  Word cached_head;                       // guarded by the consumer side
   std::atomic<std::uint32_t> get_holder;  // as put_holder, for consumers
   std::uint32_t get_streak;
   std::uint32_t get_streak_tid;
@@ -75,22 +79,22 @@ struct RingControl {
   alignas(64) std::atomic<Word> tail;
 
   // Wake line: read on every commit, written only around sleeps.
-  alignas(64) std::atomic<std::uint32_t> data_seq;   // futex: bumped to wake a sleeping consumer
-  std::atomic<std::uint32_t> space_seq;              // futex: bumped to wake a sleeping producer
-  std::atomic<std::uint32_t> get_waiting;            // set by the get_mutex holder while it sleeps
-  std::atomic<std::uint32_t> put_waiting;            // set by the put_mutex holder while it sleeps
-  std::atomic<std::uint32_t> fd_armed;               // a poller watches the wake descriptor
-  std::atomic<std::uint32_t> data_signaled;          // a wake byte is (or is about to be) pending
+  alignas(64) std::atomic<std::uint32_t> data_seq;  // futex: bumped to wake a sleeping consumer
+  std::atomic<std::uint32_t> space_seq;             // futex: bumped to wake a sleeping producer
+  std::atomic<std::uint32_t> get_waiting;           // set by the get_mutex holder while it sleeps
+  std::atomic<std::uint32_t> put_waiting;           // set by the put_mutex holder while it sleeps
+  std::atomic<std::uint32_t> fd_armed;              // a poller watches the wake descriptor
+  std::atomic<std::uint32_t> data_signaled;         // a wake byte is (or is about to be) pending
 
   // State line.
-  alignas(64) std::atomic<std::uint32_t> closed;     // 0 open, 1 closing, 2 closed
-  std::atomic<std::uint32_t> tasks_done;             // JoinableQueue; futex for join()
+  alignas(64) std::atomic<std::uint32_t> closed;  // 0 open, 1 closing, 2 closed
+  std::atomic<std::uint32_t> tasks_done;          // JoinableQueue; futex for join()
   std::atomic<std::uint32_t> join_waiters;
   std::atomic<std::uint64_t> abandoned_puts;
   std::atomic<std::uint64_t> abandoned_gets;
-  std::atomic<std::uint64_t> bias_grants[2];       // [0] producers, [1] consumers
+  std::atomic<std::uint64_t> bias_grants[2];  // [0] producers, [1] consumers
   std::atomic<std::uint64_t> bias_revocations[2];
-  std::atomic<std::uint64_t> bias_handovers[2];     // an owner gave the side up when asked
+  std::atomic<std::uint64_t> bias_handovers[2];  // an owner gave the side up when asked
 
   BiasSlot put_slots[kBiasSlots];
   BiasSlot get_slots[kBiasSlots];
@@ -101,14 +105,17 @@ static_assert(sizeof(RingControl) <= RingView::kControlSize);
 static_assert(offsetof(RingControl, put_mutex) % 64 == 0);
 static_assert(offsetof(RingControl, head) % 64 == 0 && offsetof(RingControl, tail) % 64 == 0,
               "each commit word has a cache line of its own");
-static_assert(offsetof(RingControl, head) == kQueueHeadOffset && offsetof(RingControl, tail) == kQueueTailOffset,
+static_assert(offsetof(RingControl, head) == kQueueHeadOffset &&
+                  offsetof(RingControl, tail) == kQueueTailOffset,
               "the name layer finds a queue's commit words where segment.hpp says (unread messages)");
 static_assert(offsetof(RingControl, head) - offsetof(RingControl, put_mutex) >= 64,
               "the producer lock and head must not share a cache line");
 static_assert(offsetof(RingControl, tail) - offsetof(RingControl, get_mutex) >= 64,
               "the consumer lock and tail must not share a cache line");
-static_assert(offsetof(RingControl, put_threshold) + sizeof(std::uint32_t) <= offsetof(RingControl, put_mutex) + 64 &&
-                  offsetof(RingControl, get_threshold) + sizeof(std::uint32_t) <= offsetof(RingControl, get_mutex) + 64,
+static_assert(offsetof(RingControl, put_threshold) + sizeof(std::uint32_t) <=
+                      offsetof(RingControl, put_mutex) + 64 &&
+                  offsetof(RingControl, get_threshold) + sizeof(std::uint32_t) <=
+                      offsetof(RingControl, get_mutex) + 64,
               "a side's lock, cached word and bias words fit its one private line");
 static_assert(offsetof(RingControl, put_slots) % 64 == 0 && sizeof(BiasSlot) == 64);
 static_assert(std::atomic<Word>::is_always_lock_free);

@@ -43,7 +43,6 @@ int clocklock(pthread_mutex_t* m, detail::Clock::time_point until) noexcept {
   return rc;
 }
 
-
 }  // namespace
 
 int lock_robust_mutex(pthread_mutex_t* m, detail::Clock::time_point deadline) noexcept {

@@ -62,14 +62,13 @@ struct SegmentHeader {
   std::uint64_t payload_size;  // sizeof the payload struct: a cheap fingerprint of the layout
   std::uint64_t type_hash;     // element type of typed objects (queues, values); 0 otherwise
   // Named segments only (zero in anonymous ones), written before the magic and never changed:
-  std::int32_t creator_pid;    // the process that created it (for `mproc ls` and rm --stale)
-  std::uint32_t flags;         // kSegmentPersistent
-  std::uint64_t creator_start; // the creator's start time (clock ticks since boot), so a
-                               // recycled pid is not mistaken for the creator
+  std::int32_t creator_pid;     // the process that created it (for `mproc ls` and rm --stale)
+  std::uint32_t flags;          // kSegmentPersistent
+  std::uint64_t creator_start;  // the creator's start time (clock ticks since boot), so a
+                                // recycled pid is not mistaken for the creator
 
   /// Fills the header of a segment whose payload was just initialised.
-  void publish(SegmentKind k, std::uint32_t version, std::uint64_t size,
-               std::uint64_t type = 0) noexcept {
+  void publish(SegmentKind k, std::uint32_t version, std::uint64_t size, std::uint64_t type = 0) noexcept {
     layout_version = version;
     kind = k;
     payload_size = size;

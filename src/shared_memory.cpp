@@ -81,7 +81,9 @@ SharedMemory SharedMemory::open_or_create(std::string_view name, std::size_t siz
   }
 }
 
-void SharedMemory::unlink(std::string_view name) { detail::unlink_named(name, "SharedMemory"); }
+void SharedMemory::unlink(std::string_view name) {
+  detail::unlink_named(name, "SharedMemory");
+}
 
 void SharedMemory::close() noexcept {
   mapping_ = detail::Mapping();

@@ -19,7 +19,6 @@
 #include "segment.hpp"
 #include "wait.hpp"
 
-
 namespace mproc {
 namespace {
 
@@ -66,9 +65,13 @@ Semaphore::Semaphore(const detail::NamedSpec& spec, std::uint32_t value, std::ui
                                   Block::kLayoutVersion, sizeof(Block), 0, &Semaphore::init_block, vb);
 }
 
-void Semaphore::unlink(std::string_view name) { detail::unlink_named(name, "Semaphore"); }
+void Semaphore::unlink(std::string_view name) {
+  detail::unlink_named(name, "Semaphore");
+}
 
-Semaphore::Block* Semaphore::block() const noexcept { return static_cast<Block*>(mapping_.data()); }
+Semaphore::Block* Semaphore::block() const noexcept {
+  return static_cast<Block*>(mapping_.data());
+}
 
 std::uint32_t Semaphore::get_value() const noexcept {
   return block()->value.load(std::memory_order_relaxed);
@@ -138,7 +141,9 @@ struct Event::Block {
   std::atomic<std::uint32_t> waiters;
 };
 
-void Event::init_block(void* mem, const void*) { new (mem) Block{}; }
+void Event::init_block(void* mem, const void*) {
+  new (mem) Block{};
+}
 
 Event::Event() : mapping_(detail::Mapping::shared_anonymous(sizeof(Block), "Event")) {
   init_block(mapping_.data(), nullptr);
@@ -149,9 +154,13 @@ Event::Event(const detail::NamedSpec& spec)
     : mapping_(detail::attach_named(spec, SegmentKind::event, Block::kLayoutVersion, sizeof(Block), 0,
                                     &Event::init_block, nullptr)) {}
 
-void Event::unlink(std::string_view name) { detail::unlink_named(name, "Event"); }
+void Event::unlink(std::string_view name) {
+  detail::unlink_named(name, "Event");
+}
 
-Event::Block* Event::block() const noexcept { return static_cast<Block*>(mapping_.data()); }
+Event::Block* Event::block() const noexcept {
+  return static_cast<Block*>(mapping_.data());
+}
 
 void Event::set() noexcept {
   Block& b = *block();
@@ -159,9 +168,13 @@ void Event::set() noexcept {
   if (b.waiters.load(std::memory_order_seq_cst) != 0) sys::futex_wake(&b.flag, INT_MAX);
 }
 
-void Event::clear() noexcept { block()->flag.store(0, std::memory_order_relaxed); }
+void Event::clear() noexcept {
+  block()->flag.store(0, std::memory_order_relaxed);
+}
 
-bool Event::is_set() const noexcept { return block()->flag.load(std::memory_order_acquire) != 0; }
+bool Event::is_set() const noexcept {
+  return block()->flag.load(std::memory_order_acquire) != 0;
+}
 
 bool Event::wait_until(Clock::time_point deadline) {
   Block& b = *block();
@@ -191,7 +204,9 @@ struct Condition::Block {
   std::atomic<std::uint32_t> waiters;
 };
 
-void Condition::init_block(void* mem, const void*) { new (mem) Block{}; }
+void Condition::init_block(void* mem, const void*) {
+  new (mem) Block{};
+}
 
 Condition::Condition(detail::RobustLock& lock)
     : lock_(&lock), mapping_(detail::Mapping::shared_anonymous(sizeof(Block), "Condition")) {
@@ -233,7 +248,9 @@ void Condition::unlink(std::string_view name) {
 
 Condition::~Condition() = default;
 
-Condition::Block* Condition::block() const noexcept { return static_cast<Block*>(mapping_.data()); }
+Condition::Block* Condition::block() const noexcept {
+  return static_cast<Block*>(mapping_.data());
+}
 
 void Condition::check_held(const char* what) const {
   if (!lock_->held_by_this_thread()) {
@@ -279,7 +296,9 @@ void Condition::notify(std::uint32_t n) {
   }
 }
 
-void Condition::notify_all() { notify(UINT32_MAX); }
+void Condition::notify_all() {
+  notify(UINT32_MAX);
+}
 
 // ---- Barrier -------------------------------------------------------------------------------------
 
@@ -289,8 +308,8 @@ struct Barrier::Block {
   pthread_mutex_t mutex;  // robust; serialises arrivals, reset() and abort()
   std::uint32_t parties;
   // Written under `mutex`; atomic because waiters and n_waiting() read them without it.
-  std::atomic<std::uint32_t> count;               // arrived in the current generation
-  std::atomic<std::uint32_t> aborted_generation;  // reset() released generation (this - 1) broken
+  std::atomic<std::uint32_t> count;                   // arrived in the current generation
+  std::atomic<std::uint32_t> aborted_generation;      // reset() released generation (this - 1) broken
   alignas(64) std::atomic<std::uint32_t> generation;  // bumped when a round ends; the futex word
   std::atomic<std::uint32_t> broken;
 };
@@ -320,9 +339,13 @@ Barrier::Barrier(const detail::NamedSpec& spec, std::uint32_t parties, std::func
                                   &Barrier::init_block, &parties);
 }
 
-void Barrier::unlink(std::string_view name) { detail::unlink_named(name, "Barrier"); }
+void Barrier::unlink(std::string_view name) {
+  detail::unlink_named(name, "Barrier");
+}
 
-Barrier::Block* Barrier::block() const noexcept { return static_cast<Block*>(mapping_.data()); }
+Barrier::Block* Barrier::block() const noexcept {
+  return static_cast<Block*>(mapping_.data());
+}
 
 void Barrier::lock_block() {
   Block& b = *block();
@@ -336,11 +359,13 @@ void Barrier::lock_block() {
   }
 }
 
-void Barrier::unlock_block() noexcept { ::pthread_mutex_unlock(&block()->mutex); }
+void Barrier::unlock_block() noexcept {
+  ::pthread_mutex_unlock(&block()->mutex);
+}
 
 std::uint32_t Barrier::wait() {
   return wait_until(timeout_ > Clock::duration::zero() ? detail::deadline_after(timeout_)
-                                                        : Clock::time_point::max());
+                                                       : Clock::time_point::max());
 }
 
 std::uint32_t Barrier::wait_until(Clock::time_point deadline) {
@@ -430,13 +455,17 @@ void Barrier::abort() {
   sys::futex_wake(&b.generation, INT_MAX);
 }
 
-std::uint32_t Barrier::parties() const noexcept { return block()->parties; }
+std::uint32_t Barrier::parties() const noexcept {
+  return block()->parties;
+}
 
 std::uint32_t Barrier::n_waiting() const noexcept {
   const Block& b = *block();
   return b.broken.load(std::memory_order_acquire) != 0 ? 0 : b.count.load(std::memory_order_relaxed);
 }
 
-bool Barrier::broken() const noexcept { return block()->broken.load(std::memory_order_acquire) != 0; }
+bool Barrier::broken() const noexcept {
+  return block()->broken.load(std::memory_order_acquire) != 0;
+}
 
 }  // namespace mproc

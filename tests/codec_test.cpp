@@ -27,7 +27,9 @@ struct Tree {
   std::string label;
   std::vector<Tree> children;
   template <class Archive>
-  void serialize(Archive& ar) { ar(label, children); }
+  void serialize(Archive& ar) {
+    ar(label, children);
+  }
 };
 
 struct Empty {

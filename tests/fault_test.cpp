@@ -104,7 +104,9 @@ class Doorbell {
 // Signals handled by the storm's handler (in this process).
 std::atomic<unsigned> g_storm_handled{0};
 
-extern "C" void on_storm_signal(int) { g_storm_handled.fetch_add(1, std::memory_order_relaxed); }
+extern "C" void on_storm_signal(int) {
+  g_storm_handled.fetch_add(1, std::memory_order_relaxed);
+}
 
 /// SIGUSR1 at the calling thread every millisecond (from a helper thread, with tgkill), handled
 /// without SA_RESTART: every blocking system call the thread makes meanwhile returns EINTR,
@@ -122,7 +124,8 @@ class SignalStorm {
     sa.sa_handler = on_storm_signal;
     sa.sa_flags = 0;  // no SA_RESTART: that is the point
     sigemptyset(&sa.sa_mask);
-    if (::sigaction(SIGUSR1, &sa, &old_) != 0) throw std::system_error(errno, std::generic_category(), "sigaction");
+    if (::sigaction(SIGUSR1, &sa, &old_) != 0)
+      throw std::system_error(errno, std::generic_category(), "sigaction");
     const pid_t pid = ::getpid();
     const pid_t target = ::gettid();
     thread_ = std::thread([this, pid, target, ring_at, bell] {
@@ -184,15 +187,17 @@ class SignalStorm {
 /// What a failure must not leave behind, as seen from this process.
 struct Resources {
   int descriptors = 0;
-  int shared_mappings = 0;            // every mproc segment is one MAP_SHARED mapping
-  std::set<std::string> named;        // /dev/shm/mproc.<this test's prefix>*
-  std::string children;               // pids of this process's children
+  int shared_mappings = 0;      // every mproc segment is one MAP_SHARED mapping
+  std::set<std::string> named;  // /dev/shm/mproc.<this test's prefix>*
+  std::string children;         // pids of this process's children
 
   bool operator==(const Resources&) const = default;
 };
 
 // Under the run's prefix, unique to this process: "<run prefix>fault-<pid>-".
-std::string test_prefix() { return mproc_test::unique_name("fault") + "-"; }
+std::string test_prefix() {
+  return mproc_test::unique_name("fault") + "-";
+}
 
 Resources resources() {
   Resources r;
@@ -232,7 +237,9 @@ std::string describe(const Resources& r) {
   return s + " }, children {" + r.children + "}";
 }
 
-void PrintTo(const Resources& r, std::ostream* os) { *os << describe(r); }
+void PrintTo(const Resources& r, std::ostream* os) {
+  *os << describe(r);
+}
 
 #define EXPECT_NOTHING_LEAKED(before) EXPECT_EQ(resources(), before) << "something leaked"
 
@@ -289,8 +296,8 @@ int natural_error(std::string_view function) {
 
 // The calls through which mproc creates and opens things: what the sweeps fail one by one.
 constexpr std::string_view kResourceCalls[] = {
-    "open",  "openat", "shm_open", "memfd_create", "fchmod",  "fstat",    "ftruncate", "posix_fallocate",
-    "fallocate", "mmap", "linkat", "fcntl",        "pread",   "pwrite",   "eventfd",   "socketpair"};
+    "open",      "openat", "shm_open", "memfd_create", "fchmod", "fstat",  "ftruncate", "posix_fallocate",
+    "fallocate", "mmap",   "linkat",   "fcntl",        "pread",  "pwrite", "eventfd",   "socketpair"};
 
 struct Counted {
   std::string_view function;
@@ -431,7 +438,9 @@ TEST(FaultSeam, system_calls_made_through_syscall_can_fail_by_name) {
   plan.inject("futex_wait", EINTR);
   const timespec long_time{10, 0};
   // Without the fault this would sleep ten seconds.
-  EXPECT_EQ(::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT, 0, &long_time, nullptr, 0), -1);
+  EXPECT_EQ(
+      ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT, 0, &long_time, nullptr, 0),
+      -1);
   EXPECT_EQ(errno, EINTR);
   EXPECT_EQ(plan.injected("futex_wait"), 1u);
 }
@@ -524,7 +533,8 @@ TEST(FaultSeam, checks_are_async_signal_safe) {
   int sink[2];
   ASSERT_EQ(::pipe2(sink, O_CLOEXEC | O_NONBLOCK), 0);
   g_handler_fd.store(sink[1]);
-  struct sigaction sa {}, old {};
+  struct sigaction sa {
+  }, old{};
   sa.sa_handler = write_from_handler;
   ::sigaction(SIGUSR2, &sa, &old);
   sigevent ev{};
@@ -642,7 +652,9 @@ Blocking queue_get() {
 Blocking queue_put_into_a_full_queue() {
   auto q = std::make_shared<mproc::Queue<int>>(4096, /*max_messages*/ 1);
   q->put(1);
-  return {{"futex_wait"}, [] {}, [q] { CHILD_CHECK(q->get_for(kPatience) == 1); },
+  return {{"futex_wait"},
+          [] {},
+          [q] { CHILD_CHECK(q->get_for(kPatience) == 1); },
           [q](mproc::Process&) {
             q->put(2);
             EXPECT_EQ(q->get_for(kPatience), 2);
@@ -652,7 +664,8 @@ Blocking queue_put_into_a_full_queue() {
 Blocking joinable_queue_join() {
   auto q = std::make_shared<mproc::JoinableQueue<int>>();
   q->put(1);
-  return {{"futex_wait"}, [] {},
+  return {{"futex_wait"},
+          [] {},
           [q] {
             CHILD_CHECK(q->get_for(kPatience) == 1);
             q->task_done();
@@ -665,7 +678,9 @@ Blocking joinable_queue_join() {
 
 Blocking connection_recv() {
   auto ends = std::make_shared<std::pair<mproc::Connection, mproc::Connection>>(mproc::Pipe());
-  return {{"ppoll"}, [] {}, [ends] { ends->second.send(std::string("hello")); },
+  return {{"ppoll"},
+          [] {},
+          [ends] { ends->second.send(std::string("hello")); },
           [ends](mproc::Process&) { EXPECT_EQ(ends->first.recv<std::string>(), "hello"); }};
 }
 
@@ -673,7 +688,8 @@ Blocking connection_send_into_a_full_pipe() {
   auto ends = std::make_shared<std::pair<mproc::Connection, mproc::Connection>>(mproc::Pipe(true, 4096));
   const std::vector<std::byte> big(4096 - 8, std::byte{7});  // the largest message: fills the ring
   ends->first.send_bytes(big);
-  return {{"ppoll"}, [] {},
+  return {{"ppoll"},
+          [] {},
           [ends] {
             for (int i = 0; i < 2; ++i) {
               const auto got = ends->second.recv_bytes();
@@ -685,7 +701,9 @@ Blocking connection_send_into_a_full_pipe() {
 
 Blocking connection_poll() {
   auto ends = std::make_shared<std::pair<mproc::Connection, mproc::Connection>>(mproc::Pipe());
-  return {{"ppoll"}, [] {}, [ends] { ends->second.send(7); },
+  return {{"ppoll"},
+          [] {},
+          [ends] { ends->second.send(7); },
           [ends](mproc::Process&) {
             EXPECT_TRUE(ends->first.poll(kPatience));
             EXPECT_EQ(ends->first.recv<int>(), 7);
@@ -694,7 +712,9 @@ Blocking connection_poll() {
 
 Blocking connection_wait() {
   auto ends = std::make_shared<std::pair<mproc::Connection, mproc::Connection>>(mproc::Pipe());
-  return {{"ppoll"}, [] {}, [ends] { ends->second.send(7); },
+  return {{"ppoll"},
+          [] {},
+          [ends] { ends->second.send(7); },
           [ends](mproc::Process&) {
             mproc::Connection* watched[] = {&ends->first};
             const auto ready = mproc::wait(std::span<mproc::Connection* const>(watched));
@@ -718,7 +738,9 @@ Blocking lock_acquire() {
 
 Blocking semaphore_acquire() {
   auto s = std::make_shared<mproc::Semaphore>(0);
-  return {{"futex_wait"}, [] {}, [s] { s->release(); },
+  return {{"futex_wait"},
+          [] {},
+          [s] { s->release(); },
           [s](mproc::Process&) {
             EXPECT_TRUE(s->acquire());
             EXPECT_EQ(s->get_value(), 0u);
@@ -733,7 +755,8 @@ Blocking event_wait() {
 Blocking condition_wait() {
   auto cond = std::make_shared<mproc::Condition>();
   auto flag = std::make_shared<Shared<std::atomic<int>>>();
-  return {{"futex_wait"}, [] {},
+  return {{"futex_wait"},
+          [] {},
           [cond, flag] {
             std::scoped_lock hold{cond->lock()};
             (**flag).store(1);
@@ -748,12 +771,14 @@ Blocking condition_wait() {
 
 Blocking barrier_wait() {
   auto b = std::make_shared<mproc::Barrier>(2);
-  return {{"futex_wait"}, [] {}, [b] { (void)b->wait(); },
-          [b](mproc::Process&) { EXPECT_LT(b->wait(), 2u); }};
+  return {
+      {"futex_wait"}, [] {}, [b] { (void)b->wait(); }, [b](mproc::Process&) { EXPECT_LT(b->wait(), 2u); }};
 }
 
 Blocking process_join() {
-  return {{"ppoll", "waitid"}, [] {}, [] { ::_exit(7); },
+  return {{"ppoll", "waitid"},
+          [] {},
+          [] { ::_exit(7); },
           [](mproc::Process& peer) {
             peer.join();
             EXPECT_EQ(peer.exitcode(), 7);
@@ -775,7 +800,9 @@ Blocking pool_result() {
   auto result = std::make_shared<mproc::AsyncResult<int>>(pool->apply_async(wait_for_bell_then_double, 21));
   // The dispatcher thread's poll is where an injected EINTR lands; the caller waits on a
   // condition variable, which glibc retries internally (real signals reach it).
-  return {{"poll"}, [] {}, [bell] { bell->ring(); },
+  return {{"poll"},
+          [] {},
+          [bell] { bell->ring(); },
           [pool, result](mproc::Process&) { EXPECT_EQ(result->get(), 42); }};
 }
 
@@ -803,7 +830,9 @@ struct NamedBlocking {
   BlockingMaker make;
   bool injectable = true;  // has system calls of its own where an injected EINTR lands
 };
-void PrintTo(const NamedBlocking& b, std::ostream* os) { *os << b.name; }
+void PrintTo(const NamedBlocking& b, std::ostream* os) {
+  *os << b.name;
+}
 
 const NamedBlocking kBlocking[] = {
     {"queue_get", queue_get},
@@ -850,7 +879,8 @@ TEST_P(BlockedCallWithSystemCalls, completes_with_the_right_result_when_its_syst
 }
 
 INSTANTIATE_TEST_SUITE_P(Each, BlockedCall, testing::ValuesIn(kBlocking), by_entry_name);
-INSTANTIATE_TEST_SUITE_P(Each, BlockedCallWithSystemCalls, testing::ValuesIn(injectable(kBlocking)), by_entry_name);
+INSTANTIATE_TEST_SUITE_P(Each, BlockedCallWithSystemCalls, testing::ValuesIn(injectable(kBlocking)),
+                         by_entry_name);
 
 // =================================================================================================
 // EINTR: a timeout is still honoured — not cut short, not restarted from scratch
@@ -965,7 +995,8 @@ Timed connection_wait_for() {
 
 Timed lock_acquire_for() {
   auto lock = std::make_shared<mproc::Lock>();
-  return {{}, [lock] { CHILD_CHECK(lock->acquire()); },
+  return {{},
+          [lock] { CHILD_CHECK(lock->acquire()); },
           [lock](auto timeout, auto*) { return lock->acquire(timeout).timed_out(); }};
 }
 
@@ -1038,7 +1069,9 @@ struct NamedTimed {
   TimedMaker make;
   bool injectable = true;
 };
-void PrintTo(const NamedTimed& t, std::ostream* os) { *os << t.name; }
+void PrintTo(const NamedTimed& t, std::ostream* os) {
+  *os << t.name;
+}
 
 const NamedTimed kTimed[] = {
     {"queue_get_for", queue_get_for},
@@ -1068,7 +1101,8 @@ TEST_P(TimedCallWithSystemCalls, honours_its_timeout_when_its_system_calls_retur
 }
 
 INSTANTIATE_TEST_SUITE_P(Each, TimedCall, testing::ValuesIn(kTimed), by_entry_name);
-INSTANTIATE_TEST_SUITE_P(Each, TimedCallWithSystemCalls, testing::ValuesIn(injectable(kTimed)), by_entry_name);
+INSTANTIATE_TEST_SUITE_P(Each, TimedCallWithSystemCalls, testing::ValuesIn(injectable(kTimed)),
+                         by_entry_name);
 
 // =================================================================================================
 // Out of memory, space or descriptors: anonymous objects
@@ -1097,7 +1131,9 @@ const AnonymousKind kAnonymous[] = {
     {"OneWayPipe", "Pipe", [] { auto ends = mproc::Pipe(false); }},
 };
 
-void PrintTo(const AnonymousKind& k, std::ostream* os) { *os << k.name; }
+void PrintTo(const AnonymousKind& k, std::ostream* os) {
+  *os << k.name;
+}
 
 class AnonymousCreation : public testing::TestWithParam<AnonymousKind> {};
 
@@ -1166,17 +1202,17 @@ struct NamedKind {
   std::shared_ptr<void> (*open)(const std::string&);
 };
 
-void PrintTo(const NamedKind& k, std::ostream* os) { *os << k.name; }
+void PrintTo(const NamedKind& k, std::ostream* os) {
+  *os << k.name;
+}
 
 // `new T(T::create(...))` initialises in place (no move needed): some primitives cannot move.
 // The variadic part is what follows the name in create() and open_or_create().
-#define MPROC_NAMED_KIND(label, T, ...)                                                           \
-  NamedKind {                                                                                     \
-    label, [](const std::string& n) { return std::shared_ptr<void>(new T(T::create(n __VA_ARGS__))); }, \
-        [](const std::string& n) {                                                                \
-          return std::shared_ptr<void>(new T(T::open_or_create(n __VA_ARGS__)));                  \
-        },                                                                                        \
-        [](const std::string& n) { return std::shared_ptr<void>(new T(T::open(n))); }             \
+#define MPROC_NAMED_KIND(label, T, ...)                                                                      \
+  NamedKind {                                                                                                \
+    label, [](const std::string& n) { return std::shared_ptr<void>(new T(T::create(n __VA_ARGS__))); },      \
+        [](const std::string& n) { return std::shared_ptr<void>(new T(T::open_or_create(n __VA_ARGS__))); }, \
+        [](const std::string& n) { return std::shared_ptr<void>(new T(T::open(n))); }                        \
   }
 
 using IntQueue = mproc::Queue<int>;
@@ -1287,7 +1323,8 @@ TEST_P(NamedCreationSweep, each_failing_resource_call_is_a_clear_error_that_leak
   for (auto factory : {k.create, k.open_or_create}) {
     const std::string name = fresh_name();
     std::uint64_t errors = 0;
-    sweep_failures(k.name, name, [&] { (void)factory(name); }, [&] { remove_test_names(); }, &errors);
+    sweep_failures(
+        k.name, name, [&] { (void)factory(name); }, [&] { remove_test_names(); }, &errors);
     EXPECT_GT(errors, 0u) << "no failure surfaced as an error";
   }
 }
@@ -1297,7 +1334,8 @@ TEST_P(NamedCreation, a_failed_open_leaves_the_object_in_place_and_leaks_nothing
   const std::string name = fresh_name();
   const std::shared_ptr<void> held = k.create(name);
   // Forced: no descriptor, or no address space, for the opener.
-  for (const Exhaustion& ex : {Exhaustion{{"open", "shm_open", "openat"}, EMFILE}, Exhaustion{{"mmap"}, ENOMEM}}) {
+  for (const Exhaustion& ex :
+       {Exhaustion{{"open", "shm_open", "openat"}, EMFILE}, Exhaustion{{"mmap"}, ENOMEM}}) {
     for (auto factory : {k.open, k.open_or_create}) {
       const Resources before = resources();
       std::uint64_t injected = 0;
@@ -1316,7 +1354,8 @@ TEST_P(NamedCreation, a_failed_open_leaves_the_object_in_place_and_leaks_nothing
     }
   }
   // One call at a time.
-  sweep_failures(k.name, name, [&] { (void)k.open(name); }, [] {});
+  sweep_failures(
+      k.name, name, [&] { (void)k.open(name); }, [] {});
   // And it still opens.
   EXPECT_NO_THROW((void)k.open(name));
 }
@@ -1325,10 +1364,11 @@ INSTANTIATE_TEST_SUITE_P(Each, NamedCreation, testing::ValuesIn(kNamed), by_entr
 INSTANTIATE_TEST_SUITE_P(Each, NamedCreationSweep, testing::ValuesIn(kNamed), by_entry_name);
 #if __has_include("mproc/named_options.hpp")
 INSTANTIATE_TEST_SUITE_P(Persistent, NamedCreation, testing::ValuesIn(kPersistentNamed), by_entry_name);
-INSTANTIATE_TEST_SUITE_P(PersistentTwoSegments, NamedCreation, testing::ValuesIn(kPersistentTwoSegments), by_entry_name);
+INSTANTIATE_TEST_SUITE_P(PersistentTwoSegments, NamedCreation, testing::ValuesIn(kPersistentTwoSegments),
+                         by_entry_name);
 INSTANTIATE_TEST_SUITE_P(Persistent, NamedCreationSweep, testing::ValuesIn(kPersistentNamed), by_entry_name);
-INSTANTIATE_TEST_SUITE_P(PersistentTwoSegments, NamedCreationSweep,
-                         testing::ValuesIn(kPersistentTwoSegments), by_entry_name);
+INSTANTIATE_TEST_SUITE_P(PersistentTwoSegments, NamedCreationSweep, testing::ValuesIn(kPersistentTwoSegments),
+                         by_entry_name);
 #endif
 
 // Found by the open sweep above: BoundedSemaphore::open() passed bound 0, and the bound also
@@ -1447,7 +1487,9 @@ int die_after_bell(int) {
   ::raise(SIGKILL);
   return 0;
 }
-int square(int x) { return x * x; }
+int square(int x) {
+  return x * x;
+}
 
 TEST(PoolFaults, tasks_fail_instead_of_hanging_when_a_replacement_worker_cannot_be_forked) {
   const Resources before = resources();
@@ -1526,7 +1568,8 @@ TEST(FileLockFaults, a_failed_acquire_is_a_clear_error_and_leaves_the_lock_usabl
   mproc_test::TempDir dir;
   const std::string path = (dir / "lock").string();
   mproc::FileLock lock(path);
-  for (const auto& [fn, err] : {std::pair{"fcntl", ENOLCK}, std::pair{"pwrite", EIO}, std::pair{"pread", EIO}}) {
+  for (const auto& [fn, err] :
+       {std::pair{"fcntl", ENOLCK}, std::pair{"pwrite", EIO}, std::pair{"pread", EIO}}) {
     {
       FaultPlan plan;
       plan.inject(fn, err, 0, kAlways);

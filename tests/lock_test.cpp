@@ -24,11 +24,11 @@ using mproc::FileLock;
 using mproc::Lock;
 using mproc::Process;
 using mproc::RLock;
-using mproc_test::Flag;
 using mproc_test::exit_code_of;
+using mproc_test::Flag;
 using mproc_test::kPatience;
-using mproc_test::start_child;
 using mproc_test::Shared;
+using mproc_test::start_child;
 using mproc_test::TempDir;
 
 namespace {
@@ -385,8 +385,8 @@ TEST(FileLock, a_child_does_not_inherit_the_parents_hold) {
   ASSERT_TRUE(lock.acquire());
   Flag checked, released;
   Process p = start_child([&] {
-    CHILD_CHECK(!lock.held());           // the parent's hold is not the child's
-    CHILD_CHECK(!lock.try_lock());       // and it excludes the child
+    CHILD_CHECK(!lock.held());      // the parent's hold is not the child's
+    CHILD_CHECK(!lock.try_lock());  // and it excludes the child
     checked.raise();
     CHILD_CHECK(released.wait_for(kPatience));
     CHILD_CHECK(lock.try_lock_for(kPatience));
@@ -534,8 +534,7 @@ TEST(RLock, releasing_from_a_thread_or_process_that_does_not_hold_it_is_a_usage_
       lock.release();
     } catch (const mproc::UsageError&) {
       std::_Exit(0);
-    } catch (...) {
-    }
+    } catch (...) {}
     std::_Exit(1);
   });
   EXPECT_EQ(exit_code_of(p), 0) << "another process's release must be a UsageError";

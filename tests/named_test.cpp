@@ -92,14 +92,12 @@ TEST_F(Named, many_processes_open_or_create_at_once_and_exactly_one_creates) {
   for (int i = 0; i < 8; ++i) {
     ps.push_back(start_child([&] {
       tally->ready.fetch_add(1);
-      while (tally->ready.load() < 8) {
-      }
+      while (tally->ready.load() < 8) {}
       SharedMemory shm = SharedMemory::open_or_create(name, 4096);
       (shm.created() ? tally->created : tally->opened).fetch_add(1);
       // Keep it open until all have attached: a tracked object nobody holds is removed.
       tally->attached.fetch_add(1);
-      while (tally->attached.load() < 8) {
-      }
+      while (tally->attached.load() < 8) {}
     }));
   }
   for (auto& p : ps) EXPECT_EQ(exit_code_of(p), 0);
@@ -265,7 +263,8 @@ TEST_F(Named, a_value_and_an_array_are_shared_by_name_with_their_locks) {
   EXPECT_EQ(counter.get(), 2010) << "the named lock serialised both processes' updates";
   EXPECT_EQ(samples.get(3), 2.5);
   EXPECT_EQ(error_of([&] { (void)mproc::Value<int>::open(name); }), EINVAL);
-  EXPECT_NE(last_message.find("its elements are long; this program expects int"), std::string::npos) << last_message;
+  EXPECT_NE(last_message.find("its elements are long; this program expects int"), std::string::npos)
+      << last_message;
   mproc::Value<long>::unlink(name);
   mproc::Array<double>::unlink(array_name);
 }
@@ -676,7 +675,8 @@ TEST_F(Named, create_over_garbage_is_not_refused_because_a_sweep_is_looking_at_i
   ASSERT_TRUE(exists(name));
   mproc_test::Flag locked, release;
   mproc::Process sweeper = start_child([&] {
-    const int probe = ::open(("/dev/shm/mproc." + name).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    const int probe =
+        ::open(("/dev/shm/mproc." + name).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     CHILD_CHECK(probe >= 0);
     struct flock fl {};
     fl.l_type = F_WRLCK;

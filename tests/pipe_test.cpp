@@ -18,8 +18,8 @@ using mproc::Bytes;
 using mproc::Connection;
 using mproc::Pipe;
 using mproc::Process;
-using mproc_test::Flag;
 using mproc_test::exit_code_of;
+using mproc_test::Flag;
 using mproc_test::kPatience;
 using mproc_test::start_child;
 

@@ -27,10 +27,18 @@ using mproc_test::kPatience;
 
 namespace {
 
-int square(int x) { return x * x; }
-int add(int a, int b) { return a + b; }
-std::string shout(const std::string& s) { return s + "!"; }
-pid_t worker_pid(int) { return ::getpid(); }
+int square(int x) {
+  return x * x;
+}
+int add(int a, int b) {
+  return a + b;
+}
+std::string shout(const std::string& s) {
+  return s + "!";
+}
+pid_t worker_pid(int) {
+  return ::getpid();
+}
 
 int fail_on_13(int x) {
   if (x == 13) throw std::invalid_argument("13 is unlucky");
@@ -60,8 +68,12 @@ int slow(int ms) {
 }
 
 int g_initialised = 0;
-void initialise() { g_initialised = 42; }
-int read_initialised(int) { return g_initialised; }
+void initialise() {
+  g_initialised = 42;
+}
+int read_initialised(int) {
+  return g_initialised;
+}
 
 // Writes a byte to g_witness[1] if it is destroyed in a process other than the test runner:
 // a pool worker must never run the parent's static destructors.
@@ -85,7 +97,9 @@ int fail_largely_on_1(int x) {
   return x;
 }
 
-std::string text_of_size(int bytes) { return std::string(static_cast<std::size_t>(bytes), 'z'); }
+std::string text_of_size(int bytes) {
+  return std::string(static_cast<std::size_t>(bytes), 'z');
+}
 std::vector<int> numbers_up_to(int n) {
   std::vector<int> v(static_cast<std::size_t>(n));
   std::iota(v.begin(), v.end(), 1);
@@ -406,7 +420,8 @@ TEST(Pool, an_exception_too_large_for_the_results_queue_arrives_truncated_with_i
       EXPECT_LT(e.message().size(), std::size_t{1} << 20);
       EXPECT_GT(e.message().size(), std::size_t{512} << 10) << "as much as fits is kept";
       EXPECT_EQ(e.message().substr(0, 4), "xxxx");
-      EXPECT_EQ(e.message().substr(e.message().size() - suffix.size()), suffix) << e.message().substr(e.message().size() - 80);
+      EXPECT_EQ(e.message().substr(e.message().size() - suffix.size()), suffix)
+          << e.message().substr(e.message().size() - 80);
     }
   }
   // Through imap: the iterator throws at the failing task's own position.
@@ -441,8 +456,7 @@ TEST(Pool, a_result_too_large_for_the_results_queue_is_an_error_at_its_position)
   } catch (const mproc::RemoteError& e) {
     EXPECT_EQ(e.index(), 1u);
     EXPECT_EQ(e.type(), "mproc::Error");
-    EXPECT_NE(e.message().find(std::to_string((2 << 20) + 8) + " bytes"), std::string::npos)
-        << e.message();
+    EXPECT_NE(e.message().find(std::to_string((2 << 20) + 8) + " bytes"), std::string::npos) << e.message();
     EXPECT_NE(e.message().find("queue_bytes"), std::string::npos) << e.message();
   }
   // Results that fit one by one but not together in one chunk: the one that went over.
@@ -452,8 +466,7 @@ TEST(Pool, a_result_too_large_for_the_results_queue_is_an_error_at_its_position)
   } catch (const mproc::RemoteError& e) {
     EXPECT_EQ(e.index(), 2u);
     EXPECT_NE(e.message().find("chunksize"), std::string::npos) << e.message();
-    EXPECT_NE(e.message().find(std::to_string(3 * 400'008) + " bytes"), std::string::npos)
-        << e.message();
+    EXPECT_NE(e.message().find(std::to_string(3 * 400'008) + " bytes"), std::string::npos) << e.message();
   }
   // The same results in chunks of one all arrive.
   const auto fine = pool.map(text_of_size, std::vector<int>{400'000, 400'000, 400'000, 10}, 1);

@@ -15,8 +15,8 @@
 
 using namespace std::chrono_literals;
 using mproc::Process;
-using mproc_test::Flag;
 using mproc_test::exit_code_of;
+using mproc_test::Flag;
 using mproc_test::kPatience;
 using mproc_test::start_child;
 
@@ -86,11 +86,9 @@ TEST(Process, mproc_exit_unwinds_the_target_and_gives_its_code) {
 
 TEST(Process, target_receives_decay_copied_arguments_and_move_only_ones) {
   auto owned = std::make_unique<int>(5);
-  Process p = start_child(
-      [](int a, const std::string& s, std::unique_ptr<int> u) {
-        CHILD_CHECK(a == 7 && s == "seven" && u && *u == 5);
-      },
-      7, std::string("seven"), std::move(owned));
+  Process p = start_child([](int a, const std::string& s,
+                             std::unique_ptr<int> u) { CHILD_CHECK(a == 7 && s == "seven" && u && *u == 5); },
+                          7, std::string("seven"), std::move(owned));
   EXPECT_EQ(exit_code_of(p), 0);
 }
 
@@ -240,8 +238,16 @@ TEST(Process, a_sibling_cannot_join_or_signal_a_process_it_did_not_start) {
   Process first = start_child([&] { CHILD_CHECK(done.wait_for(kPatience)); });
   Process second = start_child([&] {
     bool refused_join = false, refused_kill = false;
-    try { first.join(); } catch (const mproc::UsageError&) { refused_join = true; }
-    try { first.kill(); } catch (const mproc::UsageError&) { refused_kill = true; }
+    try {
+      first.join();
+    } catch (const mproc::UsageError&) {
+      refused_join = true;
+    }
+    try {
+      first.kill();
+    } catch (const mproc::UsageError&) {
+      refused_kill = true;
+    }
     CHILD_CHECK(refused_join && refused_kill);
   });
   EXPECT_EQ(exit_code_of(second), 0);

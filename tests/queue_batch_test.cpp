@@ -78,7 +78,8 @@ TEST(QueueBatch, put_many_and_get_many_keep_order_and_mix_with_single_calls) {
 TEST(QueueBatch, structured_messages_of_any_size_travel_in_batches) {
   Queue<std::string> q(64 * 1024);
   std::vector<std::string> in;
-  for (int i = 0; i < 300; ++i) in.push_back(std::to_string(i) + std::string(static_cast<std::size_t>(i * 7 % 700), 'x'));
+  for (int i = 0; i < 300; ++i)
+    in.push_back(std::to_string(i) + std::string(static_cast<std::size_t>(i * 7 % 700), 'x'));
   Process p = start_child([&] { q.put_many(in); });
   std::vector<std::string> got, out(32);
   while (got.size() < in.size()) {

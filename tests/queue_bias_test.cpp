@@ -45,11 +45,11 @@ void run_alone(Queue<int>& q, int from) {
 void expect_turns_by_hand_over(const mproc::RingStats& s, bool producers) {
   const char* who = producers ? "two streaming producers" : "two streaming consumers";
   const std::uint64_t handovers = producers ? s.producer_bias_handovers : s.consumer_bias_handovers;
-  std::printf("%s: %llu grants, %llu hand-overs, %llu revocations\n", who,
-              static_cast<unsigned long long>(producers ? s.producer_bias_grants : s.consumer_bias_grants),
-              static_cast<unsigned long long>(handovers),
-              static_cast<unsigned long long>(producers ? s.producer_bias_revocations
-                                                        : s.consumer_bias_revocations));
+  std::printf(
+      "%s: %llu grants, %llu hand-overs, %llu revocations\n", who,
+      static_cast<unsigned long long>(producers ? s.producer_bias_grants : s.consumer_bias_grants),
+      static_cast<unsigned long long>(handovers),
+      static_cast<unsigned long long>(producers ? s.producer_bias_revocations : s.consumer_bias_revocations));
   EXPECT_GT(handovers, 0u) << who << " never took turns by hand-over";
   EXPECT_EQ(s.abandoned_puts + s.abandoned_gets, 0u);
 }
@@ -211,8 +211,7 @@ TEST(QueueBias, consumers_that_work_between_gets_take_the_side_without_waiting_f
   constexpr int kEnd = -1;
   auto work = [] {
     const auto until = std::chrono::steady_clock::now() + 20us;
-    while (std::chrono::steady_clock::now() < until) {
-    }
+    while (std::chrono::steady_clock::now() < until) {}
   };
   Flag alone_done;
   std::vector<Process> consumers;

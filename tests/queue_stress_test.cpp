@@ -41,21 +41,21 @@
 
 using namespace std::chrono_literals;
 using mproc::Bytes;
-using mproc_test::fill_payload;
-using mproc_test::fnv1a;
-using mproc_test::splitmix;
 using mproc::Process;
 using mproc::Queue;
+using mproc_test::fill_payload;
+using mproc_test::fnv1a;
 using mproc_test::kPatience;
-using mproc_test::start_child;
 using mproc_test::Shared;
+using mproc_test::splitmix;
+using mproc_test::start_child;
 
 namespace {
 
 constexpr std::uint32_t kProducers = 3;  // producer slots; a run uses some or all of them
 constexpr std::size_t kMaxPayload = 2000;
-constexpr std::size_t kCapacity = 64 * 1024;  // small: the ring wraps and producers block often
-constexpr std::uint64_t kMinReceived = 5000;  // the queue must have been really exercised
+constexpr std::size_t kCapacity = 64 * 1024;    // small: the ring wraps and producers block often
+constexpr std::uint64_t kMinReceived = 5000;    // the queue must have been really exercised
 constexpr std::uint64_t kReceivedPerKill = 20;  // kills never run ahead of the messages received
 
 // What a producer has done with an id, in the order it happens.
@@ -63,7 +63,7 @@ enum : std::uint8_t { kNotAttempted = 0, kPutCalled = 1, kPutReturned = 2 };
 
 struct Tally {
   std::atomic<std::uint32_t> next_seq[kProducers];  // per slot: the first seq never attempted
-  std::atomic<std::uint64_t> received_total;  // approximate (a kill may fall before it): pacing
+  std::atomic<std::uint64_t> received_total;        // approximate (a kill may fall before it): pacing
   std::atomic<std::uint64_t> duplicates;
   std::atomic<std::uint32_t> stop;  // producers: return after the current put
 };
@@ -73,8 +73,7 @@ struct Tally {
 class SharedBytes {
  public:
   explicit SharedBytes(std::size_t n) : size_(n) {
-    void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE,
-                     MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap");
     data_ = static_cast<std::uint8_t*>(p);
   }
@@ -139,8 +138,7 @@ std::uint32_t checksum_of(std::uint32_t slot, std::uint32_t seq, std::span<const
 
 void encode(std::uint32_t slot, std::uint32_t seq, Bytes& payload, Bytes& out) {
   make_payload(slot, seq, payload);
-  const Header h{slot, seq, static_cast<std::uint32_t>(payload.size()),
-                 checksum_of(slot, seq, payload)};
+  const Header h{slot, seq, static_cast<std::uint32_t>(payload.size()), checksum_of(slot, seq, payload)};
   out.resize(sizeof h + payload.size());
   std::memcpy(out.data(), &h, sizeof h);
   if (!payload.empty()) std::memcpy(out.data() + sizeof h, payload.data(), payload.size());
@@ -186,9 +184,7 @@ void consumer(World& w) {
     CHILD_CHECK(h.seq < t.next_seq[h.slot].load());  // an id nobody attempted: corrupt
     const std::size_t id = w.index(h.slot, h.seq);
     std::uint8_t seen = w.received[id].load();
-    while (seen < 2 &&
-           !w.received[id].compare_exchange_weak(seen, static_cast<std::uint8_t>(seen + 1))) {
-    }
+    while (seen < 2 && !w.received[id].compare_exchange_weak(seen, static_cast<std::uint8_t>(seen + 1))) {}
     if (seen != 0) t.duplicates.fetch_add(1);
     t.received_total.fetch_add(1);
 
@@ -218,8 +214,9 @@ struct Child {
   bool finished = false;  // a producer whose slot ran out of ids and that returned
 };
 
-const char* role(const Child& c) { return c.producer ? "producer" : "consumer"; }
-
+const char* role(const Child& c) {
+  return c.producer ? "producer" : "consumer";
+}
 
 // `producers` of the kProducers slots, `consumers` consumers. The kills go on past the wanted
 // number until the queue was exercised: both roles killed, kMinReceived messages, and
@@ -243,9 +240,7 @@ void run_under_fire(std::uint32_t producers, std::uint32_t consumers, mproc::Rin
   World w(per_slot);
   Tally& t = *w.tally;
 
-  auto start_producer = [&w](std::uint32_t slot) {
-    return start_child([&w, slot] { producer(w, slot); });
-  };
+  auto start_producer = [&w](std::uint32_t slot) { return start_child([&w, slot] { producer(w, slot); }); };
   auto start_consumer = [&w] { return start_child([&w] { consumer(w); }); };
 
   std::vector<Child> children;
@@ -264,15 +259,15 @@ void run_under_fire(std::uint32_t producers, std::uint32_t consumers, mproc::Rin
   bool ran_ahead = false;  // the last kill did not wait for the consumers to catch up
   for (;;) {
     const std::uint64_t received_now = t.received_total.load();
-    const bool exercised = producer_kills > 0 && consumer_kills > 0 &&
-                           received_now >= kMinReceived && (also == nullptr || also(w.q.stats()));
+    const bool exercised = producer_kills > 0 && consumer_kills > 0 && received_now >= kMinReceived &&
+                           (also == nullptr || also(w.q.stats()));
     if (producer_kills + consumer_kills >= kills_wanted && exercised) break;
     const bool producing = std::any_of(children.begin(), children.end(),
                                        [](const Child& c) { return c.producer && !c.finished; });
     if (!producing) {
-      ADD_FAILURE() << "every producer slot ran out of ids before the queue was exercised: "
-                    << producer_kills << " producer kills, " << consumer_kills << " consumer kills, "
-                    << received_now << " messages received (want >= " << kMinReceived << ")"
+      ADD_FAILURE() << "every producer slot ran out of ids before the queue was exercised: " << producer_kills
+                    << " producer kills, " << consumer_kills << " consumer kills, " << received_now
+                    << " messages received (want >= " << kMinReceived << ")"
                     << (also != nullptr ? ", or the test's own condition not met" : "");
       break;
     }
@@ -280,9 +275,9 @@ void run_under_fire(std::uint32_t producers, std::uint32_t consumers, mproc::Rin
       last_received = received_now;
       last_progress = std::chrono::steady_clock::now();
     } else if (std::chrono::steady_clock::now() - last_progress > kPatience) {
-      ADD_FAILURE() << "the queue hangs: no message received in " << kPatience.count()
-                    << " s, after " << producer_kills << " producer kills, " << consumer_kills
-                    << " consumer kills and " << received_now << " messages received";
+      ADD_FAILURE() << "the queue hangs: no message received in " << kPatience.count() << " s, after "
+                    << producer_kills << " producer kills, " << consumer_kills << " consumer kills and "
+                    << received_now << " messages received";
       break;
     }
 
@@ -302,15 +297,15 @@ void run_under_fire(std::uint32_t producers, std::uint32_t consumers, mproc::Rin
       }
       const int code = c.process.exitcode().value_or(-1000);
       ADD_FAILURE() << role(c) << " " << c.slot << " ended by itself with exit code " << code
-                    << (code == mproc_test::kChildCheckFailed ? " (a torn, misordered or unknown message)" : "");
+                    << (code == mproc_test::kChildCheckFailed ? " (a torn, misordered or unknown message)"
+                                                              : "");
       child_failed = true;
     }
     if (child_failed) break;
     // Paced by the work: no kill until the consumers have caught up with the kills so far (a
     // poll of a count, with the hang check above as its deadline) — except that a quick one may
     // go first once, to catch the last victim's replacement while it starts up.
-    const bool caught_up =
-        t.received_total.load() >= (producer_kills + consumer_kills) * kReceivedPerKill;
+    const bool caught_up = t.received_total.load() >= (producer_kills + consumer_kills) * kReceivedPerKill;
     if (!caught_up && (!quick || ran_ahead)) continue;
     ran_ahead = !caught_up;
 
@@ -348,8 +343,8 @@ void run_under_fire(std::uint32_t producers, std::uint32_t consumers, mproc::Rin
 
   // ---- account for every id ---------------------------------------------------------------------
   // Ids at or past a slot's next_seq were never attempted, and consumers reject them.
-  std::uint64_t returned = 0, cut_short = 0, cut_short_received = 0, received = 0, missing = 0,
-                phantoms = 0, multiple = 0;
+  std::uint64_t returned = 0, cut_short = 0, cut_short_received = 0, received = 0, missing = 0, phantoms = 0,
+                multiple = 0;
   std::optional<std::pair<std::uint32_t, std::uint32_t>> first_missing, first_phantom;
   for (std::uint32_t slot = 0; slot < kProducers; ++slot) {
     const std::uint32_t end = t.next_seq[slot].load();
@@ -402,10 +397,9 @@ void run_under_fire(std::uint32_t producers, std::uint32_t consumers, mproc::Rin
   EXPECT_EQ(phantoms, 0u) << "delivered although never put; the first: slot "
                           << first_phantom.value_or(std::pair{0u, 0u}).first << " seq "
                           << first_phantom.value_or(std::pair{0u, 0u}).second;
-  EXPECT_LE(missing, consumer_kills)
-      << "returned puts lost beyond one per killed consumer; the first: slot "
-      << first_missing.value_or(std::pair{0u, 0u}).first << " seq "
-      << first_missing.value_or(std::pair{0u, 0u}).second;
+  EXPECT_LE(missing, consumer_kills) << "returned puts lost beyond one per killed consumer; the first: slot "
+                                     << first_missing.value_or(std::pair{0u, 0u}).first << " seq "
+                                     << first_missing.value_or(std::pair{0u, 0u}).second;
   EXPECT_GT(producer_kills, 0u);
   EXPECT_GT(consumer_kills, 0u);
   EXPECT_GE(received, kMinReceived);

@@ -23,11 +23,11 @@ using mproc::JoinableQueue;
 using mproc::Process;
 using mproc::Queue;
 using mproc::SimpleQueue;
-using mproc_test::Flag;
 using mproc_test::exit_code_of;
+using mproc_test::Flag;
 using mproc_test::kPatience;
-using mproc_test::start_child;
 using mproc_test::Shared;
+using mproc_test::start_child;
 
 namespace {
 
@@ -415,8 +415,8 @@ TEST(Queue, fileno_never_stays_unreadable_while_messages_wait) {
     pollfd p{fd, POLLIN, 0};
     const int patience_ms = static_cast<int>(std::chrono::milliseconds(kPatience).count());
     if (::poll(&p, 1, patience_ms) == 0 && q.qsize() > 0) {
-      ADD_FAILURE() << "fileno() stayed unreadable for " << kPatience.count() << " s with "
-                    << q.qsize() << " messages waiting";
+      ADD_FAILURE() << "fileno() stayed unreadable for " << kPatience.count() << " s with " << q.qsize()
+                    << " messages waiting";
       break;
     }
     while (q.try_get()) ++got;

@@ -112,8 +112,7 @@ TEST(QueueNonBlocking, try_get_finds_nothing_only_when_empty_while_another_proce
 TEST(QueueNonBlocking, try_put_is_false_when_another_producer_sleeps_for_room) {
   const mproc_test::ScratchName<Queue<std::int64_t>> name("try-full");
   auto q = Queue<std::int64_t>::create(name.str(), 4096);
-  while (q.try_put(0)) {
-  }
+  while (q.try_put(0)) {}
   Flag asleep;
   mproc::Process blocked = start_child([&] {
     asleep.raise();

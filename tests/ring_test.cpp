@@ -33,21 +33,19 @@ constexpr auto kNow = Clock::time_point::min();
 class HeapRing {
  public:
   HeapRing()
-      : mem_(static_cast<std::byte*>(::operator new(RingView::footprint(kCapacity), std::align_val_t{64}))) {
+      : mem_(static_cast<std::byte*>(::operator new (RingView::footprint(kCapacity), std::align_val_t{64}))) {
     std::memset(mem_, 0, RingView::footprint(kCapacity));
     RingView::initialize(mem_, kCapacity, 0, 3, 0);
     view = RingView(mem_);
   }
-  ~HeapRing() { ::operator delete(mem_, std::align_val_t{64}); }
+  ~HeapRing() { ::operator delete (mem_, std::align_val_t{64}); }
   HeapRing(const HeapRing&) = delete;
   HeapRing& operator=(const HeapRing&) = delete;
 
   RingControl& control() { return *view.control(); }
   std::byte* data() { return mem_ + RingView::kControlSize; }
 
-  void put(const std::string& s) {
-    ASSERT_EQ(view.put(s.data(), s.size(), 7, kNow), RingStatus::ok);
-  }
+  void put(const std::string& s) { ASSERT_EQ(view.put(s.data(), s.size(), 7, kNow), RingStatus::ok); }
   // The errno of the mproc::Error a get threw, or -1 and the record in `out`.
   int get(std::string& out) {
     auto take = [](void* ctx, const RecordView& r) {
@@ -148,11 +146,11 @@ TEST(Ring, opening_refuses_a_capacity_no_ring_has_or_that_the_segment_cannot_hol
   };
   const std::size_t size = RingView::footprint(kCapacity);
   EXPECT_EQ(check(kCapacity, size), 0);
-  EXPECT_EQ(check(kCapacity, size - 1), EINVAL);                       // truncated
-  EXPECT_EQ(check(kCapacity + 8, size + 8), EINVAL);                   // not a power of two
-  EXPECT_EQ(check(2048, size), EINVAL);                                // smaller than any ring
+  EXPECT_EQ(check(kCapacity, size - 1), EINVAL);                                   // truncated
+  EXPECT_EQ(check(kCapacity + 8, size + 8), EINVAL);                               // not a power of two
+  EXPECT_EQ(check(2048, size), EINVAL);                                            // smaller than any ring
   EXPECT_EQ(check(~std::uint64_t{0} - RingView::kControlSize + 1, size), EINVAL);  // wraps footprint to 0
-  EXPECT_EQ(check(kCapacity, 100), EINVAL);                            // not even a control block
+  EXPECT_EQ(check(kCapacity, 100), EINVAL);                                        // not even a control block
 }
 
 }  // namespace
@@ -261,14 +259,14 @@ TEST(RingBias, a_put_from_inside_a_put_of_the_same_ring_is_an_error_not_a_deadlo
       RingView* ring;
       int value;
     } ctx{&r.view, 5};
-    const mproc::detail::MessageSource source{
-        [](void* c, std::size_t, const void*& data, std::size_t& size) {
-          auto* x = static_cast<Ctx*>(c);
-          (void)x->ring->put(&x->value, sizeof x->value, 7, Clock::time_point::max());
-          data = &x->value;
-          size = sizeof x->value;
-        },
-        &ctx};
+    const mproc::detail::MessageSource source{[](void* c, std::size_t, const void*& data, std::size_t& size) {
+                                                auto* x = static_cast<Ctx*>(c);
+                                                (void)x->ring->put(&x->value, sizeof x->value, 7,
+                                                                   Clock::time_point::max());
+                                                data = &x->value;
+                                                size = sizeof x->value;
+                                              },
+                                              &ctx};
     try {
       (void)r.view.put_many(source, 1, 7, Clock::time_point::max());
       ADD_FAILURE() << "a nested put went through";
@@ -278,4 +276,3 @@ TEST(RingBias, a_put_from_inside_a_put_of_the_same_ring_is_an_error_not_a_deadlo
     EXPECT_EQ(r.view.size(), 0u);
   }
 }
-

@@ -38,8 +38,7 @@ TEST(Semaphore, never_lets_more_processes_in_than_its_count) {
         CHILD_CHECK(slots.acquire());
         const int now = census->inside.fetch_add(1) + 1;
         int seen = census->most.load();
-        while (now > seen && !census->most.compare_exchange_weak(seen, now)) {
-        }
+        while (now > seen && !census->most.compare_exchange_weak(seen, now)) {}
         census->visits.fetch_add(1);
         census->inside.fetch_sub(1);
         slots.release();
@@ -242,7 +241,8 @@ TEST(Barrier, releases_all_parties_with_distinct_indices_and_runs_the_action_onc
     std::atomic<int> seen[3];
   };
   Shared<Indices> indices;
-  Barrier barrier(3, [&] { actions->fetch_add(1); }, kPatience);
+  Barrier barrier(
+      3, [&] { actions->fetch_add(1); }, kPatience);
   std::vector<Process> ps;
   for (int i = 0; i < 3; ++i) {
     ps.push_back(start_child([&] {
@@ -354,7 +354,8 @@ TEST(Array, elements_written_by_a_child_are_seen_by_the_parent) {
   EXPECT_EQ(a.size(), 100u);
   EXPECT_EQ(a.get(99).id, -1);
   Process p = start_child([&] {
-    for (std::size_t i = 0; i < a.size(); ++i) a.set(i, Sample{static_cast<double>(i) / 2, static_cast<int>(i)});
+    for (std::size_t i = 0; i < a.size(); ++i)
+      a.set(i, Sample{static_cast<double>(i) / 2, static_cast<int>(i)});
   });
   EXPECT_EQ(exit_code_of(p), 0);
   const auto all = a.to_vector();
@@ -458,14 +459,16 @@ TEST(Messages, a_type_name_takes_the_right_article) {
   };
   EXPECT_NE(what([] { mproc::detail::throw_wrong_type("Connection", "int"); }).find("receive an int from"),
             std::string::npos);
-  EXPECT_NE(what([] { mproc::detail::throw_wrong_type("Connection", "unsigned int"); }).find("an unsigned int"),
-            std::string::npos);
+  EXPECT_NE(
+      what([] { mproc::detail::throw_wrong_type("Connection", "unsigned int"); }).find("an unsigned int"),
+      std::string::npos);
   EXPECT_NE(what([] { mproc::detail::throw_wrong_type("Connection", "long"); }).find("receive a long from"),
             std::string::npos);
   EXPECT_NE(what([] { mproc::detail::throw_undecodable("int", 3, "short"); }).find("decode an int from"),
             std::string::npos);
-  EXPECT_NE(what([] { mproc::detail::throw_undecodable("std::string", 3, "short"); }).find("decode a std::string"),
-            std::string::npos);
+  EXPECT_NE(
+      what([] { mproc::detail::throw_undecodable("std::string", 3, "short"); }).find("decode a std::string"),
+      std::string::npos);
 }
 
 TEST(Array, a_length_whose_bytes_overflow_is_refused_not_wrapped_round) {

@@ -32,14 +32,18 @@ namespace {
 
 constexpr int kOk = 0, kTimedOut = 1, kUsage = 2, kError = 3;
 
-std::chrono::duration<double> seconds(double s) { return std::chrono::duration<double>(s); }
+std::chrono::duration<double> seconds(double s) {
+  return std::chrono::duration<double>(s);
+}
 
 std::string user_name(uid_t uid) {
   if (const passwd* pw = ::getpwuid(uid)) return pw->pw_name;
   return std::to_string(uid);
 }
 
-const char* yes_no(const std::optional<bool>& b) { return !b ? "?" : *b ? "yes" : "no"; }
+const char* yes_no(const std::optional<bool>& b) {
+  return !b ? "?" : *b ? "yes" : "no";
+}
 
 int cmd_ls() {
   const auto objects = mproc::list_named_objects();
@@ -53,10 +57,12 @@ int cmd_ls() {
       if (o.producer_waiting) queue += ", a producer is blocked";
     }
     const std::string creator = o.creator_pid > 0 ? std::to_string(o.creator_pid) : "?";
-    std::printf("%-16s %-32s %10zu %-10s %04o %-10s %8s %5s %6s  %s\n", o.kind.c_str(), o.name.c_str(), o.bytes,
-                user_name(o.owner).c_str(), static_cast<unsigned>(o.mode),
-                o.kind == "?" ? "?" : o.persistent ? "persistent" : "tracked", creator.c_str(),
-                yes_no(o.creator_alive), yes_no(o.in_use), queue.c_str());
+    std::printf("%-16s %-32s %10zu %-10s %04o %-10s %8s %5s %6s  %s\n", o.kind.c_str(), o.name.c_str(),
+                o.bytes, user_name(o.owner).c_str(), static_cast<unsigned>(o.mode),
+                o.kind == "?"  ? "?"
+                : o.persistent ? "persistent"
+                               : "tracked",
+                creator.c_str(), yes_no(o.creator_alive), yes_no(o.in_use), queue.c_str());
   }
   return kOk;
 }
@@ -80,8 +86,7 @@ int run_command(const std::vector<std::string>& argv, int lock_fd) {
     ::_exit(127);
   }
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
@@ -103,7 +108,8 @@ bool flock_for(int fd, double timeout) {
   ::sigaction(SIGALRM, &sa, nullptr);
   const auto deadline = std::chrono::steady_clock::now() + seconds(timeout);
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::microseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
     itimerval t{};
     t.it_value.tv_sec = static_cast<time_t>(left.count() / 1'000'000);
@@ -141,7 +147,8 @@ int cmd_lock(const std::string& name, double timeout, const std::vector<std::str
   struct flock lease {};
   lease.l_type = F_RDLCK;  // shared, like every user's lease (whole file)
   lease.l_whence = SEEK_SET;
-  if (::fcntl(fd, F_OFD_SETLK, &lease) != 0) throw mproc::Error(errno, "mproc lock: cannot take a lease on", path);
+  if (::fcntl(fd, F_OFD_SETLK, &lease) != 0)
+    throw mproc::Error(errno, "mproc lock: cannot take a lease on", path);
   if (got.owner_died()) {
     // A script cannot repair what the dead holder left; say so, and treat the command as the
     // repair (the lock is marked consistent only if the command succeeds).
@@ -151,11 +158,15 @@ int cmd_lock(const std::string& name, double timeout, const std::vector<std::str
                  name.c_str());
   }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    std::fprintf(stderr, "mproc lock: a command that held \"%s\" still runs; waiting for it to end\n", name.c_str());
+    std::fprintf(stderr, "mproc lock: a command that held \"%s\" still runs; waiting for it to end\n",
+                 name.c_str());
     const double left =
-        timeout < 0 ? -1.0 : timeout - std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        timeout < 0
+            ? -1.0
+            : timeout - std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (!flock_for(fd, left < 0 && timeout >= 0 ? 0.0 : left)) {
-      std::fprintf(stderr, "mproc lock: timed out after %g s waiting for lock \"%s\"\n", timeout, name.c_str());
+      std::fprintf(stderr, "mproc lock: timed out after %g s waiting for lock \"%s\"\n", timeout,
+                   name.c_str());
       ::close(fd);
       return kTimedOut;  // the Lock is released as `lock` goes; the dead holder's report stays
     }
@@ -174,7 +185,8 @@ int cmd_lock(const std::string& name, double timeout, const std::vector<std::str
 using TextQueue = mproc::Queue<std::string>;
 
 TextQueue open_queue(const std::string& name, bool create, const char* who) {
-  if (create) return TextQueue::open_or_create(name, TextQueue::kDefaultCapacity, 0, mproc::Lifetime::persistent);
+  if (create)
+    return TextQueue::open_or_create(name, TextQueue::kDefaultCapacity, 0, mproc::Lifetime::persistent);
   try {
     return TextQueue::open(name);
   } catch (const mproc::Error& e) {
@@ -207,7 +219,8 @@ int cmd_put(const std::string& name, const std::optional<std::string>& message, 
   std::size_t put = 0;
   for (std::string line; std::getline(std::cin, line); ++put) {
     if (!put_one(q, name, line, timeout)) {
-      std::fprintf(stderr, "mproc queue put: %zu line(s) were put before that one; the rest were not read\n", put);
+      std::fprintf(stderr, "mproc queue put: %zu line(s) were put before that one; the rest were not read\n",
+                   put);
       return kTimedOut;
     }
   }
@@ -221,7 +234,8 @@ int cmd_get(const std::string& name, double timeout, bool create) {
     if (q.closed()) {
       std::fprintf(stderr, "mproc queue get: \"%s\" is closed and empty\n", name.c_str());
     } else {
-      std::fprintf(stderr, "mproc queue get: timed out after %g s: \"%s\" stayed empty\n", timeout, name.c_str());
+      std::fprintf(stderr, "mproc queue get: timed out after %g s: \"%s\" stayed empty\n", timeout,
+                   name.c_str());
     }
     return kTimedOut;
   }
@@ -272,8 +286,10 @@ bool unknown_subcommand(CLI::App& app, int argc, char** argv) {
       names += (names.empty() ? "" : ", ") + sub->get_name();
     }
     if (next == nullptr) {
-      std::fprintf(stderr, "%s: unknown subcommand \"%s\"; the subcommands are: %s\nRun with --help for more information.\n",
-                   path.c_str(), arg.c_str(), names.c_str());
+      std::fprintf(
+          stderr,
+          "%s: unknown subcommand \"%s\"; the subcommands are: %s\nRun with --help for more information.\n",
+          path.c_str(), arg.c_str(), names.c_str());
       return true;
     }
     at = next;
@@ -289,13 +305,16 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   auto* ls = app.add_subcommand(
-      "ls", "List named objects: kind, name, size, owner, mode, lifetime, creator pid and whether it is alive, "
-            "whether any process has it open, queue depth and blocked processes");
+      "ls",
+      "List named objects: kind, name, size, owner, mode, lifetime, creator pid and whether it is alive, "
+      "whether any process has it open, queue depth and blocked processes");
 
-  auto* rm = app.add_subcommand("rm", "Remove a named object (and its companion lock, if any), or the stale ones");
+  auto* rm =
+      app.add_subcommand("rm", "Remove a named object (and its companion lock, if any), or the stale ones");
   std::string rm_name;
   bool rm_stale = false, rm_discard = false;
-  auto* rm_name_opt = rm->add_option("NAME", rm_name, "The object's name (a queue goes with its unread messages)");
+  auto* rm_name_opt =
+      rm->add_option("NAME", rm_name, "The object's name (a queue goes with its unread messages)");
   auto* rm_stale_opt = rm->add_flag(
       "--stale", rm_stale,
       "Remove every object of yours that no process has open and that is tracked or whose creator is dead, "
@@ -303,7 +322,8 @@ int main(int argc, char** argv) {
   rm_name_opt->excludes(rm_stale_opt);
   std::string rm_prefix;
   rm->add_option("--prefix", rm_prefix, "With --stale: only names that start with this")->needs(rm_stale_opt);
-  rm->add_flag("--discard", rm_discard, "With --stale: remove stale queues that hold unread messages too, and say how many")
+  rm->add_flag("--discard", rm_discard,
+               "With --stale: remove stale queues that hold unread messages too, and say how many")
       ->needs(rm_stale_opt);
   rm->callback([&] {
     if (rm_name.empty() && !rm_stale) throw CLI::ValidationError("rm", "give a NAME or --stale");
@@ -327,7 +347,8 @@ int main(int argc, char** argv) {
   put->add_option("NAME", put_name, "The queue's name (created, persistent, if missing)")->required();
   auto* put_message_opt = put->add_option("MESSAGE", put_message, "The message; standard input if absent");
   put->add_option("--timeout", put_timeout, "Give up after this many seconds if full (exit 1)");
-  put->add_flag("--lines", put_lines, "Put each line of standard input as a message of its own (without its newline)")
+  put->add_flag("--lines", put_lines,
+                "Put each line of standard input as a message of its own (without its newline)")
       ->excludes(put_message_opt);
   auto* get = queue->add_subcommand("get", "Take one message and print it");
   std::string get_name;
@@ -353,9 +374,7 @@ int main(int argc, char** argv) {
     if (*ls) return cmd_ls();
     if (*rm) {
       if (rm_stale) return cmd_rm_stale(rm_prefix, rm_discard);
-      {
-        mproc::remove_named_object(rm_name);
-      }
+      { mproc::remove_named_object(rm_name); }
       return kOk;
     }
     if (*lock) return cmd_lock(lock_name, lock_timeout, command);

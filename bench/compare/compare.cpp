@@ -232,14 +232,16 @@ Sample round_trip(Arena& a, const std::string& name, std::int64_t n) {
 }
 
 template <class Chan>
-concept BatchedChannel = requires { Chan::kBatch; };
+concept BatchedChannel = requires {
+  Chan::kBatch;
+};
 
 /// A batched channel's producer side: a local array of kBatch messages that goes out in one
 /// send_many when full; flush() sends the rest (padded with fillers when the channel takes
 /// whole batches only). Per-message channels keep their plain loop in stream(): the raw rings'
 /// speed depends on how lean it is (wrapping their sends in this class cost the SPSC ring 5x).
 template <class Chan, class M>
-  requires BatchedChannel<Chan>
+requires BatchedChannel<Chan>
 class Outbox {
  public:
   explicit Outbox(Chan& chan) : chan_(chan), batch_(Chan::kBatch) {}  // heap: 4 KiB x 64 is big
@@ -266,7 +268,7 @@ class Outbox {
 /// A batched channel's consumer side: one recv_many into a local array of kBatch, then its
 /// messages one by one.
 template <class Chan, class M>
-  requires BatchedChannel<Chan>
+requires BatchedChannel<Chan>
 class Inbox {
  public:
   explicit Inbox(Chan& chan) : chan_(chan), batch_(Chan::kBatch) {}
@@ -302,8 +304,7 @@ class Inbox {
 /// blocked sending: someone is reading.) Fillers pad a pipe's last chunk; they are checked and
 /// skipped.
 template <class Chan, class M>
-Sample stream(Arena& a, const std::string& name, int producers, int consumers, std::int64_t n,
-              bool pin) {
+Sample stream(Arena& a, const std::string& name, int producers, int consumers, std::int64_t n, bool pin) {
   if (producers != consumers || producers > kMaxProducers) fail(name + ": bad shape");
   Chan chan;
   const auto per = static_cast<std::uint64_t>(n);
@@ -338,14 +339,14 @@ Sample stream(Arena& a, const std::string& name, int producers, int consumers, s
       // Checks one message; false for a sentinel or a filler (nothing to count).
       auto take = [&](const M& m) {
         if (m.producer >= static_cast<std::uint64_t>(producers) || !intact(m)) {
-          fail(name + ": a torn or corrupt message (producer " + std::to_string(m.producer) +
-               ", seq " + std::to_string(m.seq) + ")");
+          fail(name + ": a torn or corrupt message (producer " + std::to_string(m.producer) + ", seq " +
+               std::to_string(m.seq) + ")");
         }
         if (m.seq == kFiller || m.seq == kSentinel) return false;
         std::uint64_t& want = expect[m.producer];
         if (consumers == 1 ? m.seq != want : m.seq < want) {
-          fail(name + ": producer " + std::to_string(m.producer) + "'s message " +
-               std::to_string(m.seq) + " arrived where " + std::to_string(want) +
+          fail(name + ": producer " + std::to_string(m.producer) + "'s message " + std::to_string(m.seq) +
+               " arrived where " + std::to_string(want) +
                (consumers == 1 ? " was due" : " or later was due"));
         }
         want = m.seq + 1;
@@ -400,8 +401,7 @@ Sample stream(Arena& a, const std::string& name, int producers, int consumers, s
 
 /// `procs` processes each increment the shared counter n times under the lock.
 template <class L, class... Args>
-Sample lock_handoff(Arena& a, const std::string& name, int procs, std::int64_t n, bool pin,
-                    Args... args) {
+Sample lock_handoff(Arena& a, const std::string& name, int procs, std::int64_t n, bool pin, Args... args) {
   L lock(args...);
   std::vector<std::function<void(int)>> bodies(static_cast<std::size_t>(procs), [&](int me) {
     for (std::int64_t i = 0; i < n; ++i) {
@@ -417,8 +417,8 @@ Sample lock_handoff(Arena& a, const std::string& name, int procs, std::int64_t n
   const TeamResult r = run_team(a, name, pin, bodies);
   const auto expected = static_cast<std::uint64_t>(n) * static_cast<std::uint64_t>(procs);
   if (a.counter != expected) {
-    fail(name + ": the counter is " + std::to_string(a.counter) + ", expected " +
-         std::to_string(expected) + ": mutual exclusion broken");
+    fail(name + ": the counter is " + std::to_string(a.counter) + ", expected " + std::to_string(expected) +
+         ": mutual exclusion broken");
   }
   Sample s = sample_of(r, static_cast<double>(expected));
   s.value = static_cast<double>(expected) / r.seconds / 1e6;
@@ -430,8 +430,8 @@ Sample lock_handoff(Arena& a, const std::string& name, int procs, std::int64_t n
 
 std::size_t format_line(char* buf, std::size_t size, int writer, std::uint64_t seq) {
   if (g_inject_fault && writer == 0 && seq == 1) seq = 2;  // line 1 goes missing
-  const int len = std::snprintf(buf, size, "writer %d line %09llu\n", writer,
-                                static_cast<unsigned long long>(seq));
+  const int len =
+      std::snprintf(buf, size, "writer %d line %09llu\n", writer, static_cast<unsigned long long>(seq));
   return static_cast<std::size_t>(len);
 }
 
@@ -453,8 +453,7 @@ class AppendFile {
 
 /// Reads the file back: every line whole and well formed, each writer's lines 0..n-1 in order,
 /// nothing else but (for the pipe) one "#" end marker per writer.
-void verify_seed_file(const std::string& path, const std::string& name, int writers,
-                      std::int64_t n) {
+void verify_seed_file(const std::string& path, const std::string& name, int writers, std::int64_t n) {
   std::ifstream f(path);
   if (!f) fail(name + ": cannot read " + path);
   std::vector<std::uint64_t> next(static_cast<std::size_t>(writers), 0);
@@ -475,8 +474,8 @@ void verify_seed_file(const std::string& path, const std::string& name, int writ
       fail(name + ": line " + std::to_string(lines) + " of the file is torn: \"" + line + "\"");
     }
     if (seq != next[static_cast<std::size_t>(w)]) {
-      fail(name + ": writer " + std::to_string(w) + "'s line " + std::to_string(seq) +
-           " is where line " + std::to_string(next[static_cast<std::size_t>(w)]) + " was due");
+      fail(name + ": writer " + std::to_string(w) + "'s line " + std::to_string(seq) + " is where line " +
+           std::to_string(next[static_cast<std::size_t>(w)]) + " was due");
     }
     ++next[static_cast<std::size_t>(w)];
   }
@@ -498,8 +497,7 @@ Sample seed_sample(const TeamResult& r, int writers, std::int64_t n) {
 
 /// Each writer appends its lines itself, one write(2) per line under the shared lock.
 template <class L, class... Args>
-Sample seed_locked(Arena& a, const std::string& name, const std::string& path, std::int64_t n,
-                   Args... args) {
+Sample seed_locked(Arena& a, const std::string& name, const std::string& path, std::int64_t n, Args... args) {
   L lock(args...);
   TeamResult r;
   {
@@ -562,8 +560,7 @@ Sample seed_pipe(Arena& a, const std::string& name, const std::string& path, std
   std::vector<std::function<void(int)>> bodies(kSeedWriters, [&](int me) {
     char buf[64];
     for (std::int64_t i = 0; i < n; ++i) {
-      write_full(p.write_end(), buf,
-                 format_line(buf, sizeof buf, me, static_cast<std::uint64_t>(i)), "pipe");
+      write_full(p.write_end(), buf, format_line(buf, sizeof buf, me, static_cast<std::uint64_t>(i)), "pipe");
     }
     write_full(p.write_end(), "#\n", 2, "pipe");
   });
@@ -624,9 +621,9 @@ const std::vector<WorkloadInfo>& workloads() {
 }
 
 struct Row {
-  std::string name;    // in the table
-  std::string label;   // in the plot
-  std::string status;  // empty: measured; otherwise why not ("not built ...")
+  std::string name;              // in the table
+  std::string label;             // in the plot
+  std::string status;            // empty: measured; otherwise why not ("not built ...")
   bool reference = false;        // mproc's per-message row: "mproc vs it"
   bool batch_reference = false;  // mproc's batched row: "batched vs it"
   bool mproc = false;
@@ -634,7 +631,7 @@ struct Row {
   std::function<Sample(std::int64_t)> run;
   std::int64_t n = 0;  // units per process per run (trips, messages, acquisitions, lines)
   Series value, p99, rss_kib, extra, waits;
-  std::vector<double> ratio;  // mproc's reference row vs this one, per round (>1: mproc faster)
+  std::vector<double> ratio;        // mproc's reference row vs this one, per round (>1: mproc faster)
   std::vector<double> batch_ratio;  // mproc's batched row vs this one, per round
   std::string note;
 };
@@ -660,8 +657,7 @@ const Row* batch_row(const WorkloadResult& w) {
 }
 
 bool has_batch_row(const WorkloadResult& w) {
-  return std::any_of(w.rows.begin(), w.rows.end(),
-                     [](const Row& r) { return r.batch_reference; });
+  return std::any_of(w.rows.begin(), w.rows.end(), [](const Row& r) { return r.batch_reference; });
 }
 
 /// How many times better `ref` is than `other` (both in the workload's unit).
@@ -686,9 +682,7 @@ std::int64_t calibrate(const Config& cfg, Row& row, std::int64_t n0, std::int64_
 /// Calibrates every available row, then runs `rounds` rounds of all of them in turn.
 void measure(const Config& cfg, WorkloadResult& w, std::int64_t n_quick, std::int64_t n_pilot,
              std::int64_t n_max) {
-  std::erase_if(w.rows, [&](const Row& r) {
-    return r.name.find(cfg.contender) == std::string::npos;
-  });
+  std::erase_if(w.rows, [&](const Row& r) { return r.name.find(cfg.contender) == std::string::npos; });
   if (w.rows.empty()) return;
   std::fprintf(stderr, "mproc_compare: %s ...\n", w.info->title.c_str());
   for (Row& r : w.rows) {
@@ -752,8 +746,7 @@ using BoostMutex = SpinLock;
 #endif
 
 std::string mq_note(std::size_t size) {
-  return "depth " + std::to_string(mq_depth_for(size)) + " (msg_max " +
-         std::to_string(mq_msg_max()) + ")";
+  return "depth " + std::to_string(mq_depth_for(size)) + " (msg_max " + std::to_string(mq_msg_max()) + ")";
 }
 
 WorkloadResult make_round_trip(Arena& a) {
@@ -762,8 +755,7 @@ WorkloadResult make_round_trip(Arena& a) {
     using Chan = typename decltype(tag)::type;
     w.rows.push_back(make_row(
         name, std::move(label),
-        [&a, name](std::int64_t n) { return round_trip<Chan>(a, "round trip (" + name + ")", n); },
-        built));
+        [&a, name](std::int64_t n) { return round_trip<Chan>(a, "round trip (" + name + ")", n); }, built));
   };
   add("mproc::Queue x2", "mproc", std::type_identity<MprocChannel<std::uint64_t>>{});
   w.rows.back().reference = w.rows.back().mproc = true;
@@ -771,8 +763,7 @@ WorkloadResult make_round_trip(Arena& a) {
   add("socketpair SEQPACKET x2", "socketpair", std::type_identity<SocketChannel<std::uint64_t>>{});
   add("POSIX mq x2", "POSIX mq", std::type_identity<MqChannel<std::uint64_t>>{});
   w.rows.back().note = mq_note(8);
-  add("Boost message_queue x2", "Boost mq", std::type_identity<BoostChan<std::uint64_t>>{},
-      kHaveBoost);
+  add("Boost message_queue x2", "Boost mq", std::type_identity<BoostChan<std::uint64_t>>{}, kHaveBoost);
   add("raw SPSC ring x2 (spinning)", "raw ring", std::type_identity<RawSpscRing<std::uint64_t>>{});
   return w;
 }
@@ -787,9 +778,7 @@ WorkloadResult make_stream(Arena& a, const WorkloadInfo& info, int k) {
     const std::string run_name = info.title + " (" + name + ")";
     w.rows.push_back(make_row(
         name, std::move(label),
-        [&a, run_name, k, pin](std::int64_t n) {
-          return stream<Chan, M>(a, run_name, k, k, n, pin);
-        },
+        [&a, run_name, k, pin](std::int64_t n) { return stream<Chan, M>(a, run_name, k, k, n, pin); },
         built));
   };
   add("mproc::Queue", "mproc", std::type_identity<MprocChannel<M>>{});
@@ -821,20 +810,18 @@ WorkloadResult make_lock(Arena& a, const WorkloadInfo& info, int procs) {
     return lock_handoff<MprocLock>(a, t + " (mproc::Lock)", procs, n, pin);
   }));
   w.rows.back().reference = w.rows.back().mproc = true;
-  w.rows.push_back(
-      make_row("robust pthread_mutex", "robust pthread", [&a, t, procs, pin](std::int64_t n) {
-        return lock_handoff<PthreadLock>(a, t + " (robust pthread)", procs, n, pin, true);
-      }));
+  w.rows.push_back(make_row("robust pthread_mutex", "robust pthread", [&a, t, procs, pin](std::int64_t n) {
+    return lock_handoff<PthreadLock>(a, t + " (robust pthread)", procs, n, pin, true);
+  }));
   w.rows.push_back(make_row(
       "Boost interprocess_mutex", "Boost mutex",
       [&a, t, procs, pin](std::int64_t n) {
         return lock_handoff<BoostMutex>(a, t + " (Boost mutex)", procs, n, pin);
       },
       kHaveBoost));
-  w.rows.push_back(
-      make_row("spinlock (raw, TTAS)", "spinlock", [&a, t, procs, pin](std::int64_t n) {
-        return lock_handoff<SpinLock>(a, t + " (spinlock)", procs, n, pin);
-      }));
+  w.rows.push_back(make_row("spinlock (raw, TTAS)", "spinlock", [&a, t, procs, pin](std::int64_t n) {
+    return lock_handoff<SpinLock>(a, t + " (spinlock)", procs, n, pin);
+  }));
   return w;
 }
 
@@ -849,13 +836,11 @@ WorkloadResult make_seed(Arena& a, const TempDir& dir) {
     return seed_locked<MprocLock>(a, "seed (mproc::Lock)", path, n);
   }));
   w.rows.back().mproc = true;
-  w.rows.push_back(
-      make_row("robust pthread_mutex, each appends", "pthread", [&a, path](std::int64_t n) {
-        return seed_locked<PthreadLock>(a, "seed (robust pthread)", path, n, true);
-      }));
-  w.rows.push_back(make_row("pipe(2) -> 1 writer", "pipe", [&a, path](std::int64_t n) {
-    return seed_pipe(a, "seed (pipe)", path, n);
+  w.rows.push_back(make_row("robust pthread_mutex, each appends", "pthread", [&a, path](std::int64_t n) {
+    return seed_locked<PthreadLock>(a, "seed (robust pthread)", path, n, true);
   }));
+  w.rows.push_back(make_row("pipe(2) -> 1 writer", "pipe",
+                            [&a, path](std::int64_t n) { return seed_pipe(a, "seed (pipe)", path, n); }));
   return w;
 }
 
@@ -876,16 +861,14 @@ std::string python_command() {
 /// A Python run that fails (lost data, a crashed child) fails the whole program.
 std::string add_python_rows(const Config& cfg, std::vector<WorkloadResult>& results) {
   const std::string py = python_command();
-  const std::string probe =
-      shell_quote(py) + " -c 'import multiprocessing, resource' >/dev/null 2>&1";
+  const std::string probe = shell_quote(py) + " -c 'import multiprocessing, resource' >/dev/null 2>&1";
   if (std::system(probe.c_str()) != 0) return py + " with multiprocessing not found";
   std::string only;
   for (const WorkloadResult& w : results) only += (only.empty() ? "" : ",") + w.info->id;
-  const std::string cmd = shell_quote(py) + " " +
-                          shell_quote(std::string(MPROC_SOURCE_DIR) + "/bench/compare_python.py") +
-                          " --rounds " + std::to_string(cfg.rounds) + " --seconds " +
-                          std::to_string(cfg.seconds) + " --writers " +
-                          std::to_string(kSeedWriters) + " --only " + only;
+  const std::string cmd =
+      shell_quote(py) + " " + shell_quote(std::string(MPROC_SOURCE_DIR) + "/bench/compare_python.py") +
+      " --rounds " + std::to_string(cfg.rounds) + " --seconds " + std::to_string(cfg.seconds) +
+      " --writers " + std::to_string(kSeedWriters) + " --only " + only;
   std::fprintf(stderr, "mproc_compare: Python's multiprocessing ...\n");
   std::fflush(nullptr);
   std::FILE* p = ::popen(cmd.c_str(), "r");
@@ -1031,31 +1014,26 @@ struct Target {
 
 const std::vector<Target>& targets() {
   static const std::vector<Target> t{
-      {"1->1 64 B throughput >= 1/2 of the raw spinning ring", "tp64", "raw ring", 0.5,
-       "mproc / raw ring"},
-      {"8-byte round trip within 2x of the raw ring", "rt8", "raw ring", 0.5,
-       "raw ring time / mproc time"},
+      {"1->1 64 B throughput >= 1/2 of the raw spinning ring", "tp64", "raw ring", 0.5, "mproc / raw ring"},
+      {"8-byte round trip within 2x of the raw ring", "rt8", "raw ring", 0.5, "raw ring time / mproc time"},
       {"2->2 throughput >= 10x Boost's message_queue", "mpmc2", "Boost mq", 10.0, "mproc / Boost"},
-      {"Lock hand-off (2 procs) no slower than a robust pthread_mutex", "lock2", "robust pthread",
-       1.0, "mproc::Lock / robust pthread"},
-      {"Lock hand-off (4 procs) no slower than a robust pthread_mutex", "lock4", "robust pthread",
-       1.0, "mproc::Lock / robust pthread"},
+      {"Lock hand-off (2 procs) no slower than a robust pthread_mutex", "lock2", "robust pthread", 1.0,
+       "mproc::Lock / robust pthread"},
+      {"Lock hand-off (4 procs) no slower than a robust pthread_mutex", "lock4", "robust pthread", 1.0,
+       "mproc::Lock / robust pthread"},
       // Against a pipe: each message-size target three ways, so that batching on one side only
       // is never mistaken for the fair comparison.
-      {"1->1 64 B throughput >= 10x pipe(2) [both per message]", "tp64", "pipe", 10.0,
-       "mproc / pipe"},
-      {"1->1 64 B throughput >= 10x pipe(2) [mproc batched, pipe per message]", "tp64", "pipe",
-       10.0, "mproc batches of 64 / pipe", true},
+      {"1->1 64 B throughput >= 10x pipe(2) [both per message]", "tp64", "pipe", 10.0, "mproc / pipe"},
+      {"1->1 64 B throughput >= 10x pipe(2) [mproc batched, pipe per message]", "tp64", "pipe", 10.0,
+       "mproc batches of 64 / pipe", true},
       {"1->1 64 B throughput >= 10x pipe(2) [both batched]", "tp64", "pipe x64", 10.0,
        "mproc batches of 64 / pipe 64 per write", true},
-      {"2->2 64 B throughput >= 10x pipe(2) [both per message]", "mpmc2", "pipe", 10.0,
-       "mproc / pipe"},
-      {"2->2 64 B throughput >= 10x pipe(2) [mproc batched, pipe per message]", "mpmc2", "pipe",
-       10.0, "mproc batches of 64 / pipe", true},
+      {"2->2 64 B throughput >= 10x pipe(2) [both per message]", "mpmc2", "pipe", 10.0, "mproc / pipe"},
+      {"2->2 64 B throughput >= 10x pipe(2) [mproc batched, pipe per message]", "mpmc2", "pipe", 10.0,
+       "mproc batches of 64 / pipe", true},
       {"2->2 64 B throughput >= 10x pipe(2) [both batched]", "mpmc2", "pipe x64", 10.0,
        "mproc batches of 64 / pipe 64 per write", true},
-      {"8-byte round trip >= 10x quicker than pipe(2)", "rt8", "pipe", 10.0,
-       "pipe time / mproc time"},
+      {"8-byte round trip >= 10x quicker than pipe(2)", "rt8", "pipe", 10.0, "pipe time / mproc time"},
       {"1->1 4 KiB throughput >= 3x pipe(2)", "tp4k", "pipe", 3.0, "mproc / pipe"},
   };
   return t;
@@ -1100,8 +1078,7 @@ std::vector<std::string> slower_lines(const std::vector<WorkloadResult>& results
       const double x = median(r.ratio);
       if (x < 1.0) {
         out.push_back(w.info->title + ": " + r.name + " is " + fmt(1.0 / x) + "x " +
-                      (w.info->lower_is_better ? "quicker" : "faster") + " than " +
-                      reference_row(w)->name +
+                      (w.info->lower_is_better ? "quicker" : "faster") + " than " + reference_row(w)->name +
                       (r.batch_ratio.empty()
                            ? ""
                            : " (" + batch_row(w)->name + " vs it: " + batch_ratio_text(r) + ")"));
@@ -1116,8 +1093,7 @@ std::string rss_text(const Row& r) {
   return fmt(r.rss_kib.med() / 1024.0, 3) + " MiB";
 }
 
-void print_table(const Config& cfg, const MachineInfo& m,
-                 const std::vector<WorkloadResult>& results) {
+void print_table(const Config& cfg, const MachineInfo& m, const std::vector<WorkloadResult>& results) {
   std::printf("mproc_compare%s%s: %s, %d CPUs, %s, %s\n", cfg.quick ? " --quick" : "",
               g_unpinned ? " --unpinned (1->1 not pinned)" : "", m.cpu.c_str(), m.cpus, m.kernel.c_str(),
               m.date.c_str());
@@ -1128,15 +1104,14 @@ void print_table(const Config& cfg, const MachineInfo& m,
       "(put_many / get_many, up to 64 messages per call). RSS: peak per process.\n",
       cfg.rounds);
   for (const WorkloadResult& w : results) {
-    std::printf("\n%s  [%s]: %s\n", w.info->title.c_str(), w.info->unit.c_str(),
-                w.info->setup.c_str());
+    std::printf("\n%s  [%s]: %s\n", w.info->title.c_str(), w.info->unit.c_str(), w.info->setup.c_str());
     // The "batched vs it" column only where mproc has a batched row.
     const bool batched = has_batch_row(w);
-    auto line = [batched](const std::string& name, const std::string& median,
-                          const std::string& p99, const std::string& rss, const std::string& ratio,
-                          const std::string& batch_ratio, const std::string& notes) {
-      std::printf("  %-36s %10s %9s %10s %11s", name.c_str(), median.c_str(), p99.c_str(),
-                  rss.c_str(), ratio.c_str());
+    auto line = [batched](const std::string& name, const std::string& median, const std::string& p99,
+                          const std::string& rss, const std::string& ratio, const std::string& batch_ratio,
+                          const std::string& notes) {
+      std::printf("  %-36s %10s %9s %10s %11s", name.c_str(), median.c_str(), p99.c_str(), rss.c_str(),
+                  ratio.c_str());
       if (batched) std::printf(" %13s", batch_ratio.c_str());
       std::printf("  %s\n", notes.c_str());
     };
@@ -1146,15 +1121,14 @@ void print_table(const Config& cfg, const MachineInfo& m,
         line(r.name, "-", "-", "-", "-", "-", r.status);
         continue;
       }
-      line(r.name, fmt(r.value.med()), r.p99.values.empty() ? "-" : fmt(r.p99.med()),
-           rss_text(r), ratio_text(r), batch_ratio_text(r), notes_of(*w.info, r));
+      line(r.name, fmt(r.value.med()), r.p99.values.empty() ? "-" : fmt(r.p99.med()), rss_text(r),
+           ratio_text(r), batch_ratio_text(r), notes_of(*w.info, r));
     }
   }
   std::printf("\nTargets (ratios from this run):\n");
   for (const std::string& l : target_lines(results)) std::printf("  %s\n", l.c_str());
   const auto slower = slower_lines(results);
-  std::printf("\nWhere mproc is not the fastest:%s\n",
-              slower.empty() ? " nowhere in this run" : "");
+  std::printf("\nWhere mproc is not the fastest:%s\n", slower.empty() ? " nowhere in this run" : "");
   for (const std::string& l : slower) std::printf("  %s\n", l.c_str());
   std::fflush(stdout);
 }
@@ -1163,8 +1137,8 @@ void write_markdown(const std::string& path, const Config& cfg, const MachineInf
                     const std::vector<WorkloadResult>& results) {
   std::ofstream f(path);
   f << "Measured " << m.date << " on " << m.cpu << " (" << m.cpus << " CPUs, " << m.kernel
-    << ") by `mproc_compare" << (cfg.quick ? " --quick" : "") << (g_unpinned ? " --unpinned" : "")
-    << "`" << (g_unpinned ? " (the 1->1 workloads not pinned)" : "") << ": " << cfg.rounds
+    << ") by `mproc_compare" << (cfg.quick ? " --quick" : "") << (g_unpinned ? " --unpinned" : "") << "`"
+    << (g_unpinned ? " (the 1->1 workloads not pinned)" : "") << ": " << cfg.rounds
     << " rounds, each figure the median of the rounds. *mproc vs it*: how many times better "
        "mproc's reference row is (>1: mproc faster), the median of the per-round ratios "
        "(Python: ratio of the medians). *batched mproc vs it*: the same for mproc's batched row "
@@ -1176,8 +1150,8 @@ void write_markdown(const std::string& path, const Config& cfg, const MachineInf
     bool first = true;
     for (const Row& r : w.rows) {
       const std::string unit = w.info->unit == "us" ? "µs" : w.info->unit;
-      f << "| " << (first ? w.info->title : "") << " | "
-        << (r.mproc ? "**" + r.name + "**" : r.name) << " | ";
+      f << "| " << (first ? w.info->title : "") << " | " << (r.mproc ? "**" + r.name + "**" : r.name)
+        << " | ";
       if (!r.status.empty()) {
         f << "- | | - | - | - | - | " << r.status << " |\n";
       } else {
@@ -1192,8 +1166,7 @@ void write_markdown(const std::string& path, const Config& cfg, const MachineInf
   f << "\nTargets:\n\n";
   for (const std::string& l : target_lines(results)) f << "- " << l << "\n";
   const auto slower = slower_lines(results);
-  f << "\nWhere mproc is not the fastest in this run:" << (slower.empty() ? " nowhere." : "")
-    << "\n\n";
+  f << "\nWhere mproc is not the fastest in this run:" << (slower.empty() ? " nowhere." : "") << "\n\n";
   for (const std::string& l : slower) f << "- " << l << "\n";
   if (!f) fail("cannot write " + path);
 }
@@ -1225,32 +1198,32 @@ void write_csv(const std::string& path, const std::vector<WorkloadResult>& resul
         << (r.reference ? std::string("1")
             : has_ratio ? num(median(r.ratio))
                         : std::string())
-        << "," << (has_ratio ? num(*rlo) : "") << "," << (has_ratio ? num(*rhi) : "") << "," << r.n
-        << "," << r.value.values.size() << "," << num(r.extra.med()) << ","
+        << "," << (has_ratio ? num(*rlo) : "") << "," << (has_ratio ? num(*rhi) : "") << "," << r.n << ","
+        << r.value.values.size() << "," << num(r.extra.med()) << ","
         << (r.waits.values.empty() ? std::string() : num(r.waits.med())) << "," << q(r.note);
       // The batched row's columns, as the three above for the reference row.
       const bool has_batch_ratio = !r.batch_ratio.empty();
-      const auto [blo, bhi] =
-          has_batch_ratio ? std::minmax_element(r.batch_ratio.begin(), r.batch_ratio.end())
-                          : std::pair{r.batch_ratio.end(), r.batch_ratio.end()};
-      f << "," << (r.batch_reference   ? std::string("1")
-                   : has_batch_ratio ? num(median(r.batch_ratio))
-                                     : std::string())
-        << "," << (has_batch_ratio ? num(*blo) : "") << "," << (has_batch_ratio ? num(*bhi) : "")
-        << "\n";
+      const auto [blo, bhi] = has_batch_ratio
+                                  ? std::minmax_element(r.batch_ratio.begin(), r.batch_ratio.end())
+                                  : std::pair{r.batch_ratio.end(), r.batch_ratio.end()};
+      f << ","
+        << (r.batch_reference ? std::string("1")
+            : has_batch_ratio ? num(median(r.batch_ratio))
+                              : std::string())
+        << "," << (has_batch_ratio ? num(*blo) : "") << "," << (has_batch_ratio ? num(*bhi) : "") << "\n";
     }
   }
   if (!f) fail("cannot write " + path);
 }
 
-bool have_gnuplot() { return std::system("command -v gnuplot >/dev/null 2>&1") == 0; }
+bool have_gnuplot() {
+  return std::system("command -v gnuplot >/dev/null 2>&1") == 0;
+}
 
 /// Feeds `script` to gnuplot. Returns false (and says why) when it is missing or fails.
 bool run_gnuplot(const std::string& script, const std::string& png) {
   if (!have_gnuplot()) {
-    std::fprintf(
-        stderr,
-        "mproc_compare: no plot: gnuplot not found (Debian: apt-get install gnuplot-nox)\n");
+    std::fprintf(stderr, "mproc_compare: no plot: gnuplot not found (Debian: apt-get install gnuplot-nox)\n");
     return false;
   }
   std::fflush(nullptr);
@@ -1283,14 +1256,12 @@ std::string terminal_line(int width, int height) {
          size + " font ',10' } else { set terminal png noenhanced size " + size + " }\n";
 }
 
-void write_plot(const std::string& png, const MachineInfo& m,
-                const std::vector<WorkloadResult>& results) {
+void write_plot(const std::string& png, const MachineInfo& m, const std::vector<WorkloadResult>& results) {
   std::ostringstream gp;
   gp << terminal_line(1800, 1000) << "set output " << gp_quote(png) << "\n";
   gp << "set multiplot layout 2," << (results.size() + 1) / 2 << " title "
-     << gp_quote("mproc vs the alternatives, between processes: " + m.cpu + ", " +
-                 std::to_string(m.cpus) + " CPUs, " + m.date +
-                 " (log scale; blue: mproc, green: raw ceiling, orange: Python)")
+     << gp_quote("mproc vs the alternatives, between processes: " + m.cpu + ", " + std::to_string(m.cpus) +
+                 " CPUs, " + m.date + " (log scale; blue: mproc, green: raw ceiling, orange: Python)")
      << "\n";
   gp << "set style fill solid 0.85 border -1\nset boxwidth 0.7\nset logscale y\nunset key\n"
         "set grid ytics\nset xtics rotate by 35 right nomirror font ',9'\nset offsets "
@@ -1307,10 +1278,7 @@ void write_plot(const std::string& png, const MachineInfo& m,
       lo = std::min(lo, v);
       hi = std::max(hi, v);
       const bool ceiling = r.label.find("raw") != std::string::npos || r.label == "spinlock";
-      const char* color = r.mproc    ? "0x1f77b4"
-                          : r.python ? "0xff7f0e"
-                          : ceiling  ? "0x2ca02c"
-                                     : "0x8c8c8c";
+      const char* color = r.mproc ? "0x1f77b4" : r.python ? "0xff7f0e" : ceiling ? "0x2ca02c" : "0x8c8c8c";
       gp << gp_quote(r.label) << " " << v << " " << std::strtol(color, nullptr, 16) << "\n";
       ++points;
     }
@@ -1377,8 +1345,7 @@ int run_suite(const Config& cfg) {
     measure(cfg, results.back(), 1'000, 2'000, 500'000);
   }
   if (results.empty()) fail("--only matched no workload");
-  if (std::all_of(results.begin(), results.end(),
-                  [](const WorkloadResult& w) { return w.rows.empty(); })) {
+  if (std::all_of(results.begin(), results.end(), [](const WorkloadResult& w) { return w.rows.empty(); })) {
     fail("--contender " + cfg.contender + " matched no contender");
   }
 
@@ -1430,12 +1397,11 @@ int run_scale(const Config& cfg) {
   auto add = [&](std::string label, bool built, auto tag) {
     using Chan = typename decltype(tag)::type;
     const std::string run_name = "scale (" + label + ")";
-    lines.push_back({std::move(label),
-                     built,
-                     [&a, run_name](int k, std::int64_t n) {
-                       return stream<Chan, Msg64>(a, run_name, k, k, n, false);
-                     },
-                     {}});
+    lines.push_back(
+        {std::move(label),
+         built,
+         [&a, run_name](int k, std::int64_t n) { return stream<Chan, Msg64>(a, run_name, k, k, n, false); },
+         {}});
   };
   add("mproc::Queue", true, std::type_identity<MprocChannel<Msg64>>{});
   add("mproc::Queue x64", true, std::type_identity<BatchedMprocChannel<Msg64>>{});
@@ -1499,9 +1465,8 @@ int run_scale(const Config& cfg) {
       gp << "set datafile separator ','\nplot ";
       for (std::size_t i = 0; i < lines.size(); ++i) {
         if (!lines[i].built) continue;
-        gp << (i == 0 ? "" : ", ") << gp_quote(cfg.out + "/scale.csv")
-           << " skip 1 using 1:" << i + 2 << " with linespoints lw 2 title "
-           << gp_quote(lines[i].label);
+        gp << (i == 0 ? "" : ", ") << gp_quote(cfg.out + "/scale.csv") << " skip 1 using 1:" << i + 2
+           << " with linespoints lw 2 title " << gp_quote(lines[i].label);
       }
       gp << "\n";
       run_gnuplot(gp.str(), cfg.out + "/scale.png");

@@ -193,8 +193,7 @@ class SocketChannel {
 /// the kernel refuses.
 inline mqd_t mq_open_unlinked(long depth, std::size_t size) {
   static int serial = 0;
-  const std::string name =
-      "/mproc_compare." + std::to_string(::getpid()) + "." + std::to_string(++serial);
+  const std::string name = "/mproc_compare." + std::to_string(::getpid()) + "." + std::to_string(++serial);
   mq_attr attr{};
   attr.mq_maxmsg = depth;
   attr.mq_msgsize = static_cast<long>(size);
@@ -279,8 +278,7 @@ class BoostChannel {
     std::size_t got = 0;
     unsigned prio = 0;
     q_.receive(&m, sizeof m, got, prio);
-    if (got != sizeof m)
-      fail("boost message_queue: a message of " + std::to_string(got) + " bytes");
+    if (got != sizeof m) fail("boost message_queue: a message of " + std::to_string(got) + " bytes");
   }
 
  private:
@@ -336,9 +334,8 @@ class RawSpscRing {
   }
 
  private:
-  static constexpr std::size_t kSlots = std::bit_floor(kBufferBytes / sizeof(Msg)) < 2
-                                            ? 2
-                                            : std::bit_floor(kBufferBytes / sizeof(Msg));
+  static constexpr std::size_t kSlots =
+      std::bit_floor(kBufferBytes / sizeof(Msg)) < 2 ? 2 : std::bit_floor(kBufferBytes / sizeof(Msg));
   // Each side's index and its cached copy of the other's sit on their own cache line, so that
   // a poll of one index moves only that line between the cores.
   struct Control {

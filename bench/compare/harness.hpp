@@ -32,7 +32,9 @@ inline constexpr int kMaxProcs = 129;
 /// Producers a consumer keeps tallies for.
 inline constexpr int kMaxProducers = 64;
 
-[[noreturn]] inline void fail(const std::string& what) { throw std::runtime_error(what); }
+[[noreturn]] inline void fail(const std::string& what) {
+  throw std::runtime_error(what);
+}
 
 /// A latency histogram that fits in a few KiB, so that recording every one of a million round
 /// trips does not grow the recording process's RSS (which the table reports). Values below 64 ns
@@ -152,8 +154,7 @@ inline TeamResult run_team(Arena& a, const std::string& name, bool pin,
   std::vector<mproc::Process> procs;
   procs.reserve(bodies.size());
   for (int id = 0; id < n; ++id) {
-    const std::size_t cpu =
-        pin && !cpus.empty() ? cpus[static_cast<std::size_t>(id) % cpus.size()] : kNoCpu;
+    const std::size_t cpu = pin && !cpus.empty() ? cpus[static_cast<std::size_t>(id) % cpus.size()] : kNoCpu;
     procs.emplace_back(
         [&a, &bodies](int me, std::size_t on_cpu) {
           pin_to_cpu(on_cpu);
@@ -178,9 +179,8 @@ inline TeamResult run_team(Arena& a, const std::string& name, bool pin,
   spin_until(a.ready, n);
   const std::int64_t t0 = now_ns();
   a.go.store(1, std::memory_order_release);
-  const std::string failure = join_all(procs, name, run_timeout(), [&](std::size_t i) {
-    return std::string(a.slot[i].error);
-  });
+  const std::string failure =
+      join_all(procs, name, run_timeout(), [&](std::size_t i) { return std::string(a.slot[i].error); });
   if (!failure.empty()) fail(failure);
   TeamResult r;
   std::int64_t t1 = t0;

@@ -50,18 +50,21 @@ class Barrier {
   /// Named, for programs started separately (names as for SharedMemory). `parties` is used only
   /// when this call creates it; the action and default timeout are this process's own.
   static Barrier create(std::string_view name, std::uint32_t parties, std::function<void()> action = {},
-                        detail::Clock::duration timeout = detail::Clock::duration::zero(), NamedOptions options = {}) {
-    return Barrier(detail::NamedSpec{name, detail::OpenHow::create, options}, parties, std::move(action), timeout);
+                        detail::Clock::duration timeout = detail::Clock::duration::zero(),
+                        NamedOptions options = {}) {
+    return Barrier(detail::NamedSpec{name, detail::OpenHow::create, options}, parties, std::move(action),
+                   timeout);
   }
   static Barrier open(std::string_view name, std::function<void()> action = {},
                       detail::Clock::duration timeout = detail::Clock::duration::zero()) {
     return Barrier(detail::NamedSpec{name, detail::OpenHow::open, {}}, 1, std::move(action), timeout);
   }
-  static Barrier open_or_create(std::string_view name, std::uint32_t parties, std::function<void()> action = {},
+  static Barrier open_or_create(std::string_view name, std::uint32_t parties,
+                                std::function<void()> action = {},
                                 detail::Clock::duration timeout = detail::Clock::duration::zero(),
                                 NamedOptions options = {}) {
-    return Barrier(detail::NamedSpec{name, detail::OpenHow::open_or_create, options}, parties, std::move(action),
-                   timeout);
+    return Barrier(detail::NamedSpec{name, detail::OpenHow::open_or_create, options}, parties,
+                   std::move(action), timeout);
   }
   static void unlink(std::string_view name);
   Barrier(const Barrier&) = delete;

@@ -40,7 +40,8 @@ namespace mproc {
 /// The outcome of Condition::wait: true unless it timed out. Either way the lock is held again.
 class [[nodiscard]] Waited {
  public:
-  constexpr Waited(bool timed_out, bool owner_died) noexcept : timed_out_(timed_out), owner_died_(owner_died) {}
+  constexpr Waited(bool timed_out, bool owner_died) noexcept
+      : timed_out_(timed_out), owner_died_(owner_died) {}
   constexpr explicit operator bool() const noexcept { return !timed_out_; }
   constexpr bool timed_out() const noexcept { return timed_out_; }
   /// The lock was re-acquired from a dead owner (or is still inconsistent): see lock.hpp.

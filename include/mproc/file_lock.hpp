@@ -97,9 +97,7 @@ class FileLock : public detail::StdLockable<FileLock> {
 
   // std SharedLockable, so std::shared_lock works (owner_died -> mproc::OwnerDied as for lock()).
   void lock_shared() { (void)settle_shared(acquire_shared()); }
-  bool try_lock_shared() {
-    return settle_shared(acquire_shared_until(detail::Clock::time_point::min()));
-  }
+  bool try_lock_shared() { return settle_shared(acquire_shared_until(detail::Clock::time_point::min())); }
   template <class Rep, class Period>
   bool try_lock_shared_for(const std::chrono::duration<Rep, Period>& timeout) {
     return settle_shared(acquire_shared(timeout));

@@ -12,9 +12,9 @@ namespace mproc {
 
 /// One named object found in /dev/shm.
 struct NamedObjectInfo {
-  std::string name;      ///< without the "mproc." prefix
-  std::string kind;      ///< "Queue", "Lock", ...; "?" if its header cannot be read or is foreign
-  std::size_t bytes = 0; ///< size of its shared-memory file
+  std::string name;       ///< without the "mproc." prefix
+  std::string kind;       ///< "Queue", "Lock", ...; "?" if its header cannot be read or is foreign
+  std::size_t bytes = 0;  ///< size of its shared-memory file
   uid_t owner = 0;
   mode_t mode = 0;
   /// The process that created it, and whether that process is still running (pid and start
@@ -48,8 +48,8 @@ enum class DiscardUnread : bool { no, yes };
 /// One object removed by remove_stale_named_objects(prefix, discard).
 struct RemovedObject {
   std::string name;
-  std::string kind;              ///< "Queue", "Lock", ...
-  std::size_t unread_messages;   ///< messages a queue still held when it was removed (discarded)
+  std::string kind;             ///< "Queue", "Lock", ...
+  std::size_t unread_messages;  ///< messages a queue still held when it was removed (discarded)
 };
 /// As above, and says what each removed object was; with DiscardUnread::yes also removes stale
 /// queues that still hold messages, and says how many each held (`mproc rm --stale --discard`).

@@ -41,8 +41,9 @@ struct NamedOptions {
   Lifetime lifetime = Lifetime::tracked;
 
   NamedOptions() = default;
-  NamedOptions(mode_t m, Lifetime l = Lifetime::tracked) noexcept : mode(m), lifetime(l) {}  // NOLINT: implicit
-  NamedOptions(Lifetime l) noexcept : lifetime(l) {}                                       // NOLINT: implicit
+  NamedOptions(mode_t m, Lifetime l = Lifetime::tracked) noexcept
+      : mode(m), lifetime(l) {}                       // NOLINT: implicit
+  NamedOptions(Lifetime l) noexcept : lifetime(l) {}  // NOLINT: implicit
 };
 
 }  // namespace mproc

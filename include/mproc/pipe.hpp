@@ -121,17 +121,16 @@ class Connection {
   void check_usable(bool receiving) const;
 
   std::shared_ptr<detail::Mapping> mapping_;  // both ends' rings; shared by the pair in this process
-  detail::RingView in_;   // the direction this end receives
-  detail::RingView out_;  // the direction this end sends
-  int in_fd_ = -1;        // socket of the incoming direction: wake-ups and the peer's liveness
-  int out_fd_ = -1;       // socket of the outgoing direction
+  detail::RingView in_;                       // the direction this end receives
+  detail::RingView out_;                      // the direction this end sends
+  int in_fd_ = -1;   // socket of the incoming direction: wake-ups and the peer's liveness
+  int out_fd_ = -1;  // socket of the outgoing direction
 };
 
 /// Waits until at least one of `connections` is ready to recv (a message or end of stream), or
 /// `timeout` passes; returns the ready ones (empty on timeout). Like
 /// multiprocessing.connection.wait.
-std::vector<Connection*> wait(std::span<Connection* const> connections,
-                              detail::Clock::time_point deadline);
+std::vector<Connection*> wait(std::span<Connection* const> connections, detail::Clock::time_point deadline);
 template <class Rep, class Period>
 std::vector<Connection*> wait(std::span<Connection* const> connections,
                               const std::chrono::duration<Rep, Period>& timeout) {

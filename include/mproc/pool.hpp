@@ -100,9 +100,9 @@ class PoolTerminated : public std::runtime_error {
 
 /// The constructor throws mproc::UsageError for a value outside the ranges below.
 struct PoolOptions {
-  int processes = 0;                   ///< workers, at least 1; 0: cpu_count()
-  void (*initializer)() = nullptr;     ///< run once in each worker when it starts
-  int maxtasksperchild = 0;            ///< chunks a worker runs before it is replaced; 0: no limit
+  int processes = 0;                ///< workers, at least 1; 0: cpu_count()
+  void (*initializer)() = nullptr;  ///< run once in each worker when it starts
+  int maxtasksperchild = 0;         ///< chunks a worker runs before it is replaced; 0: no limit
   /// Each worker's task queue, 1 byte to 16 GiB (rounded up as Queue's capacity is: a power of
   /// two, at least 4 KiB); it bounds a chunk's encoded arguments. The results queue, shared by
   /// the workers, is this size or 1 MiB, whichever is larger; it bounds a chunk's encoded
@@ -157,9 +157,9 @@ template <class A, class B>
 struct all_messages<std::pair<A, B>> : std::bool_constant<Message<A> && Message<B>> {};
 
 template <class F>
-inline constexpr bool is_sendable_callable_v =
-    std::is_pointer_v<F> ? std::is_function_v<std::remove_pointer_t<F>>
-                         : (std::is_trivially_copyable_v<F> && std::is_class_v<F>);
+inline constexpr bool is_sendable_callable_v = std::is_pointer_v<F>
+                                                   ? std::is_function_v<std::remove_pointer_t<F>>
+                                                   : (std::is_trivially_copyable_v<F>&& std::is_class_v<F>);
 
 template <class F>
 F load_callable(const std::byte* bytes) {
@@ -173,7 +173,7 @@ struct ChunkOutcome {
   bool ok = true;
   std::uint32_t failed = 0;  // position in the chunk of the failing item
   std::string type, message;
-  std::string results;       // the encoded results of the chunk's items, in order
+  std::string results;  // the encoded results of the chunk's items, in order
   /// Set by the worker before the run: the most bytes of results its reply can carry.
   std::size_t results_limit = SIZE_MAX;
   /// When the results went past results_limit at item `failed` (ok is then false and type
@@ -187,10 +187,8 @@ struct ChunkOutcome {
 using ChunkRunner = void (*)(const std::byte* callable, const RecordView& args, std::uint32_t count,
                              ChunkOutcome& out);
 
-
 template <class F, class Tuple>
-void run_chunk(const std::byte* callable, const RecordView& args, std::uint32_t count,
-               ChunkOutcome& out) {
+void run_chunk(const std::byte* callable, const RecordView& args, std::uint32_t count, ChunkOutcome& out) {
   F f = load_callable<F>(callable);
   RecordInputArchive iar(args);
   GrowBuf out_buf;
@@ -265,8 +263,8 @@ class Job final : public JobBase {
   void deliver(std::size_t first, std::uint32_t count, const std::string& results) override {
     std::vector<Stored> decoded(count);
     if constexpr (!std::is_void_v<R>) {
-      const RecordView view{reinterpret_cast<const std::byte*>(results.data()), results.size(),
-                            nullptr, 0, 0};
+      const RecordView view{reinterpret_cast<const std::byte*>(results.data()), results.size(), nullptr, 0,
+                            0};
       RecordInputArchive ar(view);
       for (auto& d : decoded) load_value(ar, d);
     }

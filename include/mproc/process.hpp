@@ -94,7 +94,7 @@ class Process {
   /// Prepares (does not start) a child that will call `target(args...)`. The name defaults to
   /// "Process-N" (N counts the Process objects this process created, from 1).
   template <class F, class... Args>
-    requires std::invocable<std::decay_t<F>, std::decay_t<Args>...>
+  requires std::invocable<std::decay_t<F>, std::decay_t<Args>...>
   explicit Process(F&& target, Args&&... args)
       : Process(std::make_unique<detail::BoundTarget<std::decay_t<F>, std::decay_t<Args>...>>(
             std::forward<F>(target), std::forward<Args>(args)...)) {}

@@ -96,8 +96,8 @@ class QueueCore {
   QueueCore(std::uint32_t kind, std::size_t capacity_bytes, std::size_t max_messages,
             std::uint64_t type_hash);
   /// Named: created with the given sizes, or opened (sizes then come from the segment).
-  QueueCore(const NamedSpec& spec, std::uint32_t kind, std::size_t capacity_bytes,
-            std::size_t max_messages, std::uint64_t type_hash, std::string_view type_name = {});
+  QueueCore(const NamedSpec& spec, std::uint32_t kind, std::size_t capacity_bytes, std::size_t max_messages,
+            std::uint64_t type_hash, std::string_view type_name = {});
   static void unlink(std::string_view name, std::uint32_t kind);
   QueueCore(QueueCore&& other) noexcept;
   QueueCore& operator=(QueueCore&& other) noexcept;
@@ -155,9 +155,7 @@ class Queue {
   bool try_put(const T& value) { return put_until(value, detail::Clock::time_point::min()); }
 
   /// Queue<Bytes> only: puts a span of bytes, copied once, straight into shared memory.
-  void put(std::span<const std::byte> bytes)
-    requires std::is_same_v<T, Bytes>
-  {
+  void put(std::span<const std::byte> bytes) requires std::is_same_v<T, Bytes> {
     (void)put_raw(bytes.data(), bytes.size(), detail::Clock::time_point::max());
   }
 
@@ -195,9 +193,7 @@ class Queue {
   /// larger than the queue streams through it. Throws as put() — mproc::Closed, mproc::Error
   /// (EMSGSIZE) for a value that can never fit — after putting the values before the failing
   /// one; the message says how many that was.
-  void put_many(std::span<const T> values) {
-    (void)put_many_until(values, detail::Clock::time_point::max());
-  }
+  void put_many(std::span<const T> values) { (void)put_many_until(values, detail::Clock::time_point::max()); }
   /// Waits at most `timeout` in all; returns how many values were put (the first ones).
   template <class Rep, class Period>
   std::size_t put_many_for(std::span<const T> values, const std::chrono::duration<Rep, Period>& timeout) {
@@ -229,9 +225,7 @@ class Queue {
   /// and drained. Never waits for a batch to fill. If this process dies after taking them and
   /// before get_many returns, the batch is lost with it (get(): at most one message).
   /// mproc::UsageError for an empty `out`.
-  std::size_t get_many(std::span<T> out) {
-    return get_many_until(out, detail::Clock::time_point::max());
-  }
+  std::size_t get_many(std::span<T> out) { return get_many_until(out, detail::Clock::time_point::max()); }
   /// Waits at most `timeout` for the first message. 0: timed out, or closed and drained.
   template <class Rep, class Period>
   std::size_t get_many_for(std::span<T> out, const std::chrono::duration<Rep, Period>& timeout) {
@@ -245,7 +239,8 @@ class Queue {
     if (out.empty()) throw UsageError("get_many() needs room for at least one message (out is empty)");
     std::size_t taken = 0;
     if constexpr (detail::is_raw_v<T>) {
-      settle(ring().get_many_fixed(out.data(), sizeof(T), out.size(), detail::type_tag<T>(), deadline, taken));
+      settle(
+          ring().get_many_fixed(out.data(), sizeof(T), out.size(), detail::type_tag<T>(), deadline, taken));
     } else {
       auto take = [](void* ctx, std::size_t i, const detail::RecordView& r) {
         return detail::decode(r, (*static_cast<std::span<T>*>(ctx))[i]);
@@ -255,9 +250,7 @@ class Queue {
     return taken;
   }
   /// No waiting.
-  std::size_t try_get_many(std::span<T> out) {
-    return get_many_until(out, detail::Clock::time_point::min());
-  }
+  std::size_t try_get_many(std::span<T> out) { return get_many_until(out, detail::Clock::time_point::min()); }
 
   // ---- state ---------------------------------------------------------------------------------
   std::size_t qsize() const noexcept { return ring().size(); }
@@ -285,7 +278,8 @@ class Queue {
   /// <mproc/shared_memory.hpp>). open() also checks that the queue carries this T.
   static Queue create(std::string_view name, std::size_t capacity_bytes = kDefaultCapacity,
                       std::size_t max_messages = 0, NamedOptions options = {}) {
-    return Queue(detail::NamedSpec{name, detail::OpenHow::create, options}, detail::kQueueKind, capacity_bytes, max_messages);
+    return Queue(detail::NamedSpec{name, detail::OpenHow::create, options}, detail::kQueueKind,
+                 capacity_bytes, max_messages);
   }
   static Queue open(std::string_view name) {
     return Queue(detail::NamedSpec{name, detail::OpenHow::open, {}}, detail::kQueueKind, 0, 0);
@@ -300,7 +294,8 @@ class Queue {
  protected:
   Queue(std::uint32_t kind, std::size_t capacity_bytes, std::size_t max_messages)
       : core_(kind, capacity_bytes, max_messages, detail::type_tag<T>()) {}
-  Queue(const detail::NamedSpec& spec, std::uint32_t kind, std::size_t capacity_bytes, std::size_t max_messages)
+  Queue(const detail::NamedSpec& spec, std::uint32_t kind, std::size_t capacity_bytes,
+        std::size_t max_messages)
       : core_(spec, kind, capacity_bytes, max_messages, detail::type_tag<T>(), detail::type_name<T>()) {}
 
   bool put_raw(const void* data, std::size_t size, detail::Clock::time_point deadline) {
@@ -332,7 +327,8 @@ class JoinableQueue : public Queue<T> {
 
   static JoinableQueue create(std::string_view name, std::size_t capacity_bytes = Queue<T>::kDefaultCapacity,
                               std::size_t max_messages = 0, NamedOptions options = {}) {
-    return JoinableQueue(detail::NamedSpec{name, detail::OpenHow::create, options}, capacity_bytes, max_messages);
+    return JoinableQueue(detail::NamedSpec{name, detail::OpenHow::create, options}, capacity_bytes,
+                         max_messages);
   }
   static JoinableQueue open(std::string_view name) {
     return JoinableQueue(detail::NamedSpec{name, detail::OpenHow::open, {}}, 0, 0);

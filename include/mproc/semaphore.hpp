@@ -108,12 +108,14 @@ class BoundedSemaphore : public Semaphore {
   static BoundedSemaphore open(std::string_view name) {
     return BoundedSemaphore(detail::NamedSpec{name, detail::OpenHow::open, {}}, 0);
   }
-  static BoundedSemaphore open_or_create(std::string_view name, std::uint32_t value, NamedOptions options = {}) {
+  static BoundedSemaphore open_or_create(std::string_view name, std::uint32_t value,
+                                         NamedOptions options = {}) {
     return BoundedSemaphore(detail::NamedSpec{name, detail::OpenHow::open_or_create, options}, value);
   }
 
  private:
-  BoundedSemaphore(const detail::NamedSpec& spec, std::uint32_t value) : Semaphore(spec, value, value, true) {}
+  BoundedSemaphore(const detail::NamedSpec& spec, std::uint32_t value)
+      : Semaphore(spec, value, value, true) {}
 };
 
 }  // namespace mproc

@@ -95,8 +95,8 @@ T* attach_objects(const NamedSpec& spec, bool array, std::size_t& count, const T
   static_assert(alignof(T) <= 64, "mproc: named data is 64-byte aligned");
   const Fill<T> f{count, &fill};
   std::size_t payload = 0;
-  std::byte* p = attach_typed(spec, array, bytes_for<T>(count, array ? "Array" : "Value"), type_tag<T>(), &Fill<T>::init, &f, mapping, payload,
-                              created, type_name<T>());
+  std::byte* p = attach_typed(spec, array, bytes_for<T>(count, array ? "Array" : "Value"), type_tag<T>(),
+                              &Fill<T>::init, &f, mapping, payload, created, type_name<T>());
   count = payload / sizeof(T);
   return reinterpret_cast<T*>(p);
 }
@@ -154,7 +154,8 @@ class RawValue {
     detail::check_shareable<T>();
     std::size_t count = 1;
     ptr_ = detail::attach_objects(spec, false, count, initial, mapping_, &created_);
-    if (count != 1) throw Error(EINVAL, "cannot open Value \"" + std::string(spec.name) + "\"", "(wrong size)");
+    if (count != 1)
+      throw Error(EINVAL, "cannot open Value \"" + std::string(spec.name) + "\"", "(wrong size)");
   }
 
   detail::Mapping mapping_;
@@ -191,7 +192,9 @@ class Value {
   static Value create(std::string_view name, const T& initial = T{}, NamedOptions options = {}) {
     return Value(detail::NamedSpec{name, detail::OpenHow::create, options}, initial);
   }
-  static Value open(std::string_view name) { return Value(detail::NamedSpec{name, detail::OpenHow::open, {}}, T{}); }
+  static Value open(std::string_view name) {
+    return Value(detail::NamedSpec{name, detail::OpenHow::open, {}}, T{});
+  }
   static Value open_or_create(std::string_view name, const T& initial = T{}, NamedOptions options = {}) {
     return Value(detail::NamedSpec{name, detail::OpenHow::open_or_create, options}, initial);
   }
@@ -227,7 +230,8 @@ class RawArray {
   T* begin() noexcept { return data_; }
   T* end() noexcept { return data_ + size_; }
 
-  static RawArray create(std::string_view name, std::size_t size, const T& fill = T{}, NamedOptions options = {}) {
+  static RawArray create(std::string_view name, std::size_t size, const T& fill = T{},
+                         NamedOptions options = {}) {
     return RawArray(detail::NamedSpec{name, detail::OpenHow::create, options}, size, fill);
   }
   static RawArray open(std::string_view name) {
@@ -292,11 +296,15 @@ class Array {
   T& operator[](std::size_t i) noexcept { return raw_[i]; }
   std::span<T> span() noexcept { return raw_.span(); }
 
-  static Array create(std::string_view name, std::size_t size, const T& fill = T{}, NamedOptions options = {}) {
+  static Array create(std::string_view name, std::size_t size, const T& fill = T{},
+                      NamedOptions options = {}) {
     return Array(detail::NamedSpec{name, detail::OpenHow::create, options}, size, fill);
   }
-  static Array open(std::string_view name) { return Array(detail::NamedSpec{name, detail::OpenHow::open, {}}, 0, T{}); }
-  static Array open_or_create(std::string_view name, std::size_t size, const T& fill = T{}, NamedOptions options = {}) {
+  static Array open(std::string_view name) {
+    return Array(detail::NamedSpec{name, detail::OpenHow::open, {}}, 0, T{});
+  }
+  static Array open_or_create(std::string_view name, std::size_t size, const T& fill = T{},
+                              NamedOptions options = {}) {
     return Array(detail::NamedSpec{name, detail::OpenHow::open_or_create, options}, size, fill);
   }
   /// Removes the array and its lock.

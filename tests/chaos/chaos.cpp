@@ -76,13 +76,13 @@ namespace {
 
 constexpr std::uint32_t kMaxPerRole = 8;
 constexpr std::size_t kMaxWorkers = 6 * (kMaxPerRole + 1);  // lockers and semaphore users: one more
-constexpr std::size_t kQueueCapacity = 64 * 1024;  // small: the ring wraps and producers block
-constexpr std::size_t kPipeCapacity = 16 * 1024;   // small: senders block, so kills land there
+constexpr std::size_t kQueueCapacity = 64 * 1024;           // small: the ring wraps and producers block
+constexpr std::size_t kPipeCapacity = 16 * 1024;            // small: senders block, so kills land there
 constexpr std::size_t kMaxPayload = 3000;
-constexpr std::uint32_t kMaxBatch = 32;            // put_many and get_many: 2 to 32 messages
-constexpr std::size_t kGuardedWords = 256;         // a lock holder's update takes a while
+constexpr std::uint32_t kMaxBatch = 32;     // put_many and get_many: 2 to 32 messages
+constexpr std::size_t kGuardedWords = 256;  // a lock holder's update takes a while
 constexpr std::uint32_t kSemaphoreCount = 2;
-constexpr int kWorkerFailed = 3;                   // a worker's exit code for a broken contract
+constexpr int kWorkerFailed = 3;  // a worker's exit code for a broken contract
 // The least a run does, however slow the machine: past --duration it goes on until it has (see
 // Supervisor::work_done()). Time never decides a verdict; only a hang is judged by the clock.
 constexpr std::uint64_t kMinKills = 20;
@@ -127,9 +127,9 @@ enum Phase : std::uint32_t {
 };
 
 const char* phase_name(std::uint32_t p) {
-  static constexpr std::array<const char*, kPhases> names = {
-      "starting", "idle", "put", "get", "processing", "send",
-      "recv", "acquire", "holding", "release", "done"};
+  static constexpr std::array<const char*, kPhases> names = {"starting",   "idle",    "put",  "get",
+                                                             "processing", "send",    "recv", "acquire",
+                                                             "holding",    "release", "done"};
   return p < kPhases ? names[p] : "?";
 }
 
@@ -137,8 +137,7 @@ const char* phase_name(std::uint32_t p) {
 
 void* map_shared(std::size_t bytes) {
   // NORESERVE: the id table is sized for the longest run and touched only as ids are used.
-  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap");
   return p;
 }
@@ -184,7 +183,7 @@ struct WorkerBeat {
   // A producer: the ids of its put (1) or put_many (the batch). A consumer: 1 for get_into, the
   // out size for get_many, lowered to the n it returned once it returned. Read after reaping.
   std::atomic<std::uint32_t> covers;
-  std::atomic<std::uint32_t> many;   // 1: the current operation is put_many or get_many
+  std::atomic<std::uint32_t> many;  // 1: the current operation is put_many or get_many
 };
 
 // How a pipe's end finished, as told by its worker before it returned.
@@ -204,8 +203,8 @@ struct PipeSlot {
 /// the update reaches memory in program order, where a kill can interrupt it at any point.
 struct Guarded {
   volatile std::uint64_t count;
-  volatile std::uint64_t in_progress;  // 1 while an update is under way
-  volatile pid_t holder;               // the holder's pid, 0 when released
+  volatile std::uint64_t in_progress;           // 1 while an update is under way
+  volatile pid_t holder;                        // the holder's pid, 0 when released
   volatile std::uint64_t words[kGuardedWords];  // each a function of count: the checksum
   volatile std::uint64_t acquires;
   volatile std::uint64_t owner_died;     // acquires that reported owner_died
@@ -231,7 +230,7 @@ struct Control {
   WorkerBeat workers[kMaxWorkers];
 
   // Queue.
-  std::atomic<std::uint64_t> next_seq[kMaxPerRole];  // per producer slot: first seq not attempted
+  std::atomic<std::uint64_t> next_seq[kMaxPerRole];              // per producer slot: first seq not attempted
   std::atomic<std::uint64_t> put_many_calls, put_many_messages;  // batches that returned
   std::atomic<std::uint64_t> get_many_calls, get_many_messages;  // ... and what they carried
 
@@ -239,15 +238,15 @@ struct Control {
   PipeSlot pipes[kMaxPerRole];
 
   // Violations seen by workers (each is also printed, with details, on stderr).
-  std::atomic<std::uint64_t> torn;        // a message whose bytes are not what was sent
-  std::atomic<std::uint64_t> duplicated;  // a queue message delivered a second time
-  std::atomic<std::uint64_t> pipe_duplicated;  // ... a pipe message
-  std::atomic<std::uint64_t> misordered;  // one sender's messages out of order, or a gap
-  std::atomic<std::uint64_t> lock_torn;   // an ok acquire found the guarded state torn
+  std::atomic<std::uint64_t> torn;               // a message whose bytes are not what was sent
+  std::atomic<std::uint64_t> duplicated;         // a queue message delivered a second time
+  std::atomic<std::uint64_t> pipe_duplicated;    // ... a pipe message
+  std::atomic<std::uint64_t> misordered;         // one sender's messages out of order, or a gap
+  std::atomic<std::uint64_t> lock_torn;          // an ok acquire found the guarded state torn
   std::atomic<std::uint64_t> lock_missed_death;  // an ok acquire found a dead holder's pid
-  std::atomic<std::uint64_t> lock_shared;  // two holders at once
+  std::atomic<std::uint64_t> lock_shared;        // two holders at once
   std::atomic<std::uint64_t> sem_overadmitted;
-  std::atomic<std::uint64_t> reports;      // how many details were printed (to bound them)
+  std::atomic<std::uint64_t> reports;  // how many details were printed (to bound them)
 
   // Locks: [0] guarded by the Lock, [1] by the RLock.
   Guarded guarded[2];
@@ -260,7 +259,7 @@ struct Control {
   // The work done so far, which the supervisor waits for past --duration (see work_done()).
   std::atomic<std::uint64_t> queue_received;  // messages consumers took and recorded
   std::atomic<std::uint64_t> pipe_received;   // messages receivers took in order
-  std::atomic<std::uint64_t> planted;  // --sabotage: times the fault was planted (not kill-made)
+  std::atomic<std::uint64_t> planted;         // --sabotage: times the fault was planted (not kill-made)
 };
 
 // Prints a violation's details on stderr, at most a screenful per run.
@@ -279,17 +278,18 @@ struct Header {
   std::uint32_t stream;      // queue: the producer slot; pipe: the pair
   std::uint32_t generation;  // pipe: the pair's generation; queue: 0
   std::uint64_t seq;
-  std::uint32_t size;        // payload bytes
-  std::uint32_t checksum;    // over the fields above and the payload
+  std::uint32_t size;      // payload bytes
+  std::uint32_t checksum;  // over the fields above and the payload
 };
 static_assert(sizeof(Header) == 24);
 
 // Mostly small messages (many of them), one in four up to kMaxPayload (wraps, blocking).
 void make_payload(const Header& h, Bytes& out) {
-  std::uint64_t state = (h.seq * 0x2545f4914f6cdd1dULL) ^ (std::uint64_t{h.stream} << 48) ^
-                        (std::uint64_t{h.generation} << 32);
+  std::uint64_t state =
+      (h.seq * 0x2545f4914f6cdd1dULL) ^ (std::uint64_t{h.stream} << 48) ^ (std::uint64_t{h.generation} << 32);
   const std::uint64_t r = splitmix(state);
-  const std::size_t size = static_cast<std::size_t>(r % 4 == 0 ? (r >> 8) % (kMaxPayload + 1) : (r >> 8) % 64);
+  const std::size_t size =
+      static_cast<std::size_t>(r % 4 == 0 ? (r >> 8) % (kMaxPayload + 1) : (r >> 8) % 64);
   fill_payload(state, size, out);
 }
 
@@ -302,8 +302,7 @@ std::uint32_t checksum_of(const Header& h, std::span<const std::byte> payload) {
   return fnv1a(c, payload.data(), payload.size());
 }
 
-void encode(std::uint32_t stream, std::uint32_t generation, std::uint64_t seq, Bytes& payload,
-            Bytes& out) {
+void encode(std::uint32_t stream, std::uint32_t generation, std::uint64_t seq, Bytes& payload, Bytes& out) {
   Header h{stream, generation, seq, 0, 0};
   make_payload(h, payload);
   h.size = static_cast<std::uint32_t>(payload.size());
@@ -337,11 +336,11 @@ bool intact(const Header& h, const Bytes& m, Bytes& expected) {
 // it claims to see (the CTest tests chaos.detects.*). Never set in a real run.
 enum class Sabotage : std::uint8_t { none, lose, duplicate, tear, hide_owner_death, hang, pipe_gap };
 constexpr std::array<std::pair<Sabotage, std::string_view>, 6> kSabotages = {{
-    {Sabotage::lose, "lose"},  // a consumer drops every 10th message unrecorded
-    {Sabotage::duplicate, "duplicate"},  // ... or records it twice
-    {Sabotage::tear, "tear"},  // ... or flips one of its bytes
+    {Sabotage::lose, "lose"},                          // a consumer drops every 10th message unrecorded
+    {Sabotage::duplicate, "duplicate"},                // ... or records it twice
+    {Sabotage::tear, "tear"},                          // ... or flips one of its bytes
     {Sabotage::hide_owner_death, "hide-owner-death"},  // lock holders ignore owner_died
-    {Sabotage::hang, "hang"},  // a lock holder stops forever while holding, once in a while
+    {Sabotage::hang, "hang"},          // a lock holder stops forever while holding, once in a while
     {Sabotage::pipe_gap, "pipe-gap"},  // a sender counts every 100th message as sent, unsent
 }};
 
@@ -357,8 +356,7 @@ struct Config {
 
 /// Created by the supervisor before it forks anyone, so every worker shares the same objects.
 struct World {
-  explicit World(const Config& cfg)
-      : config(cfg), ids(std::size_t{cfg.per_role} * cfg.ids_per_producer) {}
+  explicit World(const Config& cfg) : config(cfg), ids(std::size_t{cfg.per_role} * cfg.ids_per_producer) {}
   std::size_t id(std::uint32_t slot, std::uint64_t seq) const {
     return std::size_t{slot} * config.ids_per_producer + seq;
   }
@@ -468,8 +466,7 @@ void consumer(World& w, std::uint64_t seed, WorkerBeat& me) {
       if (sabotaged && w.config.sabotage == Sabotage::duplicate) {
         w.ids[w.id(h->stream, h->seq)].fetch_add(IdTable::kOneDelivery);
       }
-      known[i] = h && h->stream < producers && h->generation == 0 &&
-                 h->seq < c.next_seq[h->stream].load();
+      known[i] = h && h->stream < producers && h->generation == 0 && h->seq < c.next_seq[h->stream].load();
       before[i] = known[i] ? w.ids[w.id(h->stream, h->seq)].fetch_add(IdTable::kOneDelivery) : 0;
       if (known[i]) c.queue_received.fetch_add(1, std::memory_order_relaxed);
     }
@@ -484,8 +481,8 @@ void consumer(World& w, std::uint64_t seed, WorkerBeat& me) {
       const std::optional<Header>& h = headers[i];
       if (!known[i]) {
         c.torn.fetch_add(1);
-        report(c, "queue: a message of %zu bytes that no producer attempted (stream %u, seq %llu)",
-               m.size(), h ? h->stream : 0u, h ? static_cast<unsigned long long>(h->seq) : 0ULL);
+        report(c, "queue: a message of %zu bytes that no producer attempted (stream %u, seq %llu)", m.size(),
+               h ? h->stream : 0u, h ? static_cast<unsigned long long>(h->seq) : 0ULL);
         continue;
       }
       if ((before[i] >> 2) != 0) {
@@ -516,8 +513,7 @@ void consumer(World& w, std::uint64_t seed, WorkerBeat& me) {
 
 // Sends seq 0, 1, 2, ... on this generation's pipe until told to stop, or until the receiver is
 // gone (EPIPE), which is how the survivor of a killed receiver ends.
-void sender(World& w, std::uint32_t pair, std::uint32_t generation, mproc::Connection& out,
-            WorkerBeat& me) {
+void sender(World& w, std::uint32_t pair, std::uint32_t generation, mproc::Connection& out, WorkerBeat& me) {
   Control& c = *w.control;
   PipeSlot& s = c.pipes[pair];
   Bytes payload, message;
@@ -554,8 +550,7 @@ void sender(World& w, std::uint32_t pair, std::uint32_t generation, mproc::Conne
 // Receives until end of stream, which comes when the sender stopped or was killed. A
 // point-to-point pipe is FIFO, so every message must be exactly the next seq: anything else is a
 // duplicate or a gap.
-void receiver(World& w, std::uint32_t pair, std::uint32_t generation, mproc::Connection& in,
-              WorkerBeat& me) {
+void receiver(World& w, std::uint32_t pair, std::uint32_t generation, mproc::Connection& in, WorkerBeat& me) {
   Control& c = *w.control;
   PipeSlot& s = c.pipes[pair];
   Bytes m, expected;
@@ -578,13 +573,13 @@ void receiver(World& w, std::uint32_t pair, std::uint32_t generation, mproc::Con
     me.phase.store(kProcessing);
     if (!ours) {
       c.torn.fetch_add(1);
-      report(c, "pipe %u generation %u: a message of %zu bytes that its sender never sent", pair,
-             generation, m.size());
+      report(c, "pipe %u generation %u: a message of %zu bytes that its sender never sent", pair, generation,
+             m.size());
     } else {
       if (!intact(*h, m, expected)) {
         c.torn.fetch_add(1);
-        report(c, "pipe %u: message %llu is torn (%zu bytes)", pair,
-               static_cast<unsigned long long>(h->seq), m.size());
+        report(c, "pipe %u: message %llu is torn (%zu bytes)", pair, static_cast<unsigned long long>(h->seq),
+               m.size());
       }
       if (h->seq < want) {
         c.pipe_duplicated.fetch_add(1);
@@ -592,8 +587,8 @@ void receiver(World& w, std::uint32_t pair, std::uint32_t generation, mproc::Con
                static_cast<unsigned long long>(h->seq), static_cast<unsigned long long>(want));
       } else if (h->seq > want) {
         c.misordered.fetch_add(1);
-        report(c, "pipe %u: messages %llu to %llu skipped", pair,
-               static_cast<unsigned long long>(want), static_cast<unsigned long long>(h->seq - 1));
+        report(c, "pipe %u: messages %llu to %llu skipped", pair, static_cast<unsigned long long>(want),
+               static_cast<unsigned long long>(h->seq - 1));
       }
     }
     me.phase.store(kIdle);
@@ -609,8 +604,10 @@ void check_and_repair(Control& c, Guarded& g, mproc::detail::RobustLock& lock, b
   if (!owner_died) {
     if (g.holder != 0) {
       c.lock_missed_death.fetch_add(1);
-      report(c, "%s: acquire() said ok, but holder %d never released it (died unreported, or "
-                "holds it still)", what, static_cast<int>(g.holder));
+      report(c,
+             "%s: acquire() said ok, but holder %d never released it (died unreported, or "
+             "holds it still)",
+             what, static_cast<int>(g.holder));
     }
     if (!consistent) {
       c.lock_torn.fetch_add(1);
@@ -655,8 +652,7 @@ void locker(World& w, std::uint64_t seed, WorkerBeat& me) {
     me.phase.store(kInAcquire);
     const bool timed = rng() % 4 == 0;
     const mproc::Acquired got =
-        timed ? lock.acquire(std::chrono::microseconds(static_cast<long>(rng() % 20000)))
-              : lock.acquire();
+        timed ? lock.acquire(std::chrono::microseconds(static_cast<long>(rng() % 20000))) : lock.acquire();
     if (!got) {  // a timed attempt that timed out: fine, try again
       me.phase.store(kIdle);
       me.beats.fetch_add(1, std::memory_order_relaxed);
@@ -667,8 +663,7 @@ void locker(World& w, std::uint64_t seed, WorkerBeat& me) {
       c.planted.fetch_add(1, std::memory_order_relaxed);
       for (;;) ::pause();  // stuck while holding: everyone else waits on it
     }
-    check_and_repair(c, g, lock, got.owner_died() && w.config.sabotage != Sabotage::hide_owner_death,
-                     what);
+    check_and_repair(c, g, lock, got.owner_died() && w.config.sabotage != Sabotage::hide_owner_death, what);
     update(g);
     if (recursive) {
       const mproc::Acquired again = lock.acquire();
@@ -681,8 +676,7 @@ void locker(World& w, std::uint64_t seed, WorkerBeat& me) {
     }
     if (g.holder != self) {
       c.lock_shared.fetch_add(1);
-      report(c, "%s: held by %d and %d at once", what, static_cast<int>(self),
-             static_cast<int>(g.holder));
+      report(c, "%s: held by %d and %d at once", what, static_cast<int>(self), static_cast<int>(g.holder));
     }
     g.holder = 0;
     me.phase.store(kInRelease);
@@ -741,9 +735,9 @@ struct Worker {
   std::uint32_t slot;
   std::size_t beat;  // index into Control::workers
   std::optional<mproc::Process> process;
-  bool running = false;      // started, and not yet seen to end
-  bool killed = false;       // ended by our SIGKILL (for pairs: in this generation)
-  bool finished = false;     // a producer whose slot ran out of ids
+  bool running = false;   // started, and not yet seen to end
+  bool killed = false;    // ended by our SIGKILL (for pairs: in this generation)
+  bool finished = false;  // a producer whose slot ran out of ids
   std::uint32_t death_phase = kStarting;
   std::uint64_t seen_beats = 0;
   Clock::time_point beat_at;
@@ -755,7 +749,7 @@ struct Pair {
   Worker* sender = nullptr;
   Worker* receiver = nullptr;
   std::optional<Clock::time_point> peer_died_at;  // the first side was killed (or hung)
-  mproc::Connection reader, writer;  // the supervisor's copies, closed once both sides started
+  mproc::Connection reader, writer;               // the supervisor's copies, closed once both sides started
 };
 
 struct Totals {
@@ -768,13 +762,13 @@ struct Totals {
   std::uint64_t taking_allowance = 0;  // ... in get or processing: tasks they may leave undone
   std::uint64_t put_allowance = 0;     // producers killed in put: ids they may have cut short
   std::uint64_t kills_in_put_many = 0, kills_in_get_many = 0;
-  std::uint64_t locker_kills_holding = 0, locker_kills_in_lock = 0;   // owner_died bounds
-  std::uint64_t sem_ambiguous_kills = 0;  // since the last audit
+  std::uint64_t locker_kills_holding = 0, locker_kills_in_lock = 0;  // owner_died bounds
+  std::uint64_t sem_ambiguous_kills = 0;                             // since the last audit
   std::uint64_t sem_returned = 0, sem_lost = 0, sem_audits = 0, sem_overlost = 0;
   std::uint64_t hangs = 0, crashes = 0, spurious_ends = 0, calm_checks = 0;
   // Pipes.
-  std::uint64_t pipe_messages = 0, pipe_delivered = 0, pipe_cut_short_lost = 0,
-                pipe_receiver_killed_lost = 0, pipe_unexplained = 0, pipe_generations = 0;
+  std::uint64_t pipe_messages = 0, pipe_delivered = 0, pipe_cut_short_lost = 0, pipe_receiver_killed_lost = 0,
+                pipe_unexplained = 0, pipe_generations = 0;
   std::uint64_t receiver_kills = 0, sender_kills = 0;
 };
 
@@ -924,24 +918,22 @@ void Supervisor::on_end(Worker& w) {
   const int code = w.process->exitcode().value_or(-1000);
   if (w.killed) return;
   if (code == -SIGKILL) {  // not by us: the OOM killer, say
-    std::fprintf(stderr, "mproc_chaos: %s %u (pid %d) was SIGKILLed by someone else\n",
-                 role_name(w.role), w.slot, w.process->pid().value_or(0));
+    std::fprintf(stderr, "mproc_chaos: %s %u (pid %d) was SIGKILLed by someone else\n", role_name(w.role),
+                 w.slot, w.process->pid().value_or(0));
     ++t_.crashes;
     w.killed = true;
     return;
   }
   const bool expected_end =
       code == 0 && (stopping_ || w.role == Role::sender || w.role == Role::receiver ||
-                    (w.role == Role::producer &&
-                     ctl().next_seq[w.slot].load() >= cfg_.ids_per_producer));
+                    (w.role == Role::producer && ctl().next_seq[w.slot].load() >= cfg_.ids_per_producer));
   if (expected_end) {
     if (w.role == Role::producer && !stopping_) w.finished = true;
     return;
   }
   ++t_.crashes;
   std::fprintf(stderr, "mproc_chaos: %s %u (pid %d) ended by itself with exit code %d in phase %s%s\n",
-               role_name(w.role), w.slot, w.process->pid().value_or(0), code,
-               phase_name(w.death_phase),
+               role_name(w.role), w.slot, w.process->pid().value_or(0), code, phase_name(w.death_phase),
                code == kWorkerFailed ? "" : " (an uncaught exception or a crash: see above)");
 }
 
@@ -1081,13 +1073,13 @@ void Supervisor::after_death(Worker& w) {
       t_.taking_allowance += covers;
     }
   }
-  const bool in_lock_op = w.death_phase == kInAcquire || w.death_phase == kHolding ||
-                          w.death_phase == kInRelease;
+  const bool in_lock_op =
+      w.death_phase == kInAcquire || w.death_phase == kHolding || w.death_phase == kInRelease;
   if (w.role == Role::locker) {
     if (w.death_phase == kHolding && ++t_.locker_kills_holding == 1) {  // held it for sure
       acquires_at_plant_ = lock_acquires();
     }
-    if (in_lock_op) ++t_.locker_kills_in_lock;                 // may have held it
+    if (in_lock_op) ++t_.locker_kills_in_lock;  // may have held it
   }
   if (w.role == Role::sem_user) {
     // Its bit says it held a count: give the count back, as a handler would. Without the bit,
@@ -1119,8 +1111,7 @@ void Supervisor::audit_semaphore() {
   const std::uint32_t value = world_.semaphore.get_value();
   if (value > kSemaphoreCount) {
     ++t_.sem_overlost;
-    std::fprintf(stderr, "mproc_chaos: Semaphore: count %u above its initial %u\n", value,
-                 kSemaphoreCount);
+    std::fprintf(stderr, "mproc_chaos: Semaphore: count %u above its initial %u\n", value, kSemaphoreCount);
   } else {
     const std::uint64_t lost = kSemaphoreCount - value;
     if (lost > t_.sem_ambiguous_kills) {
@@ -1208,12 +1199,15 @@ void Supervisor::settle_pair(Pair& p) {
   if (receiver_killed) {
     // What the receiver had not taken is undeliverable; a send cut short by a kill is lost too.
     t_.pipe_receiver_killed_lost += returned > received ? returned - received : 0;
-    t_.pipe_cut_short_lost += attempted > std::max(returned, received) ? attempted - std::max(returned, received) : 0;
+    t_.pipe_cut_short_lost +=
+        attempted > std::max(returned, received) ? attempted - std::max(returned, received) : 0;
   } else {
     if (s.receiver_end.load() != kSawEof) {
       ++t_.spurious_ends;
-      std::fprintf(stderr, "mproc_chaos: pipe %u generation %u: the receiver ended without end "
-                   "of stream\n", p.sender->slot, gen);
+      std::fprintf(stderr,
+                   "mproc_chaos: pipe %u generation %u: the receiver ended without end "
+                   "of stream\n",
+                   p.sender->slot, gen);
     }
     if (received < returned) {
       t_.pipe_unexplained += returned - received;
@@ -1230,13 +1224,17 @@ void Supervisor::settle_pair(Pair& p) {
     const std::uint32_t end = s.sender_end.load();
     if (end == kSawEpipe && !receiver_killed) {
       ++t_.spurious_ends;
-      std::fprintf(stderr, "mproc_chaos: pipe %u generation %u: EPIPE although the receiver "
-                   "lived\n", p.sender->slot, gen);
+      std::fprintf(stderr,
+                   "mproc_chaos: pipe %u generation %u: EPIPE although the receiver "
+                   "lived\n",
+                   p.sender->slot, gen);
     }
     if (end == kStopped && !stopping_) {
       ++t_.spurious_ends;
-      std::fprintf(stderr, "mproc_chaos: pipe %u generation %u: the sender stopped before the "
-                   "run ended\n", p.sender->slot, gen);
+      std::fprintf(stderr,
+                   "mproc_chaos: pipe %u generation %u: the sender stopped before the "
+                   "run ended\n",
+                   p.sender->slot, gen);
     }
   }
   if (!stopping_) start_pair(p);
@@ -1303,13 +1301,12 @@ bool Supervisor::final_locks() {
   }
   World& world = world_;
   mproc::Process fresh([&world, patience] {
-    for (mproc::detail::RobustLock* lock :
-         {static_cast<mproc::detail::RobustLock*>(&world.lock),
-          static_cast<mproc::detail::RobustLock*>(&world.rlock)}) {
+    for (mproc::detail::RobustLock* lock : {static_cast<mproc::detail::RobustLock*>(&world.lock),
+                                            static_cast<mproc::detail::RobustLock*>(&world.rlock)}) {
       const mproc::Acquired got = lock->acquire(patience);
       if (got != mproc::Acquired::Status::ok) {
-        std::fprintf(stderr, "mproc_chaos: a fresh process's acquire of the %s: %s\n",
-                     lock->kind_name(), got ? "owner_died after repair" : "timed out");
+        std::fprintf(stderr, "mproc_chaos: a fresh process's acquire of the %s: %s\n", lock->kind_name(),
+                     got ? "owner_died after repair" : "timed out");
         mproc::exit(kWorkerFailed);
       }
       lock->release();
@@ -1338,8 +1335,8 @@ int Supervisor::run() {
   g_stage = 1;
   std::uint64_t kills_to_calm = cfg_.calm_every != 0 ? cfg_.calm_every : 20;
   const Clock::time_point t0 = Clock::now();
-  const Clock::time_point end = t0 + std::chrono::duration_cast<Clock::duration>(
-                                        std::chrono::duration<double>(cfg_.duration_s));
+  const Clock::time_point end =
+      t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(cfg_.duration_s));
   for (;;) {
     // Past --duration, the run goes on until the work is done, killing only as far as the
     // kills still wanted (a slow machine must not make a short run look unexercised, nor a
@@ -1390,18 +1387,14 @@ bool Supervisor::work_done() {
     return false;
   }
   switch (cfg_.sabotage) {
-    case Sabotage::none:
-      return true;
-    case Sabotage::lose:
-      return c.planted.load() > t_.get_allowance + t_.put_allowance;
+    case Sabotage::none: return true;
+    case Sabotage::lose: return c.planted.load() > t_.get_allowance + t_.put_allowance;
     case Sabotage::duplicate:
     case Sabotage::tear:
-    case Sabotage::pipe_gap:
-      return c.planted.load() >= kMinPlanted;
+    case Sabotage::pipe_gap: return c.planted.load() >= kMinPlanted;
     case Sabotage::hide_owner_death:
       return t_.locker_kills_holding != 0 && lock_acquires() >= acquires_at_plant_ + kMinAcquires;
-    case Sabotage::hang:
-      return t_.hangs != 0;
+    case Sabotage::hang: return t_.hangs != 0;
   }
   return true;
 }
@@ -1423,8 +1416,8 @@ int Supervisor::check_and_report(double killing_s) {
   // delivered or was taken by a killed consumer: so an undelivered id of it that comes before a
   // delivered one (a hole) was committed and counts against the consumers' allowance, with the
   // ids whose put returned; only the undelivered rest of the batch is "cut short".
-  std::uint64_t queue_messages = 0, delivered = 0, returned_lost = 0, cut_short_lost = 0,
-                duplicated = 0, phantoms = 0, holes = 0, stray = 0, stray_lost = 0;
+  std::uint64_t queue_messages = 0, delivered = 0, returned_lost = 0, cut_short_lost = 0, duplicated = 0,
+                phantoms = 0, holes = 0, stray = 0, stray_lost = 0;
   for (std::uint32_t slot = 0; slot < cfg_.per_role; ++slot) {
     const std::uint64_t end = c.next_seq[slot].load();
     const std::vector<CutPut>& cuts = cut_puts_[slot];
@@ -1445,9 +1438,10 @@ int Supervisor::check_and_report(double killing_s) {
           ++stray;
           stray_lost += got == 0;
           if (stray <= 5) {
-            std::fprintf(stderr, "mproc_chaos: queue: producer %u's message %llu: put() called, "
-                         "never returned, yet its producer was not killed inside it\n", slot,
-                         static_cast<unsigned long long>(seq));
+            std::fprintf(stderr,
+                         "mproc_chaos: queue: producer %u's message %llu: put() called, "
+                         "never returned, yet its producer was not killed inside it\n",
+                         slot, static_cast<unsigned long long>(seq));
           }
         }
       }
@@ -1502,10 +1496,12 @@ int Supervisor::check_and_report(double killing_s) {
   violation(world_.queue.qsize() != 0, "queue: %zu messages left after draining", world_.queue.qsize());
   violation(stats.abandoned_puts > t_.kills_of[0],
             "queue: %llu abandoned puts repaired, but only %llu producers were killed",
-            static_cast<unsigned long long>(stats.abandoned_puts), static_cast<unsigned long long>(t_.kills_of[0]));
+            static_cast<unsigned long long>(stats.abandoned_puts),
+            static_cast<unsigned long long>(t_.kills_of[0]));
   violation(stats.abandoned_gets > t_.kills_of[1],
             "queue: %llu abandoned gets repaired, but only %llu consumers were killed",
-            static_cast<unsigned long long>(stats.abandoned_gets), static_cast<unsigned long long>(t_.kills_of[1]));
+            static_cast<unsigned long long>(stats.abandoned_gets),
+            static_cast<unsigned long long>(t_.kills_of[1]));
   // JoinableQueue: a task stays unfinished only where its consumer died between taking it and
   // its task_done() — at most what the victim's get covered; every message taken by a killed
   // consumer is such a task.
@@ -1539,7 +1535,8 @@ int Supervisor::check_and_report(double killing_s) {
   violation(owner_died > t_.locker_kills_in_lock,
             "locks: %llu acquires reported owner_died, but only %llu holders were killed in or "
             "around a critical section",
-            static_cast<unsigned long long>(owner_died), static_cast<unsigned long long>(t_.locker_kills_in_lock));
+            static_cast<unsigned long long>(owner_died),
+            static_cast<unsigned long long>(t_.locker_kills_in_lock));
   violation(t_.locker_kills_holding != 0 && owner_died == 0,
             "locks: %llu holders were killed holding a lock, yet no acquire reported owner_died",
             static_cast<unsigned long long>(t_.locker_kills_holding));
@@ -1558,8 +1555,8 @@ int Supervisor::check_and_report(double killing_s) {
 
   const std::uint64_t torn = c.torn.load() + c.lock_torn.load();
   // The id table counts queue duplicates exactly; consumers also saw them as they came.
-  const std::uint64_t dup = std::max<std::uint64_t>(duplicated, c.duplicated.load()) +
-                            c.pipe_duplicated.load();
+  const std::uint64_t dup =
+      std::max<std::uint64_t>(duplicated, c.duplicated.load()) + c.pipe_duplicated.load();
   violation(torn != 0, "%llu torn messages or lock states", static_cast<unsigned long long>(torn));
   violation(dup != 0, "%llu duplicated messages", static_cast<unsigned long long>(dup));
   violation(c.misordered.load() != 0, "%llu messages out of order or skipped",
@@ -1580,17 +1577,18 @@ int Supervisor::check_and_report(double killing_s) {
       "send=%llu recv=%llu acquire=%llu holding=%llu release=%llu elsewhere=%llu | "
       "queue=%llu pipe=%llu (%llu pipes; %llu senders, %llu receivers killed) | batches: put_many=%llu "
       "(%llu messages, %llu killed inside) get_many=%llu (%llu messages, %llu killed inside) | "
-      "queue sides: abandoned puts=%llu gets=%llu, bias grants=%llu/%llu revocations=%llu/%llu handovers=%llu/%llu | "
+      "queue sides: abandoned puts=%llu gets=%llu, bias grants=%llu/%llu revocations=%llu/%llu "
+      "handovers=%llu/%llu | "
       "locks: updates=%llu owner_died=%llu "
       "repaired_torn=%llu usable=%s | semaphore: acquires=%llu counts_returned=%llu lost=%llu audits=%llu | "
       "misordered=%llu crashes=%llu calm_checks=%llu | seed=%llu %.1fs %s\n",
       u(t_.kills), u(messages), u(lost), u(taken_by_killed),
-      u(cut_short_lost - cut_short_unexplained + t_.pipe_cut_short_lost),
-      u(t_.pipe_receiver_killed_lost), u(unexplained), u(dup), u(torn), u(t_.hangs),
-      u(t_.kills_in[kInPut]), u(t_.kills_in[kInGet]), u(t_.kills_in[kInSend]), u(t_.kills_in[kInRecv]),
-      u(t_.kills_in[kInAcquire]), u(t_.kills_in[kHolding]), u(t_.kills_in[kInRelease]),
-      u(t_.kills - t_.kills_in[kInPut] - t_.kills_in[kInGet] - t_.kills_in[kInSend] -
-        t_.kills_in[kInRecv] - t_.kills_in[kInAcquire] - t_.kills_in[kHolding] - t_.kills_in[kInRelease]),
+      u(cut_short_lost - cut_short_unexplained + t_.pipe_cut_short_lost), u(t_.pipe_receiver_killed_lost),
+      u(unexplained), u(dup), u(torn), u(t_.hangs), u(t_.kills_in[kInPut]), u(t_.kills_in[kInGet]),
+      u(t_.kills_in[kInSend]), u(t_.kills_in[kInRecv]), u(t_.kills_in[kInAcquire]), u(t_.kills_in[kHolding]),
+      u(t_.kills_in[kInRelease]),
+      u(t_.kills - t_.kills_in[kInPut] - t_.kills_in[kInGet] - t_.kills_in[kInSend] - t_.kills_in[kInRecv] -
+        t_.kills_in[kInAcquire] - t_.kills_in[kHolding] - t_.kills_in[kInRelease]),
       u(queue_messages), u(t_.pipe_messages), u(t_.pipe_generations), u(t_.sender_kills),
       u(t_.receiver_kills), u(c.put_many_calls.load()), u(c.put_many_messages.load()),
       u(t_.kills_in_put_many), u(c.get_many_calls.load()), u(c.get_many_messages.load()),
@@ -1670,8 +1668,8 @@ Config parse(int argc, char** argv) {
   }
   // Ids per producer: far more than two cores move in the run (a few hundred thousand messages
   // a second in all). Only the pages of ids actually used are ever touched.
-  cfg.ids_per_producer = std::clamp<std::uint64_t>(
-      static_cast<std::uint64_t>(cfg.duration_s * 4e6), std::uint64_t{1} << 22, std::uint64_t{1} << 31);
+  cfg.ids_per_producer = std::clamp<std::uint64_t>(static_cast<std::uint64_t>(cfg.duration_s * 4e6),
+                                                   std::uint64_t{1} << 22, std::uint64_t{1} << 31);
   return cfg;
 }
 

@@ -6,7 +6,10 @@
 
 int main() {
   mproc::Lock lock;
-  mproc::Process p([&] { std::scoped_lock hold{lock}; std::puts("consumer child ran"); });
+  mproc::Process p([&] {
+    std::scoped_lock hold{lock};
+    std::puts("consumer child ran");
+  });
   p.start();
   p.join();
   return p.exitcode() == 0 ? 0 : 1;

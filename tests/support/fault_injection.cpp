@@ -42,18 +42,19 @@ namespace {
 
 // ---- what can fail ----------------------------------------------------------------------------
 // Fault names as a plan spells them. Several libc symbols map to one (open and open64).
-#define MPROC_FAULTS(X)                                                                          \
-  X(open) X(openat) X(shm_open) X(memfd_create) X(fchmod) X(fstat) X(ftruncate)                  \
-  X(posix_fallocate) X(fallocate) X(mmap) X(linkat) X(fcntl) X(pread) X(pwrite) X(read) X(write) \
-  X(eventfd) X(eventfd_read) X(eventfd_write) X(socketpair) X(send) X(recv) X(sendmsg)           \
-  X(recvmsg) X(poll) X(ppoll) X(waitid) X(waitpid) X(fork) X(nanosleep) X(clock_nanosleep)       \
-  X(futex_wait) X(futex_wake) X(pidfd_open) X(pidfd_send_signal) X(membarrier)
+#define MPROC_FAULTS(X)                                                                                    \
+  X(open)                                                                                                  \
+  X(openat) X(shm_open) X(memfd_create) X(fchmod) X(fstat) X(ftruncate) X(posix_fallocate) X(fallocate)    \
+      X(mmap) X(linkat) X(fcntl) X(pread) X(pwrite) X(read) X(write) X(eventfd) X(eventfd_read)            \
+          X(eventfd_write) X(socketpair) X(send) X(recv) X(sendmsg) X(recvmsg) X(poll) X(ppoll) X(waitid)  \
+              X(waitpid) X(fork) X(nanosleep) X(clock_nanosleep) X(futex_wait) X(futex_wake) X(pidfd_open) \
+                  X(pidfd_send_signal) X(membarrier)
 
 enum Fn : int {
 #define MPROC_X(name) f_##name,
   MPROC_FAULTS(MPROC_X)
 #undef MPROC_X
-  kFnCount
+      kFnCount
 };
 
 constexpr std::array<std::string_view, kFnCount> kFnNames = {
@@ -71,19 +72,20 @@ int fn_of(std::string_view name) {
 }
 
 // ---- where calls go when they do not fail ------------------------------------------------------
-#define MPROC_SYMBOLS(X)                                                                          \
-  X(open) X(open64) X(openat) X(openat64) X(shm_open) X(memfd_create) X(fchmod) X(fstat)          \
-  X(fstat64) X(ftruncate) X(ftruncate64) X(posix_fallocate) X(posix_fallocate64) X(fallocate)     \
-  X(fallocate64) X(mmap) X(mmap64) X(linkat) X(fcntl) X(fcntl64) X(pread) X(pread64) X(pwrite)    \
-  X(pwrite64) X(read) X(write) X(eventfd) X(eventfd_read) X(eventfd_write) X(socketpair) X(send)  \
-  X(recv) X(sendmsg) X(recvmsg) X(poll) X(ppoll) X(waitid) X(waitpid) X(fork) X(nanosleep)        \
-  X(clock_nanosleep) X(syscall)
+#define MPROC_SYMBOLS(X)                                                                                   \
+  X(open)                                                                                                  \
+  X(open64) X(openat) X(openat64) X(shm_open) X(memfd_create) X(fchmod) X(fstat) X(fstat64) X(ftruncate)   \
+      X(ftruncate64) X(posix_fallocate) X(posix_fallocate64) X(fallocate) X(fallocate64) X(mmap) X(mmap64) \
+          X(linkat) X(fcntl) X(fcntl64) X(pread) X(pread64) X(pwrite) X(pwrite64) X(read) X(write)         \
+              X(eventfd) X(eventfd_read) X(eventfd_write) X(socketpair) X(send) X(recv) X(sendmsg)         \
+                  X(recvmsg) X(poll) X(ppoll) X(waitid) X(waitpid) X(fork) X(nanosleep) X(clock_nanosleep) \
+                      X(syscall)
 
 enum Sym : int {
 #define MPROC_X(name) s_##name,
   MPROC_SYMBOLS(MPROC_X)
 #undef MPROC_X
-  kSymCount
+      kSymCount
 };
 
 constexpr std::array<const char*, kSymCount> kSymNames = {
@@ -283,7 +285,8 @@ void FaultPlan::notify_after(unsigned n, int fd) {
   tsan_release(&r);
   r.notify_fd.store(fd, std::memory_order_release);
   r.notify_at.store(n, std::memory_order_release);
-  if (n != 0 && r.injected.load() >= n) (void)real<ssize_t (*)(int, const void*, size_t)>(s_write)(fd, "!", 1);
+  if (n != 0 && r.injected.load() >= n)
+    (void)real<ssize_t (*)(int, const void*, size_t)>(s_write)(fd, "!", 1);
 }
 
 std::uint64_t FaultPlan::calls(std::string_view function) const {
@@ -325,7 +328,9 @@ void FaultPlan::disarm() noexcept {
   armed_ = false;
 }
 
-std::span<const std::string_view> interposed_functions() { return kFnNames; }
+std::span<const std::string_view> interposed_functions() {
+  return kFnNames;
+}
 
 std::string forwarded_to(std::string_view function) {
   for (int s = 0; s < kSymCount; ++s) {
@@ -335,7 +340,8 @@ std::string forwarded_to(std::string_view function) {
     const char* slash = std::strrchr(info.dli_fname, '/');
     return slash != nullptr ? slash + 1 : info.dli_fname;
   }
-  throw std::invalid_argument("fault injection: no interposed libc symbol named \"" + std::string(function) + "\"");
+  throw std::invalid_argument("fault injection: no interposed libc symbol named \"" + std::string(function) +
+                              "\"");
 }
 
 }  // namespace mproc::test
@@ -354,7 +360,9 @@ R fail(int err) noexcept {
   return static_cast<R>(-1);
 }
 
-bool takes_mode(int flags) noexcept { return (flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE; }
+bool takes_mode(int flags) noexcept {
+  return (flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE;
+}
 
 }  // namespace
 
@@ -476,13 +484,14 @@ void* mmap64(void* addr, size_t length, int prot, int flags, int fd, off64_t off
     errno = e;
     return MAP_FAILED;
   }
-  return real<void* (*)(void*, size_t, int, int, int, off64_t)>(s_mmap64)(addr, length, prot, flags, fd, offset);
+  return real<void* (*)(void*, size_t, int, int, int, off64_t)>(s_mmap64)(addr, length, prot, flags, fd,
+                                                                          offset);
 }
 
 int linkat(int olddirfd, const char* oldpath, int newdirfd, const char* newpath, int flags) noexcept {
   if (const int e = check(f_linkat)) return fail<int>(e);
-  return real<int (*)(int, const char*, int, const char*, int)>(s_linkat)(olddirfd, oldpath, newdirfd, newpath,
-                                                                          flags);
+  return real<int (*)(int, const char*, int, const char*, int)>(s_linkat)(olddirfd, oldpath, newdirfd,
+                                                                          newpath, flags);
 }
 
 // fcntl's third argument is an int or a pointer, by command; both travel in one register, and
@@ -588,8 +597,8 @@ int poll(struct pollfd* fds, nfds_t nfds, int timeout) {
 
 int ppoll(struct pollfd* fds, nfds_t nfds, const struct timespec* timeout, const sigset_t* mask) {
   if (const int e = check(f_ppoll, nfds > 0 ? fds[0].fd : -1)) return fail<int>(e);
-  return real<int (*)(struct pollfd*, nfds_t, const struct timespec*, const sigset_t*)>(s_ppoll)(fds, nfds,
-                                                                                                timeout, mask);
+  return real<int (*)(struct pollfd*, nfds_t, const struct timespec*, const sigset_t*)>(s_ppoll)(
+      fds, nfds, timeout, mask);
 }
 #pragma GCC diagnostic pop
 
@@ -623,8 +632,8 @@ int clock_nanosleep(clockid_t clock, int flags, const struct timespec* req, stru
     if (rem != nullptr && (flags & TIMER_ABSTIME) == 0) *rem = *req;
     return e;
   }
-  return real<int (*)(clockid_t, int, const struct timespec*, struct timespec*)>(s_clock_nanosleep)(clock, flags,
-                                                                                                   req, rem);
+  return real<int (*)(clockid_t, int, const struct timespec*, struct timespec*)>(s_clock_nanosleep)(
+      clock, flags, req, rem);
 }
 
 // syscall(2) passes up to six register-sized arguments; forward all six whatever the call.

@@ -20,8 +20,8 @@
 //
 // Names: the libc function names below, plus five system calls made through syscall(2):
 // "futex_wait" (FUTEX_WAIT and FUTEX_WAIT_BITSET), "futex_wake", "pidfd_open",
-// "pidfd_send_signal" and "membarrier" (any command). An unknown name is a std::invalid_argument, so a typo cannot make a
-// test pass vacuously.
+// "pidfd_send_signal" and "membarrier" (any command). An unknown name is a std::invalid_argument, so a typo
+// cannot make a test pass vacuously.
 //
 // Scope: a plan fires only in the process that armed it, in any of its threads; a forked child
 // inherits a copy that stays silent there (a child arms its own plan if it wants one). The plan

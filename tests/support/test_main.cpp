@@ -48,8 +48,7 @@ std::string list_children() {
 
 class Guards : public testing::EmptyTestEventListener {
   void OnTestStart(const testing::TestInfo& info) override {
-    std::snprintf(g_current_test, sizeof g_current_test, "%s.%s", info.test_suite_name(),
-                  info.name());
+    std::snprintf(g_current_test, sizeof g_current_test, "%s.%s", info.test_suite_name(), info.name());
     ::alarm(g_watchdog_seconds);
   }
   void OnTestPartResult(const testing::TestPartResult&) override {}
@@ -57,8 +56,8 @@ class Guards : public testing::EmptyTestEventListener {
     ::alarm(0);
     const std::string left = list_children();
     if (!left.empty()) {
-      std::fprintf(stderr, "%s left child processes behind (pids %s): failing the run\n",
-                   g_current_test, left.c_str());
+      std::fprintf(stderr, "%s left child processes behind (pids %s): failing the run\n", g_current_test,
+                   left.c_str());
       leaked_ = true;
     }
   }
@@ -71,7 +70,8 @@ class Guards : public testing::EmptyTestEventListener {
 
 int main(int argc, char** argv) {
   testing::InitGoogleTest(&argc, argv);
-  if (const char* s = std::getenv("MPROC_TEST_WATCHDOG_S")) g_watchdog_seconds = static_cast<unsigned>(std::atoi(s));
+  if (const char* s = std::getenv("MPROC_TEST_WATCHDOG_S"))
+    g_watchdog_seconds = static_cast<unsigned>(std::atoi(s));
   struct sigaction sa {};
   sa.sa_handler = on_watchdog;
   ::sigaction(SIGALRM, &sa, nullptr);

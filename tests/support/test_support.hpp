@@ -29,13 +29,13 @@ namespace mproc_test {
 inline constexpr int kChildCheckFailed = 99;
 
 /// In a child, gtest assertions are invisible to the parent: report through the exit code.
-#define CHILD_CHECK(cond)                                                                    \
-  do {                                                                                       \
-    if (!(cond)) {                                                                           \
-      std::fprintf(stderr, "child check failed at %s:%d: %s\n", __FILE__, __LINE__, #cond);  \
-      std::fflush(stderr);                                                                   \
-      ::_exit(::mproc_test::kChildCheckFailed);                                              \
-    }                                                                                        \
+#define CHILD_CHECK(cond)                                                                   \
+  do {                                                                                      \
+    if (!(cond)) {                                                                          \
+      std::fprintf(stderr, "child check failed at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+      std::fflush(stderr);                                                                  \
+      ::_exit(::mproc_test::kChildCheckFailed);                                             \
+    }                                                                                       \
   } while (0)
 
 /// A one-way notification between processes (or threads) through a pipe. Created before fork,
@@ -73,8 +73,8 @@ class Flag {
     auto* p = static_cast<char*>(out);
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (n > 0) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() < 0) return false;
       pollfd pfd{fds_[0], POLLIN, 0};
       const int rc = ::poll(&pfd, 1, static_cast<int>(left.count()));
@@ -204,8 +204,12 @@ inline bool wait_for_sleeper(const std::string& name, bool consumer) {
   }
   return true;
 }
-inline bool wait_for_sleeping_consumer(const std::string& name) { return wait_for_sleeper(name, true); }
-inline bool wait_for_sleeping_producer(const std::string& name) { return wait_for_sleeper(name, false); }
+inline bool wait_for_sleeping_consumer(const std::string& name) {
+  return wait_for_sleeper(name, true);
+}
+inline bool wait_for_sleeping_producer(const std::string& name) {
+  return wait_for_sleeper(name, false);
+}
 
 /// Joins a child (failing the test if it does not end within kPatience) and returns its exit
 /// code, or -1000 if it had none.

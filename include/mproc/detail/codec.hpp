@@ -61,8 +61,8 @@ std::uint32_t fnv1a(const char* s, std::uint32_t seed) noexcept;
 [[noreturn]] void throw_undecodable(const std::string& type, std::size_t size, const char* why);
 
 template <class T>
-inline constexpr bool is_raw_v = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> &&
-                                 !std::is_member_pointer_v<T>;
+inline constexpr bool is_raw_v =
+    std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_member_pointer_v<T>;
 
 template <class T>
 struct contiguous_traits {
@@ -335,9 +335,9 @@ inline Taker taker_bytes(Bytes& out) {
 
 template <class T>
 concept Message = is_raw_v<T> || is_contiguous_v<T> ||
-                  (std::is_default_constructible_v<T> &&
-                   cereal::traits::is_output_serializable<T, cereal::BinaryOutputArchive>::value &&
-                   cereal::traits::is_input_serializable<T, RecordInputArchive>::value);
+    (std::is_default_constructible_v<T>&&
+         cereal::traits::is_output_serializable<T, cereal::BinaryOutputArchive>::value&&
+             cereal::traits::is_input_serializable<T, RecordInputArchive>::value);
 
 }  // namespace detail
 }  // namespace mproc

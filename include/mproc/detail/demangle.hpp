@@ -27,15 +27,15 @@ inline std::string with_article(std::string_view word) {
   bool an = false;
   if (!word.empty()) {
     switch (std::tolower(static_cast<unsigned char>(word[0]))) {
-      case 'a': case 'e': case 'i': case 'o':
-        an = !starts("one") && !starts("once");
-        break;
+      case 'a':
+      case 'e':
+      case 'i':
+      case 'o': an = !starts("one") && !starts("once"); break;
       case 'u':
         an = !(starts("uint") || starts("uni") || starts("usa") || starts("use") || starts("usi") ||
                starts("usu") || starts("uti") || starts("ure") || starts("uri"));
         break;
-      default:
-        break;
+      default: break;
     }
   }
   std::string s = an ? "an " : "a ";

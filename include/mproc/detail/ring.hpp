@@ -59,8 +59,8 @@ struct MessageSource {
 enum class RingStatus : std::uint8_t {
   ok,
   timed_out,
-  closed,        ///< put: the queue is closed; get: closed (or peer gone) and nothing left
-  wrong_type,    ///< get: the next record has another type tag; it was left in place
+  closed,      ///< put: the queue is closed; get: closed (or peer gone) and nothing left
+  wrong_type,  ///< get: the next record has another type tag; it was left in place
 };
 
 /// Statistics a ring keeps about repairs after process deaths.
@@ -98,8 +98,8 @@ class RingView {
   static void check_mapped(const void* base, std::size_t mapped, const std::string& what);
   /// Initialises a ring at `base` (zeroed memory of footprint(capacity) bytes).
   /// `publish` false: leave the header to the caller (a named segment publishes it itself).
-  static void initialize(void* base, std::size_t capacity, std::size_t max_messages,
-                         std::uint32_t kind, std::uint64_t type_hash, bool publish = true);
+  static void initialize(void* base, std::size_t capacity, std::size_t max_messages, std::uint32_t kind,
+                         std::uint64_t type_hash, bool publish = true);
 
   RingView() noexcept = default;
   /// `wake_fd`: -1 for a queue (waiters sleep on futexes); for a pipe direction, this end's
@@ -108,8 +108,7 @@ class RingView {
   /// The view keeps its own copy of the capacity (check_mapped() it first when another process
   /// wrote the ring): every position is masked with it, so that no word another process writes
   /// afterwards can move a read or a write outside the ring.
-  explicit RingView(void* base, int wake_fd = -1, const char* what = "Queue",
-                    int event_fd = -1) noexcept;
+  explicit RingView(void* base, int wake_fd = -1, const char* what = "Queue", int event_fd = -1) noexcept;
 
   /// Copies `size` bytes into the ring as one record. Throws mproc::Error (EMSGSIZE) for a
   /// message that can never fit, mproc::Closed after close(), mproc::Error (EPIPE) when a
@@ -125,8 +124,8 @@ class RingView {
                        Clock::time_point deadline);
   /// put_many of `count` messages of `size` bytes each, one after another from `base` (an
   /// array of a trivially copyable type): the same, without a call per message.
-  std::size_t put_many_fixed(const void* base, std::size_t size, std::size_t count,
-                             std::uint32_t tag, Clock::time_point deadline);
+  std::size_t put_many_fixed(const void* base, std::size_t size, std::size_t count, std::uint32_t tag,
+                             Clock::time_point deadline);
   /// Waits for a record and offers it to `take`. Throws mproc::Error (EPROTO), leaving the
   /// ring as it is, when the record or the commit words are impossible (a process wrote into
   /// the ring outside this protocol): a record is delivered only if it lies within the ring and
@@ -137,8 +136,7 @@ class RingView {
   /// that `take` leaves or throws on, or that is impossible, ends the batch and stays at the
   /// front; only if it is the first does get_many fail as get() would (wrong_type, the
   /// exception, EPROTO).
-  RingStatus get_many(BatchTaker take, std::size_t max, Clock::time_point deadline,
-                      std::size_t& taken);
+  RingStatus get_many(BatchTaker take, std::size_t max, Clock::time_point deadline, std::size_t& taken);
   /// get_many into an array of up to `max` elements of `size` bytes at `out`, taking records of
   /// exactly that size and type tag (another record ends the batch, as a Taker's refusal).
   RingStatus get_many_fixed(void* out, std::size_t size, std::size_t max, std::uint32_t tag,
