@@ -1,7 +1,7 @@
-// Fuzz target: the framing of Queue and Pipe (include/mproc/detail/ring.hpp, src/ring.cpp), read
+// Fuzz target: the framing of Queue and Pipe (include/mproc/detail/ring.hpp, src/ring/ring.cpp), read
 // by a process whose peers are faulty or hostile. Pipes add no framing of their own: each
 // direction is the same ring, plus a socket whose bytes are only wake-ups and are never parsed
-// (src/pipe.cpp); the pipe mode below runs the ring with those sockets.
+// (src/queue/pipe.cpp); the pipe mode below runs the ring with those sockets.
 //
 // The fuzzer plays a peer that writes whatever it likes into the shared words a peer can write
 // (the commit words, their cached copies, max_messages, closed, the waiting and signalling flags)
@@ -48,7 +48,7 @@
 #include "mproc/detail/codec.hpp"
 #include "mproc/detail/ring.hpp"
 #include "mproc/error.hpp"
-#include "ring_layout.hpp"
+#include "ring/layout.hpp"
 
 namespace {
 
@@ -128,7 +128,7 @@ class Run {
     std::memset(mem_, 0, RingView::footprint(kCapacity));
     const auto mode = in_.take<std::uint8_t>();
     RingView::initialize(mem_, kCapacity, (mode & 4) != 0 ? 3 : 0, 3, 0);
-    if ((mode & 1) != 0) {  // as src/pipe.cpp: the sender's view and the receiver's view
+    if ((mode & 1) != 0) {  // as src/queue/pipe.cpp: the sender's view and the receiver's view
       producer_ = RingView(mem_, fds.sock[0], "Connection");
       consumer_ = RingView(mem_, fds.sock[1], "Connection");
     } else {

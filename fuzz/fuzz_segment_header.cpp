@@ -1,5 +1,5 @@
 // Fuzz target: opening a named segment that another process wrote. check_segment_header
-// (src/named.hpp) is all that stands between the bytes of a file in /dev/shm and the code that
+// (src/shm/named.hpp) is all that stands between the bytes of a file in /dev/shm and the code that
 // then trusts them; for a queue, RingView::check_mapped then checks what the ring's control block
 // says about its own size. Either accepts the segment or throws mproc::Error (EINVAL) naming
 // the object; never reads outside the segment. What an accepted header promises is checked here
@@ -21,9 +21,9 @@
 #include "mproc/detail/codec.hpp"
 #include "mproc/detail/ring.hpp"
 #include "mproc/error.hpp"
-#include "named.hpp"
-#include "ring_layout.hpp"
-#include "segment.hpp"
+#include "shm/named.hpp"
+#include "ring/layout.hpp"
+#include "shm/segment.hpp"
 
 namespace {
 

@@ -491,7 +491,7 @@ class ImapRange {
 
 namespace detail {
 
-/// The non-template part of Pool: workers, dispatcher thread, results. Defined in src/pool.cpp.
+/// The non-template part of Pool: workers, dispatcher thread, results. Defined in src/pool/pool.cpp.
 class PoolCore {
  public:
   explicit PoolCore(const PoolOptions& options);

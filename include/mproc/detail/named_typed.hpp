@@ -1,6 +1,6 @@
 #pragma once
 // The named form of Value/Array data: a segment whose payload is `bytes` of T, initialised by
-// `init` when this call creates it. Defined in src/named.cpp.
+// `init` when this call creates it. Defined in src/shm/named.cpp.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>

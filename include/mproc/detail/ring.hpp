@@ -11,7 +11,7 @@
 
 namespace mproc::detail {
 
-struct RingControl;  // the shared layout, defined in src/ring.cpp
+struct RingControl;  // the shared layout, defined in src/ring/ring.cpp
 
 /// A record as it lies in the ring: the payload may be split in two pieces at the wrap.
 struct RecordView {

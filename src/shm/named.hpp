@@ -13,7 +13,7 @@
 #include "mproc/detail/mapping.hpp"
 #include "mproc/detail/named_spec.hpp"
 #include "mproc/detail/named_typed.hpp"
-#include "segment.hpp"
+#include "shm/segment.hpp"
 
 namespace mproc::detail {
 

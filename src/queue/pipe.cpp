@@ -9,9 +9,9 @@
 #include <cerrno>
 #include <string>
 
-#include "segment.hpp"
-#include "sys.hpp"
-#include "wait.hpp"
+#include "shm/segment.hpp"
+#include "os/sys.hpp"
+#include "os/wait.hpp"
 
 namespace mproc {
 namespace {

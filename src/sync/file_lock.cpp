@@ -12,7 +12,7 @@
 #include <cstring>
 #include <thread>
 
-#include "sys.hpp"
+#include "os/sys.hpp"
 
 namespace mproc {
 namespace {

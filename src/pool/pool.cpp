@@ -16,8 +16,8 @@
 
 #include "mproc/process.hpp"
 #include "mproc/queue.hpp"
-#include "sys.hpp"
-#include "wait.hpp"
+#include "os/sys.hpp"
+#include "os/wait.hpp"
 
 namespace mproc {
 

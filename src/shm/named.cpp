@@ -1,4 +1,4 @@
-#include "named.hpp"
+#include "shm/named.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -19,7 +19,7 @@
 
 #include "mproc/detail/demangle.hpp"
 #include "mproc/error.hpp"
-#include "sys.hpp"
+#include "os/sys.hpp"
 
 namespace mproc::detail {
 namespace {

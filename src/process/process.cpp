@@ -16,8 +16,8 @@
 
 #include "mproc/detail/demangle.hpp"
 #include "mproc/error.hpp"
-#include "sys.hpp"
-#include "wait.hpp"
+#include "os/sys.hpp"
+#include "os/wait.hpp"
 
 namespace mproc {
 

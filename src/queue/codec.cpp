@@ -35,15 +35,6 @@ std::string current_exception_message() {
   }
 }
 
-std::uint32_t fnv1a(const char* s, std::uint32_t seed) noexcept {
-  std::uint32_t h = 2166136261u ^ seed;
-  for (; *s != '\0'; ++s) {
-    h ^= static_cast<unsigned char>(*s);
-    h *= 16777619u;
-  }
-  return h;
-}
-
 }  // namespace mproc::detail
 
 #include "mproc/error.hpp"

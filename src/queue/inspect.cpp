@@ -12,8 +12,8 @@
 
 #include "mproc/detail/ring.hpp"
 #include "mproc/error.hpp"
-#include "named.hpp"
-#include "sys.hpp"
+#include "shm/named.hpp"
+#include "os/sys.hpp"
 
 namespace mproc {
 namespace {

@@ -18,13 +18,13 @@
 #include <ctime>
 #include <string>
 
-#include "futex.hpp"
+#include "os/futex.hpp"
 #include "mproc/error.hpp"
-#include "robust_mutex.hpp"
-#include "ring_layout.hpp"
-#include "segment.hpp"
-#include "sys.hpp"
-#include "wait.hpp"
+#include "os/robust_mutex.hpp"
+#include "ring/layout.hpp"
+#include "shm/segment.hpp"
+#include "os/sys.hpp"
+#include "os/wait.hpp"
 
 namespace mproc::detail {
 

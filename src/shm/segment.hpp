@@ -34,7 +34,7 @@ inline constexpr std::size_t kSegmentDataOffset = 64;
 /// from the start of the segment: 64-bit words whose high 32 bits count the records committed
 /// so far (head: put, tail: taken; both wrap). So the name layer can tell whether a queue still
 /// holds an unread message — an automatic removal never discards one (docs/design/named.md) —
-/// without knowing the rest of the ring's layout; src/ring_layout.hpp checks that it agrees.
+/// without knowing the rest of the ring's layout; src/ring/layout.hpp checks that it agrees.
 inline constexpr std::size_t kQueueHeadOffset = 128;
 inline constexpr std::size_t kQueueTailOffset = 256;
 inline constexpr bool holds_messages(SegmentKind kind) noexcept {

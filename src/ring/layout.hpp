@@ -1,5 +1,5 @@
 #pragma once
-// The shared layout of a ring (docs/design/queue.md, "Layout"): what src/ring.cpp implements,
+// The shared layout of a ring (docs/design/queue.md, "Layout"): what src/ring/ring.cpp implements,
 // and what the fuzz target (fuzz/fuzz_ring.cpp) overwrites to play a faulty peer.
 #include <pthread.h>
 
@@ -9,7 +9,7 @@
 #include <type_traits>
 
 #include "mproc/detail/ring.hpp"
-#include "segment.hpp"
+#include "shm/segment.hpp"
 
 namespace mproc::detail {
 

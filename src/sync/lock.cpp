@@ -11,10 +11,10 @@
 
 #include "mproc/detail/demangle.hpp"
 #include "mproc/error.hpp"
-#include "named.hpp"
-#include "robust_mutex.hpp"
-#include "segment.hpp"
-#include "sys.hpp"
+#include "shm/named.hpp"
+#include "os/robust_mutex.hpp"
+#include "shm/segment.hpp"
+#include "os/sys.hpp"
 
 namespace mproc::detail {
 

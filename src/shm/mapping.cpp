@@ -4,8 +4,8 @@
 #include <string>
 
 #include "mproc/detail/mapping.hpp"
-#include "named.hpp"
-#include "sys.hpp"
+#include "shm/named.hpp"
+#include "os/sys.hpp"
 
 namespace mproc::detail {
 

@@ -13,7 +13,7 @@
 #include <ctime>
 
 #include "mproc/detail/deadline.hpp"
-#include "wait.hpp"
+#include "os/wait.hpp"
 
 namespace mproc::sys {
 

@@ -3,7 +3,7 @@
 #include <string>
 
 #include "mproc/detail/std_lockable.hpp"
-#include "sys.hpp"
+#include "os/sys.hpp"
 
 namespace mproc {
 namespace {

@@ -7,8 +7,8 @@
 #include <string>
 
 #include "mproc/error.hpp"
-#include "named.hpp"
-#include "sys.hpp"
+#include "shm/named.hpp"
+#include "os/sys.hpp"
 
 namespace mproc {
 namespace {

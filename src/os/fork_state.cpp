@@ -14,7 +14,7 @@
 #include <mutex>
 #include <vector>
 
-#include "sys.hpp"
+#include "os/sys.hpp"
 
 namespace mproc::sys {
 namespace {

@@ -6,8 +6,8 @@
 #include <string>
 #include <utility>
 
-#include "named.hpp"
-#include "sys.hpp"
+#include "shm/named.hpp"
+#include "os/sys.hpp"
 
 namespace mproc::detail {
 

@@ -1,4 +1,4 @@
-#include "sys.hpp"
+#include "os/sys.hpp"
 
 #include <fcntl.h>
 #include <sys/syscall.h>

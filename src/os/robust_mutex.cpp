@@ -1,6 +1,6 @@
-#include "robust_mutex.hpp"
+#include "os/robust_mutex.hpp"
 
-#include "wait.hpp"
+#include "os/wait.hpp"
 
 #include <cerrno>
 #include <ctime>
