@@ -5,6 +5,7 @@
 #include <csignal>
 #include <vector>
 
+#include "mproc/detail/codec.hpp"
 #include "mproc/barrier.hpp"
 #include "mproc/condition.hpp"
 #include "mproc/event.hpp"

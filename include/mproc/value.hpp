@@ -39,7 +39,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "mproc/detail/codec.hpp"
+#include "mproc/detail/type_tag.hpp"
 #include "mproc/detail/demangle.hpp"
 #include "mproc/detail/mapping.hpp"
 #include "mproc/detail/named_spec.hpp"

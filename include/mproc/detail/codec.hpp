@@ -43,17 +43,14 @@
 #include <typeinfo>
 #include <vector>
 
+#include "mproc/bytes.hpp"
 #include "mproc/detail/demangle.hpp"
 #include "mproc/detail/ring.hpp"
+#include "mproc/detail/type_tag.hpp"
 
 namespace mproc {
-
-/// The raw-bytes message type: `Queue<mproc::Bytes>`, `Connection::send_bytes`.
-using Bytes = std::vector<std::byte>;
-
 namespace detail {
 
-std::uint32_t fnv1a(const char* s, std::uint32_t seed) noexcept;
 /// mproc::Error (EBADMSG): the next message is not a `expected`; it was left in place.
 [[noreturn]] void throw_wrong_type(const char* what, const std::string& expected);
 /// mproc::Error (EBADMSG): a record of `size` bytes tagged as a `type` is not a valid encoding of
@@ -80,19 +77,6 @@ struct contiguous_traits<std::basic_string<C, Tr, A>> {
 };
 template <class T>
 inline constexpr bool is_contiguous_v = contiguous_traits<T>::value;
-
-/// A 32-bit tag naming T (its mangled name and size), carried in every record so that a
-/// receiver expecting another type finds out instead of decoding garbage.
-template <class T>
-std::uint32_t type_tag() noexcept {
-  static const std::uint32_t tag = fnv1a(typeid(T).name(), static_cast<std::uint32_t>(sizeof(T)));
-  return tag;
-}
-
-template <class T>
-std::string type_name() {
-  return demangle(typeid(T).name());
-}
 
 /// Appends what cereal writes to a reusable string.
 class GrowBuf final : public std::streambuf {
