@@ -1,4 +1,4 @@
-// Queue::put_many / get_many: one lock and one commit per batch (src/ring.cpp, put_impl and
+// Queue::put_many / get_many: one lock and one commit per batch (src/ring/ring.cpp, put_impl and
 // get_impl), across real processes; and what a batch does when a message in it fails.
 #include <gtest/gtest.h>
 

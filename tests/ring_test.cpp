@@ -1,5 +1,5 @@
 // The ring under Queue and Pipe, read after a faulty or hostile process wrote into its shared
-// memory (src/ring.cpp): corruption is reported as mproc::Error (EPROTO) and leaves the ring as
+// memory (src/ring/ring.cpp): corruption is reported as mproc::Error (EPROTO) and leaves the ring as
 // it is; nothing is read or written outside the ring. Each test reproduces something
 // fuzz/fuzz_ring.cpp or fuzz/fuzz_segment_header.cpp found (fuzz/README.md).
 #include <gtest/gtest.h>
@@ -16,7 +16,7 @@
 #include "mproc/detail/codec.hpp"
 #include "mproc/detail/ring.hpp"
 #include "mproc/error.hpp"
-#include "ring_layout.hpp"
+#include "ring/layout.hpp"
 
 namespace {
 
