@@ -82,10 +82,9 @@
 #include "mproc/detail/named_spec.hpp"
 #include "mproc/detail/ring.hpp"
 #include "mproc/error.hpp"
+#include "mproc/ring_stats.hpp"
 
 namespace mproc {
-
-using RingStats = detail::RingStats;
 
 namespace detail {
 enum : std::uint32_t { kQueueKind = 3, kJoinableQueueKind = 4 };

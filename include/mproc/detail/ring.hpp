@@ -8,6 +8,7 @@
 #include <string>
 
 #include "mproc/detail/deadline.hpp"
+#include "mproc/ring_stats.hpp"
 
 namespace mproc::detail {
 
@@ -63,21 +64,8 @@ enum class RingStatus : std::uint8_t {
   wrong_type,  ///< get: the next record has another type tag; it was left in place
 };
 
-/// Statistics a ring keeps about repairs after process deaths.
-struct RingStats {
-  std::uint64_t abandoned_puts;  ///< producers that died inside a put (the side repaired after them)
-  std::uint64_t abandoned_gets;  ///< consumers that died inside a get
-  /// How often a thread was given a side to itself (it then puts, or gets, without the lock),
-  /// and how often another took it back: docs/design/queue.md, "Biased sides".
-  std::uint64_t producer_bias_grants = 0;
-  std::uint64_t consumer_bias_grants = 0;
-  std::uint64_t producer_bias_revocations = 0;
-  std::uint64_t consumer_bias_revocations = 0;
-  /// How often a streaming owner handed its side over to a thread that asked for it, at the end
-  /// of its lease (queue.md, "Contention: hand-over instead of revocation").
-  std::uint64_t producer_bias_handovers = 0;
-  std::uint64_t consumer_bias_handovers = 0;
-};
+/// The public name is mproc::RingStats (<mproc/ring_stats.hpp>).
+using RingStats = mproc::RingStats;
 
 /// One process's view of a ring in shared memory. Cheap to copy; owns nothing.
 class RingView {
