@@ -43,6 +43,19 @@
 //           finishes the batch holding its first sentinel and passes any further sentinel in it
 //           back into the channel for another consumer (see stream()).
 //   mpmc4   4 -> 4, the same: 8 processes, more than a small machine has cores.
+//   rtpipe  the round trip of rt8 through mproc's other channel and other ring sizes: a duplex
+//           mproc::Pipe as Pipe() makes it (1 MiB per direction; the reference row), the same
+//           Pipe with a 4 KiB ring, two mproc::Queues of 4 KiB and two of the default 1 MiB, and
+//           two pipe(2)s. Pinned. Figures only: how much the ring's size costs.
+//   mpmc2small
+//           2 -> 2, 64 B, not pinned, as mpmc2, through queues that hold about 64 messages (as
+//           a Python Queue(maxsize=64) or a small Boost message_queue): an mproc::Queue whose
+//           ring is 4 KiB (56 records of 72 bytes) or 8 KiB (113), one with the default 1 MiB
+//           ring and max_messages = 64 (a count limit, not a small ring: a different
+//           mechanism), the raw Vyukov ring of 64 slots, and, for scale, the default mproc::Queue
+//           (the reference row) and the 1 MiB Vyukov ring of mpmc2. The notes give the ring's
+//           own counters per 1000 messages (RingStats: hand-overs, revocations of a live
+//           owner) and the blocking waits (ru_nvcsw) per 1000 messages.
 //   lock2   2 processes, pinned, increment a shared counter under the lock, N times each; the
 //           counter is checked; M acquisitions/s and the share of hand-offs (critical sections
 //           whose owner differs from the previous one's).
@@ -178,6 +191,10 @@ struct Sample {
   double rss_kib = 0;  // largest peak RSS among the run's processes
   double extra = NAN;  // lock workloads: the share of hand-offs, %
   double waits = 0;    // times a process blocked in the kernel (ru_nvcsw), per unit of work
+  // An mproc::Queue's RingStats over the run, per unit of work, both sides together: the
+  // ring-size workloads show them (NAN: not an mproc queue).
+  double handovers = NAN;    // a streaming owner handed its side to a thread that asked
+  double revocations = NAN;  // a live owner's side taken back (idle or sparse when asked, ...)
 };
 
 /// The sample every workload starts from: time, RSS, and blocking waits per unit of work.
@@ -189,11 +206,11 @@ Sample sample_of(const TeamResult& r, double units) {
   return s;
 }
 
-/// The round trip: A (child 0) sends i on `ping`, B (child 1) checks it and echoes it on `pong`.
-template <class Chan>
-Sample round_trip(Arena& a, const std::string& name, std::int64_t n) {
-  Chan ping;
-  Chan pong;
+/// The round trip: A (child 0) sends i, B (child 1) checks it and echoes it, on a link
+/// (contenders.hpp, "round-trip links"): two one-way channels, or one duplex mproc::Pipe.
+template <class Link>
+Sample round_trip_on(Arena& a, const std::string& name, std::int64_t n) {
+  Link link;
   const auto trips = static_cast<std::uint64_t>(n);
   const std::vector<std::function<void(int)>> bodies{
       [&](int me) {
@@ -201,8 +218,8 @@ Sample round_trip(Arena& a, const std::string& name, std::int64_t n) {
         std::uint64_t v = 0;
         std::int64_t t_prev = now_ns();
         for (std::uint64_t i = 0; i < trips; ++i) {
-          ping.send(i);
-          pong.recv(v);
+          link.a_send(i);
+          link.a_recv(v);
           if (v != i) {
             fail(name + ": sent " + std::to_string(i) + ", got back " + std::to_string(v));
           }
@@ -217,9 +234,9 @@ Sample round_trip(Arena& a, const std::string& name, std::int64_t n) {
       [&](int me) {
         std::uint64_t v = 0;
         for (std::uint64_t i = 0; i < trips; ++i) {
-          ping.recv(v);
+          link.b_recv(v);
           if (v != i) fail(name + ": expected " + std::to_string(i) + ", got " + std::to_string(v));
-          pong.send(g_inject_fault && i == trips / 2 ? v + 1 : v);
+          link.b_send(g_inject_fault && i == trips / 2 ? v + 1 : v);
         }
         a.slot[me].items = trips;
       }};
@@ -229,6 +246,12 @@ Sample round_trip(Arena& a, const std::string& name, std::int64_t n) {
   s.value = r.slots[0].lat_p50_ns / 1e3;
   s.p99 = r.slots[0].lat_p99_ns / 1e3;
   return s;
+}
+
+/// The round trip on two one-way channels: `ping` carries A's message, `pong` B's echo.
+template <class Chan>
+Sample round_trip(Arena& a, const std::string& name, std::int64_t n) {
+  return round_trip_on<ChannelPairLink<Chan>>(a, name, n);
 }
 
 template <class Chan>
@@ -396,6 +419,11 @@ Sample stream(Arena& a, const std::string& name, int producers, int consumers, s
   const double messages = static_cast<double>(per) * producers;
   Sample s = sample_of(r, messages);
   s.value = sizeof(M) >= 4096 ? messages * sizeof(M) / r.seconds / 1e6 : messages / r.seconds / 1e6;
+  if constexpr (requires { chan.stats(); }) {
+    const mproc::RingStats rs = chan.stats();  // the ring is shared: the children's counts
+    s.handovers = static_cast<double>(rs.producer_bias_handovers + rs.consumer_bias_handovers) / messages;
+    s.revocations = static_cast<double>(rs.producer_bias_revocations + rs.consumer_bias_revocations) / messages;
+  }
   return s;
 }
 
@@ -616,6 +644,13 @@ const std::vector<WorkloadInfo>& workloads() {
       {"seed", "seed: 4 writers, 1 file", "M lines/s", false,
        "4 processes append lines to one file: each under a lock, or via a queue/pipe to 1 "
        "writer; file checked"},
+      // The ring-size workloads: figures, no targets.
+      {"rtpipe", "round trip 8 B, by channel and ring size", "us", true,
+       "as rt8 (pinned): mproc::Pipe default (1 MiB/direction) vs a 4 KiB ring, Queue pairs "
+       "of 4 KiB and 1 MiB, pipe(2) pair"},
+      {"mpmc2small", "2->2, 64 B, queues of ~64 messages", "M msg/s", false,
+       "as mpmc2 (not pinned), through rings of ~64 messages (or max_messages = 64) vs the "
+       "default queue and the raw rings"},
   };
   return w;
 }
@@ -630,7 +665,7 @@ struct Row {
   bool python = false;
   std::function<Sample(std::int64_t)> run;
   std::int64_t n = 0;  // units per process per run (trips, messages, acquisitions, lines)
-  Series value, p99, rss_kib, extra, waits;
+  Series value, p99, rss_kib, extra, waits, handovers, revocations;
   std::vector<double> ratio;        // mproc's reference row vs this one, per round (>1: mproc faster)
   std::vector<double> batch_ratio;  // mproc's batched row vs this one, per round
   std::string note;
@@ -698,6 +733,8 @@ void measure(const Config& cfg, WorkloadResult& w, std::int64_t n_quick, std::in
       r.rss_kib.values.push_back(s.rss_kib);
       r.extra.values.push_back(s.extra);
       r.waits.values.push_back(s.waits);
+      r.handovers.values.push_back(s.handovers);
+      r.revocations.values.push_back(s.revocations);
     }
   }
   // Within each round, for each of mproc's two rows.
@@ -799,6 +836,58 @@ WorkloadResult make_stream(Arena& a, const WorkloadInfo& info, int k) {
   } else {
     add("raw MPMC ring (Vyukov, spinning)", "raw ring", std::type_identity<RawMpmcRing<M>>{});
   }
+  return w;
+}
+
+/// rtpipe: the 8-byte round trip through a duplex mproc::Pipe and pairs of queues, at their
+/// default ring size and at 4 KiB, next to a pair of pipe(2)s.
+WorkloadResult make_round_trip_sizes(Arena& a, const WorkloadInfo& info) {
+  WorkloadResult w{&info, {}};
+  auto add = [&](std::string name, std::string label, auto tag) {
+    using Link = typename decltype(tag)::type;
+    w.rows.push_back(make_row(name, std::move(label), [&a, name](std::int64_t n) {
+      return round_trip_on<Link>(a, "round trip (" + name + ")", n);
+    }));
+  };
+  constexpr std::size_t k4K = 4096;
+  add("mproc::Pipe (default, 1 MiB)", "mproc Pipe 1M", std::type_identity<MprocPipeLink<>>{});
+  w.rows.back().reference = w.rows.back().mproc = true;
+  add("mproc::Pipe, 4 KiB ring", "mproc Pipe 4K", std::type_identity<MprocPipeLink<k4K>>{});
+  w.rows.back().mproc = true;
+  add("mproc::Queue x2, 4 KiB", "mproc Queue 4K",
+      std::type_identity<ChannelPairLink<MprocChannel<std::uint64_t, k4K>>>{});
+  w.rows.back().mproc = true;
+  add("mproc::Queue x2 (default, 1 MiB)", "mproc Queue 1M",
+      std::type_identity<ChannelPairLink<MprocChannel<std::uint64_t>>>{});
+  w.rows.back().mproc = true;
+  add("pipe(2) x2", "pipe", std::type_identity<ChannelPairLink<PipeChannel<std::uint64_t>>>{});
+  return w;
+}
+
+/// mpmc2small: 2 -> 2 64-byte messages through queues that hold about 64 messages.
+WorkloadResult make_small_mpmc(Arena& a, const WorkloadInfo& info) {
+  using M = Msg64;
+  WorkloadResult w{&info, {}};
+  auto add = [&](std::string name, std::string label, auto tag) {
+    using Chan = typename decltype(tag)::type;
+    const std::string run_name = info.title + " (" + name + ")";
+    w.rows.push_back(make_row(name, std::move(label), [&a, run_name](std::int64_t n) {
+      return stream<Chan, M>(a, run_name, 2, 2, n, false);
+    }));
+  };
+  // A 64-byte message is a 72-byte record (8-byte header): 64 of them need 4608 bytes, which
+  // the queue rounds up to 8 KiB (113 records); 4 KiB holds 56.
+  add("mproc::Queue (default, 1 MiB)", "mproc 1M", std::type_identity<MprocChannel<M>>{});
+  w.rows.back().reference = w.rows.back().mproc = true;
+  add("mproc::Queue, 4 KiB ring (56 msgs)", "mproc 4K", std::type_identity<MprocChannel<M, 4096>>{});
+  w.rows.back().mproc = true;
+  add("mproc::Queue, 8 KiB ring (113 msgs)", "mproc 8K", std::type_identity<MprocChannel<M, 8192>>{});
+  w.rows.back().mproc = true;
+  add("mproc::Queue, 1 MiB, max_messages 64", "mproc max64",
+      std::type_identity<MprocChannel<M, std::size_t{1} << 20, 64>>{});
+  w.rows.back().mproc = true;
+  add("raw MPMC ring, 64 slots (Vyukov)", "raw ring 64", std::type_identity<RawMpmcRing<M, 64>>{});
+  add("raw MPMC ring, 1 MiB (Vyukov)", "raw ring 1M", std::type_identity<RawMpmcRing<M>>{});
   return w;
 }
 
@@ -973,7 +1062,14 @@ std::string notes_of(const WorkloadInfo& info, const Row& r) {
     const auto [lo, hi] = std::minmax_element(r.batch_ratio.begin(), r.batch_ratio.end());
     s = (s.empty() ? "" : s + "; ") + "batched " + fmt(*lo) + ".." + fmt(*hi);
   }
-  (void)info;
+  if (!r.handovers.values.empty() && !std::isnan(r.handovers.med())) {
+    s = (s.empty() ? "" : s + "; ") + "per 1000 msgs: hand-overs " + fmt(1000 * r.handovers.med(), 2) +
+        ", revocations " + fmt(1000 * r.revocations.med(), 2);
+  }
+  if ((info.id == "rtpipe" || info.id == "mpmc2small") && !r.waits.values.empty() && !r.python) {
+    s = (s.empty() ? "" : s + "; ") + "blocking waits per 1000 " + (info.id == "rtpipe" ? "trips " : "msgs ") +
+        fmt(1000 * r.waits.med(), 2);
+  }
   return s;
 }
 
@@ -1039,6 +1135,52 @@ const std::vector<Target>& targets() {
   return t;
 }
 
+/// The ring-size workloads (rtpipe, mpmc2small) in the targets section: figures, no target.
+/// Ratios are per round (both rows measured in the same round), their median.
+std::vector<std::string> figure_lines(const std::vector<WorkloadResult>& results) {
+  std::vector<std::string> out;
+  for (const WorkloadResult& w : results) {
+    if (w.info->id != "rtpipe" && w.info->id != "mpmc2small") continue;
+    auto find = [&](const std::string& label) -> const Row* {
+      for (const Row& r : w.rows) {
+        if (r.label == label && !r.value.values.empty()) return &r;
+      }
+      return nullptr;
+    };
+    // How many times better `a` is than `b`, round by round.
+    auto vs = [&](const Row* x, const Row* y) {
+      if (x == nullptr || y == nullptr || x->value.values.size() != y->value.values.size()) return std::string("-");
+      std::vector<double> r;
+      for (std::size_t i = 0; i < x->value.values.size(); ++i) {
+        r.push_back(better_ratio(*w.info, x->value.values[i], y->value.values[i]));
+      }
+      return fmt(median(r), 3) + "x";
+    };
+    auto val = [&](const Row* x) { return x == nullptr ? std::string("-") : fmt(x->value.med()); };
+    if (w.info->id == "rtpipe") {
+      const Row* p1m = find("mproc Pipe 1M");
+      const Row* p4k = find("mproc Pipe 4K");
+      const Row* q4k = find("mproc Queue 4K");
+      const Row* q1m = find("mproc Queue 1M");
+      out.push_back("(figure, no target) 8-byte round trip by ring size, us: Pipe() default " + val(p1m) +
+                    ", Pipe 4 KiB " + val(p4k) + " (" + vs(p4k, p1m) + " quicker), Queue x2 4 KiB " + val(q4k) +
+                    ", Queue x2 1 MiB " + val(q1m) + " (Queue 4 KiB vs 1 MiB: " + vs(q4k, q1m) + ")");
+    } else {
+      const Row* d = find("mproc 1M");
+      const Row* q4k = find("mproc 4K");
+      const Row* q8k = find("mproc 8K");
+      const Row* m64 = find("mproc max64");
+      const Row* raw64 = find("raw ring 64");
+      out.push_back("(figure, no target) 2->2 64 B through queues of ~64 messages, M msg/s: Queue 4 KiB " +
+                    val(q4k) + " (" + vs(q4k, raw64) + " the 64-slot raw ring, " + vs(q4k, d) +
+                    " the default Queue), Queue 8 KiB " + val(q8k) + " (" + vs(q8k, raw64) + ", " + vs(q8k, d) +
+                    "), max_messages 64 " + val(m64) + " (" + vs(m64, raw64) + ", " + vs(m64, d) +
+                    "), raw ring 64 slots " + val(raw64) + ", default Queue " + val(d));
+    }
+  }
+  return out;
+}
+
 std::vector<std::string> target_lines(const std::vector<WorkloadResult>& results) {
   std::vector<std::string> out;
   for (const Target& t : targets()) {
@@ -1065,6 +1207,7 @@ std::vector<std::string> target_lines(const std::vector<WorkloadResult>& results
     }
     out.push_back(line);
   }
+  for (std::string& l : figure_lines(results)) out.push_back(std::move(l));
   return out;
 }
 
@@ -1316,6 +1459,10 @@ int run_suite(const Config& cfg) {
     results.push_back(make_round_trip(a));
     measure(cfg, results.back(), 1'000, 2'000, 2'000'000);
   }
+  if (wanted(cfg, "rtpipe")) {
+    results.push_back(make_round_trip_sizes(a, wl[8]));
+    measure(cfg, results.back(), 1'000, 2'000, 2'000'000);
+  }
   if (wanted(cfg, "tp64")) {
     results.push_back(make_stream<Msg64>(a, wl[1], 1));
     measure(cfg, results.back(), 10'000, 20'000, 50'000'000);
@@ -1326,6 +1473,10 @@ int run_suite(const Config& cfg) {
   }
   if (wanted(cfg, "mpmc2")) {
     results.push_back(make_stream<Msg64>(a, wl[3], 2));
+    measure(cfg, results.back(), 5'000, 10'000, 20'000'000);
+  }
+  if (wanted(cfg, "mpmc2small")) {
+    results.push_back(make_small_mpmc(a, wl[9]));
     measure(cfg, results.back(), 5'000, 10'000, 20'000'000);
   }
   if (wanted(cfg, "mpmc4")) {
@@ -1478,7 +1629,7 @@ int run_scale(const Config& cfg) {
 int usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s [--quick] [--scale N] [--out DIR] [--rounds R] [--seconds S]\n"
-               "          [--only rt8,tp64,tp4k,mpmc2,mpmc4,lock2,lock4,seed] [--no-python] "
+               "          [--only rt8,rtpipe,tp64,tp4k,mpmc2,mpmc2small,mpmc4,lock2,lock4,seed] [--no-python] "
                "[--no-plot]\n          [--contender TEXT] [--unpinned] [--inject-fault]\n",
                argv0);
   return 2;

@@ -26,14 +26,17 @@
 #include <cstdio>
 #include <fstream>
 #include <new>
+#include <optional>
 #include <span>
 #include <string>
 #include <system_error>
 #include <type_traits>
+#include <utility>
 
 #include "bench_util.hpp"
 #include "compare/harness.hpp"
 #include "mproc/lock.hpp"
+#include "mproc/pipe.hpp"
 #include "mproc/queue.hpp"
 
 #if MPROC_HAVE_BOOST
@@ -66,17 +69,22 @@ class Backoff {
 
 // ---- channels --------------------------------------------------------------------------------
 
-/// mproc::Queue<Msg> with its default 1 MiB ring: put / get_into.
-template <class Msg>
+/// mproc::Queue<Msg>: put / get_into. By default its default 1 MiB ring and no message limit;
+/// Capacity (bytes, rounded up to a power of two by the queue) and MaxMessages (Python's
+/// maxsize; 0: none) size it otherwise (the ring-size workloads rtpipe and mpmc2small).
+template <class Msg, std::size_t Capacity = mproc::Queue<Msg>::kDefaultCapacity, std::size_t MaxMessages = 0>
 class MprocChannel {
  public:
   void send(const Msg& m) { q_.put(m); }
   void recv(Msg& m) {
     if (!q_.get_into(m)) fail("mproc::Queue: closed");
   }
+  /// The ring's counters (bias grants, revocations, hand-overs): the queue lives in shared
+  /// memory, so the parent reads what its children did.
+  mproc::RingStats stats() const noexcept { return q_.stats(); }
 
  private:
-  mproc::Queue<Msg> q_;
+  mproc::Queue<Msg> q_{Capacity, MaxMessages};
 };
 
 /// One pipe(2): one write(2) and one read(2) of sizeof(Msg) bytes per message. Writes of up to
@@ -91,6 +99,54 @@ class PipeChannel {
 
  private:
   OsPipe p_;
+};
+
+// ---- round-trip links ------------------------------------------------------------------------
+// A link joins two processes both ways: A sends with a_send and reads the reply with a_recv; B
+// reads with b_recv and answers with b_send. The round trip (rt8, rtpipe) runs on a link.
+
+/// Two one-way channels: ping (A -> B) and pong (B -> A).
+template <class Chan>
+class ChannelPairLink {
+ public:
+  template <class T>
+  void a_send(const T& v) { ping_.send(v); }
+  template <class T>
+  void a_recv(T& v) { pong_.recv(v); }
+  template <class T>
+  void b_recv(T& v) { ping_.recv(v); }
+  template <class T>
+  void b_send(const T& v) { pong_.send(v); }
+
+ private:
+  Chan ping_;
+  Chan pong_;
+};
+
+/// One duplex mproc::Pipe (both directions' rings in one mapping, and a socketpair per
+/// direction for wake-ups): A holds the first end, B the second. Capacity: bytes per direction
+/// (Pipe's default is 1 MiB).
+template <std::size_t Capacity = std::size_t{1} << 20>
+class MprocPipeLink {
+ public:
+  MprocPipeLink() : ends_(mproc::Pipe(true, Capacity)) {}
+  template <class T>
+  void a_send(const T& v) { ends_.first.send(v); }
+  template <class T>
+  void a_recv(T& v) { take(ends_.first, v); }
+  template <class T>
+  void b_recv(T& v) { take(ends_.second, v); }
+  template <class T>
+  void b_send(const T& v) { ends_.second.send(v); }
+
+ private:
+  template <class T>
+  static void take(mproc::Connection& c, T& v) {
+    const std::optional<T> got = c.recv<T>();
+    if (!got) fail("mproc::Pipe: end of stream");
+    v = *got;
+  }
+  std::pair<mproc::Connection, mproc::Connection> ends_;
 };
 
 // ---- batched channels ------------------------------------------------------------------------
@@ -355,9 +411,12 @@ class RawSpscRing {
 /// CAS), spinning on full and empty. A producer descheduled between its claim and its publish
 /// stalls the consumer of that slot until it runs again, which is why it cannot be made
 /// crash-safe and why it suffers when there are more processes than cores.
-template <class Msg>
+///
+/// Slots: the ring's size (a power of two); 0: 1 MiB of cells, as the other contenders' buffers.
+template <class Msg, std::size_t Slots = 0>
 class RawMpmcRing {
   static_assert(std::is_trivially_copyable_v<Msg>);
+  static_assert(Slots == 0 || std::has_single_bit(Slots), "Slots must be a power of two");
 
  public:
   RawMpmcRing() : map_(sizeof(Control) + kSlots * sizeof(Cell)) {
@@ -416,7 +475,7 @@ class RawMpmcRing {
     std::atomic<std::uint64_t> seq;
     Msg data;
   };
-  static constexpr std::size_t kSlots = std::bit_floor(kBufferBytes / sizeof(Cell));
+  static constexpr std::size_t kSlots = Slots != 0 ? Slots : std::bit_floor(kBufferBytes / sizeof(Cell));
   struct Control {
     alignas(64) std::atomic<std::uint64_t> enqueue_pos;
     alignas(64) std::atomic<std::uint64_t> dequeue_pos;
