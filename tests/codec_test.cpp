@@ -8,11 +8,13 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "mproc/detail/codec.hpp"
 #include "mproc/pipe.hpp"
 #include "mproc/queue.hpp"
 
@@ -193,6 +195,30 @@ TEST(Codec, empty_vectors_and_byte_strings_travel_through_a_queue_and_a_pipe) {
   const auto doubles = a.recv<std::vector<double>>();
   ASSERT_TRUE(doubles.has_value());
   EXPECT_TRUE(doubles->empty());
+}
+
+// The messages of the codec's errors name the type with the right article.
+TEST(Messages, a_type_name_takes_the_right_article) {
+  const auto what = [](auto f) -> std::string {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return {};
+  };
+  EXPECT_NE(what([] { mproc::detail::throw_wrong_type("Connection", "int"); }).find("receive an int from"),
+            std::string::npos);
+  EXPECT_NE(
+      what([] { mproc::detail::throw_wrong_type("Connection", "unsigned int"); }).find("an unsigned int"),
+      std::string::npos);
+  EXPECT_NE(what([] { mproc::detail::throw_wrong_type("Connection", "long"); }).find("receive a long from"),
+            std::string::npos);
+  EXPECT_NE(what([] { mproc::detail::throw_undecodable("int", 3, "short"); }).find("decode an int from"),
+            std::string::npos);
+  EXPECT_NE(
+      what([] { mproc::detail::throw_undecodable("std::string", 3, "short"); }).find("decode a std::string"),
+      std::string::npos);
 }
 
 }  // namespace
