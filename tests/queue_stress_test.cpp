@@ -201,6 +201,8 @@ void consumer(World& w) {
 
 // ---- the parent -------------------------------------------------------------------------------
 
+using Clock = std::chrono::steady_clock;
+
 std::uint64_t env_or(const char* name, std::uint64_t fallback) {
   const char* s = std::getenv(name);
   if (s == nullptr || *s == '\0') return fallback;
@@ -218,168 +220,199 @@ const char* role(const Child& c) {
   return c.producer ? "producer" : "consumer";
 }
 
-// `producers` of the kProducers slots, `consumers` consumers. The kills go on past the wanted
-// number until the queue was exercised: both roles killed, kMinReceived messages, and
-// `also(stats)` if given. A kill waits until the consumers have received kReceivedPerKill
-// messages for every kill so far (a quick one may go first once, to catch replacements while
-// they start up), so that on a slow machine the work paces the kills instead of starving.
-void run_under_fire(std::uint32_t producers, std::uint32_t consumers, mproc::RingStats& stats,
-                    bool (*also)(const mproc::RingStats&) = nullptr) {
-  const std::uint64_t kills_wanted = env_or("MPROC_STRESS_KILLS", 300);
-  const std::uint64_t seed = env_or("MPROC_STRESS_SEED", std::random_device{}());
-  std::printf("queue stress: %llu kills, seed %llu (MPROC_STRESS_KILLS, MPROC_STRESS_SEED)\n",
-              static_cast<unsigned long long>(kills_wanted), static_cast<unsigned long long>(seed));
-  std::mt19937_64 rng(seed);
-  const auto t0 = std::chrono::steady_clock::now();
-
-  // Two cores move about 1,000 messages per slot per kill (bare headers: ten times as many):
-  // leave room for several times that.
+// Ids per producer slot. Two cores move about 1,000 messages per slot per kill (bare headers: ten
+// times as many): leave room for several times that.
+std::uint32_t ids_per_slot(std::uint64_t kills_wanted) {
   const std::uint64_t per_kill = g_max_payload == 0 ? 32768 : 4096;
-  const auto per_slot = static_cast<std::uint32_t>(
+  return static_cast<std::uint32_t>(
       std::clamp<std::uint64_t>(kills_wanted * per_kill, std::uint64_t{1} << 22, std::uint64_t{1} << 30));
-  World w(per_slot);
-  Tally& t = *w.tally;
+}
 
-  auto start_producer = [&w](std::uint32_t slot) { return start_child([&w, slot] { producer(w, slot); }); };
-  auto start_consumer = [&w] { return start_child([&w] { consumer(w); }); };
+/// The parent's side of a run: the world the children share, the children, and the killer's
+/// choices and counts.
+struct Fire {
+  Fire(std::uint32_t per_slot, std::uint64_t seed, bool (*also_)(const mproc::RingStats&))
+      : w(per_slot), rng(seed), also(also_) {}
 
+  Process start_producer(std::uint32_t slot) {
+    return start_child([this, slot] { producer(w, slot); });
+  }
+  Process start_consumer() {
+    return start_child([this] { consumer(w); });
+  }
+  bool ran_out(const Child& c) const {
+    return c.producer && c.process.exitcode() == 0 && w.tally->next_seq[c.slot].load() >= w.seqs_per_slot;
+  }
+
+  World w;
+  std::mt19937_64 rng;
+  bool (*also)(const mproc::RingStats&);  // the test's own condition for "exercised", if any
   std::vector<Child> children;
-  for (std::uint32_t c = 0; c < consumers; ++c) children.push_back({start_consumer(), false, c});
-  for (std::uint32_t p = 0; p < producers; ++p) children.push_back({start_producer(p), true, p});
-  auto ran_out = [&](const Child& c) {
-    return c.producer && c.process.exitcode() == 0 && t.next_seq[c.slot].load() >= per_slot;
-  };
-
-  // ---- the killer: a random victim at a random moment -----------------------------------------
   std::uint64_t producer_kills = 0, consumer_kills = 0;
   bool child_failed = false;
-  // The hang check: when the consumers last received something.
-  std::uint64_t last_received = 0;
-  auto last_progress = std::chrono::steady_clock::now();
-  bool ran_ahead = false;  // the last kill did not wait for the consumers to catch up
-  for (;;) {
-    const std::uint64_t received_now = t.received_total.load();
-    const bool exercised = producer_kills > 0 && consumer_kills > 0 && received_now >= kMinReceived &&
-                           (also == nullptr || also(w.q.stats()));
-    if (producer_kills + consumer_kills >= kills_wanted && exercised) break;
-    const bool producing = std::any_of(children.begin(), children.end(),
-                                       [](const Child& c) { return c.producer && !c.finished; });
-    if (!producing) {
-      ADD_FAILURE() << "every producer slot ran out of ids before the queue was exercised: " << producer_kills
-                    << " producer kills, " << consumer_kills << " consumer kills, " << received_now
-                    << " messages received (want >= " << kMinReceived << ")"
-                    << (also != nullptr ? ", or the test's own condition not met" : "");
-      break;
-    }
-    if (received_now != last_received) {
-      last_received = received_now;
-      last_progress = std::chrono::steady_clock::now();
-    } else if (std::chrono::steady_clock::now() - last_progress > kPatience) {
-      ADD_FAILURE() << "the queue hangs: no message received in " << kPatience.count() << " s, after "
-                    << producer_kills << " producer kills, " << consumer_kills << " consumer kills and "
-                    << received_now << " messages received";
-      break;
-    }
+};
 
+// The hang check: when the consumers last received something.
+struct Progress {
+  std::uint64_t last_received = 0;
+  Clock::time_point last_progress = Clock::now();
+};
+
+// Whether the killer is done: its kills made and the queue exercised (both roles killed,
+// kMinReceived messages, and `also` if given). Ends it too, with a failure, when no producer is
+// left or the queue hangs.
+bool done_killing(Fire& f, std::uint64_t kills_wanted, Progress& p) {
+  const std::uint64_t received_now = f.w.tally->received_total.load();
+  const bool exercised = f.producer_kills > 0 && f.consumer_kills > 0 && received_now >= kMinReceived &&
+                         (f.also == nullptr || f.also(f.w.q.stats()));
+  if (f.producer_kills + f.consumer_kills >= kills_wanted && exercised) return true;
+  const bool producing = std::any_of(f.children.begin(), f.children.end(),
+                                     [](const Child& c) { return c.producer && !c.finished; });
+  if (!producing) {
+    ADD_FAILURE() << "every producer slot ran out of ids before the queue was exercised: " << f.producer_kills
+                  << " producer kills, " << f.consumer_kills << " consumer kills, " << received_now
+                  << " messages received (want >= " << kMinReceived << ")"
+                  << (f.also != nullptr ? ", or the test's own condition not met" : "");
+    return true;
+  }
+  if (received_now != p.last_received) {
+    p.last_received = received_now;
+    p.last_progress = Clock::now();
+  } else if (Clock::now() - p.last_progress > kPatience) {
+    ADD_FAILURE() << "the queue hangs: no message received in " << kPatience.count() << " s, after "
+                  << f.producer_kills << " producer kills, " << f.consumer_kills << " consumer kills and "
+                  << received_now << " messages received";
+    return true;
+  }
+  return false;
+}
+
+// A child that ended by itself has failed (a CHILD_CHECK, an exception), unless it is a
+// producer whose slot ran out of ids. Returns whether one failed.
+bool a_child_failed(Fire& f) {
+  for (Child& c : f.children) {
+    if (c.finished || c.process.is_alive()) continue;
+    if (f.ran_out(c)) {
+      c.finished = true;
+      continue;
+    }
+    const int code = c.process.exitcode().value_or(-1000);
+    ADD_FAILURE() << role(c) << " " << c.slot << " ended by itself with exit code " << code
+                  << (code == mproc_test::kChildCheckFailed ? " (a torn, misordered or unknown message)" : "");
+    f.child_failed = true;
+  }
+  return f.child_failed;
+}
+
+// SIGKILLs a random live child and starts its replacement.
+void kill_one(Fire& f) {
+  std::vector<Child*> live;
+  for (Child& c : f.children) {
+    if (!c.finished) live.push_back(&c);
+  }
+  Child& victim = *live[f.rng() % live.size()];
+  victim.process.kill();
+  ASSERT_TRUE(victim.process.join(kPatience)) << "a SIGKILLed " << role(victim) << " did not end";
+  if (victim.process.exitcode() != -SIGKILL) return;  // it ended first: judged next round
+  (victim.producer ? f.producer_kills : f.consumer_kills) += 1;
+  victim.process = victim.producer ? f.start_producer(victim.slot) : f.start_consumer();
+}
+
+// The killer: a random victim at a random moment, until done_killing. A kill waits until the
+// consumers have received kReceivedPerKill messages for every kill so far (a quick one may go
+// first once, to catch replacements while they start up), so that on a slow machine the work
+// paces the kills instead of starving.
+void kill_until_exercised(Fire& f, std::uint64_t kills_wanted) {
+  Progress progress;
+  bool ran_ahead = false;  // the last kill did not wait for the consumers to catch up
+  while (!done_killing(f, kills_wanted, progress)) {
     // Load shaping, not synchronisation: the kill lands wherever the victim happens to be.
     // One pause in four is short, to catch replacements while they start up.
-    const bool quick = rng() % 4 == 0;
-    const std::uint64_t pause_us = quick ? rng() % 200 : rng() % 8000;
+    const bool quick = f.rng() % 4 == 0;
+    const std::uint64_t pause_us = quick ? f.rng() % 200 : f.rng() % 8000;
     std::this_thread::sleep_for(std::chrono::microseconds(static_cast<long>(pause_us)));
 
-    // A child that ended by itself has failed (a CHILD_CHECK, an exception), unless it is a
-    // producer whose slot ran out of ids.
-    for (Child& c : children) {
-      if (c.finished || c.process.is_alive()) continue;
-      if (ran_out(c)) {
-        c.finished = true;
-        continue;
-      }
-      const int code = c.process.exitcode().value_or(-1000);
-      ADD_FAILURE() << role(c) << " " << c.slot << " ended by itself with exit code " << code
-                    << (code == mproc_test::kChildCheckFailed ? " (a torn, misordered or unknown message)"
-                                                              : "");
-      child_failed = true;
-    }
-    if (child_failed) break;
+    if (a_child_failed(f)) break;
     // Paced by the work: no kill until the consumers have caught up with the kills so far (a
-    // poll of a count, with the hang check above as its deadline) — except that a quick one may
-    // go first once, to catch the last victim's replacement while it starts up.
-    const bool caught_up = t.received_total.load() >= (producer_kills + consumer_kills) * kReceivedPerKill;
+    // poll of a count, with the hang check as its deadline) — except that a quick one may go
+    // first once, to catch the last victim's replacement while it starts up.
+    const bool caught_up =
+        f.w.tally->received_total.load() >= (f.producer_kills + f.consumer_kills) * kReceivedPerKill;
     if (!caught_up && (!quick || ran_ahead)) continue;
     ran_ahead = !caught_up;
-
-    std::vector<Child*> live;
-    for (Child& c : children) {
-      if (!c.finished) live.push_back(&c);
-    }
-    Child& victim = *live[rng() % live.size()];
-    victim.process.kill();
-    ASSERT_TRUE(victim.process.join(kPatience)) << "a SIGKILLed " << role(victim) << " did not end";
-    if (victim.process.exitcode() != -SIGKILL) continue;  // it ended first: judged above, next round
-    (victim.producer ? producer_kills : consumer_kills) += 1;
-    victim.process = victim.producer ? start_producer(victim.slot) : start_consumer();
+    kill_one(f);
+    if (testing::Test::HasFatalFailure()) return;
   }
-  const double kill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
-  // ---- stop: producers return after their current put, then close, then consumers drain -------
-  t.stop.store(1);
-  for (Child& c : children) {
+// Stops the run: producers return after their current put, then close, then consumers drain.
+void stop_children(Fire& f) {
+  f.w.tally->stop.store(1);
+  for (Child& c : f.children) {
     if (!c.producer || c.finished) continue;
     ASSERT_TRUE(c.process.join(kPatience))
         << "producer " << c.slot << " (pid " << c.process.pid().value_or(0)
         << ") did not stop: a survivor is blocked in put() although no peer is alive to block it";
     EXPECT_EQ(c.process.exitcode(), 0) << "producer " << c.slot;
   }
-  w.q.close();
-  for (Child& c : children) {
+  f.w.q.close();
+  for (Child& c : f.children) {
     if (c.producer) continue;
     ASSERT_TRUE(c.process.join(kPatience))
         << "consumer " << c.slot << " (pid " << c.process.pid().value_or(0)
         << ") did not drain and end: a survivor is blocked in get() after close()";
     EXPECT_EQ(c.process.exitcode(), 0) << "consumer " << c.slot;
   }
-  EXPECT_EQ(w.q.qsize(), 0u);
+  EXPECT_EQ(f.w.q.qsize(), 0u);
+}
 
-  // ---- account for every id ---------------------------------------------------------------------
-  // Ids at or past a slot's next_seq were never attempted, and consumers reject them.
+// What became of every id attempted.
+struct Account {
   std::uint64_t returned = 0, cut_short = 0, cut_short_received = 0, received = 0, missing = 0, phantoms = 0,
                 multiple = 0;
   std::optional<std::pair<std::uint32_t, std::uint32_t>> first_missing, first_phantom;
+};
+
+// Ids at or past a slot's next_seq were never attempted, and consumers reject them.
+Account account_for_ids(const World& w) {
+  Account a;
   for (std::uint32_t slot = 0; slot < kProducers; ++slot) {
-    const std::uint32_t end = t.next_seq[slot].load();
+    const std::uint32_t end = w.tally->next_seq[slot].load();
     for (std::uint32_t seq = 0; seq < end; ++seq) {
       const std::size_t id = w.index(slot, seq);
       const std::uint8_t state = w.put_state[id].load();
       const std::uint8_t got = w.received[id].load();
-      received += got != 0;
-      multiple += got > 1;
+      a.received += got != 0;
+      a.multiple += got > 1;
       if (state == kPutReturned) {
-        ++returned;
-        if (got == 0 && ++missing == 1) first_missing.emplace(slot, seq);
+        ++a.returned;
+        if (got == 0 && ++a.missing == 1) a.first_missing.emplace(slot, seq);
       } else if (state == kPutCalled) {
-        ++cut_short;
-        cut_short_received += got != 0;
-      } else if (got != 0 && ++phantoms == 1) {
-        first_phantom.emplace(slot, seq);  // delivered, but its producer died before put()
+        ++a.cut_short;
+        a.cut_short_received += got != 0;
+      } else if (got != 0 && ++a.phantoms == 1) {
+        a.first_phantom.emplace(slot, seq);  // delivered, but its producer died before put()
       }
     }
   }
+  return a;
+}
+
+void print_report(const Fire& f, const Account& a, const mproc::RingStats& stats, double kill_s,
+                  double total_s) {
   int ran_out_of_ids = 0;
-  for (const Child& c : children) ran_out_of_ids += c.finished;
-  stats = w.q.stats();
-  const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (const Child& c : f.children) ran_out_of_ids += c.finished;
   std::printf(
       "queue stress: kills: %llu producers, %llu consumers | puts returned %llu, cut short %llu "
       "(%llu of them delivered) | received %llu, missing %llu (allowed %llu), duplicates %llu, "
       "phantoms %llu | abandoned_puts %llu, abandoned_gets %llu | bias grants %llu/%llu, "
       "revocations %llu/%llu, handovers %llu/%llu | %.1f s killing, %.1f s in all%s%s\n",
-      static_cast<unsigned long long>(producer_kills), static_cast<unsigned long long>(consumer_kills),
-      static_cast<unsigned long long>(returned), static_cast<unsigned long long>(cut_short),
-      static_cast<unsigned long long>(cut_short_received), static_cast<unsigned long long>(received),
-      static_cast<unsigned long long>(missing), static_cast<unsigned long long>(consumer_kills),
-      static_cast<unsigned long long>(t.duplicates.load()), static_cast<unsigned long long>(phantoms),
-      static_cast<unsigned long long>(stats.abandoned_puts),
+      static_cast<unsigned long long>(f.producer_kills), static_cast<unsigned long long>(f.consumer_kills),
+      static_cast<unsigned long long>(a.returned), static_cast<unsigned long long>(a.cut_short),
+      static_cast<unsigned long long>(a.cut_short_received), static_cast<unsigned long long>(a.received),
+      static_cast<unsigned long long>(a.missing), static_cast<unsigned long long>(f.consumer_kills),
+      static_cast<unsigned long long>(f.w.tally->duplicates.load()),
+      static_cast<unsigned long long>(a.phantoms), static_cast<unsigned long long>(stats.abandoned_puts),
       static_cast<unsigned long long>(stats.abandoned_gets),
       static_cast<unsigned long long>(stats.producer_bias_grants),
       static_cast<unsigned long long>(stats.consumer_bias_grants),
@@ -388,24 +421,53 @@ void run_under_fire(std::uint32_t producers, std::uint32_t consumers, mproc::Rin
       static_cast<unsigned long long>(stats.producer_bias_handovers),
       static_cast<unsigned long long>(stats.consumer_bias_handovers), kill_s, total_s,
       ran_out_of_ids != 0 ? " | a producer slot ran out of ids" : "",
-      child_failed ? " | a child failed" : "");
+      f.child_failed ? " | a child failed" : "");
   std::fflush(stdout);
+}
 
-  EXPECT_FALSE(child_failed);
-  EXPECT_EQ(t.duplicates.load(), 0u) << "messages delivered more than once";
-  EXPECT_EQ(multiple, 0u) << "ids delivered more than once";
-  EXPECT_EQ(phantoms, 0u) << "delivered although never put; the first: slot "
-                          << first_phantom.value_or(std::pair{0u, 0u}).first << " seq "
-                          << first_phantom.value_or(std::pair{0u, 0u}).second;
-  EXPECT_LE(missing, consumer_kills) << "returned puts lost beyond one per killed consumer; the first: slot "
-                                     << first_missing.value_or(std::pair{0u, 0u}).first << " seq "
-                                     << first_missing.value_or(std::pair{0u, 0u}).second;
-  EXPECT_GT(producer_kills, 0u);
-  EXPECT_GT(consumer_kills, 0u);
-  EXPECT_GE(received, kMinReceived);
+// The contract (queue.hpp, "If a peer dies"), against the account.
+void check_account(const Fire& f, const Account& a, const mproc::RingStats& stats) {
+  EXPECT_FALSE(f.child_failed);
+  EXPECT_EQ(f.w.tally->duplicates.load(), 0u) << "messages delivered more than once";
+  EXPECT_EQ(a.multiple, 0u) << "ids delivered more than once";
+  EXPECT_EQ(a.phantoms, 0u) << "delivered although never put; the first: slot "
+                            << a.first_phantom.value_or(std::pair{0u, 0u}).first << " seq "
+                            << a.first_phantom.value_or(std::pair{0u, 0u}).second;
+  EXPECT_LE(a.missing, f.consumer_kills) << "returned puts lost beyond one per killed consumer; the first: slot "
+                                         << a.first_missing.value_or(std::pair{0u, 0u}).first << " seq "
+                                         << a.first_missing.value_or(std::pair{0u, 0u}).second;
+  EXPECT_GT(f.producer_kills, 0u);
+  EXPECT_GT(f.consumer_kills, 0u);
+  EXPECT_GE(a.received, kMinReceived);
   // A repair happens only where a process died inside an operation, and nobody died after close().
-  EXPECT_LE(stats.abandoned_puts, producer_kills);
-  EXPECT_LE(stats.abandoned_gets, consumer_kills);
+  EXPECT_LE(stats.abandoned_puts, f.producer_kills);
+  EXPECT_LE(stats.abandoned_gets, f.consumer_kills);
+}
+
+// `producers` of the kProducers slots, `consumers` consumers, killed at random until the queue
+// was exercised (kill_until_exercised); then every id is accounted for.
+void run_under_fire(std::uint32_t producers, std::uint32_t consumers, mproc::RingStats& stats,
+                    bool (*also)(const mproc::RingStats&) = nullptr) {
+  const std::uint64_t kills_wanted = env_or("MPROC_STRESS_KILLS", 300);
+  const std::uint64_t seed = env_or("MPROC_STRESS_SEED", std::random_device{}());
+  std::printf("queue stress: %llu kills, seed %llu (MPROC_STRESS_KILLS, MPROC_STRESS_SEED)\n",
+              static_cast<unsigned long long>(kills_wanted), static_cast<unsigned long long>(seed));
+  const auto t0 = Clock::now();
+  Fire f(ids_per_slot(kills_wanted), seed, also);
+  for (std::uint32_t c = 0; c < consumers; ++c) f.children.push_back({f.start_consumer(), false, c});
+  for (std::uint32_t p = 0; p < producers; ++p) f.children.push_back({f.start_producer(p), true, p});
+
+  kill_until_exercised(f, kills_wanted);
+  if (testing::Test::HasFatalFailure()) return;
+  const double kill_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  stop_children(f);
+  if (testing::Test::HasFatalFailure()) return;
+
+  const Account a = account_for_ids(f.w);
+  stats = f.w.q.stats();
+  const double total_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  print_report(f, a, stats, kill_s, total_s);
+  check_account(f, a, stats);
 }
 
 }  // namespace
