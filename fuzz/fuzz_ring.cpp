@@ -1,4 +1,4 @@
-// Fuzz target: the framing of Queue and Pipe (include/mproc/detail/ring.hpp, src/ring/ring.cpp), read
+// Fuzz target: the framing of Queue and Pipe (include/mproc/detail/ring.hpp, src/ring/), read
 // by a process whose peers are faulty or hostile. Pipes add no framing of their own: each
 // direction is the same ring, plus a socket whose bytes are only wake-ups and are never parsed
 // (src/queue/pipe.cpp); the pipe mode below runs the ring with those sockets.

@@ -1,5 +1,5 @@
 // The ring under Queue and Pipe, read after a faulty or hostile process wrote into its shared
-// memory (src/ring/ring.cpp): corruption is reported as mproc::Error (EPROTO) and leaves the ring as
+// memory (src/ring/get.cpp): corruption is reported as mproc::Error (EPROTO) and leaves the ring as
 // it is; nothing is read or written outside the ring. Each test reproduces something
 // fuzz/fuzz_ring.cpp or fuzz/fuzz_segment_header.cpp found (fuzz/README.md).
 #include <gtest/gtest.h>

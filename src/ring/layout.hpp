@@ -1,5 +1,5 @@
 #pragma once
-// The shared layout of a ring (docs/design/queue.md, "Layout"): what src/ring/ring.cpp implements,
+// The shared layout of a ring (docs/design/queue.md, "Layout"): what src/ring/ implements,
 // and what the fuzz target (fuzz/fuzz_ring.cpp) overwrites to play a faulty peer.
 #include <pthread.h>
 
@@ -127,5 +127,10 @@ struct RecordHeader {
   std::uint32_t tag;
 };
 static_assert(sizeof(RecordHeader) == RingView::kRecordHeader);
+
+// A record of `payload` bytes, in 8-byte units: header, payload, padding.
+inline std::uint32_t units_for(std::size_t payload) noexcept {
+  return static_cast<std::uint32_t>((RingView::kRecordHeader + payload + 7) / 8);
+}
 
 }  // namespace mproc::detail

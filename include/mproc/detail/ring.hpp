@@ -12,7 +12,7 @@
 
 namespace mproc::detail {
 
-struct RingControl;  // the shared layout, defined in src/ring/ring.cpp
+struct RingControl;  // the shared layout, defined in src/ring/layout.hpp
 
 /// A record as it lies in the ring: the payload may be split in two pieces at the wrap.
 struct RecordView {
@@ -66,6 +66,20 @@ enum class RingStatus : std::uint8_t {
 
 /// The public name is mproc::RingStats (<mproc/ring_stats.hpp>).
 using RingStats = mproc::RingStats;
+
+/// What one RingView holds: a few words, copied with it. Read and written only by the ring's
+/// implementation in src/ring/ (docs/design/queue.md, "Where the code is"); nothing here is API.
+struct RingState {
+  RingControl* ctl = nullptr;
+  std::byte* data = nullptr;
+  std::size_t capacity = 0;  // this process's copy (see RingView's constructor)
+  const char* what = "Queue";
+  int wake_fd = -1;                       // a pipe direction's socket, or -1
+  int event_fd = -1;                      // a queue's eventfd for fileno(), or -1
+  std::uint8_t waiter = 0;                // how sleepers sleep: futex or socket, fixed at construction
+  std::uint32_t keep_behind_rest = 0;     // gets before the consumer may wait to keep behind again
+  std::int64_t next_peer_check_ns = 0;    // pipes: when put() next checks that the peer lives
+};
 
 /// One process's view of a ring in shared memory. Cheap to copy; owns nothing.
 class RingView {
@@ -137,8 +151,8 @@ class RingView {
   /// Exact at the instant it is read (a consistent snapshot of both commit words).
   std::size_t size() const noexcept;
   bool full() const noexcept;
-  std::size_t capacity() const noexcept { return capacity_; }
-  std::size_t max_message() const noexcept { return capacity_ - kRecordHeader; }
+  std::size_t capacity() const noexcept { return s_.capacity; }
+  std::size_t max_message() const noexcept { return s_.capacity - kRecordHeader; }
   RingStats stats() const noexcept;
   /// Whether a consumer / a producer is asleep on this ring right now, in a thread that is alive
   /// (for `mproc ls`).
@@ -154,63 +168,10 @@ class RingView {
   /// record waits.
   void arm_fd() noexcept;
 
-  RingControl* control() const noexcept { return ctl_; }
+  RingControl* control() const noexcept { return s_.ctl; }
 
  private:
-  template <class Next>
-  std::size_t put_impl(Next& next, std::size_t count, std::uint32_t tag, Clock::time_point deadline);
-  template <class Take>
-  RingStatus get_impl(Take& take, std::size_t max, Clock::time_point deadline, std::size_t& taken);
-  bool peer_gone() const noexcept;
-  void check_put_open(std::size_t done, std::size_t count) const;
-  void commit_head(std::uint64_t head) noexcept;
-  [[noreturn]] void throw_too_big(std::size_t size, const std::string& context) const;
-  /// Whether a record of `need` units fits between a producer's head and a tail.
-  bool fits(std::uint64_t head, std::uint64_t tail, std::uint32_t need) const noexcept;
-  // A call waits for the side's owner (an operation in flight on the same side) until its own
-  // deadline and, past it, up to kOwnerPatience while that owner is not asleep for room (data).
-  static constexpr std::chrono::milliseconds kOwnerPatience{100};
-  static Clock::time_point owner_patience(Clock::time_point deadline) noexcept;
-  bool owner_sleeps(bool producer) const noexcept;
-  bool stop_waiting_for_owner(bool producer, Clock::time_point now, Clock::time_point deadline,
-                              Clock::time_point patient) const noexcept;
-  void lock_side(bool producer, Clock::time_point deadline, Clock::time_point patient, bool& timed_out);
-  // How one operation holds its side (docs/design/queue.md, "Biased sides"): 0 if the deadline
-  // passed first, kHeldByMutex, or the index + 1 of this thread's bias slot.
-  static constexpr std::uint32_t kHeldByMutex = 0x10000;
-  std::uint32_t enter_side(bool producer, Clock::time_point deadline);
-  std::uint32_t enter_side_slow(bool producer, Clock::time_point deadline);
-  void leave_side(bool producer, std::uint32_t hold) noexcept;
-  enum class Revoked : std::uint8_t { no_bias, handed_over, taken, timed_out };
-  Revoked revoke_bias(bool producer, Clock::time_point deadline, Clock::time_point patient, bool may_ask);
-  std::uint32_t grant_bias(bool producer, bool at_once);
-  void offer_bias(bool producer, std::uint32_t hold) noexcept;
-  void count_live_revocation(bool producer) noexcept;
-  void repair_side(bool producer) noexcept;
-  bool side_holder_alive(bool producer) const noexcept;
-  struct SideExit;
-  // A consumer that finds less than kSlipUnits committed (8-byte units) keeps a cache line
-  // behind the producer, waiting up to kSlipPauses pauses for it, unless its last such wait
-  // was fruitless within kSlipRest gets (queue.md, "Chasing").
-  static constexpr std::uint32_t kSlipUnits = 64;
-  static constexpr int kSlipPauses = 4;
-  static constexpr std::uint32_t kSlipRest = 64;
-  void slip(std::uint64_t tail_word, Clock::time_point deadline) noexcept;
-  std::uint64_t behind(std::uint64_t tail_word) const noexcept;
-  void wake(bool data_side) noexcept;
-  bool sleep(bool data_side, std::uint32_t seen, Clock::time_point until);
-  void finish_close();
-  bool unsignal_if_empty(std::uint64_t tail_word) noexcept;
-  [[noreturn]] void throw_corrupted(const std::string& detail) const;
-
-  RingControl* ctl_ = nullptr;
-  std::byte* data_ = nullptr;
-  std::size_t capacity_ = 0;  // this process's copy (see the constructor)
-  int wake_fd_ = -1;
-  int event_fd_ = -1;
-  const char* what_ = "Queue";
-  std::int64_t next_peer_check_ns_ = 0;  // pipes: when put() next checks that the peer lives
-  std::uint32_t slip_rest_ = 0;          // gets before the consumer may slip again (under the get side)
+  RingState s_;
 };
 
 }  // namespace mproc::detail

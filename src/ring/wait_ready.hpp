@@ -1,0 +1,57 @@
+#pragma once
+// The one loop in which a put waits for room, a get for a record, and wait_readable for a record
+// without the consumer side: spin, then sleep (queue.md, "Waking": announce, fence, snapshot,
+// re-check, sleep), until ready, the deadline, a close or a gone peer.
+#include <atomic>
+#include <cstdint>
+
+#include "mproc/detail/deadline.hpp"
+#include "mproc/detail/ring.hpp"
+#include "os/wait.hpp"
+#include "ring/side.hpp"
+#include "ring/waiter.hpp"
+
+namespace mproc::detail {
+
+/// What a waiter's hooks say: wait on, stop ready, or stop with the ring closed.
+enum class Verdict : std::uint8_t { wait, ready, closed };
+
+/// Waits until `want.ready()`. `Want` (a put's, a get's or wait_readable's) supplies:
+///   bool ready()                 whether what it waits for is there, by its cached words
+///   void reload()                re-reads the other side's commit word into its cache
+///   Verdict look_at_close()      before each spin step: whether a close ends the wait
+///   RingStatus at_deadline()     what to answer once `deadline` has passed
+///   void before_sleep()          may throw (a put into a closed queue, to a gone peer)
+///   Verdict after_peer_gone()    after a sleep that found the pipe's peer gone
+/// The caller has reloaded once. Sleeps announce themselves in `self`'s waiting flag.
+template <class Want>
+RingStatus wait_until_ready(const RingState& s, Side self, Want& want, Clock::time_point deadline) {
+  sys::Spin spin(sys::may_wait(deadline));  // a try_ call does not spin
+  while (!want.ready()) {
+    if (const Verdict v = want.look_at_close(); v != Verdict::wait) {
+      return v == Verdict::ready ? RingStatus::ok : RingStatus::closed;
+    }
+    if (!spin.next()) {
+      if (Clock::now() >= deadline) return want.at_deadline();
+      want.before_sleep();
+      self.waiting().store(1, std::memory_order_relaxed);
+      sleeper_fence();
+      const std::uint32_t seen = self.wake_seq().load(std::memory_order_acquire);
+      want.reload();
+      bool peer_ok = true;
+      if (!want.ready() && s.ctl->closed.load(std::memory_order_acquire) == 0) {
+        peer_ok = sleep(s, self, seen, deadline);
+      }
+      self.waiting().store(0, std::memory_order_relaxed);
+      if (!peer_ok) {
+        if (const Verdict v = want.after_peer_gone(); v != Verdict::wait) {
+          return v == Verdict::ready ? RingStatus::ok : RingStatus::closed;
+        }
+      }
+    }
+    want.reload();
+  }
+  return RingStatus::ok;
+}
+
+}  // namespace mproc::detail
