@@ -68,6 +68,7 @@ struct Outcome {
 Outcome sell(const fs::path& file, mproc::FileLock* lock) {
   write_remaining(file, kTickets);
   std::vector<mproc::Process> buyers;
+  buyers.reserve(kBuyers);
   for (int i = 0; i < kBuyers; ++i) buyers.emplace_back(buyer, file, lock);
   for (auto& b : buyers) b.start();
   Outcome out;
@@ -88,9 +89,7 @@ void report(const char* how, const Outcome& o) {
   std::printf("\n");
 }
 
-}  // namespace
-
-int main() {
+int run() {
   std::string dir_template = (fs::temp_directory_path() / "mproc-tickets-XXXXXX").string();
   if (::mkdtemp(dir_template.data()) == nullptr) return 1;
   const fs::path dir = dir_template;
@@ -107,4 +106,15 @@ int main() {
 
   fs::remove_all(dir);
   return locked.bought == kTickets && locked.left == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main() {
+  try {
+    return run();
+  } catch (const std::exception& e) {  // a lock, process or file that failed: say which
+    std::fprintf(stderr, "tickets: %s\n", e.what());
+    return 1;
+  }
 }

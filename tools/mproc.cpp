@@ -69,6 +69,7 @@ int cmd_ls() {
 
 int run_command(const std::vector<std::string>& argv, int lock_fd) {
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   std::fflush(nullptr);
@@ -298,9 +299,9 @@ bool unknown_subcommand(CLI::App& app, int argc, char** argv) {
   return false;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+// The whole tool; main() adds only a last word for what escapes it (a failed allocation while
+// the command line is set up, say).
+int run(int argc, char** argv) {
   CLI::App app{"mproc: list, remove and use mproc's named objects (locks, queues, ...)"};
   app.require_subcommand(1);
 
@@ -388,4 +389,17 @@ int main(int argc, char** argv) {
     return kError;
   }
   return kUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mproc: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "mproc: an unknown exception\n");
+  }
+  return kError;
 }

@@ -23,8 +23,20 @@ using detail::Clock;
 using detail::SegmentHeader;
 using detail::SegmentKind;
 
-using sys::may_wait;
 using sys::next_wake;
+
+// A party that died holding the barrier's lock (say, inside the action) must not leave the others
+// waiting until a timeout that may never come: they probe the lock on each heartbeat, and the
+// first to find its holder dead breaks the barrier.
+void break_if_holder_died(pthread_mutex_t& mutex, std::atomic<std::uint32_t>& broken) noexcept {
+  const int rc = ::pthread_mutex_trylock(&mutex);
+  if (rc != 0 && rc != EOWNERDEAD) return;
+  if (rc == EOWNERDEAD) {
+    ::pthread_mutex_consistent(&mutex);
+    broken.store(1, std::memory_order_release);
+  }
+  ::pthread_mutex_unlock(&mutex);
+}
 
 }  // namespace
 
@@ -149,16 +161,7 @@ std::uint32_t Barrier::wait_until(Clock::time_point deadline) {
       throw BrokenBarrier("Barrier wait timed out: the barrier is now broken");
     }
     sys::futex_wait(&b.generation, generation, next_wake(deadline));
-    // A party that died holding the barrier's lock (say, inside the action) must not leave us
-    // waiting until a timeout that may never come: probe the lock on each heartbeat.
-    const int rc = ::pthread_mutex_trylock(&b.mutex);
-    if (rc == 0 || rc == EOWNERDEAD) {
-      if (rc == EOWNERDEAD) {
-        ::pthread_mutex_consistent(&b.mutex);
-        b.broken.store(1, std::memory_order_release);
-      }
-      unlock_block();
-    }
+    break_if_holder_died(b.mutex, b.broken);
   }
 }
 

@@ -20,11 +20,9 @@ namespace mproc {
 namespace {
 
 using detail::Clock;
-using detail::RobustLock;
 using detail::SegmentHeader;
 using detail::SegmentKind;
 
-using sys::may_wait;
 using sys::next_wake;
 
 }  // namespace

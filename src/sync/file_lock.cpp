@@ -73,6 +73,25 @@ int set_lock(int fd, short type, bool wait) {
   return sys::retry_eintr([&] { return ::fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl); });
 }
 
+// Takes the OFD lock of `type` on fd by `deadline` (max(): waits as long as it takes).
+// Returns false when the deadline passed first; throws on any other failure.
+bool lock_until(int fd, short type, detail::Clock::time_point deadline, const std::string& path) {
+  if (deadline == detail::Clock::time_point::max()) {
+    if (set_lock(fd, type, true) == -1) sys::throw_errno("cannot lock", quoted(path));
+    return true;
+  }
+  // The kernel has no timed OFD lock: poll, backing off from 100 us to 10 ms.
+  auto backoff = std::chrono::microseconds(100);
+  while (set_lock(fd, type, false) == -1) {
+    if (errno != EAGAIN && errno != EACCES) sys::throw_errno("cannot lock", quoted(path));
+    const auto now = detail::Clock::now();
+    if (now >= deadline) return false;
+    std::this_thread::sleep_for(std::min<detail::Clock::duration>(backoff, deadline - now));
+    backoff = std::min(backoff * 2, std::chrono::microseconds(10'000));
+  }
+  return true;
+}
+
 }  // namespace
 
 FileLock::FileLock(std::string path, mode_t mode) : path_(std::move(path)), mode_(mode) {
@@ -160,22 +179,9 @@ Acquired FileLock::acquire_impl(bool exclusive, detail::Clock::time_point deadli
     if (exclusive && read_only_) {
       throw Error(EBADF, "cannot lock exclusively", quoted(path_) + " (no write permission)");
     }
-    const short type = exclusive ? F_WRLCK : F_RDLCK;
-    if (deadline == detail::Clock::time_point::max()) {
-      if (set_lock(fd, type, true) == -1) sys::throw_errno("cannot lock", quoted(path_));
-    } else {
-      // The kernel has no timed OFD lock: poll, backing off from 100 us to 10 ms.
-      auto backoff = std::chrono::microseconds(100);
-      while (set_lock(fd, type, false) == -1) {
-        if (errno != EAGAIN && errno != EACCES) sys::throw_errno("cannot lock", quoted(path_));
-        const auto now = detail::Clock::now();
-        if (now >= deadline) {
-          state_.store(kFree, std::memory_order_relaxed);
-          return Acquired::Status::timed_out;
-        }
-        std::this_thread::sleep_for(std::min<detail::Clock::duration>(backoff, deadline - now));
-        backoff = std::min(backoff * 2, std::chrono::microseconds(10'000));
-      }
+    if (!lock_until(fd, exclusive ? F_WRLCK : F_RDLCK, deadline, path_)) {
+      state_.store(kFree, std::memory_order_relaxed);
+      return Acquired::Status::timed_out;
     }
 
     // Locked. The record tells whether an exclusive holder died inside its critical section.
