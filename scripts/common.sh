@@ -1,5 +1,5 @@
-# Shared by scripts/demo and scripts/test: install what the build needs (Debian packages),
-# then configure and build one CMake preset. Sourced, not run.
+# Shared by scripts/demo, scripts/test and scripts/lint: install what the build needs (Debian
+# packages), then configure and build one CMake preset. Sourced, not run.
 set -euo pipefail
 
 MPROC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -11,8 +11,10 @@ MPROC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 #   libgtest-dev           GoogleTest, the test framework
 #   nlohmann-json3-dev     reading and writing JSON in the tickets example
 #   clang libclang-rt-14-dev  clang and its libFuzzer runtime, for the fuzz targets (fuzz/)
+#   clang-format-14 clang-tidy-14  scripts/lint: formatting and static checks, pinned to the
+#                          version the tree is formatted with (their output changes between versions)
 MPROC_PACKAGES=(g++ cmake ninja-build libcereal-dev libcli11-dev libgtest-dev nlohmann-json3-dev
-                clang libclang-rt-14-dev)
+                clang libclang-rt-14-dev clang-format-14 clang-tidy-14)
 # The subset that scripts/demo needs (the library, the mproc tool and the examples).
 MPROC_DEMO_PACKAGES=(g++ cmake ninja-build libcereal-dev libcli11-dev nlohmann-json3-dev)
 
