@@ -1318,7 +1318,7 @@ void write_csv(const std::string& path, const std::vector<WorkloadResult>& resul
   std::ofstream f(path);
   f << "workload,title,contender,status,median,min,max,unit,p99,rss_kib,mproc_vs_it,ratio_min,"
        "ratio_max,units_per_process,rounds,handoff_pct,waits_per_unit,note,batched_mproc_vs_it,"
-       "batched_ratio_min,batched_ratio_max\n";
+       "batched_ratio_min,batched_ratio_max,handovers_per_unit,revocations_per_unit\n";
   auto q = [](const std::string& s) {
     std::string o = "\"";
     for (char c : s) o += c == '"' ? std::string("\"\"") : std::string(1, c);
@@ -1329,7 +1329,7 @@ void write_csv(const std::string& path, const std::vector<WorkloadResult>& resul
       f << w.info->id << "," << q(w.info->title) << "," << q(r.name) << ","
         << q(r.status.empty() ? "measured" : r.status) << ",";
       if (r.value.values.empty()) {
-        f << ",,," << q(w.info->unit) << ",,,,,,,0,,," << q(r.status) << ",,,\n";
+        f << ",,," << q(w.info->unit) << ",,,,,,,0,,," << q(r.status) << ",,,,,\n";
         continue;
       }
       const bool has_ratio = !r.ratio.empty();
@@ -1353,7 +1353,10 @@ void write_csv(const std::string& path, const std::vector<WorkloadResult>& resul
         << (r.batch_reference ? std::string("1")
             : has_batch_ratio ? num(median(r.batch_ratio))
                               : std::string())
-        << "," << (has_batch_ratio ? num(*blo) : "") << "," << (has_batch_ratio ? num(*bhi) : "") << "\n";
+        << "," << (has_batch_ratio ? num(*blo) : "") << "," << (has_batch_ratio ? num(*bhi) : "");
+      // An mproc queue's RingStats per unit of work (the ring-size workloads); empty elsewhere.
+      f << "," << (r.handovers.values.empty() ? std::string() : num(r.handovers.med())) << ","
+        << (r.revocations.values.empty() ? std::string() : num(r.revocations.med())) << "\n";
     }
   }
   if (!f) fail("cannot write " + path);
