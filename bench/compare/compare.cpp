@@ -422,7 +422,8 @@ Sample stream(Arena& a, const std::string& name, int producers, int consumers, s
   if constexpr (requires { chan.stats(); }) {
     const mproc::RingStats rs = chan.stats();  // the ring is shared: the children's counts
     s.handovers = static_cast<double>(rs.producer_bias_handovers + rs.consumer_bias_handovers) / messages;
-    s.revocations = static_cast<double>(rs.producer_bias_revocations + rs.consumer_bias_revocations) / messages;
+    s.revocations =
+        static_cast<double>(rs.producer_bias_revocations + rs.consumer_bias_revocations) / messages;
   }
   return s;
 }
@@ -1067,8 +1068,8 @@ std::string notes_of(const WorkloadInfo& info, const Row& r) {
         ", revocations " + fmt(1000 * r.revocations.med(), 2);
   }
   if ((info.id == "rtpipe" || info.id == "mpmc2small") && !r.waits.values.empty() && !r.python) {
-    s = (s.empty() ? "" : s + "; ") + "blocking waits per 1000 " + (info.id == "rtpipe" ? "trips " : "msgs ") +
-        fmt(1000 * r.waits.med(), 2);
+    s = (s.empty() ? "" : s + "; ") + "blocking waits per 1000 " +
+        (info.id == "rtpipe" ? "trips " : "msgs ") + fmt(1000 * r.waits.med(), 2);
   }
   return s;
 }
@@ -1149,7 +1150,9 @@ std::vector<std::string> figure_lines(const std::vector<WorkloadResult>& results
     };
     // How many times better `a` is than `b`, round by round.
     auto vs = [&](const Row* x, const Row* y) {
-      if (x == nullptr || y == nullptr || x->value.values.size() != y->value.values.size()) return std::string("-");
+      if (x == nullptr || y == nullptr || x->value.values.size() != y->value.values.size()) {
+        return std::string("-");
+      }
       std::vector<double> r;
       for (std::size_t i = 0; i < x->value.values.size(); ++i) {
         r.push_back(better_ratio(*w.info, x->value.values[i], y->value.values[i]));
@@ -1163,8 +1166,9 @@ std::vector<std::string> figure_lines(const std::vector<WorkloadResult>& results
       const Row* q4k = find("mproc Queue 4K");
       const Row* q1m = find("mproc Queue 1M");
       out.push_back("(figure, no target) 8-byte round trip by ring size, us: Pipe() default " + val(p1m) +
-                    ", Pipe 4 KiB " + val(p4k) + " (" + vs(p4k, p1m) + " quicker), Queue x2 4 KiB " + val(q4k) +
-                    ", Queue x2 1 MiB " + val(q1m) + " (Queue 4 KiB vs 1 MiB: " + vs(q4k, q1m) + ")");
+                    ", Pipe 4 KiB " + val(p4k) + " (" + vs(p4k, p1m) + " quicker), Queue x2 4 KiB " +
+                    val(q4k) + ", Queue x2 1 MiB " + val(q1m) + " (Queue 4 KiB vs 1 MiB: " + vs(q4k, q1m) +
+                    ")");
     } else {
       const Row* d = find("mproc 1M");
       const Row* q4k = find("mproc 4K");
@@ -1173,9 +1177,9 @@ std::vector<std::string> figure_lines(const std::vector<WorkloadResult>& results
       const Row* raw64 = find("raw ring 64");
       out.push_back("(figure, no target) 2->2 64 B through queues of ~64 messages, M msg/s: Queue 4 KiB " +
                     val(q4k) + " (" + vs(q4k, raw64) + " the 64-slot raw ring, " + vs(q4k, d) +
-                    " the default Queue), Queue 8 KiB " + val(q8k) + " (" + vs(q8k, raw64) + ", " + vs(q8k, d) +
-                    "), max_messages 64 " + val(m64) + " (" + vs(m64, raw64) + ", " + vs(m64, d) +
-                    "), raw ring 64 slots " + val(raw64) + ", default Queue " + val(d));
+                    " the default Queue), Queue 8 KiB " + val(q8k) + " (" + vs(q8k, raw64) + ", " +
+                    vs(q8k, d) + "), max_messages 64 " + val(m64) + " (" + vs(m64, raw64) + ", " +
+                    vs(m64, d) + "), raw ring 64 slots " + val(raw64) + ", default Queue " + val(d));
     }
   }
   return out;
@@ -1630,11 +1634,12 @@ int run_scale(const Config& cfg) {
 }
 
 int usage(const char* argv0) {
-  std::fprintf(stderr,
-               "usage: %s [--quick] [--scale N] [--out DIR] [--rounds R] [--seconds S]\n"
-               "          [--only rt8,rtpipe,tp64,tp4k,mpmc2,mpmc2small,mpmc4,lock2,lock4,seed] [--no-python] "
-               "[--no-plot]\n          [--contender TEXT] [--unpinned] [--inject-fault]\n",
-               argv0);
+  std::fprintf(
+      stderr,
+      "usage: %s [--quick] [--scale N] [--out DIR] [--rounds R] [--seconds S]\n"
+      "          [--only rt8,rtpipe,tp64,tp4k,mpmc2,mpmc2small,mpmc4,lock2,lock4,seed] [--no-python] "
+      "[--no-plot]\n          [--contender TEXT] [--unpinned] [--inject-fault]\n",
+      argv0);
   return 2;
 }
 

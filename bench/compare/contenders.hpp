@@ -110,13 +110,21 @@ template <class Chan>
 class ChannelPairLink {
  public:
   template <class T>
-  void a_send(const T& v) { ping_.send(v); }
+  void a_send(const T& v) {
+    ping_.send(v);
+  }
   template <class T>
-  void a_recv(T& v) { pong_.recv(v); }
+  void a_recv(T& v) {
+    pong_.recv(v);
+  }
   template <class T>
-  void b_recv(T& v) { ping_.recv(v); }
+  void b_recv(T& v) {
+    ping_.recv(v);
+  }
   template <class T>
-  void b_send(const T& v) { pong_.send(v); }
+  void b_send(const T& v) {
+    pong_.send(v);
+  }
 
  private:
   Chan ping_;
@@ -131,13 +139,21 @@ class MprocPipeLink {
  public:
   MprocPipeLink() : ends_(mproc::Pipe(true, Capacity)) {}
   template <class T>
-  void a_send(const T& v) { ends_.first.send(v); }
+  void a_send(const T& v) {
+    ends_.first.send(v);
+  }
   template <class T>
-  void a_recv(T& v) { take(ends_.first, v); }
+  void a_recv(T& v) {
+    take(ends_.first, v);
+  }
   template <class T>
-  void b_recv(T& v) { take(ends_.second, v); }
+  void b_recv(T& v) {
+    take(ends_.second, v);
+  }
   template <class T>
-  void b_send(const T& v) { ends_.second.send(v); }
+  void b_send(const T& v) {
+    ends_.second.send(v);
+  }
 
  private:
   template <class T>
