@@ -72,11 +72,12 @@ class Barrier {
 
   /// Waits for the others, with the barrier's default timeout. Returns the arrival index.
   std::uint32_t wait();
-  template <class Rep, class Period>
-  std::uint32_t wait(const std::chrono::duration<Rep, Period>& timeout) {
-    return wait_until(detail::deadline_after(timeout));
-  }
-  std::uint32_t wait_until(detail::Clock::time_point deadline);
+  /// Waits at most `timeout` instead of the default.
+  std::uint32_t wait_for(detail::Timeout timeout) { return wait_until(timeout); }
+  /// Waits until `deadline`: a time point of any clock (see <mproc/detail/deadline.hpp>).
+  std::uint32_t wait_until(detail::Deadline deadline);
+  /// Python's spelling of wait_for().
+  std::uint32_t wait(detail::Timeout timeout) { return wait_until(timeout); }
 
   void reset();
   void abort();

@@ -25,6 +25,7 @@
 ///   (with the lock held, so the caller's guard releases it). A notifier that dies between
 ///   notifying and waking delays waiters by at most 100 ms (heartbeat).
 #include <chrono>
+#include <concepts>
 #include <cstdint>
 #include <memory>
 #include <string_view>
@@ -65,18 +66,19 @@ class Condition : public detail::NamedFactories<Condition> {
   Condition& operator=(const Condition&) = delete;
   ~Condition();
 
-  Waited wait() { return wait_until(detail::Clock::time_point::max()); }
-  template <class Rep, class Period>
-  Waited wait(const std::chrono::duration<Rep, Period>& timeout) {
-    return wait_until(detail::deadline_after(timeout));
-  }
-  Waited wait_until(detail::Clock::time_point deadline);
+  Waited wait() { return wait_until(detail::Deadline::forever()); }
+  /// Waits at most `timeout` for a notify.
+  Waited wait_for(detail::Timeout timeout) { return wait_until(timeout); }
+  /// Waits until `deadline`: a time point of any clock (see <mproc/detail/deadline.hpp>).
+  Waited wait_until(detail::Deadline deadline);
+  /// Python's spelling of wait_for(timeout).
+  Waited wait(detail::Timeout timeout) { return wait_until(timeout); }
 
-  /// Waits until `predicate()` is true or `timeout` passes; returns the predicate's last value
-  /// (Python's wait_for). Throws mproc::OwnerDied if the lock came back from a dead owner.
-  template <class Pred, class Rep, class Period>
-  bool wait_for(Pred predicate, const std::chrono::duration<Rep, Period>& timeout) {
-    const auto deadline = detail::deadline_after(timeout);
+  /// Waits until `predicate()` is true or `deadline` passes; returns the predicate's last value.
+  /// Throws mproc::OwnerDied if the lock came back from a dead owner.
+  template <class Pred>
+  requires std::invocable<Pred&>
+  bool wait_until(Pred predicate, detail::Deadline deadline) {
     while (!predicate()) {
       const Waited w = wait_until(deadline);
       if (w.owner_died()) detail::throw_owner_died(lock_->kind_name());
@@ -84,9 +86,16 @@ class Condition : public detail::NamedFactories<Condition> {
     }
     return true;
   }
+  /// The same with a timeout (Python's wait_for(predicate, timeout)).
   template <class Pred>
+  requires std::invocable<Pred&>
+  bool wait_for(Pred predicate, detail::Timeout timeout) {
+    return wait_until(predicate, timeout);
+  }
+  template <class Pred>
+  requires std::invocable<Pred&>
   void wait_for(Pred predicate) {
-    (void)wait_for(predicate, detail::Clock::duration::max());
+    (void)wait_until(predicate, detail::Deadline::forever());
   }
 
   void notify(std::uint32_t n = 1);

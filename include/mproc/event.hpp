@@ -39,17 +39,13 @@ class Event : public detail::NamedFactories<Event> {
   bool is_set() const noexcept;
 
   /// Blocks until the flag is set. Always true.
-  bool wait() { return wait_until(detail::Clock::time_point::max()); }
+  bool wait() { return wait_until(detail::Deadline::forever()); }
   /// Waits at most `timeout`; returns whether the flag is set.
-  template <class Rep, class Period>
-  bool wait(const std::chrono::duration<Rep, Period>& timeout) {
-    return wait_until(detail::deadline_after(timeout));
-  }
-  template <class C, class D>
-  bool wait_until(const std::chrono::time_point<C, D>& when) {
-    return wait_until(detail::to_steady(when));
-  }
-  bool wait_until(detail::Clock::time_point deadline);
+  bool wait_for(detail::Timeout timeout) { return wait_until(timeout); }
+  /// Waits until `deadline`: a time point of any clock (see <mproc/detail/deadline.hpp>).
+  bool wait_until(detail::Deadline deadline);
+  /// Python's spelling of wait_for().
+  bool wait(detail::Timeout timeout) { return wait_until(timeout); }
 
  private:
   friend class detail::NamedFactories<Event>;

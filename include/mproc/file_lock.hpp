@@ -62,30 +62,21 @@ class FileLock : public detail::StdLockable<FileLock> {
   ~FileLock();
 
   // ---- exclusive -----------------------------------------------------------------------------
-  Acquired acquire() { return acquire_until(detail::Clock::time_point::max()); }
-  template <class Rep, class Period>
-  Acquired acquire(const std::chrono::duration<Rep, Period>& timeout) {
-    return acquire_until(detail::deadline_after(timeout));
-  }
-  template <class C, class D>
-  Acquired acquire_until(const std::chrono::time_point<C, D>& when) {
-    return acquire_until(detail::to_steady(when));
-  }
-  Acquired acquire_until(detail::Clock::time_point deadline);
+  Acquired acquire() { return acquire_until(detail::Deadline::forever()); }
+  Acquired acquire_for(detail::Timeout timeout) { return acquire_until(timeout); }
+  /// Until `deadline`: a time point of any clock (see <mproc/detail/deadline.hpp>).
+  Acquired acquire_until(detail::Deadline deadline);
+  /// Python-style spelling of acquire_for().
+  Acquired acquire(detail::Timeout timeout) { return acquire_until(timeout); }
 
   // ---- shared --------------------------------------------------------------------------------
   /// A shared lock: any number of shared holders, no exclusive holder. Reports `owner_died()`
   /// as described above; a shared holder cannot mark the state consistent.
-  Acquired acquire_shared() { return acquire_shared_until(detail::Clock::time_point::max()); }
-  template <class Rep, class Period>
-  Acquired acquire_shared(const std::chrono::duration<Rep, Period>& timeout) {
-    return acquire_shared_until(detail::deadline_after(timeout));
-  }
-  template <class C, class D>
-  Acquired acquire_shared_until(const std::chrono::time_point<C, D>& when) {
-    return acquire_shared_until(detail::to_steady(when));
-  }
-  Acquired acquire_shared_until(detail::Clock::time_point deadline);
+  Acquired acquire_shared() { return acquire_shared_until(detail::Deadline::forever()); }
+  Acquired acquire_shared_for(detail::Timeout timeout) { return acquire_shared_until(timeout); }
+  Acquired acquire_shared_until(detail::Deadline deadline);
+  /// Python-style spelling of acquire_shared_for().
+  Acquired acquire_shared(detail::Timeout timeout) { return acquire_shared_until(timeout); }
 
   /// Releases whichever lock (exclusive or shared) this object holds. Throws
   /// mproc::UsageError when it holds none.
@@ -96,15 +87,11 @@ class FileLock : public detail::StdLockable<FileLock> {
   void mark_consistent();
 
   // std SharedLockable, so std::shared_lock works (owner_died -> mproc::OwnerDied as for lock()).
-  void lock_shared() { (void)settle_shared(acquire_shared()); }
-  bool try_lock_shared() { return settle_shared(acquire_shared_until(detail::Clock::time_point::min())); }
-  template <class Rep, class Period>
-  bool try_lock_shared_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return settle_shared(acquire_shared(timeout));
-  }
-  template <class C, class D>
-  bool try_lock_shared_until(const std::chrono::time_point<C, D>& when) {
-    return settle_shared(acquire_shared_until(when));
+  void lock_shared() { (void)held_or_throw_owner_died(acquire_shared()); }
+  bool try_lock_shared() { return held_or_throw_owner_died(acquire_shared_until(detail::Deadline::now())); }
+  bool try_lock_shared_for(detail::Timeout timeout) { return try_lock_shared_until(timeout); }
+  bool try_lock_shared_until(detail::Deadline deadline) {
+    return held_or_throw_owner_died(acquire_shared_until(deadline));
   }
   void unlock_shared() { release(); }
 
@@ -117,7 +104,6 @@ class FileLock : public detail::StdLockable<FileLock> {
   enum : std::uint8_t { kFree, kAcquiring, kShared, kExclusive };
 
   Acquired acquire_impl(bool exclusive, detail::Clock::time_point deadline);
-  bool settle_shared(Acquired got);
   int descriptor();  // the fd of this process, reopened after fork
   void open_file();
   void close_file() noexcept;

@@ -58,18 +58,13 @@ class RobustLock : public StdLockable<RobustLock> {
   /// Blocks until this thread holds the lock. Returns `owner_died()` when the guarded state
   /// may be torn (see "If the owner dies" above). Throws mproc::UsageError when a
   /// non-recursive Lock is acquired again by the thread that holds it (the lock stays held).
-  Acquired acquire() { return acquire_until(Clock::time_point::max()); }
+  Acquired acquire() { return acquire_until(Deadline::forever()); }
   /// Waits at most `timeout` (monotonic clock); `timed_out()` if the lock was not acquired.
-  template <class Rep, class Period>
-  Acquired acquire(const std::chrono::duration<Rep, Period>& timeout) {
-    return acquire_until(deadline_after(timeout));
-  }
-  /// Waits until `when`; a time point of another clock is converted once to a duration.
-  template <class C, class D>
-  Acquired acquire_until(const std::chrono::time_point<C, D>& when) {
-    return acquire_until(to_steady(when));
-  }
-  Acquired acquire_until(Clock::time_point deadline);
+  Acquired acquire_for(Timeout timeout) { return acquire_until(timeout); }
+  /// Waits until `deadline`: a time point of any clock (see <mproc/detail/deadline.hpp>).
+  Acquired acquire_until(Deadline deadline);
+  /// Python's spelling of acquire_for().
+  Acquired acquire(Timeout timeout) { return acquire_until(timeout); }
 
   /// Releases one level of ownership. Throws mproc::UsageError when the calling thread does
   /// not hold the lock — including a thread of another process.

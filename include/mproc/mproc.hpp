@@ -3,6 +3,8 @@
 /// The umbrella header: include it, or one header per concept.
 #include "mproc/acquired.hpp"
 #include "mproc/barrier.hpp"
+#include "mproc/bytes.hpp"
+#include "mproc/clock.hpp"
 #include "mproc/condition.hpp"
 #include "mproc/error.hpp"
 #include "mproc/event.hpp"
@@ -13,6 +15,7 @@
 #include "mproc/pool.hpp"
 #include "mproc/process.hpp"
 #include "mproc/queue.hpp"
+#include "mproc/ring_stats.hpp"
 #include "mproc/semaphore.hpp"
 #include "mproc/shared_memory.hpp"
 #include "mproc/value.hpp"

@@ -86,24 +86,24 @@ class Connection {
   std::optional<T> recv() {
     static_assert(detail::Message<T>, "mproc::Connection::recv: see Queue<T> for the types a message can be");
     std::optional<T> out;
-    settle(recv_raw(detail::taker_emplace(out)), detail::type_name<T>());
+    received_or_throw_wrong_type(recv_raw(detail::taker_emplace(out)), detail::type_name<T>());
     return out;
   }
   /// The next message as raw bytes, whatever type it was sent as.
   std::optional<Bytes> recv_bytes() {
     Bytes out;
-    if (!settle(recv_raw(detail::taker_bytes(out)), "Bytes")) return std::nullopt;
+    if (!received_or_throw_wrong_type(recv_raw(detail::taker_bytes(out)), "Bytes")) return std::nullopt;
     return out;
   }
   /// Into an existing buffer, reusing its storage. False: end of stream.
-  bool recv_bytes_into(Bytes& out) { return settle(recv_raw(detail::taker_bytes(out)), "Bytes"); }
+  bool recv_bytes_into(Bytes& out) { return received_or_throw_wrong_type(recv_raw(detail::taker_bytes(out)), "Bytes"); }
 
-  /// Whether a message (or end of stream) is ready, waiting at most `timeout`.
-  template <class Rep = long, class Period = std::ratio<1>>
-  bool poll(const std::chrono::duration<Rep, Period>& timeout = std::chrono::seconds(0)) {
-    return poll_until(detail::deadline_after(timeout));
-  }
-  bool poll_until(detail::Clock::time_point deadline);
+  /// Whether a message (or end of stream) is ready, waiting at most `timeout` (Python's
+  /// spelling; poll() looks without waiting).
+  bool poll(detail::Timeout timeout = std::chrono::seconds(0)) { return poll_until(timeout); }
+  bool poll_for(detail::Timeout timeout) { return poll_until(timeout); }
+  /// Waits until `deadline`: a time point of any clock (see <mproc/detail/deadline.hpp>).
+  bool poll_until(detail::Deadline deadline);
 
   /// Closes this process's copy of the end. Further use is an mproc::UsageError.
   void close() noexcept;
@@ -117,7 +117,9 @@ class Connection {
   friend std::pair<Connection, Connection> Pipe(bool, std::size_t);
   void send_raw(const void* data, std::size_t size, std::uint32_t tag);
   detail::RingStatus recv_raw(detail::Taker take);
-  bool settle(detail::RingStatus status, const std::string& type);
+  /// A receive's status as a bool (a message was taken), except that a message of another type
+  /// than `type` throws mproc::Error (EBADMSG).
+  bool received_or_throw_wrong_type(detail::RingStatus status, const std::string& type);
   void check_usable(bool receiving) const;
 
   std::shared_ptr<detail::Mapping> mapping_;  // both ends' rings; shared by the pair in this process
@@ -128,16 +130,20 @@ class Connection {
 };
 
 /// Waits until at least one of `connections` is ready to recv (a message or end of stream), or
-/// `timeout` passes; returns the ready ones (empty on timeout). Like
-/// multiprocessing.connection.wait.
-std::vector<Connection*> wait(std::span<Connection* const> connections, detail::Clock::time_point deadline);
-template <class Rep, class Period>
-std::vector<Connection*> wait(std::span<Connection* const> connections,
-                              const std::chrono::duration<Rep, Period>& timeout) {
-  return wait(connections, detail::deadline_after(timeout));
-}
+/// `deadline` passes; returns the ready ones (empty on timeout). Like
+/// multiprocessing.connection.wait: `wait(connections, 2s)` (a duration) or a time point of any
+/// clock.
+std::vector<Connection*> wait(std::span<Connection* const> connections, detail::Deadline deadline);
 inline std::vector<Connection*> wait(std::span<Connection* const> connections) {
-  return wait(connections, detail::Clock::time_point::max());
+  return wait(connections, detail::Deadline::forever());
+}
+/// The library's uniform spellings of wait(connections, timeout).
+inline std::vector<Connection*> wait_for(std::span<Connection* const> connections, detail::Timeout timeout) {
+  return wait(connections, timeout);
+}
+inline std::vector<Connection*> wait_until(std::span<Connection* const> connections,
+                                           detail::Deadline deadline) {
+  return wait(connections, deadline);
 }
 
 }  // namespace mproc

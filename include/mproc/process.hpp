@@ -119,11 +119,11 @@ class Process {
   /// started, for the current process itself, and outside the process that started it.
   void join();
   /// Waits at most `timeout` (monotonic clock); returns whether the child has ended.
-  template <class Rep, class Period>
-  bool join(const std::chrono::duration<Rep, Period>& timeout) {
-    return join_until(detail::deadline_after(timeout));
-  }
-  bool join_until(detail::Clock::time_point deadline);
+  bool join_for(detail::Timeout timeout) { return join_until(timeout); }
+  /// Waits until `deadline`: a time point of any clock (see <mproc/detail/deadline.hpp>).
+  bool join_until(detail::Deadline deadline);
+  /// Python's spelling of join_for(): `p.join(2s)`.
+  bool join(detail::Timeout timeout) { return join_until(timeout); }
 
   /// Whether the child has been started and has not ended. Reaps it if it has ended.
   bool is_alive() const;

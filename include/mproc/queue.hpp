@@ -136,51 +136,38 @@ class Queue {
 
   // ---- put -----------------------------------------------------------------------------------
   /// Blocks while the queue is full. Throws mproc::Closed after close().
-  void put(const T& value) { (void)put_until(value, detail::Clock::time_point::max()); }
+  void put(const T& value) { (void)put_until(value, detail::Deadline::forever()); }
   /// Waits at most `timeout` for room; false if there was none.
-  template <class Rep, class Period>
-  bool put_for(const T& value, const std::chrono::duration<Rep, Period>& timeout) {
-    return put_until(value, detail::deadline_after(timeout));
-  }
-  template <class C, class D>
-  bool put_until(const T& value, const std::chrono::time_point<C, D>& when) {
-    return put_until(value, detail::to_steady(when));
-  }
-  bool put_until(const T& value, detail::Clock::time_point deadline) {
+  bool put_for(const T& value, detail::Timeout timeout) { return put_until(value, timeout); }
+  /// Waits until `deadline` (a time point of any clock, see <mproc/detail/deadline.hpp>).
+  bool put_until(const T& value, detail::Deadline deadline) {
     const detail::Encoded e = detail::encode(value);
     return put_raw(e.data, e.size, deadline);
   }
   /// Waits for no room: false when full (see "What non-blocking costs" above).
-  bool try_put(const T& value) { return put_until(value, detail::Clock::time_point::min()); }
+  bool try_put(const T& value) { return put_until(value, detail::Deadline::now()); }
 
   /// Queue<Bytes> only: puts a span of bytes, copied once, straight into shared memory.
   void put(std::span<const std::byte> bytes) requires std::is_same_v<T, Bytes> {
-    (void)put_raw(bytes.data(), bytes.size(), detail::Clock::time_point::max());
+    (void)put_raw(bytes.data(), bytes.size(), detail::Deadline::forever());
   }
 
   // ---- get -----------------------------------------------------------------------------------
   /// Blocks until a message arrives. An empty optional means the queue was closed and drained.
-  std::optional<T> get() { return get_until(detail::Clock::time_point::max()); }
+  std::optional<T> get() { return get_until(detail::Deadline::forever()); }
   /// Waits at most `timeout`. Empty: timed out, or closed and drained (see closed()).
-  template <class Rep, class Period>
-  std::optional<T> get_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return get_until(detail::deadline_after(timeout));
-  }
-  template <class C, class D>
-  std::optional<T> get_until(const std::chrono::time_point<C, D>& when) {
-    return get_until(detail::to_steady(when));
-  }
-  std::optional<T> get_until(detail::Clock::time_point deadline) {
+  std::optional<T> get_for(detail::Timeout timeout) { return get_until(timeout); }
+  std::optional<T> get_until(detail::Deadline deadline) {
     std::optional<T> out;
-    settle(ring().get(detail::taker_emplace(out), deadline));
+    took_or_throw_wrong_type(ring().get(detail::taker_emplace(out), deadline));
     return out;
   }
   /// Waits for no message: empty when the queue is empty (see "What non-blocking costs").
-  std::optional<T> try_get() { return get_until(detail::Clock::time_point::min()); }
+  std::optional<T> try_get() { return get_until(detail::Deadline::now()); }
   /// Blocking get into an existing object, reusing its storage (no allocation for bytes and
   /// strings once their capacity suffices). False: closed and drained.
   bool get_into(T& out) {
-    return settle(ring().get(detail::taker_into(out), detail::Clock::time_point::max()));
+    return took_or_throw_wrong_type(ring().get(detail::taker_into(out), detail::Deadline::forever()));
   }
 
   // ---- batches -------------------------------------------------------------------------------
@@ -192,17 +179,12 @@ class Queue {
   /// larger than the queue streams through it. Throws as put() — mproc::Closed, mproc::Error
   /// (EMSGSIZE) for a value that can never fit — after putting the values before the failing
   /// one; the message says how many that was.
-  void put_many(std::span<const T> values) { (void)put_many_until(values, detail::Clock::time_point::max()); }
+  void put_many(std::span<const T> values) { (void)put_many_until(values, detail::Deadline::forever()); }
   /// Waits at most `timeout` in all; returns how many values were put (the first ones).
-  template <class Rep, class Period>
-  std::size_t put_many_for(std::span<const T> values, const std::chrono::duration<Rep, Period>& timeout) {
-    return put_many_until(values, detail::deadline_after(timeout));
+  std::size_t put_many_for(std::span<const T> values, detail::Timeout timeout) {
+    return put_many_until(values, timeout);
   }
-  template <class C, class D>
-  std::size_t put_many_until(std::span<const T> values, const std::chrono::time_point<C, D>& when) {
-    return put_many_until(values, detail::to_steady(when));
-  }
-  std::size_t put_many_until(std::span<const T> values, detail::Clock::time_point deadline) {
+  std::size_t put_many_until(std::span<const T> values, detail::Deadline deadline) {
     if constexpr (detail::is_raw_v<T>) {
       return ring().put_many_fixed(values.data(), sizeof(T), values.size(), detail::type_tag<T>(), deadline);
     } else {
@@ -216,7 +198,7 @@ class Queue {
   }
   /// No waiting: puts the first values that fit now; returns how many.
   std::size_t try_put_many(std::span<const T> values) {
-    return put_many_until(values, detail::Clock::time_point::min());
+    return put_many_until(values, detail::Deadline::now());
   }
 
   /// Waits for a message, as get(), then takes up to out.size() of the messages waiting, into
@@ -224,32 +206,25 @@ class Queue {
   /// and drained. Never waits for a batch to fill. If this process dies after taking them and
   /// before get_many returns, the batch is lost with it (get(): at most one message).
   /// mproc::UsageError for an empty `out`.
-  std::size_t get_many(std::span<T> out) { return get_many_until(out, detail::Clock::time_point::max()); }
+  std::size_t get_many(std::span<T> out) { return get_many_until(out, detail::Deadline::forever()); }
   /// Waits at most `timeout` for the first message. 0: timed out, or closed and drained.
-  template <class Rep, class Period>
-  std::size_t get_many_for(std::span<T> out, const std::chrono::duration<Rep, Period>& timeout) {
-    return get_many_until(out, detail::deadline_after(timeout));
-  }
-  template <class C, class D>
-  std::size_t get_many_until(std::span<T> out, const std::chrono::time_point<C, D>& when) {
-    return get_many_until(out, detail::to_steady(when));
-  }
-  std::size_t get_many_until(std::span<T> out, detail::Clock::time_point deadline) {
+  std::size_t get_many_for(std::span<T> out, detail::Timeout timeout) { return get_many_until(out, timeout); }
+  std::size_t get_many_until(std::span<T> out, detail::Deadline deadline) {
     if (out.empty()) throw UsageError("get_many() needs room for at least one message (out is empty)");
     std::size_t taken = 0;
     if constexpr (detail::is_raw_v<T>) {
-      settle(
+      took_or_throw_wrong_type(
           ring().get_many_fixed(out.data(), sizeof(T), out.size(), detail::type_tag<T>(), deadline, taken));
     } else {
       auto take = [](void* ctx, std::size_t i, const detail::RecordView& r) {
         return detail::decode(r, (*static_cast<std::span<T>*>(ctx))[i]);
       };
-      settle(ring().get_many({take, &out}, out.size(), deadline, taken));
+      took_or_throw_wrong_type(ring().get_many({take, &out}, out.size(), deadline, taken));
     }
     return taken;
   }
   /// No waiting.
-  std::size_t try_get_many(std::span<T> out) { return get_many_until(out, detail::Clock::time_point::min()); }
+  std::size_t try_get_many(std::span<T> out) { return get_many_until(out, detail::Deadline::now()); }
 
   // ---- state ---------------------------------------------------------------------------------
   std::size_t qsize() const noexcept { return ring().size(); }
@@ -297,10 +272,12 @@ class Queue {
         std::size_t max_messages)
       : core_(spec, kind, capacity_bytes, max_messages, detail::type_tag<T>(), detail::type_name<T>()) {}
 
-  bool put_raw(const void* data, std::size_t size, detail::Clock::time_point deadline) {
+  bool put_raw(const void* data, std::size_t size, detail::Deadline deadline) {
     return ring().put(data, size, detail::type_tag<T>(), deadline) == detail::RingStatus::ok;
   }
-  bool settle(detail::RingStatus status) {
+  /// A get's status as a bool (a message was taken), except that a message of another type
+  /// throws mproc::Error (EBADMSG).
+  bool took_or_throw_wrong_type(detail::RingStatus status) {
     if (status == detail::RingStatus::wrong_type) {
       detail::throw_wrong_type("Queue", detail::type_name<T>());
     }
@@ -344,12 +321,13 @@ class JoinableQueue : public Queue<T> {
   /// messages were taken, as Python raises ValueError.
   void task_done() { this->ring().task_done(); }
   /// Blocks until every message put so far has been taken and marked done.
-  void join() { (void)join_until(detail::Clock::time_point::max()); }
-  template <class Rep, class Period>
-  bool join(const std::chrono::duration<Rep, Period>& timeout) {
-    return join_until(detail::deadline_after(timeout));
-  }
-  bool join_until(detail::Clock::time_point deadline) { return this->ring().join_tasks(deadline); }
+  void join() { (void)join_until(detail::Deadline::forever()); }
+  /// Waits at most `timeout`; returns whether every task was done.
+  bool join_for(detail::Timeout timeout) { return join_until(timeout); }
+  /// Waits until `deadline`: a time point of any clock (see <mproc/detail/deadline.hpp>).
+  bool join_until(detail::Deadline deadline) { return this->ring().join_tasks(deadline); }
+  /// Python's spelling of join_for(): `q.join(2s)`.
+  bool join(detail::Timeout timeout) { return join_until(timeout); }
   std::size_t unfinished_tasks() const noexcept { return this->ring().unfinished(); }
 
  private:

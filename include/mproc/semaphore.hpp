@@ -53,18 +53,15 @@ class Semaphore {
   Semaphore& operator=(const Semaphore&) = delete;
 
   /// Takes one count, waiting while it is zero. Always true (for symmetry with the timed form).
-  bool acquire() { return acquire_until(detail::Clock::time_point::max()); }
+  bool acquire() { return acquire_until(detail::Deadline::forever()); }
   /// Waits at most `timeout`; false if no count became available.
-  template <class Rep, class Period>
-  bool acquire(const std::chrono::duration<Rep, Period>& timeout) {
-    return acquire_until(detail::deadline_after(timeout));
-  }
-  template <class C, class D>
-  bool acquire_until(const std::chrono::time_point<C, D>& when) {
-    return acquire_until(detail::to_steady(when));
-  }
-  bool acquire_until(detail::Clock::time_point deadline);
-  bool try_acquire() { return acquire_until(detail::Clock::time_point::min()); }
+  bool acquire_for(detail::Timeout timeout) { return acquire_until(timeout); }
+  /// Waits until `deadline`: a time point of any clock (see <mproc/detail/deadline.hpp>).
+  bool acquire_until(detail::Deadline deadline);
+  /// No waiting.
+  bool try_acquire() { return acquire_until(detail::Deadline::now()); }
+  /// Python's spelling of acquire_for().
+  bool acquire(detail::Timeout timeout) { return acquire_until(timeout); }
 
   /// Returns `n` counts, waking as many waiters. For a BoundedSemaphore, releasing beyond the
   /// initial value is an mproc::UsageError (Python's ValueError) and changes nothing.
@@ -74,14 +71,8 @@ class Semaphore {
   std::uint32_t get_value() const noexcept;
 
   // std::counting_semaphore-style names, so generic code works.
-  template <class Rep, class Period>
-  bool try_acquire_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return acquire(timeout);
-  }
-  template <class C, class D>
-  bool try_acquire_until(const std::chrono::time_point<C, D>& when) {
-    return acquire_until(when);
-  }
+  bool try_acquire_for(detail::Timeout timeout) { return acquire_until(timeout); }
+  bool try_acquire_until(detail::Deadline deadline) { return acquire_until(deadline); }
 
  protected:
   /// `bound` 0: unbounded.

@@ -311,7 +311,7 @@ void Process::join() {
   (void)join_state(*state_, Clock::time_point::max());
 }
 
-bool Process::join_until(Clock::time_point deadline) {
+bool Process::join_until(detail::Deadline deadline) {
   return join_state(*state_, deadline);
 }
 

@@ -115,12 +115,12 @@ detail::RingStatus Connection::recv_raw(detail::Taker take) {
   return in_.get(take, detail::Clock::time_point::max());
 }
 
-bool Connection::settle(detail::RingStatus status, const std::string& type) {
+bool Connection::received_or_throw_wrong_type(detail::RingStatus status, const std::string& type) {
   if (status == detail::RingStatus::wrong_type) detail::throw_wrong_type("Connection", type);
   return status == detail::RingStatus::ok;
 }
 
-bool Connection::poll_until(detail::Clock::time_point deadline) {
+bool Connection::poll_until(detail::Deadline deadline) {
   check_usable(true);
   return in_.wait_readable(deadline) != detail::RingStatus::timed_out;
 }
@@ -132,7 +132,7 @@ int Connection::fileno() {
   return in_fd_;
 }
 
-std::vector<Connection*> wait(std::span<Connection* const> connections, detail::Clock::time_point deadline) {
+std::vector<Connection*> wait(std::span<Connection* const> connections, detail::Deadline deadline) {
   std::vector<Connection*> ready;
   std::vector<pollfd> fds;
   for (;;) {

@@ -108,7 +108,7 @@ std::uint32_t Barrier::wait() {
                                                        : Clock::time_point::max());
 }
 
-std::uint32_t Barrier::wait_until(Clock::time_point deadline) {
+std::uint32_t Barrier::wait_until(detail::Deadline deadline) {
   Block& b = *block();
   lock_block();
   if (b.broken.load(std::memory_order_acquire) != 0) {

@@ -91,7 +91,7 @@ void Condition::check_held(const char* what) const {
   }
 }
 
-Waited Condition::wait_until(Clock::time_point deadline) {
+Waited Condition::wait_until(detail::Deadline deadline) {
   check_held("wait on");
   Block& b = *block();
   // Read the sequence before releasing the lock: a notify() made after the release changes it,

@@ -72,7 +72,7 @@ bool Event::is_set() const noexcept {
   return block()->flag.load(std::memory_order_acquire) != 0;
 }
 
-bool Event::wait_until(Clock::time_point deadline) {
+bool Event::wait_until(detail::Deadline deadline) {
   Block& b = *block();
   if (is_set()) return true;
   if (!may_wait(deadline)) return false;

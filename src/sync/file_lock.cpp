@@ -159,11 +159,11 @@ int FileLock::descriptor() {
   return fd_;
 }
 
-Acquired FileLock::acquire_until(detail::Clock::time_point deadline) {
+Acquired FileLock::acquire_until(detail::Deadline deadline) {
   return acquire_impl(true, deadline);
 }
 
-Acquired FileLock::acquire_shared_until(detail::Clock::time_point deadline) {
+Acquired FileLock::acquire_shared_until(detail::Deadline deadline) {
   return acquire_impl(false, deadline);
 }
 
@@ -226,14 +226,6 @@ void FileLock::mark_consistent() {
   }
   if (!write_record(fd, true, false)) sys::throw_errno("cannot record consistency in", quoted(path_));
   poisoned_ = false;
-}
-
-bool FileLock::settle_shared(Acquired got) {
-  if (got.owner_died()) {
-    release();
-    detail::throw_owner_died(kind_name());
-  }
-  return static_cast<bool>(got);
 }
 
 }  // namespace mproc

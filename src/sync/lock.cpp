@@ -107,7 +107,7 @@ bool RobustLock::held_by_this_thread() const noexcept {
   return sys::robust_mutex_owner(&block()->mutex) == sys::current_tid();
 }
 
-Acquired RobustLock::acquire_until(Clock::time_point deadline) {
+Acquired RobustLock::acquire_until(detail::Deadline deadline) {
   Block* b = block();
   const int rc = sys::lock_robust_mutex(&b->mutex, deadline);
   if (rc == ETIMEDOUT) return Acquired::Status::timed_out;

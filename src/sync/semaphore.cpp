@@ -73,7 +73,7 @@ std::uint32_t Semaphore::get_value() const noexcept {
   return block()->value.load(std::memory_order_relaxed);
 }
 
-bool Semaphore::acquire_until(Clock::time_point deadline) {
+bool Semaphore::acquire_until(detail::Deadline deadline) {
   Block& b = *block();
   auto take = [&b] {
     std::uint32_t v = b.value.load(std::memory_order_relaxed);
