@@ -97,6 +97,18 @@ inline bool record_at(const RingState& s, Word t, RecordView& view, std::uint32_
   return true;
 }
 
+// Offers record `index` of a batch to `take`. The first may throw, which leaves the ring as it
+// was; a later one that throws is left, keeping what was taken (the next get throws for it).
+template <class Take>
+inline bool offer(Take& take, std::size_t index, const RecordView& view) {
+  if (index == 0) return take(std::size_t{0}, view);
+  try {
+    return take(index, view);
+  } catch (...) {
+    return false;
+  }
+}
+
 // Offers up to `max` records from tail word `t` to `take`, with at least one committed; returns
 // the tail word after the last one taken. A record that take() leaves, or that throws, or that
 // is impossible, ends the batch; if it is the first, the get fails as a single get would
@@ -114,20 +126,10 @@ Word take_records(RingState& s, Word t, Take& take, std::size_t max, std::size_t
                              std::to_string(pos_of(t)) + ", with " + std::to_string(committed) +
                              " units committed in a ring of " + std::to_string(s.capacity / 8));
     }
-    bool took = false;
-    if (taken == 0) {
-      took = take(std::size_t{0}, view);  // an exception leaves the ring as it was
-      if (!took) {
-        status = RingStatus::wrong_type;  // left in place, tail unchanged
-        return t;
-      }
-    } else {
-      try {
-        took = take(taken, view);
-      } catch (...) {
-        took = false;  // keep what was taken; the next get throws for this record
-      }
-      if (!took) break;
+    if (!offer(take, taken, view)) {
+      if (taken != 0) break;
+      status = RingStatus::wrong_type;  // left in place, tail unchanged
+      return t;
     }
     t = make_word(pos_of(t) + units_for(size), count_of(t) + 1);
     if (++taken == max) break;

@@ -129,6 +129,34 @@ struct WantRoom {
   }
 };
 
+// Message `i` of `count` from `next`, into `data` and `size`. If `next` throws, or the message
+// can never fit, the batch's records so far (beyond `committed`, up to `h`) are committed first.
+template <class Next>
+inline void next_message(RingState& s, Next& next, std::size_t i, std::size_t count, Word h, Word committed,
+                         const void*& data, std::size_t& size) {
+  try {
+    next(i, data, size);  // may encode, and so throw
+  } catch (...) {
+    if (h != committed) commit_head(s, h);
+    throw;
+  }
+  if (size > s.capacity - RingView::kRecordHeader) {
+    if (h != committed) commit_head(s, h);
+    throw_too_big(s, size, batch_context(i, count));
+  }
+}
+
+// No room for the next record: commit what the batch wrote so far if that does not make room by
+// itself (consumers may drain it meanwhile), then wait. False if the deadline passed first.
+bool wait_for_room(RingState& s, Side side, WantRoom room, Word& committed, Clock::time_point deadline) {
+  room.reload();  // pairs with the consumer's commit
+  if (!room.ready() && room.h != committed) {
+    commit_head(s, room.h);
+    committed = room.h;
+  }
+  return wait_until_ready(s, side, room, deadline) == RingStatus::ok;
+}
+
 // One put or put_many: `next(i, data, size)` supplies message i of `count`. Everything happens
 // under the producer side, so a batch's messages are consecutive in the ring. Records are
 // written beyond head and committed by one store of head: at the end, before waiting for room,
@@ -153,25 +181,10 @@ std::size_t put_records(RingState& s, Next& next, std::size_t count, std::uint32
   for (; done < count; ++done) {
     const void* data = nullptr;
     std::size_t size = 0;
-    try {
-      next(done, data, size);  // may encode, and so throw
-    } catch (...) {
-      if (h != committed) commit_head(s, h);
-      throw;
-    }
-    if (size > s.capacity - RingView::kRecordHeader) {
-      if (h != committed) commit_head(s, h);
-      throw_too_big(s, size, batch_context(done, count));
-    }
+    next_message(s, next, done, count, h, committed, data, size);
     const std::uint32_t need = units_for(size);
     if (!fits(s, h, c.cached_tail, need)) {
-      WantRoom room{s, h, need, done, count};
-      room.reload();  // pairs with the consumer's commit
-      if (!room.ready() && h != committed) {
-        commit_head(s, h);  // consumers may drain what this batch wrote so far
-        committed = h;
-      }
-      if (wait_until_ready(s, side, room, deadline) != RingStatus::ok) return done;
+      if (!wait_for_room(s, side, WantRoom{s, h, need, done, count}, committed, deadline)) return done;
     }
     write_record(s, h, data, size, tag);
     h = make_word(pos_of(h) + need, count_of(h) + 1);

@@ -16,6 +16,22 @@ namespace mproc::detail {
 /// What a waiter's hooks say: wait on, stop ready, or stop with the ring closed.
 enum class Verdict : std::uint8_t { wait, ready, closed };
 
+/// One sleep of a waiter (queue.md, "Waking"): announce in `self`'s waiting flag, fence,
+/// snapshot the wake sequence, re-check, sleep. False if the pipe's peer end is gone.
+template <class Want>
+bool sleep_once(const RingState& s, Side self, Want& want, Clock::time_point deadline) {
+  self.waiting().store(1, std::memory_order_relaxed);
+  sleeper_fence();
+  const std::uint32_t seen = self.wake_seq().load(std::memory_order_acquire);
+  want.reload();
+  bool peer_ok = true;
+  if (!want.ready() && s.ctl->closed.load(std::memory_order_acquire) == 0) {
+    peer_ok = sleep(s, self, seen, deadline);
+  }
+  self.waiting().store(0, std::memory_order_relaxed);
+  return peer_ok;
+}
+
 /// Waits until `want.ready()`. `Want` (a put's, a get's or wait_readable's) supplies:
 ///   bool ready()                 whether what it waits for is there, by its cached words
 ///   void reload()                re-reads the other side's commit word into its cache
@@ -28,27 +44,13 @@ template <class Want>
 RingStatus wait_until_ready(const RingState& s, Side self, Want& want, Clock::time_point deadline) {
   sys::Spin spin(sys::may_wait(deadline));  // a try_ call does not spin
   while (!want.ready()) {
-    if (const Verdict v = want.look_at_close(); v != Verdict::wait) {
-      return v == Verdict::ready ? RingStatus::ok : RingStatus::closed;
-    }
-    if (!spin.next()) {
+    Verdict v = want.look_at_close();
+    if (v == Verdict::wait && !spin.next()) {
       if (Clock::now() >= deadline) return want.at_deadline();
       want.before_sleep();
-      self.waiting().store(1, std::memory_order_relaxed);
-      sleeper_fence();
-      const std::uint32_t seen = self.wake_seq().load(std::memory_order_acquire);
-      want.reload();
-      bool peer_ok = true;
-      if (!want.ready() && s.ctl->closed.load(std::memory_order_acquire) == 0) {
-        peer_ok = sleep(s, self, seen, deadline);
-      }
-      self.waiting().store(0, std::memory_order_relaxed);
-      if (!peer_ok) {
-        if (const Verdict v = want.after_peer_gone(); v != Verdict::wait) {
-          return v == Verdict::ready ? RingStatus::ok : RingStatus::closed;
-        }
-      }
+      if (!sleep_once(s, self, want, deadline)) v = want.after_peer_gone();
     }
+    if (v != Verdict::wait) return v == Verdict::ready ? RingStatus::ok : RingStatus::closed;
     want.reload();
   }
   return RingStatus::ok;
