@@ -44,7 +44,10 @@
 #include <utility>
 #include <vector>
 
-#include "mproc/detail/codec.hpp"
+#include "mproc/detail/codec_core.hpp"
+#ifndef MPROC_NO_CEREAL
+#include "mproc/detail/codec.hpp"  // structured messages; MPROC_NO_CEREAL leaves cereal out
+#endif
 #include "mproc/detail/deadline.hpp"
 #include "mproc/detail/mapping.hpp"
 #include "mproc/detail/ring.hpp"
@@ -72,7 +75,9 @@ class Connection {
   /// mproc::Error (EMSGSIZE) for a message that can never fit.
   template <class T>
   void send(const T& value) {
-    static_assert(detail::Message<T>, "mproc::Connection::send: see Queue<T> for the types a message can be");
+    static_assert(detail::codec_available_v<T>, "mproc::Connection::send: " MPROC_DETAIL_NO_CEREAL_MESSAGE);
+    static_assert(!detail::codec_available_v<T> || detail::Message<T>,
+                  "mproc::Connection::send: see Queue<T> for the types a message can be");
     const detail::Encoded e = detail::encode(value);
     send_raw(e.data, e.size, detail::type_tag<T>());
   }
@@ -84,7 +89,9 @@ class Connection {
   /// Blocks for the next message. Empty: end of stream (the peer is gone and nothing is left).
   template <class T>
   std::optional<T> recv() {
-    static_assert(detail::Message<T>, "mproc::Connection::recv: see Queue<T> for the types a message can be");
+    static_assert(detail::codec_available_v<T>, "mproc::Connection::recv: " MPROC_DETAIL_NO_CEREAL_MESSAGE);
+    static_assert(!detail::codec_available_v<T> || detail::Message<T>,
+                  "mproc::Connection::recv: see Queue<T> for the types a message can be");
     std::optional<T> out;
     received_or_throw_wrong_type(recv_raw(detail::taker_emplace(out)), detail::type_name<T>());
     return out;

@@ -22,6 +22,10 @@
 ///   cereal's binary archive. A type of your own: give it cereal's customisation point,
 ///   `template <class Archive> void serialize(Archive& ar) { ar(field1, field2); }`, and a
 ///   default constructor. Raw bytes: Queue<mproc::Bytes>, whose put() also takes a span.
+/// Compile time: this header brings all of cereal for the structured case. A program whose
+///   messages are all trivially copyable, vectors, strings or Bytes may `#define MPROC_NO_CEREAL`
+///   before including it (or pass -DMPROC_NO_CEREAL) and parses half as much; a
+///   structured T is then a compile-time error naming the macro (detail/codec_core.hpp).
 /// Allocation: put/get of trivially copyable types and of bytes allocate nothing; structured
 ///   types allocate only what the decoded value needs (the encoding buffer is reused per thread).
 /// Order: the messages of one producer arrive in the order it put them. Across producers, the
@@ -76,7 +80,10 @@
 #include <string_view>
 #include <utility>
 
-#include "mproc/detail/codec.hpp"
+#include "mproc/detail/codec_core.hpp"
+#ifndef MPROC_NO_CEREAL
+#include "mproc/detail/codec.hpp"  // structured messages; MPROC_NO_CEREAL leaves cereal out
+#endif
 #include "mproc/detail/deadline.hpp"
 #include "mproc/detail/mapping.hpp"
 #include "mproc/detail/named_spec.hpp"
@@ -118,7 +125,8 @@ class QueueCore {
 
 template <class T>
 class Queue {
-  static_assert(detail::Message<T>,
+  static_assert(detail::codec_available_v<T>, "mproc::Queue<T>: " MPROC_DETAIL_NO_CEREAL_MESSAGE);
+  static_assert(!detail::codec_available_v<T> || detail::Message<T>,
                 "mproc::Queue<T>: T must be trivially copyable (and hold no pointers), a vector or "
                 "string of such, or serialisable by cereal (give it a serialize(Archive&) member "
                 "and a default constructor)");

@@ -1,12 +1,11 @@
 #pragma once
-// How a message of type T becomes bytes in a ring and back. Three cases, chosen at compile time:
-//   raw         trivially copyable T (no pointers): memcpy, no encoding at all;
-//   contiguous  std::vector<E> / std::basic_string<E> of raw E (std::string, mproc::Bytes, ...):
-//               the elements' bytes, copied once in and once out;
-//   structured  anything cereal can serialise (std::map, std::optional, std::tuple, nested
-//               containers, user types with a `serialize(Archive&)` function): cereal's binary
-//               archive, encoded through a per-thread reused buffer and decoded straight from
-//               the ring by RecordInputArchive, which reads it defensively.
+// Structured messages: how a T that is neither raw nor contiguous (see detail/codec_core.hpp)
+// becomes bytes in a ring and back, through cereal. Including this header brings all of cereal
+// and its std type bindings (std::map, std::optional, std::tuple, std::variant, nested
+// containers, user types with a `serialize(Archive&)` function): cereal's binary archive,
+// encoded through a per-thread reused buffer and decoded straight from the ring by
+// RecordInputArchive, which reads it defensively. queue.hpp, pipe.hpp and pool.hpp include it
+// (the first two unless MPROC_NO_CEREAL is defined).
 // Decoding trusts nothing in the record but its type tag: the bytes come from another process,
 // which may be faulty or hostile. A record that is not a valid encoding of T is an mproc::Error
 // (EBADMSG), never a crash, a read outside the record or an allocation the record cannot
@@ -35,48 +34,15 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
-#include <optional>
 #include <ostream>
 #include <streambuf>
 #include <string>
 #include <type_traits>
-#include <typeinfo>
-#include <vector>
 
-#include "mproc/bytes.hpp"
-#include "mproc/detail/demangle.hpp"
-#include "mproc/detail/ring.hpp"
-#include "mproc/detail/type_tag.hpp"
+#include "mproc/detail/codec_core.hpp"
 
 namespace mproc {
 namespace detail {
-
-/// mproc::Error (EBADMSG): the next message is not a `expected`; it was left in place.
-[[noreturn]] void throw_wrong_type(const char* what, const std::string& expected);
-/// mproc::Error (EBADMSG): a record of `size` bytes tagged as a `type` is not a valid encoding of
-/// one (`why`); it was left in place.
-[[noreturn]] void throw_undecodable(const std::string& type, std::size_t size, const char* why);
-
-template <class T>
-inline constexpr bool is_raw_v =
-    std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_member_pointer_v<T>;
-
-template <class T>
-struct contiguous_traits {
-  static constexpr bool value = false;
-};
-template <class E, class A>
-struct contiguous_traits<std::vector<E, A>> {
-  static constexpr bool value = is_raw_v<E> && !std::is_same_v<E, bool>;
-  using element = E;
-};
-template <class C, class Tr, class A>
-struct contiguous_traits<std::basic_string<C, Tr, A>> {
-  static constexpr bool value = is_raw_v<C>;
-  using element = C;
-};
-template <class T>
-inline constexpr bool is_contiguous_v = contiguous_traits<T>::value;
 
 /// Appends what cereal writes to a reusable string.
 class GrowBuf final : public std::streambuf {
@@ -224,22 +190,18 @@ struct get_output_from_input<mproc::detail::RecordInputArchive> {
 
 }  // namespace cereal
 
-namespace mproc {
-namespace detail {
+namespace mproc::detail {
 
-/// The bytes of one message, ready to be copied into a ring.
-struct Encoded {
-  const void* data;
-  std::size_t size;
-};
-
+/// The structured case of encode() and decode() (detail/codec_core.hpp).
 template <class T>
-Encoded encode(const T& value) {
-  if constexpr (is_raw_v<T>) {
-    return {&value, sizeof(T)};
-  } else if constexpr (is_contiguous_v<T>) {
-    return {value.data(), value.size() * sizeof(typename contiguous_traits<T>::element)};
-  } else {
+struct StructuredCodec<T, std::enable_if_t<!is_raw_v<T> && !is_contiguous_v<T>>> {
+  static constexpr bool available = true;
+  static constexpr bool serialisable =
+      std::is_default_constructible_v<T> &&
+      cereal::traits::is_output_serializable<T, cereal::BinaryOutputArchive>::value &&
+      cereal::traits::is_input_serializable<T, RecordInputArchive>::value;
+
+  static Encoded encode(const T& value) {
     thread_local GrowBuf buf;
     thread_local std::ostream out(&buf);
     buf.bytes.clear();  // keeps its capacity: steady-state puts do not allocate
@@ -249,34 +211,8 @@ Encoded encode(const T& value) {
     }
     return {buf.bytes.data(), buf.bytes.size()};
   }
-}
 
-/// Decodes `r` into `out`. Returns false (leaving `out` alone) when the record has another
-/// type or, for raw and contiguous T, a size no T can have; throws mproc::Error (EBADMSG) when
-/// a record of the right type is not a valid encoding (`out` is then left in a valid but
-/// unspecified state).
-template <class T>
-bool decode(const RecordView& r, T& out) {
-  if (r.tag != type_tag<T>()) return false;
-  if constexpr (is_raw_v<T>) {
-    if (r.size() != sizeof(T)) return false;
-    // A small T whose record does not wrap: a copy of a size known here, inlined (no call).
-    // Not a large one: GCC inlines that as `rep movsq`, three times slower than glibc's memcpy
-    // at 4 KiB.
-    bool copied = false;
-    if constexpr (sizeof(T) <= 64) {
-      if (r.second_size == 0) {
-        std::memcpy(&out, r.first, sizeof(T));
-        copied = true;
-      }
-    }
-    if (!copied) r.copy_to(&out);
-  } else if constexpr (is_contiguous_v<T>) {
-    using E = typename contiguous_traits<T>::element;
-    if (r.size() % sizeof(E) != 0) return false;
-    out.resize(r.size() / sizeof(E));
-    r.copy_to(out.data());
-  } else {
+  static void decode(const RecordView& r, T& out) {
     RecordInputArchive archive(r);
     try {
       archive(out);
@@ -284,44 +220,6 @@ bool decode(const RecordView& r, T& out) {
       throw_undecodable(type_name<T>(), r.size(), e.what());
     }
   }
-  return true;
-}
+};
 
-/// A Taker that decodes into an existing T.
-template <class T>
-Taker taker_into(T& out) {
-  return Taker{[](void* ctx, const RecordView& r) { return decode(r, *static_cast<T*>(ctx)); }, &out};
-}
-
-/// A Taker that emplaces a decoded T into an optional.
-template <class T>
-Taker taker_emplace(std::optional<T>& out) {
-  return Taker{[](void* ctx, const RecordView& r) {
-                 auto& o = *static_cast<std::optional<T>*>(ctx);
-                 T value{};
-                 if (!decode(r, value)) return false;
-                 o.emplace(std::move(value));
-                 return true;
-               },
-               &out};
-}
-
-/// Any record, as raw bytes.
-inline Taker taker_bytes(Bytes& out) {
-  return Taker{[](void* ctx, const RecordView& r) {
-                 auto& b = *static_cast<Bytes*>(ctx);
-                 b.resize(r.size());
-                 r.copy_to(b.data());
-                 return true;
-               },
-               &out};
-}
-
-template <class T>
-concept Message = is_raw_v<T> || is_contiguous_v<T> ||
-    (std::is_default_constructible_v<T>&&
-         cereal::traits::is_output_serializable<T, cereal::BinaryOutputArchive>::value&&
-             cereal::traits::is_input_serializable<T, RecordInputArchive>::value);
-
-}  // namespace detail
-}  // namespace mproc
+}  // namespace mproc::detail
