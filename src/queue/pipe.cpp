@@ -115,8 +115,8 @@ detail::RingStatus Connection::recv_raw(detail::Taker take) {
   return in_.get(take, detail::Clock::time_point::max());
 }
 
-bool Connection::received_or_throw_wrong_type(detail::RingStatus status, const std::string& type) {
-  if (status == detail::RingStatus::wrong_type) detail::throw_wrong_type("Connection", type);
+bool Connection::received_or_throw_wrong_type(detail::RingStatus status, std::string (*type_name)()) {
+  if (status == detail::RingStatus::wrong_type) detail::throw_wrong_type("Connection", type_name());
   return status == detail::RingStatus::ok;
 }
 
