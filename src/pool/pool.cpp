@@ -340,43 +340,49 @@ struct PoolCore::State {
     started_cv.notify_all();
   }
 
-  void loop() {
-    std::vector<pollfd> fds;
-    for (;;) {
-      Phase now;
+  // One round of the dispatcher: assign pending chunks; false once there is nothing left to do.
+  bool assign_or_finish() {
+    std::scoped_lock hold{mutex};
+    if (phase == Phase::terminating) return false;
+    assign();
+    if (phase != Phase::closing || !pending.empty()) return true;
+    for (auto& w : workers)
+      if (!w.assigned.empty()) return true;
+    return false;  // closed, and every chunk done
+  }
+
+  // Sleeps until a result, a wake-up or a worker's death (at most a heartbeat).
+  void wait_for_events(std::vector<pollfd>& fds) {
+    fds.clear();
+    fds.push_back(pollfd{results.fileno(), POLLIN, 0});
+    fds.push_back(pollfd{wake_fd, POLLIN, 0});
+    for (auto& w : workers) fds.push_back(pollfd{w.process ? w.process->sentinel() : -1, POLLIN, 0});
+    if (::poll(fds.data(), fds.size(), static_cast<int>(sys::kHeartbeat.count())) < 0 && errno != EINTR) {
+      std::fprintf(stderr, "mproc: Pool dispatcher: poll failed: %s\n", std::strerror(errno));
+    }
+    eventfd_t ignored;
+    (void)::eventfd_read(wake_fd, &ignored);
+  }
+
+  void handle_deaths(const std::vector<pollfd>& fds) {
+    for (std::size_t i = 0; i < workers.size(); ++i) {
+      if (fds[i + 2].fd < 0 || (fds[i + 2].revents & POLLIN) == 0) continue;
+      drain_results();  // what it sent before dying counts
+      bool replace;
       {
         std::scoped_lock hold{mutex};
-        now = phase;
-        if (now != Phase::terminating) assign();
-        if (now == Phase::closing && pending.empty()) {
-          bool idle = true;
-          for (auto& w : workers) idle = idle && w.assigned.empty();
-          if (idle) break;
-        }
+        replace = phase == Phase::running || (phase == Phase::closing && !pending.empty());
       }
-      if (now == Phase::terminating) break;
+      handle_death(i, replace);
+    }
+  }
 
-      fds.clear();
-      fds.push_back(pollfd{results.fileno(), POLLIN, 0});
-      fds.push_back(pollfd{wake_fd, POLLIN, 0});
-      for (auto& w : workers) fds.push_back(pollfd{w.process ? w.process->sentinel() : -1, POLLIN, 0});
-      if (::poll(fds.data(), fds.size(), static_cast<int>(sys::kHeartbeat.count())) < 0 && errno != EINTR) {
-        std::fprintf(stderr, "mproc: Pool dispatcher: poll failed: %s\n", std::strerror(errno));
-      }
-      eventfd_t ignored;
-      (void)::eventfd_read(wake_fd, &ignored);
+  void loop() {
+    std::vector<pollfd> fds;
+    while (assign_or_finish()) {
+      wait_for_events(fds);
       drain_results();
-      for (std::size_t i = 0; i < workers.size(); ++i) {
-        if (fds[i + 2].fd >= 0 && (fds[i + 2].revents & POLLIN) != 0) {
-          drain_results();  // what it sent before dying counts
-          bool replace;
-          {
-            std::scoped_lock hold{mutex};
-            replace = phase == Phase::running || (phase == Phase::closing && !pending.empty());
-          }
-          handle_death(i, replace);
-        }
-      }
+      handle_deaths(fds);
     }
   }
 
@@ -451,7 +457,7 @@ PoolCore::~PoolCore() {
   if (state_->dispatcher.joinable()) state_->dispatcher.join();
 }
 
-void PoolCore::submit(std::shared_ptr<JobBase> job, std::vector<EncodedChunk>&& chunks) {
+void PoolCore::submit(const std::shared_ptr<JobBase>& job, std::vector<EncodedChunk>&& chunks) {
   State& s = *state_;
   const std::size_t limit = RingView::round_capacity(s.options.queue_bytes) - RingView::kRecordHeader;
   for (const auto& c : chunks) {

@@ -19,8 +19,6 @@ namespace mproc::detail {
 
 namespace {
 
-using std::chrono_literals::operator""ms;
-
 constexpr std::uint32_t kFirstBiasStreak = 64;      // operations in a row that earn the bias
 constexpr std::uint32_t kMaxBiasStreak = 1u << 16;  // after many revocations of live owners
 
@@ -71,7 +69,7 @@ bool stop_waiting_for_owner(Side side, Clock::time_point now, Clock::time_point 
 // The end of the next slice of a wait for the owner: its deadline while that is ahead, then its
 // patience, and never more than a millisecond.
 Clock::time_point next_slice(Clock::time_point now, Clock::time_point deadline, Clock::time_point patient) {
-  return std::min(now < deadline ? deadline : patient, now + 1ms);
+  return std::min(now < deadline ? deadline : patient, now + std::chrono::milliseconds(1));
 }
 
 // A live owner lost the side (or declined it): ask for a longer run before the next grant, so
@@ -87,10 +85,10 @@ void count_live_revocation(Side side) noexcept {
 // queue). The lock would have refused that as well.
 Revoked take_back_own_bias(Side side, const BiasSlot& slot) {
   if (slot.busy.load(std::memory_order_relaxed) != 0) {
-    throw Error(EDEADLK,
-                std::string("cannot ") + (side.is_producers() ? "put into a " : "get from a ") +
-                    side.state().what,
-                "(called again from inside one of this thread's own operations on it)");
+    throw Error(
+        EDEADLK,
+        std::string("cannot ") + (side.is_producers() ? "put into a " : "get from a ") + side.state().what,
+        "(called again from inside one of this thread's own operations on it)");
   }
   side.holder().store(0, std::memory_order_relaxed);
   return Revoked::taken;
@@ -324,30 +322,35 @@ void answer_hand_over(Side side, std::uint32_t held) noexcept {
 // to take the mutex waits again.
 Revoked revoke_bias(Side side, Clock::time_point deadline, Clock::time_point patient, bool may_ask) {
   std::atomic<std::uint32_t>& holder = side.holder();
-  std::uint32_t h = holder.load(std::memory_order_acquire);
-  if (h == 0) return Revoked::no_bias;
-  if ((h & 0xFF) == 0) {  // kBiasDeclined, answering an asker that gave up waiting
-    holder.store(0, std::memory_order_relaxed);
-    return Revoked::no_bias;
-  }
-  BiasSlot& slot = side.slot_named_by(h);
-  if (slot.token.load(std::memory_order_relaxed) == sys::thread_token()) return take_back_own_bias(side, slot);
-  if ((h & kBiasRevoked) == 0) {
-    if (may_ask) {
-      switch (ask_for_hand_over(side, slot, h, deadline, patient)) {
-        case Asked::handed_over: return Revoked::handed_over;
-        case Asked::declined: return Revoked::taken;
-        case Asked::timed_out: return Revoked::timed_out;
-        case Asked::answered_other: return revoke_bias(side, deadline, patient, true);
-        case Asked::changed: return revoke_bias(side, deadline, patient, false);
-        case Asked::owner_idle: break;
+  // A pass starts over when the holder word changed under it (the owner answered an asker): a
+  // loop, not a call, so that no process writing the word can make the stack grow.
+  for (;;) {
+    std::uint32_t h = holder.load(std::memory_order_acquire);
+    if (h == 0) return Revoked::no_bias;
+    if ((h & 0xFF) == 0) {  // kBiasDeclined, answering an asker that gave up waiting
+      holder.store(0, std::memory_order_relaxed);
+      return Revoked::no_bias;
+    }
+    BiasSlot& slot = side.slot_named_by(h);
+    if (slot.token.load(std::memory_order_relaxed) == sys::thread_token())
+      return take_back_own_bias(side, slot);
+    if ((h & kBiasRevoked) == 0) {
+      if (may_ask) {
+        switch (ask_for_hand_over(side, slot, h, deadline, patient)) {
+          case Asked::handed_over: return Revoked::handed_over;
+          case Asked::declined: return Revoked::taken;
+          case Asked::timed_out: return Revoked::timed_out;
+          case Asked::answered_other: continue;  // ask again
+          case Asked::changed: may_ask = false; continue;
+          case Asked::owner_idle: break;
+        }
+      }
+      if (!holder.compare_exchange_strong(h, (h & 0xFF) | kBiasRevoked, std::memory_order_acq_rel)) {
+        continue;  // the owner answered meanwhile
       }
     }
-    if (!holder.compare_exchange_strong(h, (h & 0xFF) | kBiasRevoked, std::memory_order_acq_rel)) {
-      return revoke_bias(side, deadline, patient, may_ask);  // the owner answered meanwhile
-    }
+    return wait_out_owner(side, slot, deadline, patient);
   }
-  return wait_out_owner(side, slot, deadline, patient);
 }
 
 // A waiting flag is set by the side's owner while it sleeps, and a process killed asleep leaves

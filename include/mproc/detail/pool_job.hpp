@@ -275,7 +275,6 @@ class Job final : public JobBase {
   std::size_t remaining_;
 };
 
-
 /// Encodes chunks of one job: the callable once per chunk, then the items' argument tuples.
 struct EncodedChunk {
   std::size_t first;
@@ -316,7 +315,6 @@ std::vector<EncodedChunk> encode_job(const F& f, const Range& items, std::size_t
   return chunks;
 }
 
-
 /// The non-template part of Pool: workers, dispatcher thread, results. Defined in src/pool/pool.cpp.
 class PoolCore {
  public:
@@ -327,7 +325,7 @@ class PoolCore {
 
   /// Queues a job's chunks. Throws mproc::UsageError after close()/terminate(), mproc::Error
   /// (EMSGSIZE) for a chunk larger than a worker's queue can hold.
-  void submit(std::shared_ptr<JobBase> job, std::vector<EncodedChunk>&& chunks);
+  void submit(const std::shared_ptr<JobBase>& job, std::vector<EncodedChunk>&& chunks);
   void close();
   void terminate();
   void join();
