@@ -19,11 +19,11 @@ using mproc::Condition;
 using mproc::Process;
 using mproc_test::exit_code_of;
 using mproc_test::Flag;
+using mproc_test::kill_a_child_holding;
 using mproc_test::kPatience;
+using mproc_test::owner_died_message;
 using mproc_test::Shared;
 using mproc_test::start_child;
-using mproc_test::kill_a_child_holding;
-using mproc_test::owner_died_message;
 
 TEST(Condition, wait_for_returns_when_another_process_makes_the_predicate_true) {
   mproc::Lock lock;

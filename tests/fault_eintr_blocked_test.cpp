@@ -285,7 +285,6 @@ const NamedBlocking kBlocking[] = {
     {"file_lock_acquire", file_lock_acquire},
 };
 
-
 class BlockedCall : public testing::TestWithParam<NamedBlocking> {};
 class BlockedCallWithSystemCalls : public testing::TestWithParam<NamedBlocking> {};
 

@@ -31,9 +31,9 @@
 using mproc::SharedMemory;
 using mproc_test::exit_code_of;
 using mproc_test::kPatience;
+using mproc_test::Named;
 using mproc_test::Shared;
 using mproc_test::start_child;
-using mproc_test::Named;
 
 // ---- Lifetime: leases, tracked and persistent objects, sweeps (docs/design/named.md) ----
 

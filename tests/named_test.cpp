@@ -31,9 +31,9 @@
 using mproc::SharedMemory;
 using mproc_test::exit_code_of;
 using mproc_test::kPatience;
+using mproc_test::Named;
 using mproc_test::Shared;
 using mproc_test::start_child;
-using mproc_test::Named;
 
 TEST_F(Named, a_block_created_here_is_opened_by_name_in_another_process) {
   SharedMemory shm = SharedMemory::create(name, 4096);

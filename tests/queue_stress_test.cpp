@@ -298,7 +298,8 @@ bool a_child_failed(Fire& f) {
     }
     const int code = c.process.exitcode().value_or(-1000);
     ADD_FAILURE() << role(c) << " " << c.slot << " ended by itself with exit code " << code
-                  << (code == mproc_test::kChildCheckFailed ? " (a torn, misordered or unknown message)" : "");
+                  << (code == mproc_test::kChildCheckFailed ? " (a torn, misordered or unknown message)"
+                                                            : "");
     f.child_failed = true;
   }
   return f.child_failed;
@@ -433,9 +434,10 @@ void check_account(const Fire& f, const Account& a, const mproc::RingStats& stat
   EXPECT_EQ(a.phantoms, 0u) << "delivered although never put; the first: slot "
                             << a.first_phantom.value_or(std::pair{0u, 0u}).first << " seq "
                             << a.first_phantom.value_or(std::pair{0u, 0u}).second;
-  EXPECT_LE(a.missing, f.consumer_kills) << "returned puts lost beyond one per killed consumer; the first: slot "
-                                         << a.first_missing.value_or(std::pair{0u, 0u}).first << " seq "
-                                         << a.first_missing.value_or(std::pair{0u, 0u}).second;
+  EXPECT_LE(a.missing, f.consumer_kills)
+      << "returned puts lost beyond one per killed consumer; the first: slot "
+      << a.first_missing.value_or(std::pair{0u, 0u}).first << " seq "
+      << a.first_missing.value_or(std::pair{0u, 0u}).second;
   EXPECT_GT(f.producer_kills, 0u);
   EXPECT_GT(f.consumer_kills, 0u);
   EXPECT_GE(a.received, kMinReceived);

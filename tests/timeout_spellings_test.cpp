@@ -24,15 +24,25 @@ using namespace std::chrono_literals;
 using SysClock = std::chrono::system_clock;
 
 // The time points callers pass: mproc's clock, a coarser one of the same clock, another clock.
-auto steady_past() { return mproc::Clock::now() - 1s; }
-auto steady_seconds() { return std::chrono::time_point_cast<std::chrono::seconds>(mproc::Clock::now()); }
-auto system_past() { return SysClock::now() - 1s; }
+auto steady_past() {
+  return mproc::Clock::now() - 1s;
+}
+auto steady_seconds() {
+  return std::chrono::time_point_cast<std::chrono::seconds>(mproc::Clock::now());
+}
+auto system_past() {
+  return SysClock::now() - 1s;
+}
 
 // _for takes durations only; _until anything; no spelling takes a bare number.
 template <class L>
-concept AcquireForTakesTimePoint = requires(L& l) { l.acquire_for(mproc::Clock::now()); };
+concept AcquireForTakesTimePoint = requires(L& l) {
+  l.acquire_for(mproc::Clock::now());
+};
 template <class L>
-concept AcquireTakesInt = requires(L& l) { l.acquire(0); };
+concept AcquireTakesInt = requires(L& l) {
+  l.acquire(0);
+};
 static_assert(!AcquireForTakesTimePoint<mproc::Lock>);
 static_assert(!AcquireForTakesTimePoint<mproc::Semaphore>);
 static_assert(!AcquireTakesInt<mproc::Lock>);
@@ -280,7 +290,9 @@ TEST(TimeoutSpellings, Pipe) {
   EXPECT_EQ(a.recv<int>(), 7);
 }
 
-int square(int x) { return x * x; }
+int square(int x) {
+  return x * x;
+}
 void nothing() {}
 
 TEST(TimeoutSpellings, Pool) {

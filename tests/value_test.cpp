@@ -17,10 +17,10 @@
 using mproc::Process;
 using mproc_test::exit_code_of;
 using mproc_test::Flag;
-using mproc_test::kPatience;
-using mproc_test::start_child;
 using mproc_test::kill_a_child_holding;
+using mproc_test::kPatience;
 using mproc_test::owner_died_message;
+using mproc_test::start_child;
 
 TEST(Value, update_is_atomic_across_processes) {
   mproc::Value<long> counter(0);

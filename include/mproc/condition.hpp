@@ -89,14 +89,10 @@ class Condition : public detail::NamedFactories<Condition> {
   /// The same with a timeout (Python's wait_for(predicate, timeout)).
   template <class Pred>
   requires std::invocable<Pred&>
-  bool wait_for(Pred predicate, detail::Timeout timeout) {
-    return wait_until(predicate, timeout);
-  }
+  bool wait_for(Pred predicate, detail::Timeout timeout) { return wait_until(predicate, timeout); }
   template <class Pred>
   requires std::invocable<Pred&>
-  void wait_for(Pred predicate) {
-    (void)wait_until(predicate, detail::Deadline::forever());
-  }
+  void wait_for(Pred predicate) { (void)wait_until(predicate, detail::Deadline::forever()); }
 
   void notify(std::uint32_t n = 1);
   void notify_all();

@@ -199,7 +199,6 @@ class ImapRange {
   std::size_t current_n_ = 0;
 };
 
-
 class Pool {
  public:
   /// Starts `processes` workers (0: cpu_count()).

@@ -171,7 +171,8 @@ RingStatus get_records(RingState& s, Take& take, std::size_t max, Clock::time_po
   if (status != RingStatus::ok) return status;
   c.tail.store(new_tail, std::memory_order_release);
   committer_fence();
-  if (c.put_waiting.load(std::memory_order_relaxed) != 0) wake(s, Side::producers(s));  // nothing else to wake
+  if (c.put_waiting.load(std::memory_order_relaxed) != 0)
+    wake(s, Side::producers(s));  // nothing else to wake
   return RingStatus::ok;
 }
 

@@ -76,9 +76,7 @@ using mproc_test::fill_payload;
 using mproc_test::fnv1a;
 using mproc_test::splitmix;
 
-
 namespace mproc_chaos {
-
 
 // ---- sizes --------------------------------------------------------------------------------------
 
@@ -102,7 +100,7 @@ constexpr std::uint64_t kMinPlanted = 3;     // --sabotage tear, duplicate, pipe
 
 enum class Role : std::uint8_t { producer, consumer, sender, receiver, locker, sem_user };
 inline constexpr std::array kRoles = {Role::producer, Role::consumer, Role::sender,
-                               Role::receiver, Role::locker,   Role::sem_user};
+                                      Role::receiver, Role::locker,   Role::sem_user};
 
 inline const char* role_name(Role r) {
   switch (r) {
@@ -310,7 +308,8 @@ inline std::uint32_t checksum_of(const Header& h, std::span<const std::byte> pay
   return fnv1a(c, payload.data(), payload.size());
 }
 
-inline void encode(std::uint32_t stream, std::uint32_t generation, std::uint64_t seq, Bytes& payload, Bytes& out) {
+inline void encode(std::uint32_t stream, std::uint32_t generation, std::uint64_t seq, Bytes& payload,
+                   Bytes& out) {
   Header h{stream, generation, seq, 0, 0};
   make_payload(h, payload);
   h.size = static_cast<std::uint32_t>(payload.size());
@@ -377,7 +376,6 @@ struct World {
   SharedObject<Control> control;
   IdTable ids;
 };
-
 
 // ---- the workers (workers.cpp; each runs in its own process) ------------------------------------
 

@@ -121,8 +121,8 @@ void Supervisor::check_queue(Findings& f, Violations& violation) {
   f.taken_by_killed = f.consumer_lost - f.queue_unexplained;
   // Every cut-short id lies in a batch of a producer killed inside put (else it is stray), so
   // there are at most put_allowance of them; the count is checked too, as a cross-check.
-  f.cut_short_unexplained = std::max(
-      f.stray_lost, f.cut_short_lost > t_.put_allowance ? f.cut_short_lost - t_.put_allowance : 0);
+  f.cut_short_unexplained =
+      std::max(f.stray_lost, f.cut_short_lost > t_.put_allowance ? f.cut_short_lost - t_.put_allowance : 0);
 
   violation(f.queue_unexplained != 0,
             "queue: %llu messages whose put() returned, and %llu of a put_many cut short that were "

@@ -82,7 +82,7 @@ struct StructuredCodec {
 template <class T>
 inline constexpr bool codec_available_v = is_raw_v<T> || is_contiguous_v<T> || StructuredCodec<T>::available;
 
-#define MPROC_DETAIL_NO_CEREAL_MESSAGE                                                                  \
+#define MPROC_DETAIL_NO_CEREAL_MESSAGE                                                               \
   "this message type is encoded by cereal (it is neither trivially copyable nor a vector or string " \
   "of such), but MPROC_NO_CEREAL is defined: remove that macro, or #include "                        \
   "<mproc/detail/codec.hpp> before using the type"

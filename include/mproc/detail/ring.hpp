@@ -74,11 +74,11 @@ struct RingState {
   std::byte* data = nullptr;
   std::size_t capacity = 0;  // this process's copy (see RingView's constructor)
   const char* what = "Queue";
-  int wake_fd = -1;                       // a pipe direction's socket, or -1
-  int event_fd = -1;                      // a queue's eventfd for fileno(), or -1
-  std::uint8_t waiter = 0;                // how sleepers sleep: futex or socket, fixed at construction
-  std::uint32_t keep_behind_rest = 0;     // gets before the consumer may wait to keep behind again
-  std::int64_t next_peer_check_ns = 0;    // pipes: when put() next checks that the peer lives
+  int wake_fd = -1;                     // a pipe direction's socket, or -1
+  int event_fd = -1;                    // a queue's eventfd for fileno(), or -1
+  std::uint8_t waiter = 0;              // how sleepers sleep: futex or socket, fixed at construction
+  std::uint32_t keep_behind_rest = 0;   // gets before the consumer may wait to keep behind again
+  std::int64_t next_peer_check_ns = 0;  // pipes: when put() next checks that the peer lives
 };
 
 /// One process's view of a ring in shared memory. Cheap to copy; owns nothing.
