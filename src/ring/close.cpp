@@ -17,9 +17,10 @@ void finish_close(RingState& s) {
   // Wait for a put in flight (it holds put_mutex, or the producer bias) to finish; then no put
   // can commit again.
   const Side producers = Side::producers(s);
-  (void)lock_side(producers, Clock::time_point::max(), Clock::time_point::max());
+  OwnerWait forever(Clock::time_point::max());
+  (void)lock_side(producers, forever);
   MutexGuard locked(&producers.mutex());
-  (void)revoke_bias(producers, Clock::time_point::max(), Clock::time_point::max(), false);
+  (void)revoke_bias(producers, forever, false);
   s.ctl->closed.store(2, std::memory_order_release);
 }
 

@@ -61,17 +61,6 @@ bool owner_sleeps(Side side) noexcept {
          pos_of(c.head.load(std::memory_order_acquire)) == pos_of(c.tail.load(std::memory_order_acquire));
 }
 
-bool stop_waiting_for_owner(Side side, Clock::time_point now, Clock::time_point deadline,
-                            Clock::time_point patient) noexcept {
-  return now >= patient || (now >= deadline && owner_sleeps(side));
-}
-
-// The end of the next slice of a wait for the owner: its deadline while that is ahead, then its
-// patience, and never more than a millisecond.
-Clock::time_point next_slice(Clock::time_point now, Clock::time_point deadline, Clock::time_point patient) {
-  return std::min(now < deadline ? deadline : patient, now + std::chrono::milliseconds(1));
-}
-
 // A live owner lost the side (or declined it): ask for a longer run before the next grant, so
 // that producers (consumers) that take turns settle on the lock instead of revoking each other.
 void count_live_revocation(Side side) noexcept {
@@ -108,8 +97,7 @@ enum class Asked : std::uint8_t {
 // declines the bias at once (kBiasDeclined). An owner that neither makes an operation nor is
 // inside one within a short spin (and a few yields, in case it waits for this very core) is
 // idle, or dead.
-Asked ask_for_hand_over(Side side, BiasSlot& slot, std::uint32_t& h, Clock::time_point deadline,
-                        Clock::time_point patient) {
+Asked ask_for_hand_over(Side side, BiasSlot& slot, std::uint32_t& h, OwnerWait& wait) {
   std::atomic<std::uint32_t>& holder = side.holder();
   if ((h & kBiasWanted) == 0) {
     slot.wanted_ops.store(0, std::memory_order_relaxed);
@@ -135,8 +123,8 @@ Asked ask_for_hand_over(Side side, BiasSlot& slot, std::uint32_t& h, Clock::time
     }
     if (now_h != h) return Asked::changed;  // not the owner's answer
     const Clock::time_point now = Clock::now();
-    if (stop_waiting_for_owner(side, now, deadline, patient)) return Asked::timed_out;
-    sys::futex_wait(&holder, h, next_slice(now, deadline, patient));
+    if (wait.stop(side, now)) return Asked::timed_out;
+    sys::futex_wait(&holder, h, wait.slice_end(now));
     now_h = holder.load(std::memory_order_acquire);
     if (now_h != h) continue;  // answered
     const std::uint32_t ops = slot.wanted_ops.load(std::memory_order_relaxed);
@@ -148,7 +136,7 @@ Asked ask_for_hand_over(Side side, BiasSlot& slot, std::uint32_t& h, Clock::time
 
 // With the holder word marked revoked: waits for the owner's operation in flight to end (if its
 // process died in it, repairs after it), then clears the word.
-Revoked wait_out_owner(Side side, BiasSlot& slot, Clock::time_point deadline, Clock::time_point patient) {
+Revoked wait_out_owner(Side side, BiasSlot& slot, OwnerWait& wait) {
   if (!sys::membarrier_global()) {
     throw Error(errno,
                 std::string("cannot take the ") + (side.is_producers() ? "producer" : "consumer") +
@@ -157,7 +145,7 @@ Revoked wait_out_owner(Side side, BiasSlot& slot, Clock::time_point deadline, Cl
   }
   // The owner's operation in flight normally ends within nanoseconds: even a call that may not
   // wait for room or data (a try_) spins for it.
-  sys::Spin spin(sys::may_wait(deadline) || !owner_sleeps(side));
+  sys::Spin spin(sys::may_wait(wait.deadline()) || !owner_sleeps(side));
   bool died = false;
   while (slot.busy.load(std::memory_order_acquire) != 0) {
     if (spin.next()) continue;
@@ -166,8 +154,8 @@ Revoked wait_out_owner(Side side, BiasSlot& slot, Clock::time_point deadline, Cl
       break;
     }
     const Clock::time_point now = Clock::now();
-    if (stop_waiting_for_owner(side, now, deadline, patient)) return Revoked::timed_out;
-    sys::futex_wait(&slot.busy, 1, next_slice(now, deadline, patient));
+    if (wait.stop(side, now)) return Revoked::timed_out;
+    sys::futex_wait(&slot.busy, 1, wait.slice_end(now));
   }
   if (died) {
     repair_side(side);
@@ -237,16 +225,21 @@ std::uint32_t grant_bias(Side side, bool at_once) {
 
 }  // namespace
 
-// How long a call waits for the side's owner to finish an operation in flight: until its own
-// deadline, and past it (a try_ call, a zero timeout) while the owner is busy inside an
-// operation, up to kOwnerPatience — so that "false" means full (or empty), not "somebody else was
+// Past its deadline (a try_ call, a zero timeout) a call still waits for an owner busy inside an
+// operation, up to kOwnerPatience, so that "false" means full (or empty), not "somebody else was
 // putting" (queue.hpp, "What non-blocking costs").
-Clock::time_point owner_patience(Clock::time_point deadline) noexcept {
-  if (deadline == Clock::time_point::max()) return deadline;
-  return std::max(deadline, Clock::now() + kOwnerPatience);
+bool OwnerWait::stop(Side side, Clock::time_point now) noexcept {
+  if (deadline_ == Clock::time_point::max()) return false;
+  if (patient_ == Clock::time_point::min()) patient_ = std::max(deadline_, now + kOwnerPatience);
+  return now >= patient_ || (now >= deadline_ && owner_sleeps(side));
 }
 
-bool lock_side(Side side, Clock::time_point deadline, Clock::time_point patient) {
+Clock::time_point OwnerWait::slice_end(Clock::time_point now) const noexcept {
+  return std::min(now < deadline_ ? deadline_ : patient_, now + std::chrono::milliseconds(1));
+}
+
+bool lock_side(Side side, OwnerWait& wait) {
+  const Clock::time_point deadline = wait.deadline();
   pthread_mutex_t* m = &side.mutex();
   int rc = ::pthread_mutex_trylock(m);
   if (rc == EBUSY && deadline == Clock::time_point::max()) {
@@ -261,11 +254,11 @@ bool lock_side(Side side, Clock::time_point deadline, Clock::time_point patient)
     }
     while (rc == EBUSY || rc == ETIMEDOUT) {
       const Clock::time_point now = Clock::now();
-      if (stop_waiting_for_owner(side, now, deadline, patient)) {
+      if (wait.stop(side, now)) {
         rc = ETIMEDOUT;
         break;
       }
-      rc = sys::lock_robust_mutex(m, next_slice(now, deadline, patient));
+      rc = sys::lock_robust_mutex(m, wait.slice_end(now));
     }
   }
   if (rc == 0) return true;
@@ -277,10 +270,10 @@ bool lock_side(Side side, Clock::time_point deadline, Clock::time_point patient)
 }
 
 HeldBy enter_side_slow(Side side, Clock::time_point deadline) {
-  const Clock::time_point patient = owner_patience(deadline);
-  if (!lock_side(side, deadline, patient)) return {HeldBy::kNothing};
+  OwnerWait wait(deadline);
+  if (!lock_side(side, wait)) return {HeldBy::kNothing};
   MutexGuard locked(&side.mutex());
-  const Revoked r = revoke_bias(side, deadline, patient, sys::may_wait(deadline));
+  const Revoked r = revoke_bias(side, wait, sys::may_wait(deadline));
   if (r == Revoked::timed_out) return {HeldBy::kNothing};
   if (r == Revoked::handed_over)
     side.ring().bias_handovers[side.index()].fetch_add(1, std::memory_order_relaxed);
@@ -320,7 +313,7 @@ void answer_hand_over(Side side, std::uint32_t held) noexcept {
 // first asked to hand the side over at the end of its lease (`may_ask`). timed_out if
 // `deadline` passed first: the bias then stays marked revoked (or wanted), and the next process
 // to take the mutex waits again.
-Revoked revoke_bias(Side side, Clock::time_point deadline, Clock::time_point patient, bool may_ask) {
+Revoked revoke_bias(Side side, OwnerWait& wait, bool may_ask) {
   std::atomic<std::uint32_t>& holder = side.holder();
   // A pass starts over when the holder word changed under it (the owner answered an asker): a
   // loop, not a call, so that no process writing the word can make the stack grow.
@@ -336,7 +329,7 @@ Revoked revoke_bias(Side side, Clock::time_point deadline, Clock::time_point pat
       return take_back_own_bias(side, slot);
     if ((h & kBiasRevoked) == 0) {
       if (may_ask) {
-        switch (ask_for_hand_over(side, slot, h, deadline, patient)) {
+        switch (ask_for_hand_over(side, slot, h, wait)) {
           case Asked::handed_over: return Revoked::handed_over;
           case Asked::declined: return Revoked::taken;
           case Asked::timed_out: return Revoked::timed_out;
@@ -349,7 +342,7 @@ Revoked revoke_bias(Side side, Clock::time_point deadline, Clock::time_point pat
         continue;  // the owner answered meanwhile
       }
     }
-    return wait_out_owner(side, slot, deadline, patient);
+    return wait_out_owner(side, slot, wait);
   }
 }
 
@@ -362,13 +355,10 @@ bool side_holder_alive(Side side) noexcept {
     const BiasSlot& slot = side.slots()[h - 1];
     if (slot.busy.load(std::memory_order_acquire) != 0) return alive(slot);
   }
-  // A robust mutex's lock word is the owner's thread id (the kernel's robust-futex ABI); the
-  // kernel clears it and sets FUTEX_OWNER_DIED when the owner dies.
-  const pthread_mutex_t& m = side.mutex();
-  const auto word = static_cast<std::uint32_t>(__atomic_load_n(&m.__data.__lock, __ATOMIC_ACQUIRE));
-  const auto tid = static_cast<pid_t>(word & FUTEX_TID_MASK);
-  if (tid == 0 || (word & FUTEX_OWNER_DIED) != 0) return false;
-  return sys::process_alive(tid, 0);  // /proc/TID exists for every thread, not only leaders
+  // The mutex's owner thread, from its lock word (0 when free, and after the kernel cleaned up
+  // after a dead owner); /proc/TID exists for every thread, not only leaders.
+  const pid_t tid = sys::robust_mutex_owner(&side.mutex());
+  return tid != 0 && sys::process_alive(tid, 0);
 }
 
 }  // namespace mproc::detail

@@ -82,20 +82,34 @@ struct HeldBy {
   bool mutex() const noexcept { return value == kMutex; }
 };
 
-/// The end of a call's wait for the side's owner (an operation in flight on the same side): its
-/// own deadline and, past it, up to kOwnerPatience while that owner is not asleep for room
-/// (data): queue.md, "Waiting for the owner: deadlines and try_".
+/// A call's wait for the side's owner (an operation in flight on the same side): until the call's
+/// own deadline and, past it, while that owner is not asleep for room (data), up to
+/// kOwnerPatience from the first time the call had to wait — so a call that never waits for an
+/// owner reads no clock for it (queue.md, "Waiting for the owner: deadlines and try_").
 inline constexpr std::chrono::milliseconds kOwnerPatience{100};
-Clock::time_point owner_patience(Clock::time_point deadline) noexcept;
+class OwnerWait {
+ public:
+  explicit OwnerWait(Clock::time_point deadline) noexcept : deadline_(deadline) {}
+  Clock::time_point deadline() const noexcept { return deadline_; }
+  /// Whether to stop waiting for the owner now; the first call starts the patience.
+  bool stop(Side side, Clock::time_point now) noexcept;
+  /// The end of the next sleep (after stop() said no): the deadline while it is ahead, then
+  /// the patience; never more than a millisecond away.
+  Clock::time_point slice_end(Clock::time_point now) const noexcept;
 
-/// Takes the side's mutex: false if the wait for its owner ended first (see owner_patience).
+ private:
+  Clock::time_point deadline_;
+  Clock::time_point patient_ = Clock::time_point::min();  // min: not started
+};
+
+/// Takes the side's mutex: false if the wait for its owner ended first (see OwnerWait).
 /// Repairs the side if the mutex's previous owner died in it.
-bool lock_side(Side side, Clock::time_point deadline, Clock::time_point patient);
+bool lock_side(Side side, OwnerWait& wait);
 
 enum class Revoked : std::uint8_t { no_bias, handed_over, taken, timed_out };
 /// Under the side's mutex: takes the bias back from its owner. `may_ask`: ask a live, streaming
 /// owner to hand the side over at the end of its lease first.
-Revoked revoke_bias(Side side, Clock::time_point deadline, Clock::time_point patient, bool may_ask);
+Revoked revoke_bias(Side side, OwnerWait& wait, bool may_ask);
 
 HeldBy enter_side_slow(Side side, Clock::time_point deadline);
 /// The owner, between two operations, with a hand-over asked for.
