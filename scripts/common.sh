@@ -13,10 +13,15 @@ MPROC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 #   clang libclang-rt-14-dev  clang and its libFuzzer runtime, for the fuzz targets (fuzz/)
 #   clang-format-14 clang-tidy-14  scripts/lint: formatting and static checks, pinned to the
 #                          version the tree is formatted with (their output changes between versions)
+#   python3-dev python3-pybind11  the `import mproc` Python module (python/), built with the library
+#   libhiredis-dev         hiredis, the C client under the Redis backend (mproc::redis)
+#   redis-server           the server the Redis tests and the Redis demo start for themselves
 MPROC_PACKAGES=(g++ cmake ninja-build libcereal-dev libcli11-dev libgtest-dev nlohmann-json3-dev
-                clang libclang-rt-14-dev clang-format-14 clang-tidy-14)
+                clang libclang-rt-14-dev clang-format-14 clang-tidy-14
+                python3-dev python3-pybind11 libhiredis-dev redis-server)
 # The subset that scripts/demo needs (the library, the mproc tool and the examples).
-MPROC_DEMO_PACKAGES=(g++ cmake ninja-build libcereal-dev libcli11-dev nlohmann-json3-dev)
+MPROC_DEMO_PACKAGES=(g++ cmake ninja-build libcereal-dev libcli11-dev nlohmann-json3-dev
+                     python3-dev python3-pybind11 libhiredis-dev redis-server)
 
 # Prints those of the given Debian packages that are not installed.
 mproc_missing_packages() {
