@@ -6,11 +6,19 @@
 ///   p.join();                        // or p.join(2s) -> bool
 ///   assert(p.exitcode() == 0);       // -N when killed by signal N
 ///
-/// Start method: fork. The child is a copy of the parent at start(): it sees the callable,
+/// Start method (<mproc/start_method.hpp>, docs/design/start-methods.md): the process-wide
+/// default (mproc::set_start_method; fork unless changed) at construction, or set_start_method()
+/// before start().
+/// fork: the child is a copy of the parent at start(): it sees the callable,
 /// its arguments and every object (locks, queues) that existed before start(). The target and
 /// its arguments are decay-copied into the Process when it is constructed and invoked in the
 /// child as rvalues, as std::thread does (use std::ref to pass by reference; in the child the
-/// reference names the child's copy of the object).
+/// reference names the child's copy of the object). Forking a process that has other threads
+/// prints a one-line warning, once (MPROC_NO_FORK_WARNING=1 silences it).
+/// spawn / forkserver: the target must be a function registered with MPROC_ENTRY; its
+/// arguments are encoded (converted to its parameter types) when start() is called and decoded
+/// in the child, which is a fresh program (spawn) or a fork of the single-threaded forkserver.
+/// Everything else below holds for all three methods.
 ///
 /// Exit codes, as Python: returning from the target gives 0; mproc::exit(n) — like Python's
 /// sys.exit(n) — unwinds the target's stack (destructors run, scoped locks are released) and
@@ -53,6 +61,7 @@
 #include <vector>
 
 #include "mproc/detail/deadline.hpp"
+#include "mproc/start_method.hpp"
 
 namespace mproc {
 
@@ -62,6 +71,8 @@ namespace detail {
 struct ProcessTarget {
   virtual ~ProcessTarget() = default;
   virtual void run() = 0;
+  /// The target as a spawned child runs it: the entry function and its encoded arguments.
+  virtual SpawnCall spawn_call() const = 0;
 };
 
 template <class F, class... Args>
@@ -71,11 +82,15 @@ struct BoundTarget final : ProcessTarget {
   void run() override {
     std::apply([this](auto&... a) { std::invoke(std::move(fn), std::move(a)...); }, args);
   }
+  SpawnCall spawn_call() const override { return make_spawn_call(fn, args); }
   F fn;
   std::tuple<Args...> args;
 };
 
 struct ProcessState;
+
+/// Threads mproc runs itself (a Pool's dispatcher): not counted by the fork warning.
+void count_internal_thread(int delta) noexcept;
 
 }  // namespace detail
 
@@ -110,9 +125,13 @@ class Process {
   Process& set_name(std::string name);
   /// Daemon flag: only before start() (mproc::UsageError after).
   Process& set_daemon(bool daemon);
+  /// Start method: only before start() (mproc::UsageError after).
+  Process& set_start_method(StartMethod method);
+  StartMethod start_method() const noexcept;
 
-  /// Forks the child. Throws mproc::UsageError when called twice, mproc::Error when the
-  /// system cannot create a process (EAGAIN at the process limit, ENOMEM).
+  /// Starts the child. Throws mproc::UsageError when called twice, and for spawn and
+  /// forkserver when the target is not a registered entry point or mproc::init was not called;
+  /// mproc::Error when the system cannot create a process (EAGAIN at the process limit, ENOMEM).
   void start();
 
   /// Waits for the child to end and reaps it. Throws mproc::UsageError for a process never

@@ -1,9 +1,12 @@
-// Process: fork, track the child through a pidfd, reap it exactly once.
+// Process: start the child (fork here; spawn.cpp, forkserver.cpp), track it through a pidfd,
+// reap it exactly once.
 #include "mproc/process.hpp"
 
+#include <dirent.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +14,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <mutex>
 
@@ -18,6 +22,7 @@
 #include "mproc/error.hpp"
 #include "os/sys.hpp"
 #include "os/wait.hpp"
+#include "process/start.hpp"
 
 namespace mproc {
 
@@ -28,18 +33,22 @@ struct ProcessState {
   std::string name;
   std::vector<int> identity;  // this process's position in the tree: Process-1:2 is {1, 2}
   bool daemon = false;
+  StartMethod method = get_start_method();
   pid_t creator = ::getpid();  // only this process may start, join or signal the child
   std::atomic<bool> started{false};
-  pid_t pid = 0;   // set by start(); in the child, the child's own pid
-  int pidfd = -1;  // set by start(); -1 if the child was reaped before it could be opened
+  pid_t pid = 0;       // set by start(); in the child, the child's own pid
+  int pidfd = -1;      // set by start(); -1 if the child was reaped before it could be opened
+  int status_fd = -1;  // forkserver children: where the server reports the exit (start.hpp)
 
   std::mutex mutex;             // serialises reaping
   std::optional<int> exitcode;  // guarded by mutex
 
   ~ProcessState() {
-    if (pidfd >= 0 && creator == ::getpid()) {
-      sys::stop_closing_in_children(pidfd);
-      sys::close_fd(pidfd);
+    if (creator != ::getpid()) return;
+    for (const int fd : {pidfd, status_fd}) {
+      if (fd < 0) continue;
+      sys::stop_closing_in_children(fd);
+      sys::close_fd(fd);
     }
   }
 };
@@ -107,6 +116,16 @@ void flush_std_streams() noexcept {
   std::fflush(nullptr);
 }
 
+void take_identity(const std::string& name, const std::vector<int>& identity, bool daemon,
+                   const ProcessInfo& parent) {
+  Self& me = self();
+  me.name = name;
+  me.identity = identity;
+  me.daemon = daemon;
+  me.parent = parent;
+  me.counter.store(0, std::memory_order_relaxed);
+}
+
 [[noreturn]] void run_child(ProcessState& st, const ProcessInfo& parent) noexcept {
   if (st.daemon) {
     // The kernel kills us when the parent thread dies, whichever way it dies. If the parent
@@ -114,38 +133,30 @@ void flush_std_streams() noexcept {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent.pid) ::raise(SIGKILL);
   }
-  Self& me = self();
-  me.name = st.name;
-  me.identity = st.identity;
-  me.daemon = st.daemon;
-  me.parent = parent;
-  me.counter.store(0, std::memory_order_relaxed);
+  take_identity(st.name, st.identity, st.daemon, parent);
   st.pid = ::getpid();
+  detail::run_target_and_exit(
+      st.name, [](const void* target) { static_cast<const ProcessState*>(target)->target->run(); }, &st);
+}
 
-  int code = 0;
-  t_running_target = true;
-  try {
-    st.target->run();
-  } catch (const SystemExit& e) {
-    code = e.code();
-  } catch (const std::exception& e) {
-    const std::string type = detail::current_exception_type();
-    std::fprintf(stderr, "Process %s (pid %d): uncaught %s: %s\n", st.name.c_str(), st.pid, type.c_str(),
-                 e.what());
-    code = 1;
-  } catch (...) {
-    const std::string type = detail::current_exception_type();
-    std::fprintf(stderr, "Process %s (pid %d): uncaught %s\n", st.name.c_str(), st.pid, type.c_str());
-    code = 1;
+// Reads the forkserver's report on a child it started (start.hpp). Returns whether it ended.
+bool read_status(ProcessState& st) {
+  detail::StatusMessage m;
+  const ssize_t n = sys::retry_eintr([&] { return ::recv(st.status_fd, &m, sizeof m, MSG_DONTWAIT); });
+  if (n == sizeof m && m.kind == detail::StatusMessage::exited) {
+    st.exitcode = m.value;
+    return true;
   }
-  flush_std_streams();
-  ::_exit(code);
+  if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+  throw Error(n == -1 ? errno : ECHILD, "cannot collect the exit status of",
+              describe(st) + ": the forkserver that started it died (its exit code is lost)");
 }
 
 // Collects the child's status if it has ended. Returns whether it has.
 bool reap(ProcessState& st) {
   std::scoped_lock hold{st.mutex};
   if (st.exitcode) return true;
+  if (st.status_fd >= 0) return read_status(st);
   if (st.pidfd < 0) {
     throw Error(ECHILD, "cannot collect the exit status of",
                 describe(st) + ": it was reaped elsewhere (is SIGCHLD ignored?)");
@@ -169,7 +180,7 @@ bool reap(ProcessState& st) {
 
 // Sleeps until the child's pidfd is readable (it ended) or the deadline passes.
 void wait_readable(const ProcessState& st, Clock::time_point deadline) {
-  pollfd p{st.pidfd, POLLIN, 0};
+  pollfd p{st.status_fd >= 0 ? st.status_fd : st.pidfd, POLLIN, 0};
   if (deadline == Clock::time_point::max()) {
     if (sys::retry_eintr([&] { return ::ppoll(&p, 1, nullptr, nullptr); }) == -1) {
       sys::throw_errno("cannot wait for", describe(st));
@@ -226,7 +237,123 @@ void dispose(ProcessState& st) noexcept {
   }
 }
 
+// ---- starting ---------------------------------------------------------------------------------
+std::atomic<int> g_internal_threads{0};
+std::atomic<bool> g_fork_warned{false};
+
+int count_threads() noexcept {
+  int n = 0;
+  if (DIR* d = ::opendir("/proc/self/task")) {
+    while (const dirent* e = ::readdir(d)) {
+      if (e->d_name[0] != '.') ++n;
+    }
+    ::closedir(d);
+  }
+  return n;
+}
+
+// CPython 3.12 warns the same way (DeprecationWarning: "This process is multi-threaded, use of
+// fork() may lead to deadlocks in the child").
+void warn_if_threaded(const ProcessState& st) noexcept {
+  if (g_fork_warned.load(std::memory_order_relaxed)) return;
+  const int threads = count_threads() - g_internal_threads.load(std::memory_order_relaxed);
+  if (threads <= 1) return;
+  if (const char* quiet = std::getenv("MPROC_NO_FORK_WARNING");
+      quiet != nullptr && *quiet != '\0' && std::strcmp(quiet, "0") != 0) {
+    return;
+  }
+  if (g_fork_warned.exchange(true)) return;
+  std::fprintf(stderr,
+               "mproc: warning: forking %s from a process with %d threads: the child may hang on a lock "
+               "another thread held (malloc, logging); use the spawn or forkserver start method "
+               "(mproc::set_start_method), or set MPROC_NO_FORK_WARNING=1 to silence this\n",
+               st.name.c_str(), threads);
+}
+
+void start_forked(ProcessState& st, const ProcessInfo& parent) {
+  warn_if_threaded(st);
+  flush_std_streams();
+  const pid_t pid = ::fork();
+  if (pid == -1) throw Error(errno, "cannot start", st.name);
+  if (pid == 0) run_child(st, parent);
+  st.pid = pid;
+  st.pidfd = detail::track_child(pid, describe(st));
+}
+
+void start_fresh(ProcessState& st, const ProcessInfo& parent) {
+  const char* method = start_method_name(st.method);
+  const detail::SpawnCall call = st.target->spawn_call();
+  const std::string cannot = "cannot start " + st.name + " with the " + method + " start method: ";
+  if (call.why_not != nullptr) {
+    throw UsageError(cannot + call.why_not +
+                     "; spawn and forkserver run a function registered with MPROC_ENTRY(function) "
+                     "with arguments a Queue can carry (or use the fork start method)");
+  }
+  const std::string* entry = detail::entry_name_of(call.fn);
+  if (entry == nullptr) {
+    throw UsageError(cannot +
+                     "its target function is not a registered entry point; add MPROC_ENTRY(function) at "
+                     "namespace scope");
+  }
+  if (!detail::init_called()) {
+    throw UsageError(cannot + "mproc::init(argc, argv) was not called; make it the first line of main");
+  }
+  detail::ChildSpec spec{*entry, st.name, st.identity, st.daemon, parent, call.args};
+  flush_std_streams();
+  const detail::Started s =
+      st.method == StartMethod::spawn ? detail::spawn_child(spec) : detail::forkserver_child(spec);
+  st.pid = s.pid;
+  st.pidfd = s.pidfd;
+  st.status_fd = s.status_fd;
+}
+
 }  // namespace
+
+namespace detail {
+
+void count_internal_thread(int delta) noexcept {
+  g_internal_threads.fetch_add(delta, std::memory_order_relaxed);
+}
+
+void become_child(const ChildSpec& spec) {
+  take_identity(spec.name, spec.identity, spec.daemon, spec.parent);
+}
+
+void run_target_and_exit(const std::string& name, void (*run)(const void*), const void* ctx) noexcept {
+  const pid_t pid = ::getpid();
+  int code = 0;
+  t_running_target = true;
+  try {
+    run(ctx);
+  } catch (const SystemExit& e) {
+    code = e.code();
+  } catch (const std::exception& e) {
+    const std::string type = detail::current_exception_type();
+    std::fprintf(stderr, "Process %s (pid %d): uncaught %s: %s\n", name.c_str(), pid, type.c_str(), e.what());
+    code = 1;
+  } catch (...) {
+    const std::string type = detail::current_exception_type();
+    std::fprintf(stderr, "Process %s (pid %d): uncaught %s\n", name.c_str(), pid, type.c_str());
+    code = 1;
+  }
+  flush_std_streams();
+  ::_exit(code);
+}
+
+int track_child(pid_t pid, const std::string& what) {
+  const int pidfd = sys::pidfd_open(pid);
+  if (pidfd < 0 && errno != ESRCH) {
+    // Without a pidfd the child cannot be tracked safely: do not leave it running untracked.
+    const int err = errno;
+    ::kill(pid, SIGKILL);
+    (void)sys::retry_eintr([&] { return ::waitpid(pid, nullptr, 0); });
+    throw Error(err, "cannot track",
+                what + (err == ENOSYS ? " (pidfd_open: Linux 5.4 or later is needed)" : " (pidfd_open)"));
+  }
+  return pidfd;
+}
+
+}  // namespace detail
 
 Process::Process(std::unique_ptr<detail::ProcessTarget> target) : state_(std::make_shared<ProcessState>()) {
   install_fork_handlers();
@@ -269,6 +396,19 @@ Process& Process::set_daemon(bool daemon) {
   return *this;
 }
 
+Process& Process::set_start_method(StartMethod method) {
+  if (state_->started.load()) {
+    throw UsageError("cannot change the start method of " + describe(*state_) +
+                     ": it has already been started");
+  }
+  state_->method = method;
+  return *this;
+}
+
+StartMethod Process::start_method() const noexcept {
+  return state_->method;
+}
+
 void Process::start() {
   ProcessState& st = *state_;
   if (st.creator != ::getpid()) {
@@ -278,31 +418,22 @@ void Process::start() {
     throw UsageError("cannot start " + describe(st) + ": a process can only be started once");
   }
   const ProcessInfo parent = current_process();
-  flush_std_streams();
-  const pid_t pid = ::fork();
-  if (pid == -1) {
-    const int err = errno;
-    st.started.store(false);
-    throw Error(err, "cannot start", st.name);
-  }
-  if (pid == 0) run_child(st, parent);
-
-  st.pid = pid;
-  st.pidfd = sys::pidfd_open(pid);
-  if (st.pidfd < 0 && errno != ESRCH) {
-    // Without a pidfd the child cannot be tracked safely: do not leave it running untracked.
-    const int err = errno;
-    ::kill(pid, SIGKILL);
-    (void)sys::retry_eintr([&] { return ::waitpid(pid, nullptr, 0); });
-    const std::string what = describe(st);
-    // Nothing of that child is left: leave the object unstarted, as a failed fork does, so that
-    // it can be started again (and is_alive() or join() do not look for a child reaped here).
+  try {
+    if (st.method == StartMethod::fork) {
+      start_forked(st, parent);
+    } else {
+      start_fresh(st, parent);
+    }
+  } catch (...) {
+    // Nothing of a child is left: leave the object unstarted, so that it can be started again
+    // (and is_alive() or join() do not look for a child that does not exist).
     st.pid = 0;
     st.started.store(false);
-    throw Error(err, "cannot track",
-                what + (err == ENOSYS ? " (pidfd_open: Linux 5.4 or later is needed)" : " (pidfd_open)"));
+    throw;
   }
-  if (st.pidfd >= 0) sys::close_in_children(st.pidfd);  // a grandchild must not hold it
+  for (const int fd : {st.pidfd, st.status_fd}) {
+    if (fd >= 0) sys::close_in_children(fd);  // a grandchild must not hold it
+  }
   std::scoped_lock hold{g_children_mutex};
   g_children.push_back(state_);
 }

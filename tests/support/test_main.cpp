@@ -3,7 +3,7 @@
 //    taken for a deadlock; the runner prints which test and exits, instead of hanging CI.
 //    Children started by tests are daemons, so they die with the runner.
 //  - A child audit: after each test, the runner must have no child processes left, running or
-//    zombie. A test that leaks one fails.
+//    zombie. A test that leaks one fails (a forkserver counts: stop_forkserver() before the end).
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -15,6 +15,8 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+
+#include "mproc/start_method.hpp"
 
 namespace {
 
@@ -69,6 +71,9 @@ class Guards : public testing::EmptyTestEventListener {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // In a child started by the spawn or forkserver start method this runs the child's entry
+  // point and never returns (start_method_test.cpp).
+  mproc::init(argc, argv);
   testing::InitGoogleTest(&argc, argv);
   if (const char* s = std::getenv("MPROC_TEST_WATCHDOG_S"))
     g_watchdog_seconds = static_cast<unsigned>(std::atoi(s));

@@ -1,0 +1,254 @@
+#pragma once
+/// Start methods — how mproc::Process creates a child, as Python's multiprocessing start
+/// methods (docs/design/start-methods.md):
+///
+///   fork        the child is a copy of the parent (the default). Any callable and any argument;
+///               unsafe in a parent with other threads (their locks are copied held).
+///   spawn       the child is a fresh exec of this program (/proc/self/exe) that runs a
+///               registered entry point instead of main. Safe from any thread.
+///   forkserver  the child is forked by a small single-threaded server process (itself a fresh
+///               exec, started on first use). Safe from any thread; cheaper than spawn per child.
+///
+///   void work(int n, std::string s) { ... }
+///   MPROC_ENTRY(work);                            // namespace scope, any source file
+///
+///   int main(int argc, char** argv) {
+///     mproc::init(argc, argv);                    // first line of main
+///     mproc::Process p(work, 7, "seven");
+///     p.set_start_method(mproc::StartMethod::spawn).start();
+///   }
+///
+/// Arguments travel encoded with the queue codec, converted to the entry's parameter types;
+/// a parameter type the codec cannot carry is a compile-time error at MPROC_ENTRY. mproc objects
+/// travel by name: pass mproc::ByName<T> (or the name) and the child opens the named object.
+/// Anonymous objects cannot reach a spawned or forkserver child.
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <functional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "mproc/detail/codec.hpp"
+#include "mproc/error.hpp"
+
+namespace mproc {
+
+enum class StartMethod { fork, spawn, forkserver };
+
+/// "fork", "spawn", "forkserver".
+const char* start_method_name(StartMethod method) noexcept;
+
+/// The method a Process (or Pool) constructed from now on uses unless told otherwise. Any
+/// thread; Process objects already constructed keep theirs.
+void set_start_method(StartMethod method) noexcept;
+StartMethod get_start_method() noexcept;
+
+/// Call as the first line of main. In the program itself it records argv and returns at once;
+/// in a child started by spawn it runs the child's entry point and exits with its exit code
+/// (never returns); in the forkserver process it serves (never returns). spawn and forkserver
+/// refuse to start a child (mproc::UsageError) in a program that did not call it.
+void init(int argc, char** argv);
+
+/// Stops this process's forkserver, if it started one: the server kills its daemon children,
+/// waits for its other children to end (so that their exit codes still arrive), then exits, and
+/// this call reaps it — so join the forkserver's children first. The next forkserver start
+/// starts a new one. A program need not call it: the server also stops when this process dies.
+void stop_forkserver() noexcept;
+
+/// A named mproc object as an entry's argument: travels as its name; in the child, get() opens
+/// it (T::open(name)) on first use. T is any named type (Lock, Queue<U>, Event, SharedMemory...).
+template <class T>
+class ByName {
+ public:
+  ByName() = default;
+  explicit ByName(std::string name) : name_(std::move(name)) {}
+  /// A copy names the same object; it opens its own handle.
+  ByName(const ByName& other) : name_(other.name_) {}
+  ByName& operator=(const ByName& other) {
+    if (this != &other) {
+      name_ = other.name_;
+      object_.reset();
+    }
+    return *this;
+  }
+  ByName(ByName&&) noexcept = default;
+  ByName& operator=(ByName&&) noexcept = default;
+  ~ByName() = default;
+  const std::string& name() const noexcept { return name_; }
+  /// Opens the object on first use (throws what T::open throws).
+  T& get() {
+    if (!object_) object_.reset(new T(T::open(name_)));  // T may be immovable: built in place
+    return *object_;
+  }
+  T* operator->() { return &get(); }
+  T& operator*() { return get(); }
+
+ private:
+  std::string name_;
+  std::unique_ptr<T> object_;
+};
+
+namespace detail {
+
+template <class T>
+struct is_by_name : std::false_type {};
+template <class T>
+struct is_by_name<ByName<T>> : std::true_type {};
+
+/// Whether a value of type T can be sent to a spawned or forkserver child.
+template <class T>
+inline constexpr bool travels_v = Message<T> || is_by_name<T>::value;
+
+template <class T>
+std::string encode_argument(const T& value) {
+  if constexpr (is_by_name<T>::value) {
+    return value.name();
+  } else {
+    const Encoded e = encode(value);
+    return std::string(static_cast<const char*>(e.data), e.size);
+  }
+}
+
+template <class T>
+T decode_argument(const std::string& bytes, std::size_t index) {
+  if constexpr (is_by_name<T>::value) {
+    return T(bytes);
+  } else {
+    T out{};
+    const RecordView r{reinterpret_cast<const std::byte*>(bytes.data()), bytes.size(), nullptr, 0,
+                       type_tag<T>()};
+    if (!decode(r, out)) {
+      throw_undecodable(type_name<T>(), bytes.size(), ("argument " + std::to_string(index + 1)).c_str());
+    }
+    return out;
+  }
+}
+
+using ErasedFn = void (*)();
+/// Decodes the arguments for the entry's parameter types and calls it.
+using EntryInvoker = void (*)(ErasedFn fn, const std::vector<std::string>& args);
+
+/// Adds `name -> fn` to the table of entry points; returns true. A name registered twice for
+/// different functions is a UsageError (from a static initialiser: printed, then abort).
+bool register_entry_erased(std::string_view name, ErasedFn fn, EntryInvoker invoke) noexcept;
+/// The name `fn` was registered under, or nullptr.
+const std::string* entry_name_of(ErasedFn fn) noexcept;
+
+template <class F>
+struct entry_traits {
+  static constexpr bool is_function = false;
+};
+template <class R, class... P>
+struct entry_traits<R (*)(P...)> {
+  static constexpr bool is_function = true;
+  static constexpr bool params_travel = (travels_v<std::decay_t<P>> && ...);
+  using Params = std::tuple<std::decay_t<P>...>;
+
+  static void invoke(ErasedFn fn, const std::vector<std::string>& args) {
+    if (args.size() != sizeof...(P)) {
+      throw UsageError("entry point called with " + std::to_string(args.size()) + " arguments; it takes " +
+                       std::to_string(sizeof...(P)));
+    }
+    call(fn, args, std::index_sequence_for<P...>{});
+  }
+  template <std::size_t... I>
+  static void call(ErasedFn fn, const std::vector<std::string>& args, std::index_sequence<I...>) {
+    Params values{decode_argument<std::tuple_element_t<I, Params>>(args[I], I)...};
+    const auto target = reinterpret_cast<R (*)(P...)>(fn);
+    target(std::forward<P>(std::get<I>(values))...);
+  }
+};
+template <class R, class... P>
+struct entry_traits<R (*)(P...) noexcept> : entry_traits<R (*)(P...)> {};
+
+template <class T>
+struct unwrapped {
+  using type = T;
+  static const T& get(const T& a) noexcept { return a; }
+};
+template <class T>
+struct unwrapped<std::reference_wrapper<T>> {
+  using type = std::remove_const_t<T>;
+  static const T& get(const std::reference_wrapper<T>& a) noexcept { return a.get(); }
+};
+
+/// Whether an argument of type A can be sent as parameter type P.
+template <class P, class A>
+inline constexpr bool sendable_as_v = std::is_same_v<typename unwrapped<A>::type, P> ||
+                                      std::is_constructible_v<P, const typename unwrapped<A>::type&>;
+
+template <class P, class A>
+std::string encode_as(const A& a) {
+  const auto& v = unwrapped<A>::get(a);
+  if constexpr (std::is_same_v<std::decay_t<decltype(v)>, P>) {
+    return encode_argument<P>(v);
+  } else {
+    return encode_argument<P>(P(v));
+  }
+}
+
+/// What a spawned child runs: the entry's function (its name is looked up at start()) and its
+/// encoded arguments, or why the target cannot be spawned.
+struct SpawnCall {
+  ErasedFn fn = nullptr;
+  std::vector<std::string> args;
+  const char* why_not = nullptr;
+};
+
+template <class Params, class... Args>
+struct ArgumentsFit : std::false_type {};
+template <class... P, class... Args>
+requires(sizeof...(P) == sizeof...(Args)) struct ArgumentsFit<std::tuple<P...>, Args...>
+    : std::bool_constant<(sendable_as_v<P, Args> && ...)> {
+};
+
+template <class F, class... Args>
+SpawnCall make_spawn_call(const F& fn, const std::tuple<Args...>& args) {
+  using Traits = entry_traits<F>;
+  if constexpr (!Traits::is_function) {
+    return {nullptr, {}, "its target is not a plain function (a lambda or a function object)"};
+  } else if constexpr (!Traits::params_travel) {
+    return {nullptr, {}, "a parameter of its target is not a type the queue codec can carry"};
+  } else if constexpr (!ArgumentsFit<typename Traits::Params, Args...>::value) {
+    return {nullptr, {}, "an argument cannot be converted to its parameter's type"};
+  } else {
+    SpawnCall call{reinterpret_cast<ErasedFn>(fn), {}, nullptr};
+    call.args.reserve(sizeof...(Args));
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (call.args.push_back(encode_as<std::tuple_element_t<I, typename Traits::Params>>(std::get<I>(args))),
+       ...);
+    }
+    (std::index_sequence_for<Args...>{});
+    return call;
+  }
+}
+
+}  // namespace detail
+
+/// Registers `fn` as the entry point `name` for spawned and forkserver children. Call before
+/// mproc::init (MPROC_ENTRY does, from a static initialiser). Every parameter must be a type the
+/// queue codec carries or a ByName<T>: anything else does not compile.
+template <class F>
+requires detail::entry_traits<F>::is_function bool register_entry(std::string_view name, F fn) noexcept {
+  static_assert(detail::entry_traits<F>::params_travel,
+                "an entry point's parameters must be types a Queue can carry (trivially copyable, "
+                "vectors and strings of them, cereal-serialisable types) or mproc::ByName<T>: an "
+                "anonymous mproc object or a pointer cannot reach a spawned child");
+  return detail::register_entry_erased(name, reinterpret_cast<detail::ErasedFn>(fn),
+                                       &detail::entry_traits<F>::invoke);
+}
+
+}  // namespace mproc
+
+#define MPROC_DETAIL_CAT2(a, b) a##b
+#define MPROC_DETAIL_CAT(a, b) MPROC_DETAIL_CAT2(a, b)
+/// Registers the function `fn` under its own spelling as an entry point. Namespace scope.
+#define MPROC_ENTRY(fn) MPROC_ENTRY_NAMED(#fn, fn)
+/// Registers the function `fn` under `name`. Namespace scope.
+#define MPROC_ENTRY_NAMED(name, fn)                                                \
+  [[maybe_unused]] static const bool MPROC_DETAIL_CAT(mproc_entry_, __COUNTER__) = \
+      ::mproc::register_entry(name, &fn)
