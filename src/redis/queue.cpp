@@ -152,8 +152,10 @@ void QueueCore::Impl::open(OpenHow how, std::uint32_t tag) {
                          object());
     }
     if (r[2].str() != decimal(tag, tag_buf)) {
-      throw mproc::Error(EBADMSG,
-                         "cannot open: it carries " + std::string(r[3].str()) + " messages, not " + type_name,
+      // EINVAL, as a named shared-memory queue of another type (one contract, two backends).
+      throw mproc::Error(EINVAL,
+                         "cannot open (its elements are " + std::string(r[3].str()) +
+                             "; this program expects " + type_name + ")",
                          object());
     }
   }

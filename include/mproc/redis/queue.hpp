@@ -123,7 +123,7 @@ class Queue {
 
  public:
   /// Creates the queue (mproc::Error EEXIST if it exists), opens it (ENOENT if it does not;
-  /// EBADMSG if it carries another T), or either.
+  /// EINVAL if it carries another T or is a JoinableQueue), or either.
   static Queue create(std::string_view address, QueueOptions options = {}) {
     return Queue(address, detail::OpenHow::create, false, options);
   }
