@@ -137,6 +137,8 @@ using EntryInvoker = void (*)(ErasedFn fn, const std::vector<std::string>& args)
 bool register_entry_erased(std::string_view name, ErasedFn fn, EntryInvoker invoke) noexcept;
 /// The name `fn` was registered under, or nullptr.
 const std::string* entry_name_of(ErasedFn fn) noexcept;
+/// The pid of this process's forkserver, 0 if none runs (for tests that kill it).
+int forkserver_pid() noexcept;
 
 template <class F>
 struct entry_traits {

@@ -217,6 +217,9 @@ struct PoolCore::State {
         [tasks, res, opts, slot] { worker_main(*tasks, *res, *opts, static_cast<std::uint32_t>(slot)); });
     w.process->set_name("PoolWorker-" + std::to_string(slot + 1));
     w.process->set_daemon(true);  // never outlives the pool's process
+    // Workers are forked whatever the process-wide default: a worker runs a closure over this
+    // pool's anonymous queues, which only a forked child shares (docs/design/start-methods.md).
+    w.process->set_start_method(StartMethod::fork);
     try {
       w.process->start();
     } catch (...) {
@@ -302,6 +305,11 @@ struct PoolCore::State {
   }
 
   void run() {
+    // This thread forks the workers: the fork warning counts the other threads, not this one.
+    detail::count_internal_thread(1);
+    struct Uncount {
+      ~Uncount() { detail::count_internal_thread(-1); }
+    } uncount;
     try {
       try {
         for (std::size_t i = 0; i < workers.size(); ++i) start_worker(i);

@@ -290,7 +290,7 @@ Started forkserver_child(const ChildSpec& spec) {
   }
 }
 
-pid_t forkserver_pid() noexcept {
+int forkserver_pid() noexcept {
   Client& c = client();
   std::scoped_lock hold{c.mutex};
   return c.owner == ::getpid() ? c.pid : 0;

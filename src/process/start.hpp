@@ -59,8 +59,6 @@ pid_t exec_self(const char* var, int fd, const std::string& what);
 Started forkserver_child(const ChildSpec& spec);
 /// The forkserver's loop, in the process exec'd for it; never returns.
 [[noreturn]] void serve_forks(int control_fd) noexcept;
-/// The running forkserver's pid, 0 if none (for tests that kill it).
-pid_t forkserver_pid() noexcept;
 
 // ---- process.cpp -----------------------------------------------------------------------------
 /// In a fresh child, before the target: take the name, identity, daemon flag and parent.

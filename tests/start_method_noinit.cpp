@@ -1,0 +1,35 @@
+// A program that never calls mproc::init: spawn and forkserver must refuse with a message that
+// says what to add, instead of starting a child that would run main from the top. CTest runs it
+// (start_method_noinit); it exits 0 when both methods refuse as they should.
+#include <cstdio>
+#include <string>
+
+#include "mproc/error.hpp"
+#include "mproc/process.hpp"
+#include "mproc/start_method.hpp"
+
+namespace {
+void entry() {}
+}  // namespace
+MPROC_ENTRY(entry);
+
+int main() {
+  int failures = 0;
+  for (const mproc::StartMethod method : {mproc::StartMethod::spawn, mproc::StartMethod::forkserver}) {
+    mproc::Process p(entry);
+    p.set_start_method(method);
+    try {
+      p.start();
+      p.join();
+      std::printf("%s: started a child without mproc::init\n", mproc::start_method_name(method));
+      ++failures;
+    } catch (const mproc::UsageError& e) {
+      const std::string what = e.what();
+      const bool clear = what.find("mproc::init(argc, argv) was not called") != std::string::npos &&
+                         what.find("first line of main") != std::string::npos;
+      std::printf("%s: %s%s\n", mproc::start_method_name(method), clear ? "" : "UNCLEAR: ", e.what());
+      if (!clear) ++failures;
+    }
+  }
+  return failures == 0 ? 0 : 1;
+}
