@@ -1,0 +1,257 @@
+#include "codec.hpp"
+
+#include <cstring>
+#include <string>
+#include <utility>
+
+#include "mproc/bytes.hpp"
+#include "mproc/detail/type_tag.hpp"
+
+namespace mproc::python {
+
+namespace {
+
+// The out-of-band header: count, reserved, pickle size, then one size per buffer.
+struct OobHeader {
+  std::uint32_t count;
+  std::uint32_t reserved;
+  std::uint64_t pickle_size;
+};
+constexpr std::size_t kAlign = 16;  // buffers start 16-byte aligned (numpy likes its data aligned)
+
+std::size_t align_up(std::size_t n) noexcept {
+  return (n + kAlign - 1) & ~(kAlign - 1);
+}
+
+// pickle.dumps / pickle.loads, looked up once. Never released: they must outlive every call,
+// including calls from atexit handlers after this module's globals would be gone.
+PyObject* pickle_fn(const char* name) {
+  PyObject* module = PyImport_ImportModule("pickle");
+  if (module == nullptr) throw py::error_already_set();
+  PyObject* fn = PyObject_GetAttrString(module, name);
+  Py_DECREF(module);
+  if (fn == nullptr) throw py::error_already_set();
+  return fn;
+}
+PyObject* dumps_fn() {
+  static PyObject* fn = pickle_fn("dumps");
+  return fn;
+}
+PyObject* loads_fn() {
+  static PyObject* fn = pickle_fn("loads");
+  return fn;
+}
+
+// pickle.dumps(obj, 5, buffer_callback=buffers.append) (or without the callback).
+py::object dumps(py::handle obj, PyObject* callback) {
+  static PyObject* kwnames = Py_BuildValue("(s)", "buffer_callback");
+  static PyObject* protocol = PyLong_FromLong(5);
+  PyObject* args[] = {nullptr, obj.ptr(), protocol, callback};
+  PyObject* result =
+      callback != nullptr
+          ? PyObject_Vectorcall(dumps_fn(), args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, kwnames)
+          : PyObject_Vectorcall(dumps_fn(), args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+  if (result == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(result);
+}
+
+py::object memoryview_of(const std::byte* data, std::size_t size) {
+  // NOLINTNEXTLINE: PyMemoryView_FromMemory takes char* even for a read-only view
+  char* p = const_cast<char*>(reinterpret_cast<const char*>(data));
+  PyObject* mv = PyMemoryView_FromMemory(p, static_cast<Py_ssize_t>(size), PyBUF_READ);
+  if (mv == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(mv);
+}
+
+// Gathers pickle + buffers into one record: the header, the pickle, each buffer aligned.
+void assemble(std::vector<std::byte>& out, const py::bytes& pickle, const std::vector<Py_buffer>& views) {
+  char* pdata = nullptr;
+  Py_ssize_t plen = 0;
+  PyBytes_AsStringAndSize(pickle.ptr(), &pdata, &plen);
+  const std::size_t head = sizeof(OobHeader) + 8 * views.size();
+  std::size_t total = align_up(head + static_cast<std::size_t>(plen));
+  for (const Py_buffer& v : views) total = align_up(total + static_cast<std::size_t>(v.len));
+  out.assign(total, std::byte{0});
+  const OobHeader h{static_cast<std::uint32_t>(views.size()), 0, static_cast<std::uint64_t>(plen)};
+  std::memcpy(out.data(), &h, sizeof h);
+  std::size_t at = sizeof h;
+  for (const Py_buffer& v : views) {
+    const auto len = static_cast<std::uint64_t>(v.len);
+    std::memcpy(out.data() + at, &len, 8);
+    at += 8;
+  }
+  std::memcpy(out.data() + at, pdata, static_cast<std::size_t>(plen));
+  at = align_up(at + static_cast<std::size_t>(plen));
+  for (const Py_buffer& v : views) {
+    std::memcpy(out.data() + at, v.buf, static_cast<std::size_t>(v.len));
+    at = align_up(at + static_cast<std::size_t>(v.len));
+  }
+}
+
+}  // namespace
+
+std::uint32_t tag_bytes() noexcept {
+  return detail::type_tag<mproc::Bytes>();
+}
+std::uint32_t tag_str() noexcept {
+  return detail::type_tag<std::string>();
+}
+bool known_tag(std::uint32_t tag) noexcept {
+  return tag == tag_bytes() || tag == tag_str() || tag == kTagByteArray || tag == kTagPickle ||
+         tag == kTagPickleOob;
+}
+
+Encoded::Encoded(Encoded&& other) noexcept
+    : data(other.data),
+      size(other.size),
+      tag(other.tag),
+      keep_(std::move(other.keep_)),
+      view_(other.view_),
+      has_view_(std::exchange(other.has_view_, false)),
+      assembled_(std::move(other.assembled_)) {
+  if (!assembled_.empty()) data = assembled_.data();
+}
+
+Encoded::~Encoded() {
+  if (has_view_) PyBuffer_Release(&view_);
+}
+
+Encoded encode(py::handle obj, bool pickle_everything) {
+  Encoded e;
+  PyObject* o = obj.ptr();
+  if (!pickle_everything && PyBytes_CheckExact(o)) {
+    e.data = PyBytes_AS_STRING(o);
+    e.size = static_cast<std::size_t>(PyBytes_GET_SIZE(o));
+    e.tag = tag_bytes();
+    e.keep_ = py::reinterpret_borrow<py::object>(obj);
+    return e;
+  }
+  if (!pickle_everything && PyUnicode_CheckExact(o)) {
+    Py_ssize_t n = 0;
+    const char* s = PyUnicode_AsUTF8AndSize(o, &n);  // cached in the str object
+    if (s == nullptr) throw py::error_already_set();
+    e.data = s;
+    e.size = static_cast<std::size_t>(n);
+    e.tag = tag_str();
+    e.keep_ = py::reinterpret_borrow<py::object>(obj);
+    return e;
+  }
+  const bool bytearray = PyByteArray_CheckExact(o);
+  if (!pickle_everything && (bytearray || PyMemoryView_Check(o))) {
+    if (PyObject_GetBuffer(o, &e.view_, PyBUF_SIMPLE) == 0) {
+      e.has_view_ = true;
+      e.data = e.view_.buf;
+      e.size = static_cast<std::size_t>(e.view_.len);
+      e.tag = bytearray ? kTagByteArray : tag_bytes();
+      return e;
+    }
+    PyErr_Clear();  // a non-contiguous memoryview: its bytes, copied
+    e.keep_ = py::reinterpret_steal<py::object>(PyBytes_FromObject(o));
+    if (!e.keep_) throw py::error_already_set();
+    return encode(e.keep_, false);
+  }
+  py::list buffers;
+  py::object append = buffers.attr("append");
+  py::object pickle = dumps(obj, append.ptr());
+  if (buffers.empty()) {
+    e.data = PyBytes_AS_STRING(pickle.ptr());
+    e.size = static_cast<std::size_t>(PyBytes_GET_SIZE(pickle.ptr()));
+    e.tag = kTagPickle;
+    e.keep_ = std::move(pickle);
+    return e;
+  }
+  std::vector<Py_buffer> views;
+  views.reserve(buffers.size());
+  bool contiguous = true;
+  for (py::handle b : buffers) {
+    Py_buffer v;
+    if (PyObject_GetBuffer(b.ptr(), &v, PyBUF_SIMPLE) != 0) {
+      PyErr_Clear();
+      contiguous = false;
+      break;
+    }
+    views.push_back(v);
+  }
+  if (contiguous) assemble(e.assembled_, py::reinterpret_borrow<py::bytes>(pickle), views);
+  for (Py_buffer& v : views) PyBuffer_Release(&v);
+  if (!contiguous) {  // a buffer pickle cannot hand over as one block: pickle it in band
+    e.keep_ = dumps(obj, nullptr);
+    e.data = PyBytes_AS_STRING(e.keep_.ptr());
+    e.size = static_cast<std::size_t>(PyBytes_GET_SIZE(e.keep_.ptr()));
+    e.tag = kTagPickle;
+    return e;
+  }
+  e.data = e.assembled_.data();
+  e.size = e.assembled_.size();
+  e.tag = kTagPickleOob;
+  return e;
+}
+
+py::object pickle_dumps(py::handle obj) {
+  return dumps(obj, nullptr);
+}
+
+py::object pickle_loads(const std::byte* data, std::size_t size) {
+  py::object view = memoryview_of(data, size);
+  PyObject* r = PyObject_CallOneArg(loads_fn(), view.ptr());
+  view.attr("release")();
+  if (r == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(r);
+}
+
+namespace {
+
+py::object decode_oob(const std::byte* data, std::size_t size, py::object owner) {
+  OobHeader h{};
+  if (size < sizeof h) throw py::value_error("mproc: a truncated out-of-band pickle record");
+  std::memcpy(&h, data, sizeof h);
+  const std::size_t head = sizeof h + 8 * std::size_t{h.count};
+  if (head > size || h.pickle_size > size - head) {
+    throw py::value_error("mproc: a malformed out-of-band pickle record");
+  }
+  if (!owner || !PyByteArray_CheckExact(owner.ptr())) {
+    owner = py::reinterpret_steal<py::object>(
+        PyByteArray_FromStringAndSize(reinterpret_cast<const char*>(data), static_cast<Py_ssize_t>(size)));
+    if (!owner) throw py::error_already_set();
+  }
+  py::object whole = py::reinterpret_steal<py::object>(PyMemoryView_FromObject(owner.ptr()));
+  if (!whole) throw py::error_already_set();
+  py::list buffers;
+  std::size_t at = align_up(head + h.pickle_size);
+  for (std::uint32_t i = 0; i < h.count; ++i) {
+    std::uint64_t len = 0;
+    std::memcpy(&len, data + sizeof h + 8 * i, 8);
+    if (at > size || len > size - at) throw py::value_error("mproc: a malformed out-of-band pickle record");
+    buffers.append(whole[py::slice(static_cast<py::ssize_t>(at), static_cast<py::ssize_t>(at + len), 1)]);
+    at = align_up(at + len);
+  }
+  py::object pickle =
+      whole[py::slice(static_cast<py::ssize_t>(head), static_cast<py::ssize_t>(head + h.pickle_size), 1)];
+  return py::reinterpret_borrow<py::object>(loads_fn())(pickle, py::arg("buffers") = buffers);
+}
+
+}  // namespace
+
+py::object decode(const std::byte* data, std::size_t size, std::uint32_t tag, py::object owner) {
+  const char* chars = reinterpret_cast<const char*>(data);
+  const auto n = static_cast<Py_ssize_t>(size);
+  if (tag == tag_bytes()) {
+    if (owner && PyBytes_CheckExact(owner.ptr())) return owner;
+    return py::reinterpret_steal<py::object>(PyBytes_FromStringAndSize(chars, n));
+  }
+  if (tag == tag_str()) {
+    PyObject* s = PyUnicode_DecodeUTF8(chars, n, "strict");
+    if (s == nullptr) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(s);
+  }
+  if (tag == kTagByteArray) {
+    if (owner && PyByteArray_CheckExact(owner.ptr())) return owner;
+    return py::reinterpret_steal<py::object>(PyByteArray_FromStringAndSize(chars, n));
+  }
+  if (tag == kTagPickle) return pickle_loads(data, size);
+  if (tag == kTagPickleOob) return decode_oob(data, size, std::move(owner));
+  throw py::type_error("mproc: a message of a type Python cannot read (type tag " + std::to_string(tag) +
+                       "): was it put by a C++ program as something other than Bytes or std::string?");
+}
+
+}  // namespace mproc::python

@@ -1,0 +1,67 @@
+#pragma once
+// How a Python object becomes a queue record and back (docs/python.md, "How objects travel").
+//
+// Each record carries a type tag, so the consumer knows how to rebuild it without a header:
+//   bytes (and a contiguous memoryview)  tag of mproc::Bytes: the raw bytes, no pickling; what a
+//                                        C++ Queue<mproc::Bytes> puts and gets
+//   str                                  tag of std::string: UTF-8; a C++ Queue<std::string>'s
+//   bytearray                            a tag of ours: the raw bytes, back as a bytearray
+//   anything else                        pickle protocol 5. Without out-of-band buffers the
+//                                        record is the pickle; with them (numpy arrays, ...)
+//                                        it is a small header, the pickle and each buffer,
+//                                        16-byte aligned, and the consumer hands the buffers
+//                                        to pickle.loads as views of one bytearray (no copy).
+#include <pybind11/pybind11.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace mproc::python {
+
+namespace py = pybind11;
+
+/// The record tags (detail::type_tag<Bytes>() and <std::string>() for the first two).
+std::uint32_t tag_bytes() noexcept;
+std::uint32_t tag_str() noexcept;
+inline constexpr std::uint32_t kTagByteArray = 0x6d707962;  // "mpyb"
+inline constexpr std::uint32_t kTagPickle = 0x6d707970;     // "mpyp"
+inline constexpr std::uint32_t kTagPickleOob = 0x6d70796f;  // "mpyo"
+bool known_tag(std::uint32_t tag) noexcept;
+
+/// An encoded object: `data`/`size` stay valid (and unchanged: buffers are exported, so a
+/// bytearray cannot be resized) while this lives, with or without the GIL. Destroy it with the
+/// GIL held.
+class Encoded {
+ public:
+  Encoded() = default;
+  Encoded(Encoded&& other) noexcept;
+  Encoded& operator=(Encoded&&) = delete;
+  Encoded(const Encoded&) = delete;
+  ~Encoded();
+
+  const void* data = nullptr;
+  std::size_t size = 0;
+  std::uint32_t tag = 0;
+
+ private:
+  friend Encoded encode(py::handle obj, bool pickle_everything);
+  py::object keep_;   // the object (or its pickle) that owns data
+  Py_buffer view_{};  // an exported buffer, released on destruction
+  bool has_view_ = false;
+  std::vector<std::byte> assembled_;  // pickle + out-of-band buffers, gathered
+};
+
+/// Encodes `obj` (GIL held). `pickle_everything`: pickle bytes and str too (no fast paths).
+Encoded encode(py::handle obj, bool pickle_everything = false);
+
+/// Rebuilds an object from a record's bytes (GIL held). `owner`, when not null, is a bytes (tag
+/// of Bytes) or bytearray object whose contents are exactly the record: it is returned as it
+/// is or viewed without a copy.
+py::object decode(const std::byte* data, std::size_t size, std::uint32_t tag, py::object owner = {});
+
+/// The pickle functions, for the Python-side codec of Connection.send/recv.
+py::object pickle_dumps(py::handle obj);
+py::object pickle_loads(const std::byte* data, std::size_t size);
+
+}  // namespace mproc::python

@@ -1,0 +1,95 @@
+#pragma once
+// What every part of the _mproc extension shares: how a Python timeout becomes a deadline, how a
+// blocking call waits with the GIL released and still answers Ctrl-C, the exception types, and
+// the shared error translation.
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+
+#include "mproc/clock.hpp"
+
+namespace mproc::python {
+
+namespace py = pybind11;
+using Clock = mproc::Clock;
+
+/// How long one slice of a blocking wait lasts: between slices the waiting thread takes the GIL
+/// and runs pending signal handlers (KeyboardInterrupt), so Ctrl-C is answered within this.
+inline constexpr std::chrono::milliseconds kSlice{50};
+
+/// A Python (block, timeout) pair as a deadline: forever, now (try once) or a point in time.
+struct Wait {
+  bool forever = false;
+  Clock::time_point deadline{};
+
+  /// `timeout` None: forever (when blocking); a timeout <= 0: try once, as multiprocessing does.
+  static Wait from(bool block, const std::optional<double>& timeout) {
+    Wait w;
+    const auto now = Clock::now();
+    if (!block) {
+      w.deadline = now;
+    } else if (!timeout) {
+      w.forever = true;
+    } else {
+      const double s = std::clamp(*timeout, 0.0, 1e9);  // 30 years: as good as forever
+      w.deadline = now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+    }
+    return w;
+  }
+  static Wait from_timeout(const std::optional<double>& timeout) { return from(true, timeout); }
+  bool is_try() const noexcept { return !forever && deadline <= Clock::now(); }
+};
+
+/// Raises the pending Python exception, if a signal handler set one (KeyboardInterrupt).
+inline void check_signals() {
+  if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+}
+
+/// Calls `attempt(until)` with the GIL released, in slices of kSlice, until `done(result)` or the
+/// deadline passes; between slices, with the GIL held, pending signals are handled (a
+/// KeyboardInterrupt propagates from here). Returns the last attempt's result.
+template <class Attempt, class Done>
+auto wait_in_slices(const Wait& w, Attempt&& attempt, Done&& done) {
+  for (;;) {
+    const auto now = Clock::now();
+    const auto slice_end = now + kSlice;
+    const auto until = w.forever ? slice_end : std::min(w.deadline, slice_end);
+    auto result = [&] {
+      py::gil_scoped_release nogil;
+      return attempt(until);
+    }();
+    if (done(result)) return result;
+    if (!w.forever && Clock::now() >= w.deadline) return result;
+    check_signals();
+  }
+}
+
+/// The module's exception classes, created in module.cpp (mproc._mproc.OwnerDied, ...).
+struct Exceptions {
+  PyObject* owner_died = nullptr;      // RuntimeError: a lock's previous owner died holding it
+  PyObject* usage_error = nullptr;     // ValueError + RuntimeError: a contract breach (mproc::UsageError)
+  PyObject* shut_down = nullptr;       // Exception: put into (or get from a drained) shut-down queue
+  PyObject* broken_barrier = nullptr;  // threading.BrokenBarrierError
+};
+Exceptions& exceptions();
+
+/// Raises mproc.OwnerDied(message) with attribute `held` (whether the caller holds the lock now).
+[[noreturn]] void raise_owner_died(const char* lock_name, bool held);
+
+/// Registered in module.cpp; each adds its classes to the module.
+void bind_queue(py::module_& m);
+void bind_sync(py::module_& m);
+void bind_pipe(py::module_& m);
+void bind_shared(py::module_& m);
+
+}  // namespace mproc::python
+
+namespace mproc::python {
+/// Sets the Python exception `type(message)` and throws it to pybind11.
+[[noreturn]] inline void raise_py(PyObject* type, const char* message) {
+  PyErr_SetString(type, message);
+  throw py::error_already_set();
+}
+}  // namespace mproc::python

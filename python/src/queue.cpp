@@ -1,0 +1,351 @@
+// _mproc._Queue: the shared-memory queue under mproc.Queue, JoinableQueue and SimpleQueue.
+// Pickling, the fast paths and the record tags: codec.hpp. Naming, pickling of the queue itself
+// and the Python-side classes: mproc/__init__.py.
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "codec.hpp"
+#include "common.hpp"
+#include "mproc/bytes.hpp"
+#include "mproc/detail/type_tag.hpp"
+#include "mproc/queue.hpp"
+
+namespace mproc::python {
+
+namespace {
+
+using detail::RecordView;
+using detail::RingStatus;
+using detail::RingView;
+
+// Records up to this size are copied out through a per-thread scratch buffer; larger ones go
+// straight into the bytes/bytearray object returned (found too large once, then taken again).
+constexpr std::size_t kScratchMax = std::size_t{64} << 10;
+// Messages this large are put with the GIL released even when they need not wait.
+constexpr std::size_t kReleaseGilAbove = std::size_t{64} << 10;
+
+py::object queue_module_attr(const char* name) {
+  return py::module_::import("queue").attr(name);
+}
+
+/// What one get() attempt found, filled in by take() with or without the GIL.
+struct TakeCtx {
+  std::vector<std::byte>* scratch = nullptr;
+  char* dest = nullptr;  // a preallocated bytes/bytearray's storage, or null
+  std::size_t dest_size = 0;
+  bool dest_is_bytes = false;
+  std::size_t size = 0;
+  std::uint32_t tag = 0;
+  bool into_dest = false;
+  bool need_alloc = false;
+
+  static bool take(void* c, const RecordView& r) {
+    auto& x = *static_cast<TakeCtx*>(c);
+    x.size = r.size();
+    x.tag = r.tag;
+    x.into_dest = x.need_alloc = false;
+    if (!known_tag(r.tag)) return false;
+    const bool wants_bytes = r.tag == tag_bytes();
+    if (x.dest != nullptr && r.size() <= x.dest_size && wants_bytes == x.dest_is_bytes) {
+      r.copy_to(x.dest);
+      x.into_dest = true;
+      return true;
+    }
+    if (r.size() <= kScratchMax) {
+      x.scratch->resize(r.size());
+      r.copy_to(x.scratch->data());
+      return true;
+    }
+    x.need_alloc = true;  // leave it: the caller allocates an object that size and takes it again
+    return false;
+  }
+};
+
+std::vector<std::byte>& thread_scratch() {
+  thread_local std::vector<std::byte> scratch;
+  return scratch;
+}
+
+class PyQueue {
+ public:
+  // `how`: "create", "open" or "open_or_create". `message_type`: "bytes" (a C++
+  // Queue<mproc::Bytes> can open it) or "str" (a C++ Queue<std::string>).
+  PyQueue(const std::string& name, const std::string& how, std::size_t capacity, std::size_t maxsize,
+          bool joinable, const std::string& message_type, unsigned mode, bool persistent)
+      : name_(name), joinable_(joinable) {
+    const bool str = message_type == "str";
+    if (!str && message_type != "bytes") throw py::value_error("message_type must be 'bytes' or 'str'");
+    detail::OpenHow h = detail::OpenHow::open_or_create;
+    if (how == "create")
+      h = detail::OpenHow::create;
+    else if (how == "open")
+      h = detail::OpenHow::open;
+    else if (how != "open_or_create")
+      throw py::value_error("how must be create, open or open_or_create");
+    const NamedOptions options{static_cast<mode_t>(mode),
+                               persistent ? Lifetime::persistent : Lifetime::tracked};
+    const detail::NamedSpec spec{name_, h, options};
+    const auto kind = joinable ? detail::kJoinableQueueKind : detail::kQueueKind;
+    const auto hash = str ? detail::type_tag<std::string>() : detail::type_tag<mproc::Bytes>();
+    const std::string type_name = str ? detail::type_name<std::string>() : detail::type_name<mproc::Bytes>();
+    py::gil_scoped_release nogil;  // creation may wait for a remover of the same name
+    core_ = std::make_shared<detail::QueueCore>(spec, kind, capacity, maxsize, hash, type_name);
+  }
+
+  void put(py::handle obj, bool block, std::optional<double> timeout) {
+    auto core = live();
+    const Encoded e = encode(obj);
+    if (!put_encoded(core->ring(), e, Wait::from(block, timeout))) throw full();
+  }
+
+  py::object get(bool block, std::optional<double> timeout) {
+    auto core = live();
+    return get_from(core->ring(), Wait::from(block, timeout));
+  }
+
+  std::size_t put_many(py::iterable items, bool block, std::optional<double> timeout) {
+    auto core = live();
+    std::vector<Encoded> encoded;
+    for (py::handle item : items) encoded.push_back(encode(item, true));
+    const Wait w = Wait::from(block, timeout);
+    // A batch carries one tag: runs of plain pickles and of out-of-band ones go separately.
+    std::size_t done = 0;
+    while (done < encoded.size()) {
+      std::size_t end = done;
+      while (end < encoded.size() && encoded[end].tag == encoded[done].tag) ++end;
+      const std::size_t put = put_run(core->ring(), encoded, done, end, w);
+      done += put;
+      if (done < end) break;  // timed out
+    }
+    if (done == 0 && !encoded.empty()) throw full();
+    return done;
+  }
+
+  py::list get_many(std::size_t max, bool block, std::optional<double> timeout) {
+    if (max == 0) throw py::value_error("get_many: max must be at least 1");
+    auto core = live();
+    struct Got {
+      std::vector<std::pair<std::uint32_t, std::vector<std::byte>>> records;
+    } got;
+    auto take = [](void* ctx, std::size_t, const RecordView& r) {
+      if (!known_tag(r.tag)) return false;
+      auto& g = *static_cast<Got*>(ctx);
+      g.records.emplace_back(r.tag, std::vector<std::byte>(r.size()));
+      r.copy_to(g.records.back().second.data());
+      return true;
+    };
+    std::size_t taken = 0;
+    const RingStatus st = wait_in_slices(
+        Wait::from(block, timeout),
+        [&](Clock::time_point until) {
+          return core->ring().get_many({take, &got}, max, until, taken);
+        },
+        [](RingStatus s) { return s != RingStatus::timed_out; });
+    if (st == RingStatus::timed_out) throw empty();
+    if (st == RingStatus::closed) throw_shut_down();
+    if (st == RingStatus::wrong_type)
+      throw py::type_error("mproc: the next message is of a type Python cannot read");
+    py::list out;
+    for (auto& [tag, bytes] : got.records) out.append(decode(bytes.data(), bytes.size(), tag));
+    return out;
+  }
+
+  std::size_t qsize() { return live()->ring().size(); }
+  bool empty_() { return live()->ring().size() == 0; }
+  bool full_() { return live()->ring().full(); }
+  std::size_t capacity() { return live()->ring().capacity(); }
+  std::size_t max_message_bytes() { return live()->ring().max_message(); }
+  void shutdown() { live()->ring().close(); }
+  bool is_shutdown() { return live()->ring().closed(); }
+  bool closed() const noexcept { return !core_; }
+  const std::string& name() const noexcept { return name_; }
+  bool joinable() const noexcept { return joinable_; }
+
+  /// This handle only (multiprocessing's close): later calls through it raise ValueError.
+  void close() {
+    auto core = std::move(core_);
+    py::gil_scoped_release nogil;  // closing a tracked object may remove its file
+    core.reset();
+  }
+
+  void task_done() {
+    check_joinable();
+    live()->ring().task_done();
+  }
+  bool join(std::optional<double> timeout) {
+    check_joinable();
+    auto core = live();
+    return wait_in_slices(
+        Wait::from_timeout(timeout), [&](Clock::time_point until) { return core->ring().join_tasks(until); },
+        [](bool done) { return done; });
+  }
+  std::size_t unfinished_tasks() {
+    check_joinable();
+    return live()->ring().unfinished();
+  }
+
+  static void unlink(const std::string& name, bool joinable) {
+    py::gil_scoped_release nogil;
+    detail::QueueCore::unlink(name, joinable ? detail::kJoinableQueueKind : detail::kQueueKind);
+  }
+
+ private:
+  static py::error_already_set full() {
+    PyErr_SetNone(queue_module_attr("Full").ptr());
+    return py::error_already_set();
+  }
+  static py::error_already_set empty() {
+    PyErr_SetNone(queue_module_attr("Empty").ptr());
+    return py::error_already_set();
+  }
+  [[noreturn]] void throw_shut_down() const {
+    PyErr_SetString(exceptions().shut_down, ("Queue \"" + name_ + "\" was shut down").c_str());
+    throw py::error_already_set();
+  }
+  void check_joinable() const {
+    if (!joinable_) throw py::attribute_error("task_done/join: only a JoinableQueue counts tasks");
+  }
+  std::shared_ptr<detail::QueueCore> live() const {
+    if (!core_) throw py::value_error("Queue \"" + name_ + "\" is closed");
+    return core_;
+  }
+
+  // A put that need not wait runs with the GIL held (cheaper than releasing it); one that must
+  // wait, or copies a large message, releases it and waits in slices (common.hpp).
+  static bool put_encoded(RingView& ring, const Encoded& e, const Wait& w) {
+    if (e.size <= kReleaseGilAbove) {
+      if (ring.put(e.data, e.size, e.tag, Clock::now()) == RingStatus::ok) return true;
+      if (w.is_try()) return false;
+    }
+    const RingStatus st = wait_in_slices(
+        w, [&](Clock::time_point until) { return ring.put(e.data, e.size, e.tag, until); },
+        [](RingStatus s) { return s == RingStatus::ok; });
+    return st == RingStatus::ok;
+  }
+
+  // Puts encoded[begin, end) (one tag) as batches until all are in or the deadline passes.
+  static std::size_t put_run(RingView& ring, const std::vector<Encoded>& encoded, std::size_t begin,
+                             std::size_t end, const Wait& w) {
+    struct Src {
+      const std::vector<Encoded>* v;
+      std::size_t base;
+    };
+    auto next = [](void* ctx, std::size_t i, const void*& data, std::size_t& size) {
+      const auto& s = *static_cast<Src*>(ctx);
+      data = (*s.v)[s.base + i].data;
+      size = (*s.v)[s.base + i].size;
+    };
+    std::size_t done = begin;
+    while (done < end) {
+      Src src{&encoded, done};
+      const std::size_t put = wait_in_slices(
+          w,
+          [&](Clock::time_point until) {
+            return ring.put_many({next, &src}, end - done, encoded[begin].tag, until);
+          },
+          [](std::size_t k) { return k > 0; });
+      if (put == 0) break;
+      done += put;
+    }
+    return done - begin;
+  }
+
+  py::object get_from(RingView& ring, const Wait& w) {
+    TakeCtx ctx;
+    ctx.scratch = &thread_scratch();
+    py::object dest;
+    bool tried_with_gil = false;
+    for (;;) {
+      RingStatus st = RingStatus::timed_out;
+      if (!tried_with_gil) {
+        tried_with_gil = true;
+        st = ring.get({&TakeCtx::take, &ctx}, Clock::now());
+      }
+      if (st == RingStatus::timed_out && !w.is_try()) {
+        st = wait_in_slices(
+            w,
+            [&](Clock::time_point until) {
+              return ring.get({&TakeCtx::take, &ctx}, until);
+            },
+            [](RingStatus s) { return s != RingStatus::timed_out; });
+      }
+      if (st == RingStatus::ok) break;
+      if (st == RingStatus::timed_out) throw empty();
+      if (st == RingStatus::closed) throw_shut_down();
+      if (!ctx.need_alloc) {
+        throw py::type_error("mproc: Queue \"" + name_ +
+                             "\" holds a message of a type Python cannot read (tag " +
+                             std::to_string(ctx.tag) + ")");
+      }
+      ctx.dest_is_bytes = ctx.tag == tag_bytes();
+      dest = py::reinterpret_steal<py::object>(
+          ctx.dest_is_bytes ? PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(ctx.size))
+                            : PyByteArray_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(ctx.size)));
+      if (!dest) throw py::error_already_set();
+      ctx.dest = ctx.dest_is_bytes ? PyBytes_AS_STRING(dest.ptr()) : PyByteArray_AS_STRING(dest.ptr());
+      ctx.dest_size = ctx.size;
+    }
+    if (!ctx.into_dest) return decode(ctx.scratch->data(), ctx.size, ctx.tag);
+    if (ctx.size != ctx.dest_size) {  // another consumer took the large one; this one is smaller
+      PyObject* o = dest.release().ptr();
+      const int rc = ctx.dest_is_bytes ? _PyBytes_Resize(&o, static_cast<Py_ssize_t>(ctx.size))
+                                       : PyByteArray_Resize(o, static_cast<Py_ssize_t>(ctx.size));
+      if (rc != 0) throw py::error_already_set();
+      dest = py::reinterpret_steal<py::object>(o);
+    }
+    const char* p = ctx.dest_is_bytes ? PyBytes_AS_STRING(dest.ptr()) : PyByteArray_AS_STRING(dest.ptr());
+    return decode(reinterpret_cast<const std::byte*>(p), ctx.size, ctx.tag, dest);
+  }
+
+  std::string name_;
+  bool joinable_;
+  std::shared_ptr<detail::QueueCore> core_;
+};
+
+}  // namespace
+
+void bind_queue(py::module_& m) {
+  py::class_<PyQueue>(m, "_Queue", py::dynamic_attr(), "The shared-memory ring under mproc.Queue.")
+      .def(py::init<const std::string&, const std::string&, std::size_t, std::size_t, bool,
+                    const std::string&, unsigned, bool>(),
+           py::arg("name"), py::arg("how"), py::arg("capacity"), py::arg("maxsize"), py::arg("joinable"),
+           py::arg("message_type"), py::arg("mode"), py::arg("persistent"))
+      .def("put", &PyQueue::put, py::arg("obj"), py::arg("block") = true, py::arg("timeout") = py::none(),
+           "Put obj, waiting while the queue is full (queue.Full on timeout or when block is false).")
+      .def("get", &PyQueue::get, py::arg("block") = true, py::arg("timeout") = py::none(),
+           "Remove and return the next object (queue.Empty on timeout or when block is false).")
+      .def(
+          "put_nowait", [](PyQueue& q, py::handle obj) { q.put(obj, false, std::nullopt); }, py::arg("obj"),
+          "put(obj, block=False).")
+      .def(
+          "get_nowait", [](PyQueue& q) { return q.get(false, std::nullopt); }, "get(block=False).")
+      .def("put_many", &PyQueue::put_many, py::arg("items"), py::arg("block") = true,
+           py::arg("timeout") = py::none(),
+           "Put every item (pickled), consecutively; returns how many were put before a timeout.")
+      .def("get_many", &PyQueue::get_many, py::arg("max"), py::arg("block") = true,
+           py::arg("timeout") = py::none(),
+           "Wait for one object, then return a list of up to max of those waiting.")
+      .def("qsize", &PyQueue::qsize, "The number of messages in the queue (exact).")
+      .def("empty", &PyQueue::empty_, "Whether the queue holds no message.")
+      .def("full", &PyQueue::full_, "Whether no message fits (or maxsize are queued).")
+      .def_property_readonly("capacity", &PyQueue::capacity, "The ring's size in bytes.")
+      .def_property_readonly("max_message_bytes", &PyQueue::max_message_bytes,
+                             "The largest encoded message the queue can hold.")
+      .def_property_readonly("name", &PyQueue::name, "The queue's name in /dev/shm (mproc.<name>).")
+      .def_property_readonly("_closed", &PyQueue::closed)
+      .def("shutdown", &PyQueue::shutdown,
+           "Close the queue for every process: put raises ShutDown, get drains then raises ShutDown.")
+      .def("is_shutdown", &PyQueue::is_shutdown, "Whether shutdown() was called (by any process).")
+      .def("_close", &PyQueue::close)
+      .def("task_done", &PyQueue::task_done, "JoinableQueue: mark one task taken by get() as done.")
+      .def("join", &PyQueue::join, py::arg("timeout") = py::none(),
+           "JoinableQueue: wait until every task is done; False if the timeout passed first.")
+      .def_property_readonly("unfinished_tasks", &PyQueue::unfinished_tasks)
+      .def_static("_unlink", &PyQueue::unlink, py::arg("name"), py::arg("joinable"));
+}
+
+}  // namespace mproc::python
