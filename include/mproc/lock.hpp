@@ -92,6 +92,8 @@ class RobustLock : public StdLockable<RobustLock> {
   struct Block;
   Block* block() const noexcept;
   static void init_block(void* mem, const void* recursive);
+  Acquired acquire_contended(int rc, Deadline deadline);  // after a first try that failed
+  [[gnu::cold, noreturn]] void release_failed(int rc) const;
 
   friend void name_guarded_lock(RobustLock& lock, const char* kind, std::string_view name);
 

@@ -2,6 +2,7 @@
 
 #include "os/wait.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 
@@ -45,18 +46,16 @@ int clocklock(pthread_mutex_t* m, detail::Clock::time_point until) noexcept {
 
 }  // namespace
 
-int lock_robust_mutex(pthread_mutex_t* m, detail::Clock::time_point deadline) noexcept {
-  // Fast path: one CAS in user space, no clock read.
-  const int rc = ::pthread_mutex_trylock(m);
-  if (rc != EBUSY) return rc;
+int lock_contended_robust_mutex(pthread_mutex_t* m, detail::Clock::time_point deadline) noexcept {
   // Contended: sleep in slices, never in one unbounded pthread_mutex_lock. glibc wakes one
   // waiter when a robust mutex is released; if that waiter is SIGKILLed before it takes the
   // lock, the wake-up dies with it and the other waiters sleep on a free lock forever (the
   // kernel's robust-list cleanup only covers locks that are *held* at death). Waking every
   // slice bounds that stall (the queue stress test found it; see docs/design/locks.md).
   for (;;) {
-    if (detail::Clock::now() >= deadline) return ETIMEDOUT;
-    const int r = clocklock(m, next_wake(deadline));
+    const detail::Clock::time_point now = detail::Clock::now();  // one clock read a slice
+    if (now >= deadline) return ETIMEDOUT;
+    const int r = clocklock(m, std::min(deadline, now + kHeartbeat));
     if (r != ETIMEDOUT) return r;
   }
 }

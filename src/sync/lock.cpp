@@ -33,6 +33,10 @@ struct RobustLock::Block {
   std::uint32_t poisoned;
 };
 
+inline RobustLock::Block* RobustLock::block() const noexcept {
+  return static_cast<Block*>(mapping_.data());
+}
+
 namespace {
 
 [[noreturn]] void fail(int err, const char* what, const char* kind) {
@@ -99,21 +103,27 @@ RobustLock::~RobustLock() {
   while (held_by_this_thread()) (void)::pthread_mutex_unlock(&b->mutex);
 }
 
-RobustLock::Block* RobustLock::block() const noexcept {
-  return static_cast<Block*>(mapping_.data());
-}
-
 bool RobustLock::held_by_this_thread() const noexcept {
   return sys::robust_mutex_owner(&block()->mutex) == sys::current_tid();
 }
 
+// The hot paths, acquire_until() and release(), are a library call and a test each; what can
+// throw lives in the cold functions below, so that the hot ones need no stack frame of their own
+// (a hand-off between processes costs no more than the bare robust mutex's: bench/compare lock2).
 Acquired RobustLock::acquire_until(detail::Deadline deadline) {
-  Block* b = block();
-  const int rc = sys::lock_robust_mutex(&b->mutex, deadline);
-  if (rc == ETIMEDOUT) return Acquired::Status::timed_out;
+  const int rc = ::pthread_mutex_trylock(&block()->mutex);  // sys::lock_robust_mutex's first try
+  if (rc == 0) [[likely]] {
+    return block()->poisoned != 0 ? Acquired::Status::owner_died : Acquired::Status::ok;
+  }
+  return acquire_contended(rc, deadline);
+}
 
+Acquired RobustLock::acquire_contended(int rc, detail::Deadline deadline) {
+  Block* b = block();
+  if (rc == EBUSY) rc = sys::lock_contended_robust_mutex(&b->mutex, deadline);
   switch (rc) {
-    case 0: break;
+    case 0: return b->poisoned != 0 ? Acquired::Status::owner_died : Acquired::Status::ok;
+    case ETIMEDOUT: return Acquired::Status::timed_out;
     case EOWNERDEAD:
       // The kernel marked the owner dead and handed us the mutex. Make the pthread mutex usable
       // again at once (otherwise unlocking it would make it ENOTRECOVERABLE for everyone) and
@@ -121,7 +131,7 @@ Acquired RobustLock::acquire_until(detail::Deadline deadline) {
       (void)::pthread_mutex_consistent(&b->mutex);
       // (For RLock glibc also discards the dead owner's recursion count: we hold it once.)
       b->poisoned = 1;
-      break;
+      return Acquired::Status::owner_died;
     case EDEADLK:
       // Misuse, not a refusal by the system: the caller broke the contract (error.hpp).
       throw UsageError("cannot acquire " + label_ +
@@ -129,17 +139,19 @@ Acquired RobustLock::acquire_until(detail::Deadline deadline) {
     case EAGAIN: fail(rc, ("cannot acquire " + label_ + " again").c_str(), "(recursion limit reached)");
     default: fail(rc, "cannot acquire", kind_name());
   }
-
-  return b->poisoned != 0 ? Acquired::Status::owner_died : Acquired::Status::ok;
 }
 
 void RobustLock::release() {
-  Block* b = block();
-  if (!held_by_this_thread()) {
-    throw UsageError("cannot release " + label_ + ": not held by the calling thread");
-  }
-  const int rc = ::pthread_mutex_unlock(&b->mutex);
-  if (rc != 0) fail(rc, "cannot release", kind_name());
+  // No ownership check of our own: glibc makes one for every robust mutex (the owner's thread
+  // id is in the lock word), and answers EPERM to any other thread, or when it is not held.
+  const int rc = ::pthread_mutex_unlock(&block()->mutex);
+  if (rc != 0) [[unlikely]]
+    release_failed(rc);
+}
+
+void RobustLock::release_failed(int rc) const {
+  if (rc == EPERM) throw UsageError("cannot release " + label_ + ": not held by the calling thread");
+  fail(rc, "cannot release", kind_name());
 }
 
 void RobustLock::mark_consistent() {
