@@ -2,6 +2,7 @@
 #include "redis/client.hpp"
 
 #include <hiredis.h>
+#include <poll.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -179,7 +180,15 @@ bool Connection::connect_once(std::string& why) {
 
 void Connection::ensure() {
   if (ctx_ != nullptr && pid_ != ::getpid()) drop();  // inherited across fork: never share it
-  if (ctx_ != nullptr) return;
+  if (ctx_ != nullptr) {
+    // A connection the server closed while we were idle (a restart, CLIENT KILL, an idle
+    // timeout) would take the next command and answer EOF: a state-changing command would
+    // then be reported as "may or may not have run" although it never left. Nothing is due to
+    // arrive between commands, so a readable socket means EOF (or garbage): reconnect first.
+    pollfd p{ctx_->fd, POLLIN | POLLRDHUP, 0};
+    if (::poll(&p, 1, 0) == 0) return;
+    drop();
+  }
   const auto give_up = std::chrono::steady_clock::now() + options_.reconnect_timeout;
   auto pause = std::chrono::milliseconds{10};
   std::string why;
@@ -195,13 +204,26 @@ void Connection::ensure() {
 Reply Connection::run(std::span<const std::string_view> args, Retry retry, std::string_view what,
                       std::chrono::milliseconds extra) {
   Argv a(args);
+  auto not_ready_until = std::chrono::steady_clock::time_point::min();
+  auto pause = std::chrono::milliseconds{5};
   for (int attempt = 0;; ++attempt) {
     ensure();
     if (extra.count() != 0) set_timeout(options_.command_timeout + extra);
     auto* raw = static_cast<redisReply*>(redisCommandArgv(ctx_, a.argc(), a.argv(), a.argvlen()));
     if (raw != nullptr) {
       if (extra.count() != 0) set_timeout(options_.command_timeout);
-      return Reply(raw);
+      Reply r(raw);
+      // A server still loading its data after a restart refuses every command without running
+      // it: wait for it (with back-off, within the reconnect timeout), whatever the command.
+      if (!r.is_error() || !r.str().starts_with("LOADING")) return r;
+      const auto now = std::chrono::steady_clock::now();
+      if (not_ready_until == std::chrono::steady_clock::time_point::min()) {
+        not_ready_until = now + options_.reconnect_timeout;
+      }
+      if (now >= not_ready_until) return r;
+      std::this_thread::sleep_for(pause);  // back-off, not synchronisation
+      pause = std::min(pause * 2, std::chrono::milliseconds{200});
+      continue;
     }
     drop();
     if (retry == Retry::never) throw ConnectionLost(what, object("Redis"));

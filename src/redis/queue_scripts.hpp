@@ -81,7 +81,10 @@ if #out < want then
       if not joinable then redis.call('XDEL', KEYS[1], e[1]) end
     end
     if #got > 0 then
-      local before = tonumber(redis.call('HINCRBY', KEYS[2], 'unread', -#got)) + #got
+      local left = tonumber(redis.call('HINCRBY', KEYS[2], 'unread', -#got))
+      -- Entries added by something other than mproc's put were never counted: stay at 0.
+      if left < 0 then redis.call('HSET', KEYS[2], 'unread', 0) end
+      local before = left + #got
       local max = tonumber(meta[1])
       if max > 0 and before >= max then redis.call('XADD', KEYS[3], 'MAXLEN', 1, '*', 'room', 1) end
     end

@@ -88,6 +88,24 @@ class RedisServer {
     }
     wait_ready();
   }
+  /// Waits until some client is blocked in XREAD (a blocked get/put/acquire/wait): polls
+  /// CLIENT LIST, a condition, with back-off. False after kPatience.
+  bool wait_for_blocked_client() const {
+    const auto give_up = std::chrono::steady_clock::now() + kPatience;
+    auto pause = std::chrono::milliseconds{1};
+    while (std::chrono::steady_clock::now() < give_up) {
+      const std::string list = cmd({"CLIENT", "LIST"});
+      std::size_t at = 0;
+      while ((at = list.find(" flags=b", at)) != std::string::npos) {
+        const std::size_t eol = list.find('\n', at);
+        if (list.substr(at, eol - at).find("cmd=xread") != std::string::npos) return true;
+        at = eol;
+      }
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds{20});
+    }
+    return false;
+  }
   /// SIGKILL: no chance to save anything.
   void kill() { end(SIGKILL); }
   /// SIGTERM: a clean shutdown (with no persistence configured, nothing is saved).
