@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <exception>
 #include <optional>
 
 #include "mproc/clock.hpp"
@@ -77,6 +78,10 @@ Exceptions& exceptions();
 
 /// Raises mproc.OwnerDied(message) with attribute `held` (whether the caller holds the lock now).
 [[noreturn]] void raise_owner_died(const char* lock_name, bool held);
+
+/// Sets the Python error for a C++ exception: mproc's own types (OSError with errno,
+/// OwnerDied, UsageError, ShutDown, BrokenBarrierError), then pybind11's rules.
+void set_python_error(std::exception_ptr p);
 
 /// Registered in module.cpp; each adds its classes to the module.
 void bind_queue(py::module_& m);

@@ -27,6 +27,28 @@ void raise_owner_died(const char* lock_name, bool held) {
   throw py::error_already_set();
 }
 
+void set_python_error(std::exception_ptr p) {
+  try {
+    if (p) std::rethrow_exception(p);
+  } catch (const mproc::Closed& x) {
+    PyErr_SetString(exceptions().shut_down, x.what());
+  } catch (const mproc::OwnerDied& x) {
+    py::object exc = py::reinterpret_borrow<py::object>(exceptions().owner_died)(x.what());
+    exc.attr("held") = false;
+    PyErr_SetObject(exceptions().owner_died, exc.ptr());
+  } catch (const mproc::UsageError& x) {
+    PyErr_SetString(exceptions().usage_error, x.what());
+  } catch (const mproc::BrokenBarrier& x) {
+    PyErr_SetString(exceptions().broken_barrier, x.what());
+  } catch (const mproc::Error& x) {
+    // OSError(errno, message) becomes the matching subclass (FileExistsError, ...).
+    py::object exc = py::reinterpret_borrow<py::object>(PyExc_OSError)(x.code().value(), x.what());
+    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
+  } catch (...) {
+    py::detail::translate_exception(std::current_exception());
+  }
+}
+
 namespace {
 
 PyObject* new_exception(py::module_& m, const char* name, PyObject* bases, const char* doc) {
@@ -54,25 +76,7 @@ void create_exceptions(py::module_& m) {
 }
 
 void register_translators() {
-  py::register_exception_translator([](std::exception_ptr p) {
-    try {
-      if (p) std::rethrow_exception(p);
-    } catch (const mproc::Closed& x) {
-      PyErr_SetString(exceptions().shut_down, x.what());
-    } catch (const mproc::OwnerDied& x) {
-      py::object exc = py::reinterpret_borrow<py::object>(exceptions().owner_died)(x.what());
-      exc.attr("held") = false;
-      PyErr_SetObject(exceptions().owner_died, exc.ptr());
-    } catch (const mproc::UsageError& x) {
-      PyErr_SetString(exceptions().usage_error, x.what());
-    } catch (const mproc::BrokenBarrier& x) {
-      PyErr_SetString(exceptions().broken_barrier, x.what());
-    } catch (const mproc::Error& x) {
-      // OSError(errno, message) becomes the matching subclass (FileExistsError, ...).
-      py::object exc = py::reinterpret_borrow<py::object>(PyExc_OSError)(x.code().value(), x.what());
-      PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
-    }
-  });
+  py::register_exception_translator([](std::exception_ptr p) { set_python_error(p); });
 }
 
 }  // namespace

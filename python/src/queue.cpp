@@ -3,6 +3,7 @@
 // and the Python-side classes: mproc/__init__.py.
 #include <pybind11/stl.h>
 
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -27,6 +28,8 @@ using detail::RingView;
 constexpr std::size_t kScratchMax = std::size_t{64} << 10;
 // Messages this large are put with the GIL released even when they need not wait.
 constexpr std::size_t kReleaseGilAbove = std::size_t{64} << 10;
+// A deadline already passed, without reading the clock: "try once".
+constexpr Clock::time_point kPast{};
 
 py::object queue_module_attr(const char* name) {
   return py::module_::import("queue").attr(name);
@@ -97,12 +100,23 @@ class PyQueue {
   }
 
   void put(py::handle obj, bool block, std::optional<double> timeout) {
-    auto core = live();
     const Encoded e = encode(obj);
+    // Room now: put with the GIL held (releasing it costs more than a small put). The core
+    // cannot be closed meanwhile: close() needs the GIL.
+    if (e.size <= kReleaseGilAbove) {
+      if (live_raw().ring().put(e.data, e.size, e.tag, kPast) == RingStatus::ok) return;
+      if (!block) throw full();
+    }
+    auto core = live();  // from here on the GIL is released: hold the core
     if (!put_encoded(core->ring(), e, Wait::from(block, timeout))) throw full();
   }
 
   py::object get(bool block, std::optional<double> timeout) {
+    TakeCtx ctx;
+    ctx.scratch = &thread_scratch();
+    if (live_raw().ring().get({&TakeCtx::take, &ctx}, kPast) == RingStatus::ok) {
+      return decode(ctx.scratch->data(), ctx.size, ctx.tag);
+    }
     auto core = live();
     return get_from(core->ring(), Wait::from(block, timeout));
   }
@@ -209,6 +223,10 @@ class PyQueue {
   void check_joinable() const {
     if (!joinable_) throw py::attribute_error("task_done/join: only a JoinableQueue counts tasks");
   }
+  detail::QueueCore& live_raw() const {
+    if (!core_) throw py::value_error("Queue \"" + name_ + "\" is closed");
+    return *core_;
+  }
   std::shared_ptr<detail::QueueCore> live() const {
     if (!core_) throw py::value_error("Queue \"" + name_ + "\" is closed");
     return core_;
@@ -216,11 +234,8 @@ class PyQueue {
 
   // A put that need not wait runs with the GIL held (cheaper than releasing it); one that must
   // wait, or copies a large message, releases it and waits in slices (common.hpp).
+  // Waits in slices, with the GIL released, for room (the try with the GIL held came first).
   static bool put_encoded(RingView& ring, const Encoded& e, const Wait& w) {
-    if (e.size <= kReleaseGilAbove) {
-      if (ring.put(e.data, e.size, e.tag, Clock::now()) == RingStatus::ok) return true;
-      if (w.is_try()) return false;
-    }
     const RingStatus st = wait_in_slices(
         w, [&](Clock::time_point until) { return ring.put(e.data, e.size, e.tag, until); },
         [](RingStatus s) { return s == RingStatus::ok; });
@@ -258,13 +273,8 @@ class PyQueue {
     TakeCtx ctx;
     ctx.scratch = &thread_scratch();
     py::object dest;
-    bool tried_with_gil = false;
     for (;;) {
-      RingStatus st = RingStatus::timed_out;
-      if (!tried_with_gil) {
-        tried_with_gil = true;
-        st = ring.get({&TakeCtx::take, &ctx}, Clock::now());
-      }
+      RingStatus st = ring.get({&TakeCtx::take, &ctx}, kPast);
       if (st == RingStatus::timed_out && !w.is_try()) {
         st = wait_in_slices(
             w,
@@ -306,46 +316,150 @@ class PyQueue {
   std::shared_ptr<detail::QueueCore> core_;
 };
 
+// ---- the hot methods as plain vectorcall functions --------------------------------------------
+// put/get/put_nowait/get_nowait bypass pybind11's dispatcher (a third of a small put's time):
+// they parse multiprocessing's (obj, block=True, timeout=None) themselves.
+
+PyQueue* self_of(PyObject* self) {
+  auto* inst = reinterpret_cast<py::detail::instance*>(self);
+  auto vh = inst->get_value_and_holder(nullptr, false);
+  if (!vh || !vh.holder_constructed()) raise_py(PyExc_TypeError, "mproc Queue: __init__ was not called");
+  return vh.value_ptr<PyQueue>();
+}
+
+struct CallArgs {
+  PyObject* obj = nullptr;
+  bool block = true;
+  std::optional<double> timeout;
+};
+
+CallArgs parse(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, bool with_obj) {
+  static const char* const kNames[] = {"obj", "block", "timeout"};
+  PyObject* slots[3] = {nullptr, nullptr, nullptr};
+  const int first = with_obj ? 0 : 1;
+  if (nargs > 3 - first) raise_py(PyExc_TypeError, "too many positional arguments");
+  for (Py_ssize_t i = 0; i < nargs; ++i) slots[first + i] = args[i];
+  const Py_ssize_t nkw = kwnames != nullptr ? PyTuple_GET_SIZE(kwnames) : 0;
+  for (Py_ssize_t k = 0; k < nkw; ++k) {
+    const char* key = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, k));
+    int slot = -1;
+    for (int j = first; j < 3; ++j) {
+      if (key != nullptr && std::strcmp(key, kNames[j]) == 0) slot = j;
+    }
+    if (slot < 0) raise_py(PyExc_TypeError, "unexpected keyword argument");
+    if (slots[slot] != nullptr) raise_py(PyExc_TypeError, "an argument given twice");
+    slots[slot] = args[nargs + k];
+  }
+  CallArgs out;
+  if (with_obj && slots[0] == nullptr) raise_py(PyExc_TypeError, "put() missing its argument obj");
+  out.obj = slots[0];
+  if (slots[1] != nullptr) {
+    const int b = PyObject_IsTrue(slots[1]);
+    if (b < 0) throw py::error_already_set();
+    out.block = b != 0;
+  }
+  if (slots[2] != nullptr && slots[2] != Py_None) {
+    const double t = PyFloat_AsDouble(slots[2]);
+    if (t == -1.0 && PyErr_Occurred() != nullptr) throw py::error_already_set();
+    out.timeout = t;
+  }
+  return out;
+}
+
+template <class F>
+PyObject* guarded(F&& f) noexcept {
+  try {
+    return f();
+  } catch (py::error_already_set& e) {
+    e.restore();
+  } catch (...) {
+    set_python_error(std::current_exception());
+  }
+  return nullptr;
+}
+
+PyObject* q_put(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  return guarded([&] {
+    const CallArgs a = parse(args, nargs, kwnames, true);
+    self_of(self)->put(a.obj, a.block, a.timeout);
+    return Py_NewRef(Py_None);
+  });
+}
+PyObject* q_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  return guarded([&] {
+    const CallArgs a = parse(args, nargs, kwnames, false);
+    return self_of(self)->get(a.block, a.timeout).release().ptr();
+  });
+}
+PyObject* q_put_nowait(PyObject* self, PyObject* obj) {
+  return guarded([&] {
+    self_of(self)->put(obj, false, std::nullopt);
+    return Py_NewRef(Py_None);
+  });
+}
+PyObject* q_get_nowait(PyObject* self, PyObject*) {
+  return guarded([&] { return self_of(self)->get(false, std::nullopt).release().ptr(); });
+}
+
+template <class Fn>
+PyCFunction as_cfunction(Fn* fn) {
+  return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fn));
+}
+
+void add_fast_methods(py::handle cls) {
+  static PyMethodDef defs[] = {
+      {"put", as_cfunction(&q_put), METH_FASTCALL | METH_KEYWORDS,
+       "put(obj, block=True, timeout=None)\n--\n\nPut obj, waiting while the queue is full "
+       "(queue.Full on timeout or when block is false)."},
+      {"get", as_cfunction(&q_get), METH_FASTCALL | METH_KEYWORDS,
+       "get(block=True, timeout=None)\n--\n\nRemove and return the next object (queue.Empty on "
+       "timeout or when block is false; ShutDown once shut down and drained)."},
+      {"put_nowait", as_cfunction(&q_put_nowait), METH_O, "put_nowait(obj)\n--\n\nput(obj, block=False)."},
+      {"get_nowait", as_cfunction(&q_get_nowait), METH_NOARGS, "get_nowait()\n--\n\nget(block=False)."},
+  };
+  for (PyMethodDef& d : defs) {
+    PyObject* descr = PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(cls.ptr()), &d);
+    if (descr == nullptr || PyObject_SetAttrString(cls.ptr(), d.ml_name, descr) != 0) {
+      Py_XDECREF(descr);
+      throw py::error_already_set();
+    }
+    Py_DECREF(descr);
+  }
+}
+
 }  // namespace
 
 void bind_queue(py::module_& m) {
-  py::class_<PyQueue>(m, "_Queue", py::dynamic_attr(), "The shared-memory ring under mproc.Queue.")
-      .def(py::init<const std::string&, const std::string&, std::size_t, std::size_t, bool,
-                    const std::string&, unsigned, bool>(),
-           py::arg("name"), py::arg("how"), py::arg("capacity"), py::arg("maxsize"), py::arg("joinable"),
-           py::arg("message_type"), py::arg("mode"), py::arg("persistent"))
-      .def("put", &PyQueue::put, py::arg("obj"), py::arg("block") = true, py::arg("timeout") = py::none(),
-           "Put obj, waiting while the queue is full (queue.Full on timeout or when block is false).")
-      .def("get", &PyQueue::get, py::arg("block") = true, py::arg("timeout") = py::none(),
-           "Remove and return the next object (queue.Empty on timeout or when block is false).")
-      .def(
-          "put_nowait", [](PyQueue& q, py::handle obj) { q.put(obj, false, std::nullopt); }, py::arg("obj"),
-          "put(obj, block=False).")
-      .def(
-          "get_nowait", [](PyQueue& q) { return q.get(false, std::nullopt); }, "get(block=False).")
-      .def("put_many", &PyQueue::put_many, py::arg("items"), py::arg("block") = true,
-           py::arg("timeout") = py::none(),
-           "Put every item (pickled), consecutively; returns how many were put before a timeout.")
-      .def("get_many", &PyQueue::get_many, py::arg("max"), py::arg("block") = true,
-           py::arg("timeout") = py::none(),
-           "Wait for one object, then return a list of up to max of those waiting.")
-      .def("qsize", &PyQueue::qsize, "The number of messages in the queue (exact).")
-      .def("empty", &PyQueue::empty_, "Whether the queue holds no message.")
-      .def("full", &PyQueue::full_, "Whether no message fits (or maxsize are queued).")
-      .def_property_readonly("capacity", &PyQueue::capacity, "The ring's size in bytes.")
-      .def_property_readonly("max_message_bytes", &PyQueue::max_message_bytes,
-                             "The largest encoded message the queue can hold.")
-      .def_property_readonly("name", &PyQueue::name, "The queue's name in /dev/shm (mproc.<name>).")
-      .def_property_readonly("_closed", &PyQueue::closed)
-      .def("shutdown", &PyQueue::shutdown,
-           "Close the queue for every process: put raises ShutDown, get drains then raises ShutDown.")
-      .def("is_shutdown", &PyQueue::is_shutdown, "Whether shutdown() was called (by any process).")
-      .def("_close", &PyQueue::close)
-      .def("task_done", &PyQueue::task_done, "JoinableQueue: mark one task taken by get() as done.")
-      .def("join", &PyQueue::join, py::arg("timeout") = py::none(),
-           "JoinableQueue: wait until every task is done; False if the timeout passed first.")
-      .def_property_readonly("unfinished_tasks", &PyQueue::unfinished_tasks)
-      .def_static("_unlink", &PyQueue::unlink, py::arg("name"), py::arg("joinable"));
+  auto cls =
+      py::class_<PyQueue>(m, "_Queue", py::dynamic_attr(), "The shared-memory ring under mproc.Queue.")
+          .def(py::init<const std::string&, const std::string&, std::size_t, std::size_t, bool,
+                        const std::string&, unsigned, bool>(),
+               py::arg("name"), py::arg("how"), py::arg("capacity"), py::arg("maxsize"), py::arg("joinable"),
+               py::arg("message_type"), py::arg("mode"), py::arg("persistent"))
+          .def("put_many", &PyQueue::put_many, py::arg("items"), py::arg("block") = true,
+               py::arg("timeout") = py::none(),
+               "Put every item (pickled), consecutively; returns how many were put before a timeout.")
+          .def("get_many", &PyQueue::get_many, py::arg("max"), py::arg("block") = true,
+               py::arg("timeout") = py::none(),
+               "Wait for one object, then return a list of up to max of those waiting.")
+          .def("qsize", &PyQueue::qsize, "The number of messages in the queue (exact).")
+          .def("empty", &PyQueue::empty_, "Whether the queue holds no message.")
+          .def("full", &PyQueue::full_, "Whether no message fits (or maxsize are queued).")
+          .def_property_readonly("capacity", &PyQueue::capacity, "The ring's size in bytes.")
+          .def_property_readonly("max_message_bytes", &PyQueue::max_message_bytes,
+                                 "The largest encoded message the queue can hold.")
+          .def_property_readonly("name", &PyQueue::name, "The queue's name in /dev/shm (mproc.<name>).")
+          .def_property_readonly("_closed", &PyQueue::closed)
+          .def("shutdown", &PyQueue::shutdown,
+               "Close the queue for every process: put raises ShutDown, get drains then raises ShutDown.")
+          .def("is_shutdown", &PyQueue::is_shutdown, "Whether shutdown() was called (by any process).")
+          .def("_close", &PyQueue::close)
+          .def("task_done", &PyQueue::task_done, "JoinableQueue: mark one task taken by get() as done.")
+          .def("join", &PyQueue::join, py::arg("timeout") = py::none(),
+               "JoinableQueue: wait until every task is done; False if the timeout passed first.")
+          .def_property_readonly("unfinished_tasks", &PyQueue::unfinished_tasks)
+          .def_static("_unlink", &PyQueue::unlink, py::arg("name"), py::arg("joinable"));
+  add_fast_methods(cls);
 }
 
 }  // namespace mproc::python
