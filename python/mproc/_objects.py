@@ -151,9 +151,11 @@ class SimpleQueue(Queue):
 
     _kind = "sq"
 
-    def __init__(self, *, capacity=DEFAULT_CAPACITY, message_type="bytes", _attach=None,
-                 **_ignored):
-        super().__init__(0, capacity=capacity, message_type=message_type, _attach=_attach)
+    def __init__(self, _maxsize=0, *, capacity=DEFAULT_CAPACITY, message_type="bytes",
+                 _attach=None, ctx=None):
+        # _maxsize: for the factories (create(name, maxsize)); ctx: multiprocessing's keyword.
+        super().__init__(_maxsize, capacity=capacity, message_type=message_type,
+                         _attach=_attach)
 
 
 def _reattach_queue(cls, name, message_type):

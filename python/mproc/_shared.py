@@ -7,6 +7,7 @@ protocol: memoryview and numpy view them without copying.
 """
 
 import ctypes
+import sys
 
 from . import _mproc
 from ._objects import _MODE, _anonymous_name, _own, _release_name
@@ -295,10 +296,16 @@ class SharedMemory:
 
     def close(self):
         """Unmap it from this process (BufferError while views of buf exist, as Python's)."""
-        if self._buf is not None:
-            self._buf.release()
-            self._buf = None
-            self._impl._close()
+        if self._buf is None:
+            return
+        self._buf.release()
+        # A slice of buf (or a view of a slice) still references the mapping through its own
+        # buffer: unmapping now would leave it dangling. Python's mmap refuses the same way.
+        if sys.getrefcount(self._impl) > 2:
+            self._buf = memoryview(self._impl)
+            raise BufferError("cannot close SharedMemory: views of its buf still exist")
+        self._buf = None
+        self._impl._close()
 
     def unlink(self):
         """Remove the name (processes that have it open keep their mapping)."""

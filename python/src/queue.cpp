@@ -29,7 +29,7 @@ constexpr std::size_t kScratchMax = std::size_t{64} << 10;
 // Messages this large are put with the GIL released even when they need not wait.
 constexpr std::size_t kReleaseGilAbove = std::size_t{64} << 10;
 // A deadline already passed, without reading the clock: "try once".
-constexpr Clock::time_point kPast{};
+constexpr Clock::time_point kPast = Clock::time_point::min();
 
 py::object queue_module_attr(const char* name) {
   return py::module_::import("queue").attr(name);

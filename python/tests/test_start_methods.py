@@ -1,0 +1,161 @@
+"""Every class re-attaches by name in a spawned or forkserver child, is inherited by a forked
+one, and works from concurrent.futures and plain os.fork; anonymous names are removed by their
+creator."""
+
+import concurrent.futures
+import multiprocessing as mp
+import os
+import pickle
+import unittest
+
+import _support
+from _support import START_METHODS, run_child
+
+import mproc
+
+
+def setUpModule():
+    _support.start_watchdog()
+
+
+def tearDownModule():
+    assert not _support.leftovers(), _support.leftovers()
+
+
+def make_all():
+    return {
+        "queue": mproc.Queue(), "joinable": mproc.JoinableQueue(), "simple": mproc.SimpleQueue(),
+        "lock": mproc.Lock(), "rlock": mproc.RLock(), "sem": mproc.Semaphore(0),
+        "bsem": mproc.BoundedSemaphore(1), "event": mproc.Event(), "cond": mproc.Condition(),
+        "barrier": mproc.Barrier(1), "value": mproc.Value("i", 0), "array": mproc.Array("d", 3),
+    }
+
+
+def touch_all(objs, shm_name):
+    """Uses each object once; the parent checks the effects."""
+    objs["queue"].put("q")
+    objs["joinable"].put("j")
+    objs["simple"].put("s")
+    with objs["lock"], objs["rlock"]:
+        pass
+    objs["sem"].release()
+    objs["bsem"].acquire()
+    objs["event"].set()
+    with objs["cond"]:
+        objs["cond"].notify_all()
+    objs["barrier"].wait(30)
+    objs["value"].value = 7
+    objs["array"][2] = 2.5
+    shm = mproc.SharedMemory(shm_name)
+    shm.buf[0] = 9
+    shm.close()
+
+
+def square_into(q, x):
+    q.put(x * x)
+    return x * x
+
+
+def forward(inbox):
+    """Receives a queue through a queue, and answers on it."""
+    reply_to = inbox.get(timeout=30)
+    reply_to.put("through a queue")
+    reply_to.close()
+
+
+class StartMethods(unittest.TestCase):
+    def check_effects(self, objs, shm):
+        self.assertEqual(objs["queue"].get(timeout=30), "q")
+        self.assertEqual(objs["joinable"].get(timeout=30), "j")
+        self.assertEqual(objs["simple"].get(), "s")
+        self.assertEqual(objs["sem"].get_value(), 1)
+        self.assertEqual(objs["bsem"].get_value(), 0)
+        self.assertTrue(objs["event"].is_set())
+        self.assertEqual(objs["value"].value, 7)
+        self.assertEqual(objs["array"][2], 2.5)
+        self.assertEqual(shm.buf[0], 9)
+
+    def test_every_object_reaches_a_child_under_each_start_method(self):
+        for method in START_METHODS:
+            with self.subTest(method=method):
+                objs = make_all()
+                shm = mproc.SharedMemory(create=True, size=8)
+                self.assertEqual(run_child(method, touch_all, objs, shm.name), 0)
+                self.check_effects(objs, shm)
+                for o in objs.values():
+                    o.close()
+                shm.close()
+                shm.unlink()
+
+    def test_concurrent_futures_workers_get_queues_by_pickle(self):
+        for method in ("fork", "spawn"):
+            with self.subTest(method=method):
+                q = mproc.Queue()
+                ctx = mp.get_context(method)
+                with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as pool:
+                    results = list(pool.map(square_into, [q] * 5, range(5)))
+                self.assertEqual(results, [0, 1, 4, 9, 16])
+                self.assertEqual(sorted(q.get(timeout=30) for _ in range(5)), [0, 1, 4, 9, 16])
+                q.close()
+
+    def test_plain_os_fork_inherits_objects(self):
+        q, lock = mproc.Queue(), mproc.Lock()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                with lock:
+                    q.put(("child", os.getpid()))
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        self.assertEqual(q.get(timeout=30), ("child", pid))
+        q.close()
+        lock.close()
+
+    def test_a_queue_travels_through_another_queue(self):
+        inbox, reply = mproc.Queue(), mproc.Queue()
+        kid = _support.start_child("spawn", forward, inbox)
+        inbox.put(reply)
+        self.assertEqual(reply.get(timeout=30), "through a queue")
+        self.assertEqual(_support.join_child(kid), 0)
+        inbox.close()
+        reply.close()
+
+    def test_the_creator_removes_an_anonymous_name_on_close_even_with_messages(self):
+        q = mproc.Queue()
+        q.put("unread")
+        path = "/dev/shm/mproc." + q.name
+        self.assertTrue(os.path.exists(path))
+        q.close()
+        self.assertFalse(os.path.exists(path))
+
+    def test_garbage_collection_removes_an_anonymous_name(self):
+        e = mproc.Event()
+        path = "/dev/shm/mproc." + e.name
+        self.assertTrue(os.path.exists(path))
+        del e
+        self.assertFalse(os.path.exists(path))
+
+    def test_named_objects_keep_the_cpp_lifetime_rules(self):
+        name = _support.name("named")
+        q = mproc.Queue.create(name)
+        q.put("kept for a later reader")
+        q.close()  # tracked, but holding a message: it stays (docs/design/named.md)
+        again = mproc.Queue.open(name)
+        self.assertEqual(again.get(timeout=5), "kept for a later reader")
+        again.close()  # drained, last user: removed
+        self.assertFalse(os.path.exists("/dev/shm/mproc." + name))
+
+    def test_pickled_objects_name_their_segment(self):
+        lock = mproc.Lock()
+        copy = pickle.loads(pickle.dumps(lock))
+        self.assertEqual(copy.name, lock.name)
+        self.assertIsInstance(copy, mproc.Lock)
+        lock.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
