@@ -94,8 +94,8 @@ inline void copy_small(std::byte* to, const std::byte* from, std::size_t n) noex
 
 // Writes a record beyond head `h` (invariant 2), in up to two pieces. Whatever head says, the
 // writes stay inside the ring: positions are masked, and size <= capacity - 8.
-inline void write_record(const RingState& s, Word h, const void* data, std::size_t size,
-                         std::uint32_t tag) noexcept {
+[[gnu::always_inline]] inline void write_record(const RingState& s, Word h, const void* data,
+                                                std::size_t size, std::uint32_t tag) noexcept {
   const std::size_t mask = s.capacity - 1;
   const std::size_t at = (std::size_t{pos_of(h)} * 8) & mask;
   const RecordHeader rh{static_cast<std::uint32_t>(size), tag};
