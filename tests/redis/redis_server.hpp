@@ -3,7 +3,10 @@
 // only (--port 0): started by the constructor, stopped (and its directory removed) by the
 // destructor, so the runner's child audit finds no server left. PR_SET_PDEATHSIG kills it if
 // the runner dies (a watchdog exit included). Persistence is chosen per test.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -24,8 +27,9 @@ enum class Persistence { none, aof_always };
 
 class RedisServer {
  public:
-  explicit RedisServer(Persistence p = Persistence::none, std::string password = {})
-      : persistence_(p), password_(std::move(password)) {
+  /// `tcp`: also listen on a free loopback port (tcp_url()), for TCP tests and benchmarks.
+  explicit RedisServer(Persistence p = Persistence::none, std::string password = {}, bool tcp = false)
+      : persistence_(p), password_(std::move(password)), port_(tcp ? free_port() : 0) {
     start();
   }
   ~RedisServer() {
@@ -40,6 +44,10 @@ class RedisServer {
     std::string u = "unix://" + socket() + "?name=" + unique_name(stem);
     if (!password_.empty()) u += "&password=" + password_;
     return u;
+  }
+  std::string tcp_url(const std::string& stem) const {
+    return "redis://" + (password_.empty() ? "" : ":" + password_ + "@") +
+           "127.0.0.1:" + std::to_string(port_) + "/" + unique_name(stem);
   }
   /// A raw connection for what the library would never do (wrong types, malformed entries).
   mproc::redis::detail::Connection raw() const {
@@ -71,9 +79,23 @@ class RedisServer {
         ::dup2(log, 1);
         ::dup2(log, 2);
       }
-      std::vector<std::string> args = {
-          "redis-server",       "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700",    "--dir",
-          dir_.path().string(), "--save", "",  "--daemonize",  "no", "--loglevel",       "warning"};
+      std::vector<std::string> args = {"redis-server",
+                                       "--port",
+                                       std::to_string(port_),
+                                       "--bind",
+                                       "127.0.0.1",
+                                       "--unixsocket",
+                                       sock,
+                                       "--unixsocketperm",
+                                       "700",
+                                       "--dir",
+                                       dir_.path().string(),
+                                       "--save",
+                                       "",
+                                       "--daemonize",
+                                       "no",
+                                       "--loglevel",
+                                       "warning"};
       if (persistence_ == Persistence::aof_always) {
         args.insert(args.end(), {"--appendonly", "yes", "--appendfsync", "always"});
       } else {
@@ -113,6 +135,20 @@ class RedisServer {
   pid_t pid() const noexcept { return pid_; }
 
  private:
+  // A port nobody listens on now (the kernel's choice for a bound, closed socket).
+  static int free_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      throw std::system_error(errno, std::generic_category(), "free port");
+    }
+    ::close(fd);
+    return ntohs(a.sin_port);
+  }
   void end(int sig) {
     if (pid_ <= 0) return;
     ::kill(pid_, sig);
@@ -156,6 +192,7 @@ class RedisServer {
 
   Persistence persistence_;
   std::string password_;
+  int port_;
   TempDir dir_;
   pid_t pid_ = -1;
   pid_t owner_ = ::getpid();
