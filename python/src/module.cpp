@@ -3,6 +3,7 @@
 // classes multiprocessing's signatures; docs/python.md is the user's guide.
 #include <pybind11/pybind11.h>
 
+#include <cstring>
 #include <string>
 
 #include "common.hpp"
@@ -47,6 +48,35 @@ void set_python_error(std::exception_ptr p) {
   } catch (...) {
     py::detail::translate_exception(std::current_exception());
   }
+}
+
+BlockTimeout parse_block_timeout(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  PyObject* slots[2] = {nullptr, nullptr};  // block, timeout
+  if (nargs > 2) raise_py(PyExc_TypeError, "takes at most 2 positional arguments (block, timeout)");
+  for (Py_ssize_t i = 0; i < nargs; ++i) slots[i] = args[i];
+  const Py_ssize_t nkw = kwnames != nullptr ? PyTuple_GET_SIZE(kwnames) : 0;
+  for (Py_ssize_t k = 0; k < nkw; ++k) {
+    const char* key = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, k));
+    const int slot = key == nullptr                     ? -1
+                     : std::strcmp(key, "block") == 0   ? 0
+                     : std::strcmp(key, "timeout") == 0 ? 1
+                                                        : -1;
+    if (slot < 0) raise_py(PyExc_TypeError, "unexpected keyword argument (block, timeout)");
+    if (slots[slot] != nullptr) raise_py(PyExc_TypeError, "an argument given twice");
+    slots[slot] = args[nargs + k];
+  }
+  BlockTimeout out;
+  if (slots[0] != nullptr) {
+    const int b = PyObject_IsTrue(slots[0]);
+    if (b < 0) throw py::error_already_set();
+    out.block = b != 0;
+  }
+  if (slots[1] != nullptr && slots[1] != Py_None) {
+    const double t = PyFloat_AsDouble(slots[1]);
+    if (t == -1.0 && PyErr_Occurred() != nullptr) throw py::error_already_set();
+    out.timeout = t;
+  }
+  return out;
 }
 
 namespace {

@@ -320,13 +320,6 @@ class PyQueue {
 // put/get/put_nowait/get_nowait bypass pybind11's dispatcher (a third of a small put's time):
 // they parse multiprocessing's (obj, block=True, timeout=None) themselves.
 
-PyQueue* self_of(PyObject* self) {
-  auto* inst = reinterpret_cast<py::detail::instance*>(self);
-  auto vh = inst->get_value_and_holder(nullptr, false);
-  if (!vh || !vh.holder_constructed()) raise_py(PyExc_TypeError, "mproc Queue: __init__ was not called");
-  return vh.value_ptr<PyQueue>();
-}
-
 struct CallArgs {
   PyObject* obj = nullptr;
   bool block = true;
@@ -366,44 +359,27 @@ CallArgs parse(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, bool 
   return out;
 }
 
-template <class F>
-PyObject* guarded(F&& f) noexcept {
-  try {
-    return f();
-  } catch (py::error_already_set& e) {
-    e.restore();
-  } catch (...) {
-    set_python_error(std::current_exception());
-  }
-  return nullptr;
-}
-
 PyObject* q_put(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   return guarded([&] {
     const CallArgs a = parse(args, nargs, kwnames, true);
-    self_of(self)->put(a.obj, a.block, a.timeout);
+    self_of<PyQueue>(self)->put(a.obj, a.block, a.timeout);
     return Py_NewRef(Py_None);
   });
 }
 PyObject* q_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   return guarded([&] {
     const CallArgs a = parse(args, nargs, kwnames, false);
-    return self_of(self)->get(a.block, a.timeout).release().ptr();
+    return self_of<PyQueue>(self)->get(a.block, a.timeout).release().ptr();
   });
 }
 PyObject* q_put_nowait(PyObject* self, PyObject* obj) {
   return guarded([&] {
-    self_of(self)->put(obj, false, std::nullopt);
+    self_of<PyQueue>(self)->put(obj, false, std::nullopt);
     return Py_NewRef(Py_None);
   });
 }
 PyObject* q_get_nowait(PyObject* self, PyObject*) {
-  return guarded([&] { return self_of(self)->get(false, std::nullopt).release().ptr(); });
-}
-
-template <class Fn>
-PyCFunction as_cfunction(Fn* fn) {
-  return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fn));
+  return guarded([&] { return self_of<PyQueue>(self)->get(false, std::nullopt).release().ptr(); });
 }
 
 void add_fast_methods(py::handle cls) {
@@ -417,14 +393,7 @@ void add_fast_methods(py::handle cls) {
       {"put_nowait", as_cfunction(&q_put_nowait), METH_O, "put_nowait(obj)\n--\n\nput(obj, block=False)."},
       {"get_nowait", as_cfunction(&q_get_nowait), METH_NOARGS, "get_nowait()\n--\n\nget(block=False)."},
   };
-  for (PyMethodDef& d : defs) {
-    PyObject* descr = PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(cls.ptr()), &d);
-    if (descr == nullptr || PyObject_SetAttrString(cls.ptr(), d.ml_name, descr) != 0) {
-      Py_XDECREF(descr);
-      throw py::error_already_set();
-    }
-    Py_DECREF(descr);
-  }
+  add_methods(cls, defs);
 }
 
 }  // namespace

@@ -62,7 +62,7 @@ void unlink_named(const std::string& name) {
 /// Acquires `lock` as Python's acquire(block, timeout): True/False, or OwnerDied (raised with the
 /// lock held) when its previous owner died holding it.
 bool acquire_lock(detail::RobustLock& lock, bool block, std::optional<double> timeout) {
-  Acquired got = lock.acquire_until(Clock::now());  // the uncontended case, GIL held
+  Acquired got = lock.acquire_until(Clock::time_point::min());  // the uncontended case, GIL held
   const Wait w = Wait::from(block, timeout);
   if (got.timed_out() && !w.is_try()) {
     got = wait_in_slices(
@@ -105,26 +105,62 @@ class PyLock {
   std::unique_ptr<L> lock_;
 };
 
+// acquire/release/__enter__/__exit__ of a lock or semaphore class P, as plain CPython methods.
+template <class P>
+struct FastLockMethods {
+  static PyObject* acquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    return guarded([&] {
+      const BlockTimeout a = parse_block_timeout(args, nargs, kwnames);
+      return PyBool_FromLong(self_of<P>(self)->acquire(a.block, a.timeout) ? 1 : 0);
+    });
+  }
+  static PyObject* release(PyObject* self, PyObject*) {
+    return guarded([&] {
+      self_of<P>(self)->release();
+      return Py_NewRef(Py_None);
+    });
+  }
+  static PyObject* enter(PyObject* self, PyObject*) {
+    return guarded([&] {
+      self_of<P>(self)->enter();
+      return Py_NewRef(self);
+    });
+  }
+  static PyObject* exit(PyObject* self, PyObject* const*, Py_ssize_t) {
+    return guarded([&] {
+      self_of<P>(self)->release();
+      return Py_NewRef(Py_None);
+    });
+  }
+  static void add(py::handle cls, const char* acquire_doc) {
+    static PyMethodDef defs[] = {
+        {"acquire", as_cfunction(&FastLockMethods::acquire), METH_FASTCALL | METH_KEYWORDS, acquire_doc},
+        {"release", as_cfunction(&FastLockMethods::release), METH_NOARGS, "release()\n--\n\nRelease it."},
+        {"__enter__", as_cfunction(&FastLockMethods::enter), METH_NOARGS, nullptr},
+        {"__exit__", as_cfunction(&FastLockMethods::exit), METH_FASTCALL, nullptr},
+    };
+    add_methods(cls, defs);
+  }
+};
+
+constexpr const char* kLockAcquireDoc =
+    "acquire(block=True, timeout=None)\n--\n\nAcquire the lock; False on timeout. Raises OwnerDied "
+    "(with the lock held) if its previous owner died holding it: repair the guarded state, call "
+    "mark_consistent(), then release().";
+constexpr const char* kSemAcquireDoc =
+    "acquire(block=True, timeout=None)\n--\n\nTake one count, waiting while it is zero; False on timeout.";
+
 template <class L>
 void bind_lock(py::module_& m, const char* cls, const char* doc) {
   py::class_<PyLock<L>>(m, cls, py::dynamic_attr(), doc)
       .def(py::init<const std::string&, const std::string&, unsigned, bool>(), py::arg("name"),
            py::arg("how"), py::arg("mode"), py::arg("persistent"))
-      .def("acquire", &PyLock<L>::acquire, py::arg("block") = true, py::arg("timeout") = py::none(),
-           "Acquire the lock; False on timeout. Raises OwnerDied (with the lock held) if its previous "
-           "owner died holding it: repair the guarded state, call mark_consistent(), then release().")
-      .def("release", &PyLock<L>::release, "Release the lock (only its owner thread may).")
       .def("mark_consistent", &PyLock<L>::mark_consistent,
            "Declare the guarded state repaired after OwnerDied (the holder only).")
       .def("_is_mine", &PyLock<L>::is_mine, "Whether the calling thread holds the lock.")
-      .def("__enter__",
-           [](PyLock<L>& l) -> PyLock<L>& {
-             l.enter();
-             return l;
-           })
-      .def("__exit__", [](PyLock<L>& l, py::args) { l.release(); })
       .def_property_readonly("name", &PyLock<L>::name)
       .def_static("_unlink", &unlink_named<L>, py::arg("name"));
+  FastLockMethods<PyLock<L>>::add(m.attr(cls), kLockAcquireDoc);
 }
 
 // ---- Semaphore, BoundedSemaphore ---------------------------------------------------------------
@@ -136,13 +172,14 @@ class PySemaphore {
               bool persistent)
       : name_(name), sem_(attach<S>(make_spec(name, how, mode, persistent), value)) {}
   bool acquire(bool block, std::optional<double> timeout) {
-    if (sem_->try_acquire()) return true;
+    if (sem_->acquire_until(Clock::time_point::min())) return true;
     const Wait w = Wait::from(block, timeout);
     if (w.is_try()) return false;
     return wait_in_slices(
         w, [&](Clock::time_point until) { return sem_->acquire_until(until); }, [](bool got) { return got; });
   }
   void release() { sem_->release(); }
+  void enter() { (void)acquire(true, std::nullopt); }
   std::uint32_t get_value() const noexcept { return sem_->get_value(); }
   const std::string& name() const noexcept { return name_; }
 
@@ -156,18 +193,10 @@ void bind_semaphore(py::module_& m, const char* cls, const char* doc) {
   py::class_<PySemaphore<S>>(m, cls, py::dynamic_attr(), doc)
       .def(py::init<const std::string&, const std::string&, std::uint32_t, unsigned, bool>(), py::arg("name"),
            py::arg("how"), py::arg("value"), py::arg("mode"), py::arg("persistent"))
-      .def("acquire", &PySemaphore<S>::acquire, py::arg("block") = true, py::arg("timeout") = py::none(),
-           "Take one count, waiting while it is zero; False on timeout.")
-      .def("release", &PySemaphore<S>::release, "Return one count (any process may).")
       .def("get_value", &PySemaphore<S>::get_value, "The count now.")
-      .def("__enter__",
-           [](PySemaphore<S>& s) -> PySemaphore<S>& {
-             s.acquire(true, std::nullopt);
-             return s;
-           })
-      .def("__exit__", [](PySemaphore<S>& s, py::args) { s.release(); })
       .def_property_readonly("name", &PySemaphore<S>::name)
       .def_static("_unlink", &unlink_named<S>, py::arg("name"));
+  FastLockMethods<PySemaphore<S>>::add(m.attr(cls), kSemAcquireDoc);
 }
 
 // ---- Event -------------------------------------------------------------------------------------
