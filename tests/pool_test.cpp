@@ -1,5 +1,6 @@
 // mproc::Pool with real worker processes: results and their order, failures and their
-// positions, dead workers replaced and reported, recycling, terminate, timeouts.
+// positions, dead workers replaced and reported, recycling, terminate, timeouts — each test under
+// every start method (fork, spawn, forkserver), set as the process-wide default the Pool takes.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/resource.h>
@@ -112,9 +113,29 @@ std::vector<int> range(int n) {
   return v;
 }
 
+// One body, three start methods: a Pool built in a test takes the process-wide default.
+class PoolTest : public testing::TestWithParam<mproc::StartMethod> {
+ protected:
+  void SetUp() override { mproc::set_start_method(GetParam()); }
+  void TearDown() override {
+    mproc::set_start_method(mproc::StartMethod::fork);
+    mproc::stop_forkserver();  // the runner audits its children
+  }
+  bool forked() const { return GetParam() == mproc::StartMethod::fork; }
+};
+
+std::string method_name(const testing::TestParamInfo<mproc::StartMethod>& param) {
+  return mproc::start_method_name(param.param);
+}
+
 }  // namespace
 
-TEST(Pool, map_returns_results_in_input_order) {
+INSTANTIATE_TEST_SUITE_P(AllMethods, PoolTest,
+                         testing::Values(mproc::StartMethod::fork, mproc::StartMethod::spawn,
+                                         mproc::StartMethod::forkserver),
+                         method_name);
+
+TEST_P(PoolTest, map_returns_results_in_input_order) {
   Pool pool(2);
   EXPECT_EQ(pool.processes(), 2);
   const auto inputs = range(1000);
@@ -126,19 +147,19 @@ TEST(Pool, map_returns_results_in_input_order) {
   EXPECT_TRUE(pool.map(square, std::vector<int>{}).empty());
 }
 
-TEST(Pool, map_carries_structured_arguments_and_results) {
+TEST_P(PoolTest, map_carries_structured_arguments_and_results) {
   Pool pool(2);
   const std::vector<std::string> words{"a", "bb", "ccc"};
   EXPECT_EQ(pool.map(shout, words), (std::vector<std::string>{"a!", "bb!", "ccc!"}));
 }
 
-TEST(Pool, starmap_spreads_tuples_over_arguments) {
+TEST_P(PoolTest, starmap_spreads_tuples_over_arguments) {
   Pool pool(2);
   const std::vector<std::tuple<int, int>> pairs{{1, 2}, {3, 4}, {5, 6}};
   EXPECT_EQ(pool.starmap(add, pairs), (std::vector<int>{3, 7, 11}));
 }
 
-TEST(Pool, apply_and_apply_async_run_one_task) {
+TEST_P(PoolTest, apply_and_apply_async_run_one_task) {
   Pool pool(2);
   EXPECT_EQ(pool.apply(add, 20, 22), 42);
   auto r = pool.apply_async(square, 9);
@@ -148,14 +169,14 @@ TEST(Pool, apply_and_apply_async_run_one_task) {
   EXPECT_EQ(r.get(), 81);
 }
 
-TEST(Pool, captureless_and_trivially_copyable_lambdas_are_accepted) {
+TEST_P(PoolTest, captureless_and_trivially_copyable_lambdas_are_accepted) {
   Pool pool(2);
   EXPECT_EQ(pool.apply([](int x) { return x + 1; }, 1), 2);
   const int k = 3;
   EXPECT_EQ(pool.map([k](int x) { return x * k; }, std::vector<int>{1, 2}), (std::vector<int>{3, 6}));
 }
 
-TEST(Pool, get_with_a_timeout_expires_and_leaves_the_pool_usable) {
+TEST_P(PoolTest, get_with_a_timeout_expires_and_leaves_the_pool_usable) {
   Pool pool(2);
   auto r = pool.apply_async(slow, 400);
   EXPECT_EQ(r.get(10ms), std::nullopt);
@@ -165,7 +186,7 @@ TEST(Pool, get_with_a_timeout_expires_and_leaves_the_pool_usable) {
   EXPECT_EQ(r.get(kPatience), 400);
 }
 
-TEST(Pool, imap_yields_in_order_while_work_is_running) {
+TEST_P(PoolTest, imap_yields_in_order_while_work_is_running) {
   Pool pool(2);
   std::vector<int> seen;
   for (int v : pool.imap(square, range(200))) seen.push_back(v);
@@ -173,7 +194,7 @@ TEST(Pool, imap_yields_in_order_while_work_is_running) {
   for (int i = 0; i < 200; ++i) EXPECT_EQ(seen[static_cast<std::size_t>(i)], i * i);
 }
 
-TEST(Pool, imap_unordered_yields_every_result_once) {
+TEST_P(PoolTest, imap_unordered_yields_every_result_once) {
   Pool pool(2);
   std::multiset<int> seen;
   for (int v : pool.imap_unordered(square, range(200), 3)) seen.insert(v);
@@ -181,7 +202,7 @@ TEST(Pool, imap_unordered_yields_every_result_once) {
   for (int i = 0; i < 200; ++i) EXPECT_EQ(seen.count(i * i), 1u);
 }
 
-TEST(Pool, an_exception_in_a_task_reaches_the_caller_with_type_message_and_position) {
+TEST_P(PoolTest, an_exception_in_a_task_reaches_the_caller_with_type_message_and_position) {
   Pool pool(2);
   try {
     (void)pool.map(fail_on_13, range(40), 1);
@@ -199,7 +220,7 @@ TEST(Pool, an_exception_in_a_task_reaches_the_caller_with_type_message_and_posit
   EXPECT_FALSE(bad.successful());
 }
 
-TEST(Pool, map_reports_the_first_failure_by_input_position) {
+TEST_P(PoolTest, map_reports_the_first_failure_by_input_position) {
   Pool pool(2);
   for (std::size_t chunksize : {1u, 10u}) {
     try {
@@ -212,7 +233,7 @@ TEST(Pool, map_reports_the_first_failure_by_input_position) {
   }
 }
 
-TEST(Pool, a_worker_killed_mid_task_fails_that_task_and_is_replaced) {
+TEST_P(PoolTest, a_worker_killed_mid_task_fails_that_task_and_is_replaced) {
   Pool pool(2);
   auto killed = pool.apply_async(die_on, 3);
   try {
@@ -234,7 +255,7 @@ TEST(Pool, a_worker_killed_mid_task_fails_that_task_and_is_replaced) {
   EXPECT_EQ(out[99], 99 * 99);
 }
 
-TEST(Pool, a_dead_worker_in_a_map_fails_the_map_not_the_pool) {
+TEST_P(PoolTest, a_dead_worker_in_a_map_fails_the_map_not_the_pool) {
   Pool pool(2);
   try {
     (void)pool.map(die_on, std::vector<int>{0, 1, 2, 3, 5, 6}, 1);
@@ -245,7 +266,7 @@ TEST(Pool, a_dead_worker_in_a_map_fails_the_map_not_the_pool) {
   EXPECT_EQ(pool.apply(square, 3), 9);
 }
 
-TEST(Pool, maxtasksperchild_recycles_workers) {
+TEST_P(PoolTest, maxtasksperchild_recycles_workers) {
   PoolOptions options;
   options.processes = 1;
   options.maxtasksperchild = 1;
@@ -255,7 +276,7 @@ TEST(Pool, maxtasksperchild_recycles_workers) {
   EXPECT_EQ(pids.size(), 4u) << "each task ran in a fresh worker";
 }
 
-TEST(Pool, the_initializer_runs_in_every_worker) {
+TEST_P(PoolTest, the_initializer_runs_in_every_worker) {
   PoolOptions options;
   options.processes = 2;
   options.initializer = initialise;
@@ -264,7 +285,7 @@ TEST(Pool, the_initializer_runs_in_every_worker) {
   EXPECT_EQ(g_initialised, 0) << "not in the parent";
 }
 
-TEST(Pool, terminate_fails_unfinished_tasks_quickly) {
+TEST_P(PoolTest, terminate_fails_unfinished_tasks_quickly) {
   Pool pool(2);
   auto running = pool.apply_async(slow, 30'000);
   auto queued = pool.map_async(slow, std::vector<int>{30'000, 30'000, 30'000}, 1);
@@ -277,7 +298,7 @@ TEST(Pool, terminate_fails_unfinished_tasks_quickly) {
   EXPECT_THROW((void)pool.apply_async(square, 1), mproc::UsageError);
 }
 
-TEST(Pool, close_lets_queued_work_finish_then_join_returns) {
+TEST_P(PoolTest, close_lets_queued_work_finish_then_join_returns) {
   Pool pool(2);
   auto r = pool.map_async(square, range(50), 1);
   pool.close();
@@ -286,12 +307,12 @@ TEST(Pool, close_lets_queued_work_finish_then_join_returns) {
   EXPECT_EQ(r.get()[49], 49 * 49);
 }
 
-TEST(Pool, join_while_running_is_a_usage_error) {
+TEST_P(PoolTest, join_while_running_is_a_usage_error) {
   Pool pool(1);
   EXPECT_THROW(pool.join(), mproc::UsageError);
 }
 
-TEST(Pool, destroying_a_busy_pool_does_not_hang) {
+TEST_P(PoolTest, destroying_a_busy_pool_does_not_hang) {
   std::optional<mproc::AsyncResult<int>> r;
   const auto t0 = std::chrono::steady_clock::now();
   {
@@ -302,7 +323,7 @@ TEST(Pool, destroying_a_busy_pool_does_not_hang) {
   EXPECT_THROW((void)r->get(), mproc::PoolTerminated);
 }
 
-TEST(Pool, a_chunk_too_large_for_the_worker_queue_is_an_error_at_submit) {
+TEST_P(PoolTest, a_chunk_too_large_for_the_worker_queue_is_an_error_at_submit) {
   PoolOptions options;
   options.processes = 1;
   options.queue_bytes = 4096;
@@ -311,7 +332,7 @@ TEST(Pool, a_chunk_too_large_for_the_worker_queue_is_an_error_at_submit) {
   EXPECT_EQ(pool.apply(square, 2), 4);
 }
 
-TEST(Pool, workers_do_not_run_the_parents_static_destructors) {
+TEST_P(PoolTest, workers_do_not_run_the_parents_static_destructors) {
   ASSERT_EQ(::pipe(g_witness), 0);
   {
     PoolOptions options;
@@ -334,7 +355,7 @@ int kill_self(int) {
   return 0;
 }
 
-TEST(Pool, a_failure_inside_the_dispatcher_fails_tasks_instead_of_aborting_the_process) {
+TEST_P(PoolTest, a_failure_inside_the_dispatcher_fails_tasks_instead_of_aborting_the_process) {
 #if defined(__SANITIZE_ADDRESS__)
   GTEST_SKIP() << "leaves no file descriptor free, which AddressSanitizer's own runtime needs "
                   "(its reports fail inside the child); runs in the release and tsan presets";
@@ -367,7 +388,7 @@ TEST(Pool, a_failure_inside_the_dispatcher_fails_tasks_instead_of_aborting_the_p
 static_assert(std::input_iterator<mproc::ImapRange<std::string>::iterator>);
 static_assert(std::ranges::input_range<mproc::ImapRange<std::string>>);
 
-TEST(Pool, dereferencing_an_imap_iterator_twice_gives_the_same_value_both_times) {
+TEST_P(PoolTest, dereferencing_an_imap_iterator_twice_gives_the_same_value_both_times) {
   Pool pool(2);
   const std::vector<std::string> words{"alpha", "beta", "gamma", "delta"};
   for (const bool ordered : {true, false}) {
@@ -394,7 +415,7 @@ TEST(Pool, dereferencing_an_imap_iterator_twice_gives_the_same_value_both_times)
   EXPECT_EQ(*it, (std::vector<int>{1, 2, 3, 4, 5}));
 }
 
-TEST(Pool, a_failed_imap_item_throws_every_time_it_is_read) {
+TEST_P(PoolTest, a_failed_imap_item_throws_every_time_it_is_read) {
   Pool pool(2);
   auto results = pool.imap(fail_on_13, std::vector<int>{13, 1});
   auto it = results.begin();
@@ -406,7 +427,7 @@ TEST(Pool, a_failed_imap_item_throws_every_time_it_is_read) {
 
 // ---- what does not fit the results queue ---------------------------------------------------
 
-TEST(Pool, an_exception_too_large_for_the_results_queue_arrives_truncated_with_its_position) {
+TEST_P(PoolTest, an_exception_too_large_for_the_results_queue_arrives_truncated_with_its_position) {
   Pool pool(2);
   const std::string suffix = "[message truncated from " + std::to_string(kHugeMessage) + " bytes]";
   for (std::size_t chunksize : {1u, 4u}) {
@@ -447,7 +468,7 @@ TEST(Pool, an_exception_too_large_for_the_results_queue_arrives_truncated_with_i
   EXPECT_EQ(pool.apply(square, 6), 36) << "the pool keeps serving";
 }
 
-TEST(Pool, a_result_too_large_for_the_results_queue_is_an_error_at_its_position) {
+TEST_P(PoolTest, a_result_too_large_for_the_results_queue_is_an_error_at_its_position) {
   Pool pool(2);
   // One result larger than the queue.
   try {
@@ -486,7 +507,7 @@ std::string usage_error_of(F make) {
   return "(no mproc::UsageError)";
 }
 
-TEST(Pool, a_negative_number_of_processes_is_a_usage_error) {
+TEST_P(PoolTest, a_negative_number_of_processes_is_a_usage_error) {
   const std::string what = usage_error_of([] { Pool pool(-1); });
   EXPECT_NE(what.find("-1"), std::string::npos) << what;
   EXPECT_NE(what.find("at least 1"), std::string::npos) << what;
@@ -495,7 +516,7 @@ TEST(Pool, a_negative_number_of_processes_is_a_usage_error) {
   EXPECT_NE(usage_error_of([&] { Pool pool(options); }).find(std::to_string(INT_MIN)), std::string::npos);
 }
 
-TEST(Pool, impossible_options_are_usage_errors) {
+TEST_P(PoolTest, impossible_options_are_usage_errors) {
   PoolOptions negative_recycling;
   negative_recycling.processes = 1;
   negative_recycling.maxtasksperchild = -3;

@@ -32,8 +32,9 @@
 ///   never hangs; call close() and join() first to let queued work finish.
 /// Thread safety: every member may be called from any thread. Results (AsyncResult, imap
 ///   ranges) may outlive the pool; their tasks then fail with PoolTerminated.
-/// Workers are forked by the pool's dispatcher thread, at start and whenever one is replaced, so
-///   (as with Python's fork start method) they inherit what the parent has open at that moment —
+/// Workers are started (forked, by default: see the constructors) by the pool's dispatcher
+///   thread, at start and whenever one is replaced, so (as with Python's fork start method) forked
+///   ones inherit what the parent has open at that moment —
 ///   including the ends of your Pipes: a peer waiting for end of stream on a Pipe whose other end
 ///   a worker inherited will keep waiting while that worker lives.
 /// Timeouts: monotonic clock; an expired get(timeout) leaves the task and the pool running.
@@ -55,6 +56,7 @@
 #include "mproc/detail/deadline.hpp"
 #include "mproc/detail/pool_job.hpp"
 #include "mproc/error.hpp"
+#include "mproc/start_method.hpp"
 
 namespace mproc {
 
@@ -203,7 +205,19 @@ class Pool {
  public:
   /// Starts `processes` workers (0: cpu_count()).
   explicit Pool(int processes = 0) : Pool(PoolOptions{processes, nullptr, 0, std::size_t{1} << 20}) {}
-  explicit Pool(const PoolOptions& options) : core_(std::make_unique<detail::PoolCore>(options)) {}
+  explicit Pool(const PoolOptions& options) : Pool(options, get_start_method()) {}
+  /// Workers started with `method` (<mproc/start_method.hpp>; the others use the process-wide
+  /// default when the pool is constructed). Under spawn and forkserver
+  /// (docs/design/start-methods.md, "Pool") the pool's queues are named objects (tracked:
+  /// removed once the pool and its workers are gone) and a worker is a fresh copy of the
+  /// program that finds a task's code at the same offset in the same executable: tasks and the
+  /// initializer must be code of the program's executable, not of a shared library (UsageError),
+  /// a function object's bytes must not hold pointers (they would point into the parent), and
+  /// the program must call mproc::init.
+  Pool(const PoolOptions& options, StartMethod method)
+      : core_(std::make_unique<detail::PoolCore>(options, method)) {}
+  Pool(int processes, StartMethod method)
+      : Pool(PoolOptions{processes, nullptr, 0, std::size_t{1} << 20}, method) {}
   /// terminate() + join(): never hangs (see the file comment).
   ~Pool() = default;
   Pool(const Pool&) = delete;

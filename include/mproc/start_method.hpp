@@ -32,8 +32,11 @@
 #include <utility>
 #include <vector>
 
-#include "mproc/detail/codec.hpp"
+#include "mproc/detail/codec_core.hpp"
 #include "mproc/error.hpp"
+#ifndef MPROC_NO_CEREAL
+#include "mproc/detail/codec.hpp"  // structured arguments; MPROC_NO_CEREAL leaves cereal out, as queue.hpp
+#endif
 
 namespace mproc {
 

@@ -18,6 +18,7 @@
 #include "mproc/queue.hpp"
 #include "os/sys.hpp"
 #include "os/wait.hpp"
+#include "pool/worker.hpp"
 
 namespace mproc {
 
@@ -75,6 +76,7 @@ struct ResultHeader {
 
 constexpr std::size_t kMaxAssigned = 2;  // one running, one queued: a worker never idles
 constexpr std::size_t kMinResultsQueue = std::size_t{1} << 20;
+constexpr std::chrono::milliseconds kNamedResultsPoll{1};     // see wait_for_events
 constexpr std::size_t kMaxQueueBytes = std::size_t{1} << 34;  // Queue's largest, 16 GiB
 
 // Python raises ValueError for these; mproc's misuse is mproc::UsageError.
@@ -123,8 +125,10 @@ std::string describe_oversized(const ChunkOutcome& o, std::size_t limit) {
          " (pass a smaller chunksize, or raise PoolOptions::queue_bytes, which also sizes the results queue)";
 }
 
-// Runs in the worker process. It returns (never std::exit): the Process machinery then leaves
-// with _exit, so the parent's static destructors and atexit handlers do not run in workers.
+}  // namespace
+
+// It returns (never std::exit): the Process machinery then leaves with _exit, so the parent's
+// static destructors and atexit handlers do not run in workers.
 void worker_main(Queue<Bytes>& tasks, Queue<Bytes>& results, const PoolOptions& options, std::uint32_t slot) {
   if (options.initializer != nullptr) options.initializer();
   Bytes task, reply;
@@ -135,6 +139,7 @@ void worker_main(Queue<Bytes>& tasks, Queue<Bytes>& results, const PoolOptions& 
   while (tasks.get_into(task)) {
     ChunkHeader h;
     std::memcpy(&h, task.data(), sizeof h);
+    h.runner = relocate(h.runner);
     const std::byte* callable = task.data() + sizeof h;
     const RecordView args{callable + h.callable_size, task.size() - sizeof h - h.callable_size, nullptr, 0,
                           0};
@@ -168,8 +173,6 @@ void worker_main(Queue<Bytes>& tasks, Queue<Bytes>& results, const PoolOptions& 
   }
 }
 
-}  // namespace
-
 struct PoolCore::State {
   struct Chunk {
     std::shared_ptr<JobBase> job;
@@ -179,20 +182,28 @@ struct PoolCore::State {
   };
   struct Worker {
     std::unique_ptr<Queue<Bytes>> tasks;
+    std::string tasks_name;  // empty for a fork worker's anonymous queue
     std::optional<Process> process;
     std::deque<Chunk> assigned;  // sent and not yet answered, oldest first
     int sent = 0;
   };
   enum class Phase { running, closing, terminating };
 
-  explicit State(const PoolOptions& o)
-      : options(checked(o)), results(std::max(options.queue_bytes, kMinResultsQueue)) {
+  State(const PoolOptions& o, StartMethod m)
+      : options(checked(o)),
+        method(m),
+        names(pool_queue_prefix(method)),
+        results(make_pool_queue(names.empty() ? names : names + "-results",
+                                std::max(options.queue_bytes, kMinResultsQueue))) {
+    check_worker_setup(method, options.initializer);
     wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd < 0) sys::throw_errno("cannot create the wake-up descriptor of a", "Pool");
     sys::close_in_children(wake_fd);
     workers.resize(static_cast<std::size_t>(options.processes));
   }
   ~State() {
+    for (const Worker& w : workers) unlink_pool_queue(w.tasks_name);
+    unlink_pool_queue(names.empty() ? names : names + "-results");
     sys::stop_closing_in_children(wake_fd);
     sys::close_fd(wake_fd);
   }
@@ -204,7 +215,10 @@ struct PoolCore::State {
   // Called without `mutex`: a worker forked while this thread held it would inherit it locked.
   void start_worker(std::size_t slot) {
     Worker& w = workers[slot];
-    w.tasks = std::make_unique<Queue<Bytes>>(options.queue_bytes);
+    unlink_pool_queue(w.tasks_name);  // the replaced worker's
+    w.tasks_name = names.empty() ? names : names + "-tasks-" + std::to_string(++queues_made);
+    w.tasks =
+        std::unique_ptr<Queue<Bytes>>(new Queue<Bytes>(make_pool_queue(w.tasks_name, options.queue_bytes)));
     {
       std::scoped_lock hold{mutex};
       w.assigned.clear();
@@ -213,13 +227,17 @@ struct PoolCore::State {
     Queue<Bytes>* tasks = w.tasks.get();
     Queue<Bytes>* res = &results;
     const PoolOptions* opts = &options;
-    w.process.emplace(
-        [tasks, res, opts, slot] { worker_main(*tasks, *res, *opts, static_cast<std::uint32_t>(slot)); });
+    if (method == StartMethod::fork) {
+      w.process.emplace(
+          [tasks, res, opts, slot] { worker_main(*tasks, *res, *opts, static_cast<std::uint32_t>(slot)); });
+    } else {
+      const SpawnedWorkerConfig config{code_anchor(), reinterpret_cast<std::uintptr_t>(options.initializer),
+                                       options.maxtasksperchild, static_cast<std::uint32_t>(slot)};
+      w.process.emplace(spawned_worker, w.tasks_name, names + "-results", config);
+    }
     w.process->set_name("PoolWorker-" + std::to_string(slot + 1));
     w.process->set_daemon(true);  // never outlives the pool's process
-    // Workers are forked whatever the process-wide default: a worker runs a closure over this
-    // pool's anonymous queues, which only a forked child shares (docs/design/start-methods.md).
-    w.process->set_start_method(StartMethod::fork);
+    w.process->set_start_method(method);
     try {
       w.process->start();
     } catch (...) {
@@ -359,13 +377,20 @@ struct PoolCore::State {
     return false;  // closed, and every chunk done
   }
 
-  // Sleeps until a result, a wake-up or a worker's death (at most a heartbeat).
+  // Sleeps until a result, a wake-up or a worker's death (at most a heartbeat). A named results
+  // queue (spawned workers) has no descriptor to watch: while chunks are out, look every
+  // kNamedResultsPoll instead (docs/design/start-methods.md, "Pool").
   void wait_for_events(std::vector<pollfd>& fds) {
     fds.clear();
-    fds.push_back(pollfd{results.fileno(), POLLIN, 0});
+    fds.push_back(pollfd{names.empty() ? results.fileno() : -1, POLLIN, 0});
     fds.push_back(pollfd{wake_fd, POLLIN, 0});
-    for (auto& w : workers) fds.push_back(pollfd{w.process ? w.process->sentinel() : -1, POLLIN, 0});
-    if (::poll(fds.data(), fds.size(), static_cast<int>(sys::kHeartbeat.count())) < 0 && errno != EINTR) {
+    bool chunks_out = false;
+    for (auto& w : workers) {
+      fds.push_back(pollfd{w.process ? w.process->sentinel() : -1, POLLIN, 0});
+      chunks_out = chunks_out || !w.assigned.empty();
+    }
+    const auto timeout = !names.empty() && chunks_out ? kNamedResultsPoll : sys::kHeartbeat;
+    if (::poll(fds.data(), fds.size(), static_cast<int>(timeout.count())) < 0 && errno != EINTR) {
       std::fprintf(stderr, "mproc: Pool dispatcher: poll failed: %s\n", std::strerror(errno));
     }
     eventfd_t ignored;
@@ -436,6 +461,9 @@ struct PoolCore::State {
   }
 
   PoolOptions options;
+  StartMethod method;
+  std::string names;  // the named queues' common prefix; empty for fork workers (anonymous queues)
+  std::uint64_t queues_made = 0;  // dispatcher thread: numbers each worker queue's name
   Queue<Bytes> results;
   int wake_fd = -1;
   std::vector<Worker> workers;  // dispatcher thread; `assigned` also under mutex
@@ -453,7 +481,8 @@ struct PoolCore::State {
   std::thread dispatcher;
 };
 
-PoolCore::PoolCore(const PoolOptions& options) : state_(std::make_unique<State>(options)) {
+PoolCore::PoolCore(const PoolOptions& options, StartMethod method)
+    : state_(std::make_unique<State>(options, method)) {
   State& s = *state_;
   s.dispatcher = std::thread([p = &s] { p->run(); });
   std::unique_lock hold{s.mutex};
@@ -468,6 +497,11 @@ PoolCore::~PoolCore() {
 void PoolCore::submit(const std::shared_ptr<JobBase>& job, std::vector<EncodedChunk>&& chunks) {
   State& s = *state_;
   const std::size_t limit = RingView::round_capacity(s.options.queue_bytes) - RingView::kRecordHeader;
+  if (!chunks.empty()) {
+    ChunkHeader h;
+    std::memcpy(&h, chunks.front().bytes.data(), sizeof h);
+    check_task_code(s.method, reinterpret_cast<const void*>(h.runner));
+  }
   for (const auto& c : chunks) {
     if (c.bytes.size() > limit) {
       throw Error(EMSGSIZE, "cannot submit a chunk of " + std::to_string(c.bytes.size()) + " bytes to a",

@@ -256,12 +256,10 @@ int count_threads() noexcept {
 // fork() may lead to deadlocks in the child").
 void warn_if_threaded(const ProcessState& st) noexcept {
   if (g_fork_warned.load(std::memory_order_relaxed)) return;
+  const char* quiet = std::getenv("MPROC_NO_FORK_WARNING");
+  if (quiet != nullptr && *quiet != '\0' && std::strcmp(quiet, "0") != 0) return;
   const int threads = count_threads() - g_internal_threads.load(std::memory_order_relaxed);
   if (threads <= 1) return;
-  if (const char* quiet = std::getenv("MPROC_NO_FORK_WARNING");
-      quiet != nullptr && *quiet != '\0' && std::strcmp(quiet, "0") != 0) {
-    return;
-  }
   if (g_fork_warned.exchange(true)) return;
   std::fprintf(stderr,
                "mproc: warning: forking %s from a process with %d threads: the child may hang on a lock "

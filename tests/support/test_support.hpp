@@ -139,9 +139,11 @@ class TempDir {
 inline constexpr std::chrono::seconds kPatience{20};
 
 /// Starts a child as a daemon, so that it dies with the test runner if the watchdog fires.
+/// Forked whatever the process-wide start method: `f` is typically a lambda.
 template <class F, class... Args>
 mproc::Process start_child(F&& f, Args&&... args) {
   mproc::Process p(std::forward<F>(f), std::forward<Args>(args)...);
+  p.set_start_method(mproc::StartMethod::fork);
   p.set_daemon(true);
   p.start();
   return p;

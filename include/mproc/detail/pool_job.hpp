@@ -27,6 +27,7 @@
 #include "mproc/detail/codec.hpp"
 #include "mproc/detail/deadline.hpp"
 #include "mproc/error.hpp"
+#include "mproc/start_method.hpp"
 
 namespace mproc {
 
@@ -83,11 +84,26 @@ inline constexpr bool is_sendable_callable_v = std::is_pointer_v<F>
                                                    ? std::is_function_v<std::remove_pointer_t<F>>
                                                    : (std::is_trivially_copyable_v<F>&& std::is_class_v<F>);
 
+/// In a worker started by spawn or forkserver: how far this program's code sits from where it
+/// sits in the pool's process (the same executable, loaded at another address). 0 in a forked
+/// worker. Written once, before the worker takes its first chunk.
+inline std::intptr_t g_code_delta = 0;
+
+/// A code address from the pool's process, as an address of this process.
+template <class P>
+P relocate(P code) noexcept {
+  if (g_code_delta == 0 || code == nullptr) return code;
+  return reinterpret_cast<P>(reinterpret_cast<std::uintptr_t>(code) +
+                             static_cast<std::uintptr_t>(g_code_delta));
+}
+
 template <class F>
 F load_callable(const std::byte* bytes) {
   alignas(F) std::byte storage[sizeof(F)];
   std::memcpy(storage, bytes, sizeof(F));
-  return *std::launder(reinterpret_cast<F*>(storage));
+  F f = *std::launder(reinterpret_cast<F*>(storage));
+  if constexpr (std::is_pointer_v<F>) f = relocate(f);
+  return f;
 }
 
 /// What a worker reports for one chunk.
@@ -104,8 +120,8 @@ struct ChunkOutcome {
 };
 
 /// Runs a chunk in the worker. One instantiation per (callable, argument tuple) type; its
-/// address travels in the chunk, valid in the worker because the worker is a fork of this
-/// program.
+/// address travels in the chunk, valid in a forked worker as it is, and in a spawned one once
+/// relocated (g_code_delta).
 using ChunkRunner = void (*)(const std::byte* callable, const RecordView& args, std::uint32_t count,
                              ChunkOutcome& out);
 
@@ -302,7 +318,11 @@ std::vector<EncodedChunk> encode_job(const F& f, const Range& items, std::size_t
     buf.bytes.clear();
     ChunkHeader h{0, index, 0, static_cast<std::uint32_t>(sizeof(F)), &run_chunk<F, Tuple>};
     buf.bytes.append(reinterpret_cast<const char*>(&h), sizeof h);
-    buf.bytes.append(reinterpret_cast<const char*>(&f), sizeof(F));
+    if constexpr (std::is_empty_v<F>) {
+      buf.bytes.append(sizeof(F), '\0');  // no state: its one byte is padding, never read
+    } else {
+      buf.bytes.append(reinterpret_cast<const char*>(&f), sizeof(F));
+    }
     std::uint32_t count = 0;
     {
       cereal::BinaryOutputArchive ar(os);
@@ -318,7 +338,7 @@ std::vector<EncodedChunk> encode_job(const F& f, const Range& items, std::size_t
 /// The non-template part of Pool: workers, dispatcher thread, results. Defined in src/pool/pool.cpp.
 class PoolCore {
  public:
-  explicit PoolCore(const PoolOptions& options);
+  PoolCore(const PoolOptions& options, StartMethod method);
   ~PoolCore();
   PoolCore(const PoolCore&) = delete;
   PoolCore& operator=(const PoolCore&) = delete;
