@@ -6,7 +6,6 @@ is ``int``, ``'d'`` is ``double``, ...). Their buffers, and SharedMemory's, supp
 protocol: memoryview and numpy view them without copying.
 """
 
-import ctypes
 import sys
 
 from . import _mproc

@@ -5,7 +5,7 @@ import threading
 import unittest
 
 import _support
-from _support import START_METHODS, join_child, run_child, start_child
+from _support import START_METHODS, join_child, start_child
 
 import mproc
 
