@@ -2,7 +2,8 @@
 """mproc.Queue against multiprocessing.Queue, SimpleQueue and Pipe, in the same run.
 
 Workloads (each in a fresh runner process, so peak RSS is per contender; median of --repeat):
-  small 1->1   one producer, one consumer: (int, short str) tuples
+  small 1->1   one producer, one consumer: (int, short str) tuples (also with mproc's
+               put_many/get_many, 64 at a time)
   small 4->4   four producers, four consumers (Pipe: not shareable that way, skipped)
   1 MiB 1->1   bytes payloads
   numpy 1->1   1 MiB float64 arrays (only if numpy is installed)
@@ -46,8 +47,18 @@ class PipeQueue:
         return self.r.recv()
 
 
+class Batched:
+    """mproc.Queue through put_many/get_many, 64 at a time (small objects 1->1 only)."""
+
+    BATCH = 64
+
+    def __init__(self):
+        self.q = mproc.Queue(capacity=16 * MIB)
+
+
 CONTENDERS = {
     "mproc.Queue": lambda: mproc.Queue(capacity=16 * MIB),
+    "mproc batches of 64": Batched,
     "mp.Queue": lambda: CTX.Queue(),
     "mp.SimpleQueue": lambda: CTX.SimpleQueue(),
     "mp.Pipe": PipeQueue,
@@ -56,6 +67,12 @@ CONTENDERS = {
 
 def producer(q, n, item, go, consumers_share):
     go.wait()
+    if isinstance(q, Batched):
+        batch = [item] * Batched.BATCH
+        for _ in range(n // Batched.BATCH):
+            q.q.put_many(batch)
+        q.q.put_many([item] * (n % Batched.BATCH) + [None] * consumers_share)
+        return
     for _ in range(n):
         q.put(item)
     for _ in range(consumers_share):
@@ -64,6 +81,15 @@ def producer(q, n, item, go, consumers_share):
 
 def consumer(q, results):
     count = 0
+    if isinstance(q, Batched):
+        while True:
+            got = q.q.get_many(Batched.BATCH)
+            if None in got:  # one producer, one consumer: the sentinel comes last
+                count += got.index(None)
+                break
+            count += len(got)
+        results.put((count, time.monotonic()))
+        return
     while q.get() is not None:
         count += 1
     results.put((count, time.monotonic()))
@@ -157,7 +183,8 @@ def main():
     for workload in workloads:
         cells, base, ours = [], None, None
         for contender in CONTENDERS:
-            if workload == "small 4->4" and contender == "mp.Pipe":
+            skip_batches = contender.startswith("mproc batches") and workload != "small 1->1"
+            if (workload == "small 4->4" and contender == "mp.Pipe") or skip_batches:
                 cells.append("n/a")
                 continue
             value, rss = measure(workload, contender, args.scale, args.repeat)
