@@ -1,5 +1,6 @@
 // mproc — the command-line tool: list and remove named objects, run a command under a named
-// lock, and exchange messages with C++ programs through a named Queue<std::string>.
+// lock, and exchange messages with C++ programs through a named Queue<std::string>. A NAME may
+// also be a Redis address (redis://host/name, unix:///path.sock?name=...): mproc_redis.cpp.
 //
 // Exit codes (for scripts): 0 success; 1 timed out (queue get/put, lock --timeout) or, for
 // `queue get`, the queue is closed and empty — said on stderr either way; 2 usage error; 3 an
@@ -17,6 +18,8 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+
+#include "mproc_redis.hpp"
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -309,6 +312,10 @@ int run(int argc, char** argv) {
       "ls",
       "List named objects: kind, name, size, owner, mode, lifetime, creator pid and whether it is alive, "
       "whether any process has it open, queue depth and blocked processes");
+  std::string ls_address;
+  ls->add_option("ADDRESS", ls_address,
+                 "A Redis server (redis://host:port/ or unix:///path.sock, with an optional name glob after "
+                 "the / or in name=): list the mproc objects there instead");
 
   auto* rm =
       app.add_subcommand("rm", "Remove a named object (and its companion lock, if any), or the stale ones");
@@ -334,7 +341,8 @@ int run(int argc, char** argv) {
   std::string lock_name;
   double lock_timeout = -1;
   std::vector<std::string> command;
-  lock->add_option("NAME", lock_name, "The lock's name (created if missing)")->required();
+  lock->add_option("NAME", lock_name, "The lock's name (created if missing), or a redis:// address")
+      ->required();
   lock->add_option("--timeout", lock_timeout, "Give up after this many seconds (exit 1)");
   lock->add_option("COMMAND", command, "The command and its arguments, after --")->required();
 
@@ -345,7 +353,9 @@ int run(int argc, char** argv) {
   std::optional<std::string> put_message;
   double put_timeout = -1;
   bool put_lines = false;
-  put->add_option("NAME", put_name, "The queue's name (created, persistent, if missing)")->required();
+  put->add_option("NAME", put_name,
+                  "The queue's name (created, persistent, if missing), or a redis:// address")
+      ->required();
   auto* put_message_opt = put->add_option("MESSAGE", put_message, "The message; standard input if absent");
   put->add_option("--timeout", put_timeout, "Give up after this many seconds if full (exit 1)");
   put->add_flag("--lines", put_lines,
@@ -355,7 +365,9 @@ int run(int argc, char** argv) {
   std::string get_name;
   double get_timeout = -1;
   bool get_create = false;
-  get->add_option("NAME", get_name, "The queue's name (it must exist, unless --create)")->required();
+  get->add_option("NAME", get_name,
+                  "The queue's name (it must exist, unless --create), or a redis:// address")
+      ->required();
   get->add_option("--timeout", get_timeout, "Give up after this many seconds (exit 1)");
   get->add_flag("--create", get_create, "Create the queue (persistent) if it does not exist, and wait on it");
 
@@ -372,12 +384,18 @@ int run(int argc, char** argv) {
   }
 
   try {
-    if (*ls) return cmd_ls();
+    if (*ls) return ls_address.empty() ? cmd_ls() : mproc_cli::redis_ls(ls_address);
     if (*rm) {
       if (rm_stale) return cmd_rm_stale(rm_prefix, rm_discard);
       { mproc::remove_named_object(rm_name); }
       return kOk;
     }
+    if (*lock && mproc_cli::is_redis(lock_name))
+      return mproc_cli::redis_lock(lock_name, lock_timeout, command);
+    if (*put && mproc_cli::is_redis(put_name)) {
+      return mproc_cli::redis_put(put_name, put_message, put_timeout, put_lines);
+    }
+    if (*get && mproc_cli::is_redis(get_name)) return mproc_cli::redis_get(get_name, get_timeout, get_create);
     if (*lock) return cmd_lock(lock_name, lock_timeout, command);
     if (*put) return cmd_put(put_name, put_message, put_timeout, put_lines);
     if (*get) return cmd_get(get_name, get_timeout, get_create);

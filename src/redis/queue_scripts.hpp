@@ -76,10 +76,12 @@ if #out < want then
   local r = redis.call(unpack(args))
   if r and r[1] then
     local got = r[1][2]
+    local ids = {}
     for _, e in ipairs(got) do
       table.insert(out, e)
-      if not joinable then redis.call('XDEL', KEYS[1], e[1]) end
+      table.insert(ids, e[1])
     end
+    if not joinable and #ids > 0 then redis.call('XDEL', KEYS[1], unpack(ids)) end
     if #got > 0 then
       local left = tonumber(redis.call('HINCRBY', KEYS[2], 'unread', -#got))
       -- Entries added by something other than mproc's put were never counted: stay at 0.

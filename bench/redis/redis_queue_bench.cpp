@@ -1,0 +1,232 @@
+// redis::Queue throughput and latency beside the ceiling of raw hiredis loops, on the same
+// redis-server (started here: unix socket and TCP loopback, no persistence), in the same run.
+//
+//   redis_queue_bench [--quick]
+//
+// Workload: 64-byte std::string messages; one producer then one consumer in this process
+// (sequential phases, so each figure is one client against the server). Rows:
+//   raw XADD            hiredis, one XADD per round trip (the single-command ceiling)
+//   raw XADD pipelined  hiredis, 64 XADDs appended then 64 replies read
+//   put / get           redis::Queue per message (one EVALSHA per round trip)
+//   put_many / get_many redis::Queue, batches of 64
+//   latency put->get    one message put then got, per round trip pair (median of rounds)
+// Each row: messages per second, median of 5 rounds (--quick: 1 round, fewer messages).
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mproc/redis/queue.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A redis-server of our own in a temporary directory; killed at exit.
+class Server {
+ public:
+  Server() {
+    char tmpl[] = "/tmp/mproc-redis-bench-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp");
+    dir_ = tmpl;
+    port_ = free_port();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      const int null = ::open("/dev/null", O_WRONLY);
+      ::dup2(null, 1);
+      ::dup2(null, 2);
+      const std::string port = std::to_string(port_);
+      const std::string sock = socket();
+      ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--unixsocket",
+               sock.c_str(), "--dir", dir_.c_str(), "--save", "", "--appendonly", "no", "--loglevel",
+               "warning", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    for (int i = 0; i < 500; ++i) {  // up to ~5 s for the server to answer
+      redisContext* c = redisConnectUnix(socket().c_str());
+      const bool up = c != nullptr && c->err == 0;
+      if (c != nullptr) redisFree(c);
+      if (up) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    }
+    throw std::runtime_error("redis-server did not start");
+  }
+  ~Server() {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    std::filesystem::remove_all(dir_);
+  }
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+  std::string socket() const { return dir_ + "/redis.sock"; }
+  int port() const { return port_; }
+
+ private:
+  static int free_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    (void)::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    (void)::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    ::close(fd);
+    return ntohs(a.sin_port);
+  }
+  std::string dir_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+double rate(std::size_t n, Clock::duration d) {
+  return static_cast<double>(n) / std::chrono::duration<double>(d).count();
+}
+
+struct Target {
+  const char* label;
+  std::function<redisContext*()> connect;
+  std::string url_prefix;  // + name
+};
+
+void check(redisReply* r) {
+  if (r == nullptr || r->type == REDIS_REPLY_ERROR) throw std::runtime_error("raw command failed");
+  freeReplyObject(r);
+}
+
+double raw_xadd(const Target& t, std::size_t n, const std::string& msg) {
+  redisContext* c = t.connect();
+  const auto start = Clock::now();
+  for (std::size_t i = 0; i < n; ++i) {
+    check(static_cast<redisReply*>(redisCommand(c, "XADD rawq * t 1 d %b", msg.data(), msg.size())));
+  }
+  const double r = rate(n, Clock::now() - start);
+  check(static_cast<redisReply*>(redisCommand(c, "DEL rawq")));
+  redisFree(c);
+  return r;
+}
+
+double raw_pipelined(const Target& t, std::size_t n, const std::string& msg) {
+  redisContext* c = t.connect();
+  const auto start = Clock::now();
+  for (std::size_t i = 0; i < n; i += 64) {
+    const std::size_t k = std::min<std::size_t>(64, n - i);
+    for (std::size_t j = 0; j < k; ++j) redisAppendCommand(c, "XADD rawq * t 1 d %b", msg.data(), msg.size());
+    for (std::size_t j = 0; j < k; ++j) {
+      void* r = nullptr;
+      if (redisGetReply(c, &r) != REDIS_OK) throw std::runtime_error("pipelined read failed");
+      check(static_cast<redisReply*>(r));
+    }
+  }
+  const double r = rate(n, Clock::now() - start);
+  check(static_cast<redisReply*>(redisCommand(c, "DEL rawq")));
+  redisFree(c);
+  return r;
+}
+
+struct QueueRates {
+  double put, get, put_many, get_many, latency_us;
+};
+
+QueueRates queue_rates(const Target& t, std::size_t n, const std::string& msg, int round) {
+  QueueRates out{};
+  const std::string url = t.url_prefix + "bench-" + std::to_string(round);
+  mproc::redis::Queue<std::string>::unlink(url);
+  auto q = mproc::redis::Queue<std::string>::create(url);
+  auto start = Clock::now();
+  for (std::size_t i = 0; i < n; ++i) q.put(msg);
+  out.put = rate(n, Clock::now() - start);
+  start = Clock::now();
+  for (std::size_t i = 0; i < n; ++i) (void)q.get();
+  out.get = rate(n, Clock::now() - start);
+  const std::vector<std::string> batch(64, msg);
+  start = Clock::now();
+  for (std::size_t i = 0; i < n; i += 64) q.put_many(batch);
+  out.put_many = rate(n, Clock::now() - start);
+  std::vector<std::string> into(64);
+  start = Clock::now();
+  for (std::size_t got = 0; got < n;) got += q.get_many(into);
+  out.get_many = rate(n, Clock::now() - start);
+  std::vector<double> lat;
+  for (int i = 0; i < 200; ++i) {
+    const auto s = Clock::now();
+    q.put(msg);
+    (void)q.get();
+    lat.push_back(std::chrono::duration<double, std::micro>(Clock::now() - s).count());
+  }
+  out.latency_us = median(lat);
+  mproc::redis::Queue<std::string>::unlink(url);
+  return out;
+}
+
+void run_target(const Target& t, std::size_t n, int rounds) {
+  const std::string msg(64, 'm');
+  std::vector<double> raw, pipe, put, get, put_many, get_many, lat;
+  for (int r = 0; r < rounds; ++r) {
+    raw.push_back(raw_xadd(t, n, msg));
+    pipe.push_back(raw_pipelined(t, n, msg));
+    const QueueRates q = queue_rates(t, n, msg, r);
+    put.push_back(q.put);
+    get.push_back(q.get);
+    put_many.push_back(q.put_many);
+    get_many.push_back(q.get_many);
+    lat.push_back(q.latency_us);
+  }
+  const double raw_m = median(raw), pipe_m = median(pipe);
+  std::printf("%s (%zu messages of 64 B, median of %d rounds)\n", t.label, n, rounds);
+  std::printf("  raw XADD, one per round trip  %10.0f msg/s\n", raw_m);
+  std::printf("  raw XADD, pipelined by 64     %10.0f msg/s\n", pipe_m);
+  std::printf("  Queue::put                    %10.0f msg/s  %.2fx raw XADD\n", median(put),
+              median(put) / raw_m);
+  std::printf("  Queue::get                    %10.0f msg/s  %.2fx raw XADD\n", median(get),
+              median(get) / raw_m);
+  std::printf("  Queue::put_many (64)          %10.0f msg/s  %.2fx raw pipelined\n", median(put_many),
+              median(put_many) / pipe_m);
+  std::printf("  Queue::get_many (64)          %10.0f msg/s  %.2fx raw pipelined\n", median(get_many),
+              median(get_many) / pipe_m);
+  std::printf("  latency put->get              %10.1f us (median)\n", median(lat));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  const std::size_t n = quick ? 1024 : 20000;
+  const int rounds = quick ? 1 : 5;
+  try {
+    const Server server;
+    const std::string sock = server.socket();
+    const int port = server.port();
+    const Target unix_target{"unix socket", [sock] { return redisConnectUnix(sock.c_str()); },
+                             "unix://" + sock + "?name="};
+    const Target tcp_target{"TCP loopback", [port] { return redisConnect("127.0.0.1", port); },
+                            "redis://127.0.0.1:" + std::to_string(port) + "/"};
+    // Names as the url's last part: unix addresses take the name from ?name=.
+    run_target(unix_target, n, rounds);
+    run_target(tcp_target, n, rounds);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "redis_queue_bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
