@@ -60,18 +60,24 @@ void RobustLock::init_block(void* mem, const void* recursive) {
 
 RobustLock::RobustLock(bool recursive)
     : mapping_(Mapping::shared_anonymous(sizeof(Block), recursive ? "RLock" : "Lock")),
-      recursive_(recursive),
       label_(recursive ? "RLock" : "Lock") {
   init_block(mapping_.data(), &recursive);
   block()->header.publish(recursive ? SegmentKind::rlock : SegmentKind::lock, Block::kLayoutVersion,
                           sizeof(Block));
+  find_block();
 }
 
 RobustLock::RobustLock(const NamedSpec& spec, bool recursive)
     : mapping_(attach_named(spec, recursive ? SegmentKind::rlock : SegmentKind::lock, Block::kLayoutVersion,
                             sizeof(Block), 0, &RobustLock::init_block, &recursive, &created_)),
-      recursive_(recursive),
-      label_(std::string(recursive ? "RLock" : "Lock") + " \"" + std::string(spec.name) + "\"") {}
+      label_(std::string(recursive ? "RLock" : "Lock") + " \"" + std::string(spec.name) + "\"") {
+  find_block();
+}
+
+void RobustLock::find_block() noexcept {
+  mutex_ = &block()->mutex;
+  poisoned_ = &block()->poisoned;
+}
 
 void name_guarded_lock(RobustLock& lock, const char* kind, std::string_view name) {
   lock.label_ = "the lock of " +
@@ -107,18 +113,9 @@ bool RobustLock::held_by_this_thread() const noexcept {
   return sys::robust_mutex_owner(&block()->mutex) == sys::current_tid();
 }
 
-// The hot paths, acquire_until() and release(), are a library call and a test each; what can
-// throw lives in the cold functions below, so that the hot ones need no stack frame of their own
-// (a hand-off between processes costs no more than the bare robust mutex's: bench/compare lock2).
-Acquired RobustLock::acquire_until(detail::Deadline deadline) {
-  const int rc = ::pthread_mutex_trylock(&block()->mutex);  // sys::lock_robust_mutex's first try
-  if (rc == 0) [[likely]] {
-    return block()->poisoned != 0 ? Acquired::Status::owner_died : Acquired::Status::ok;
-  }
-  return acquire_contended(rc, deadline);
-}
-
-Acquired RobustLock::acquire_contended(int rc, detail::Deadline deadline) {
+// The hot paths, acquire_until() and release(), are inline in lock.hpp: a glibc call and a test
+// each. What they cannot finish is here: contention, owner death, errors.
+Acquired RobustLock::acquire_slow(int rc, detail::Deadline deadline) {
   Block* b = block();
   if (rc == EBUSY) rc = sys::lock_contended_robust_mutex(&b->mutex, deadline);
   switch (rc) {
@@ -139,14 +136,6 @@ Acquired RobustLock::acquire_contended(int rc, detail::Deadline deadline) {
     case EAGAIN: fail(rc, ("cannot acquire " + label_ + " again").c_str(), "(recursion limit reached)");
     default: fail(rc, "cannot acquire", kind_name());
   }
-}
-
-void RobustLock::release() {
-  // No ownership check of our own: glibc makes one for every robust mutex (the owner's thread
-  // id is in the lock word), and answers EPERM to any other thread, or when it is not held.
-  const int rc = ::pthread_mutex_unlock(&block()->mutex);
-  if (rc != 0) [[unlikely]]
-    release_failed(rc);
 }
 
 void RobustLock::release_failed(int rc) const {
