@@ -302,6 +302,7 @@ class Event(_NamedMixin, _mproc._Event):
         self._init_named(_attach)
 
 
+@_lock_factories
 class Condition(_NamedMixin, _mproc._Condition):
     """A condition variable, as :class:`multiprocessing.Condition`.
 
@@ -323,12 +324,6 @@ class Condition(_NamedMixin, _mproc._Condition):
             _mproc._Condition.__init__(self, lock, None, lock)
         else:
             raise TypeError("Condition(lock): lock must be an mproc.Lock or mproc.RLock")
-
-    create = classmethod(lambda cls, name, *, mode=_MODE, persistent=False:
-                         cls(_attach=(name, "create", mode, persistent)))
-    open = classmethod(lambda cls, name: cls(_attach=(name, "open", _MODE, False)))
-    open_or_create = classmethod(lambda cls, name, *, mode=_MODE, persistent=False:
-                                 cls(_attach=(name, "open_or_create", mode, persistent)))
 
     def wait_for(self, predicate, timeout=None):
         """Wait until ``predicate()`` is true (the lock held); returns its last value."""

@@ -275,7 +275,6 @@ class PyBarrier {
         break;
     }
   }
-  ~PyBarrier() { barrier_.reset(); }
 
   /// Not sliced: a Barrier's timed-out wait breaks it, so one wait runs to its deadline.
   std::uint32_t wait(std::optional<double> timeout) {
