@@ -14,8 +14,6 @@ namespace mproc::python {
 
 namespace {
 
-constexpr std::size_t kReleaseGilAbove = std::size_t{64} << 10;
-
 class PyConnection {
  public:
   explicit PyConnection(Connection c) : conn_(std::move(c)) {}
@@ -67,12 +65,11 @@ class PyConnection {
   void check_open() const {
     if (conn_.closed()) raise_py(PyExc_OSError, "handle is closed");
   }
+  // Always without the GIL: a send blocks while the peer's ring is full, and Connection has no
+  // timed send to wait in slices with (so a blocked send does not answer Ctrl-C until the peer
+  // reads or goes away).
   void send_raw(const std::byte* data, std::size_t n) {
     check_open();
-    if (n <= kReleaseGilAbove) {
-      conn_.send_bytes({data, n});
-      return;
-    }
     py::gil_scoped_release nogil;
     conn_.send_bytes({data, n});
   }

@@ -26,6 +26,18 @@ def tearDownModule():
     assert not _support.leftovers(), _support.leftovers()
 
 
+class Blob:
+    """An object that pickles its payload out of band (protocol 5), as numpy arrays do."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __reduce_ex__(self, protocol):
+        if protocol >= 5:
+            return (Blob, (pickle.PickleBuffer(self.data),))
+        return (Blob, (bytes(self.data),))
+
+
 def produce(q, n, tag):
     for i in range(n):
         q.put((tag, i, "x" * (i % 7)))
@@ -76,6 +88,17 @@ class QueueBasics(unittest.TestCase):
                 got = self.q.get()
                 self.assertEqual(got, item)
                 self.assertIs(type(got), type(item))
+
+    def test_out_of_band_buffers_arrive_as_writable_views(self):
+        for size in (100, 200000):  # through the scratch buffer, and straight into a bytearray
+            payload = bytearray(os.urandom(size))
+            self.q.put(("blob", Blob(payload), Blob(payload[:10])))
+            tag, blob, small = self.q.get()
+            self.assertEqual(tag, "blob")
+            self.assertIsInstance(blob.data, memoryview)  # a view, not a copy
+            self.assertEqual(bytes(blob.data), payload)
+            self.assertEqual(bytes(small.data), payload[:10])
+            blob.data[0] = 1  # writable
 
     @unittest.skipIf(numpy is None, "numpy is not installed")
     def test_numpy_arrays_travel_out_of_band_and_come_back_writable(self):
