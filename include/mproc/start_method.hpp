@@ -256,4 +256,4 @@ requires detail::entry_traits<F>::is_function bool register_entry(std::string_vi
 /// Registers the function `fn` under `name`. Namespace scope.
 #define MPROC_ENTRY_NAMED(name, fn)                                                \
   [[maybe_unused]] static const bool MPROC_DETAIL_CAT(mproc_entry_, __COUNTER__) = \
-      ::mproc::register_entry(name, &fn)
+      ::mproc::register_entry(name, &(fn))

@@ -12,13 +12,16 @@
 
 namespace mproc::detail {
 
-void spawned_worker(std::string tasks_name, std::string results_name, SpawnedWorkerConfig config) {
+void spawned_worker(const std::string& tasks_name, const std::string& results_name,
+                    SpawnedWorkerConfig config) {
   // The same executable, loaded elsewhere: every code address moves by the same amount.
   g_code_delta = static_cast<std::intptr_t>(code_anchor() - config.anchor);
   auto tasks = Queue<Bytes>::open(tasks_name);
   auto results = Queue<Bytes>::open(results_name);
   PoolOptions options;
-  options.initializer = relocate(reinterpret_cast<void (*)()>(config.initializer));
+  // An address of the pool's process, as an integer: relocate() makes it one of this process.
+  options.initializer =
+      relocate(reinterpret_cast<void (*)()>(config.initializer));  // NOLINT(performance-no-int-to-ptr)
   options.maxtasksperchild = config.maxtasksperchild;
   worker_main(tasks, results, options, config.slot);
 }

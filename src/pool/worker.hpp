@@ -23,7 +23,7 @@ struct SpawnedWorkerConfig {
 };
 
 /// The entry point of a spawned worker (registered as "mproc::Pool worker").
-void spawned_worker(std::string tasks, std::string results, SpawnedWorkerConfig config);
+void spawned_worker(const std::string& tasks, const std::string& results, SpawnedWorkerConfig config);
 
 /// The common prefix of a pool's queue names: empty for fork (anonymous queues), else
 /// "mproc-pool-<pid>-<n>".

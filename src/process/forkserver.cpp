@@ -140,6 +140,22 @@ void reap_served(const ServedChild& c) noexcept {
   sys::close_fd(c.status_fd);
 }
 
+// The parent is gone (or stopped us): daemons die with it, the others are waited for.
+void kill_daemons(const std::vector<ServedChild>& children) noexcept {
+  for (const ServedChild& c : children) {
+    if (c.daemon) (void)sys::pidfd_send_signal(c.pidfd, SIGKILL);
+  }
+}
+
+// Reaps the first `count` children whose pidfd (polled as `fds[j]`) became readable.
+void reap_ended(std::vector<ServedChild>& children, const pollfd* fds, std::size_t count) noexcept {
+  for (std::size_t j = count; j-- > 0;) {
+    if (fds[j].revents == 0) continue;
+    reap_served(children[j]);
+    children.erase(children.begin() + static_cast<std::ptrdiff_t>(j));
+  }
+}
+
 // ---- the client -------------------------------------------------------------------------------
 
 struct Client {
@@ -255,18 +271,11 @@ void serve_forks(int control) noexcept {
     const std::size_t first_child = parent_gone ? 0 : 1;
     const std::size_t before = children.size();
     if (!parent_gone && fds[0].revents != 0 && !serve_request(control, children)) {
-      // The parent is gone (or stopped us): daemons die with it, the others are waited for.
       parent_gone = true;
       sys::close_fd(control);
-      for (const ServedChild& c : children) {
-        if (c.daemon) (void)sys::pidfd_send_signal(c.pidfd, SIGKILL);
-      }
+      kill_daemons(children);
     }
-    for (std::size_t j = before; j-- > 0;) {
-      if (fds[first_child + j].revents == 0) continue;
-      reap_served(children[j]);
-      children.erase(children.begin() + static_cast<std::ptrdiff_t>(j));
-    }
+    reap_ended(children, fds.data() + first_child, before);
   }
 }
 

@@ -180,11 +180,13 @@ pid_t exec_self(const char* var, int fd, const std::string& what) {
   }
   env_strings.push_back(std::string(var) + "=" + std::to_string(fd));
   std::vector<char*> envp;
+  envp.reserve(env_strings.size() + 1);
   for (std::string& s : env_strings) envp.push_back(s.data());
   envp.push_back(nullptr);
   std::vector<std::string> argv_strings = saved_argv();
   if (argv_strings.empty()) argv_strings.emplace_back("mproc-child");
   std::vector<char*> argv;
+  argv.reserve(argv_strings.size() + 1);
   for (std::string& s : argv_strings) argv.push_back(s.data());
   argv.push_back(nullptr);
 
