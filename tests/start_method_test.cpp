@@ -9,7 +9,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sched.h>
+
 #include <csignal>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -19,6 +22,7 @@
 #include "mproc/process.hpp"
 #include "mproc/queue.hpp"
 #include "mproc/start_method.hpp"
+#include "mproc/value.hpp"
 #include "support/test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -79,6 +83,17 @@ void take_lock_and_die(ByName<mproc::Lock> lock, ByName<Event> held) {
   ::raise(SIGKILL);
 }
 
+// Increments a shared counter `rounds` times, each time under the lock, with a read, a yield
+// and a write: without mutual exclusion, increments are lost.
+void count_under_lock(ByName<mproc::Lock> lock, ByName<mproc::RawValue<long>> counter, int rounds) {
+  for (int i = 0; i < rounds; ++i) {
+    std::scoped_lock hold{*lock};
+    const long seen = **counter;
+    sched_yield();
+    **counter = seen + 1;
+  }
+}
+
 // Starts a daemon grandchild (with the same method) that waits on `release`, reports its pid and
 // blocks on `release` itself: the middle of a family whose middle gets SIGKILLed.
 void start_daemon_grandchild(ByName<mproc::Queue<int>> pids, ByName<Event> release, int method) {
@@ -100,6 +115,7 @@ MPROC_ENTRY(report_identity);
 MPROC_ENTRY(echo_arguments);
 MPROC_ENTRY(produce_numbers);
 MPROC_ENTRY(take_lock_and_die);
+MPROC_ENTRY(count_under_lock);
 MPROC_ENTRY(start_daemon_grandchild);
 
 // ---- the contract, under each method ---------------------------------------------------------
@@ -247,6 +263,22 @@ TEST_P(StartMethodTest, a_lock_whose_owner_died_is_reported_to_the_next_acquirer
   const mproc::Acquired a = lock.acquire();
   EXPECT_TRUE(a.owner_died());
   lock.release();
+}
+
+TEST_P(StartMethodTest, a_named_lock_excludes_its_holders_in_every_child) {
+  ScratchName<mproc::Lock> lock_name("sm-mutex");
+  ScratchName<mproc::RawValue<long>> counter_name("sm-counter");
+  auto lock = mproc::Lock::create(lock_name.str());
+  auto counter = mproc::RawValue<long>::create(counter_name.str(), 0);
+  constexpr int kChildren = 3;
+  constexpr int kRounds = 2000;
+  std::vector<Process> children;
+  for (int c = 0; c < kChildren; ++c) {
+    children.push_back(start(count_under_lock, ByName<mproc::Lock>(lock_name.str()),
+                             ByName<mproc::RawValue<long>>(counter_name.str()), kRounds));
+  }
+  for (Process& p : children) EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_EQ(*counter, long{kChildren} * kRounds);
 }
 
 TEST_P(StartMethodTest, active_children_lists_it_while_it_runs) {
