@@ -1,5 +1,7 @@
 #include "codec.hpp"
 
+#include <marshal.h>
+
 #include <cstring>
 #include <string>
 #include <utility>
@@ -88,8 +90,9 @@ void assemble(std::vector<std::byte>& out, const py::bytes& pickle, const std::v
   }
 }
 
-// Whether pickling `o` cannot produce an out-of-band buffer: scalars, and tuples/lists of up
-// to 16 scalars. Pickling these without a buffer_callback saves a third of dumps()' time.
+// Whether `o` is a scalar (int, str, float, None, bool, bytes under 4 KiB, exact types), or a
+// tuple/list of up to 16 of them: nothing pickle could hand over out of band, and exactly what
+// marshal writes.
 bool is_scalar(PyObject* o) noexcept {
   PyTypeObject* t = Py_TYPE(o);
   return t == &PyLong_Type || t == &PyUnicode_Type || t == &PyFloat_Type || o == Py_None ||
@@ -117,7 +120,7 @@ std::uint32_t tag_str() noexcept {
 }
 bool known_tag(std::uint32_t tag) noexcept {
   return tag == tag_bytes() || tag == tag_str() || tag == kTagByteArray || tag == kTagPickle ||
-         tag == kTagPickleOob;
+         tag == kTagPickleOob || tag == kTagMarshal;
 }
 
 Encoded::Encoded(Encoded&& other) noexcept
@@ -170,10 +173,13 @@ Encoded encode(py::handle obj, bool pickle_everything) {
     return encode(e.keep_, false);
   }
   if (cannot_have_buffers(o)) {
-    e.keep_ = dumps(obj, nullptr);
+    // marshal (format 4, stable since Python 3.4) writes these exact types in a third of
+    // pickle's time and reads them in half: what makes small messages cheap.
+    e.keep_ = py::reinterpret_steal<py::object>(PyMarshal_WriteObjectToString(o, kMarshalVersion));
+    if (!e.keep_) throw py::error_already_set();
     e.data = PyBytes_AS_STRING(e.keep_.ptr());
     e.size = static_cast<std::size_t>(PyBytes_GET_SIZE(e.keep_.ptr()));
-    e.tag = kTagPickle;
+    e.tag = kTagMarshal;
     return e;
   }
   py::list buffers;
@@ -275,6 +281,11 @@ py::object decode(const std::byte* data, std::size_t size, std::uint32_t tag, py
     return py::reinterpret_steal<py::object>(PyByteArray_FromStringAndSize(chars, n));
   }
   if (tag == kTagPickle) return pickle_loads(data, size);
+  if (tag == kTagMarshal) {
+    PyObject* o = PyMarshal_ReadObjectFromString(chars, n);
+    if (o == nullptr) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(o);
+  }
   if (tag == kTagPickleOob) return decode_oob(data, size, std::move(owner));
   throw py::type_error("mproc: a message of a type Python cannot read (type tag " + std::to_string(tag) +
                        "): was it put by a C++ program as something other than Bytes or std::string?");

@@ -6,6 +6,8 @@
 //                                        C++ Queue<mproc::Bytes> puts and gets
 //   str                                  tag of std::string: UTF-8; a C++ Queue<std::string>'s
 //   bytearray                            a tag of ours: the raw bytes, back as a bytearray
+//   scalars, short tuples/lists of them  marshal (version 4): int, float, str, bytes, None,
+//                                        bool, exact types only; a third of pickle's cost
 //   anything else                        pickle protocol 5. Without out-of-band buffers the
 //                                        record is the pickle; with them (numpy arrays, ...)
 //                                        it is a small header, the pickle and each buffer,
@@ -27,6 +29,8 @@ std::uint32_t tag_str() noexcept;
 inline constexpr std::uint32_t kTagByteArray = 0x6d707962;  // "mpyb"
 inline constexpr std::uint32_t kTagPickle = 0x6d707970;     // "mpyp"
 inline constexpr std::uint32_t kTagPickleOob = 0x6d70796f;  // "mpyo"
+inline constexpr std::uint32_t kTagMarshal = 0x6d70796d;    // "mpym"
+inline constexpr int kMarshalVersion = 4;
 bool known_tag(std::uint32_t tag) noexcept;
 
 /// An encoded object: `data`/`size` stay valid (and unchanged: buffers are exported, so a

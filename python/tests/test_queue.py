@@ -68,6 +68,17 @@ class QueueBasics(unittest.TestCase):
             self.q.put(item)
         self.assertEqual([self.q.get() for _ in items], items)
 
+    def test_small_scalars_and_tuples_keep_their_exact_types(self):
+        # these travel by marshal, the rest by pickle: either way the types come back exact
+        items = [True, False, 0, -1 << 70, 2.5, None, (), [], (1, "a", 2.5, None, True, b"x"),
+                 [1, 2], ("x" * 5000,), (1, (2,)), ("\ud800",)]
+        for item in items:
+            self.q.put(item)
+        for item in items:
+            got = self.q.get()
+            self.assertEqual(got, item)
+            self.assertIs(type(got), type(item))
+
     def test_bytes_and_bytearray_keep_their_types_and_memoryview_arrives_as_bytes(self):
         self.q.put(b"b")
         self.q.put(bytearray(b"ba"))
