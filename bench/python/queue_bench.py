@@ -175,9 +175,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply message counts")
+    parser.add_argument("--workload", action="append", help="run only these (repeatable)")
     args = parser.parse_args()
     print(f"# {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, median of {args.repeat}")
-    workloads = list(WORKLOADS) + ["round trip"]
+    workloads = [w for w in list(WORKLOADS) + ["round trip"]
+                 if not args.workload or w in args.workload]
     print(f"| workload | {' | '.join(CONTENDERS)} | mproc vs mp.Queue |")
     print("|---" * (len(CONTENDERS) + 2) + "|")
     for workload in workloads:
