@@ -172,6 +172,13 @@ Encoded encode(py::handle obj, bool pickle_everything) {
     if (!e.keep_) throw py::error_already_set();
     return encode(e.keep_, false);
   }
+  encode_object(obj, e);
+  return e;
+}
+
+// Anything but bytes, str, bytearray and memoryview: marshal or pickle (see codec.hpp).
+void encode_object(py::handle obj, Encoded& e) {
+  PyObject* o = obj.ptr();
   if (cannot_have_buffers(o)) {
     // marshal (format 4, stable since Python 3.4) writes these exact types in a third of
     // pickle's time and reads them in half: what makes small messages cheap.
@@ -180,7 +187,7 @@ Encoded encode(py::handle obj, bool pickle_everything) {
     e.data = PyBytes_AS_STRING(e.keep_.ptr());
     e.size = static_cast<std::size_t>(PyBytes_GET_SIZE(e.keep_.ptr()));
     e.tag = kTagMarshal;
-    return e;
+    return;
   }
   py::list buffers;
   py::object append = buffers.attr("append");
@@ -190,7 +197,7 @@ Encoded encode(py::handle obj, bool pickle_everything) {
     e.size = static_cast<std::size_t>(PyBytes_GET_SIZE(pickle.ptr()));
     e.tag = kTagPickle;
     e.keep_ = std::move(pickle);
-    return e;
+    return;
   }
   std::vector<Py_buffer> views;
   views.reserve(buffers.size());
@@ -211,12 +218,11 @@ Encoded encode(py::handle obj, bool pickle_everything) {
     e.data = PyBytes_AS_STRING(e.keep_.ptr());
     e.size = static_cast<std::size_t>(PyBytes_GET_SIZE(e.keep_.ptr()));
     e.tag = kTagPickle;
-    return e;
+    return;
   }
   e.data = e.assembled_.data();
   e.size = e.assembled_.size();
   e.tag = kTagPickleOob;
-  return e;
 }
 
 py::object pickle_dumps(py::handle obj) {

@@ -50,6 +50,7 @@ class Encoded {
 
  private:
   friend Encoded encode(py::handle obj, bool pickle_everything);
+  friend void encode_object(py::handle obj, Encoded& e);
   py::object keep_;   // the object (or its pickle) that owns data
   Py_buffer view_{};  // an exported buffer, released on destruction
   bool has_view_ = false;
@@ -58,6 +59,8 @@ class Encoded {
 
 /// Encodes `obj` (GIL held). `pickle_everything`: pickle bytes and str too (no fast paths).
 Encoded encode(py::handle obj, bool pickle_everything = false);
+/// The part of encode() for everything but bytes, str, bytearray and memoryview.
+void encode_object(py::handle obj, Encoded& e);
 
 /// Rebuilds an object from a record's bytes (GIL held). `owner`, when not null, is a bytes (tag
 /// of Bytes) or bytearray object whose contents are exactly the record: it is returned as it
