@@ -116,6 +116,7 @@ std::vector<std::string> scan(mr::detail::Connection& c, const std::string& patt
 
 int run_command(const std::vector<std::string>& argv, std::uint64_t fence) {
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   std::fflush(nullptr);

@@ -201,11 +201,38 @@ void Connection::ensure() {
   }
 }
 
+namespace {
+// A server still loading its data after a restart refuses every command without running it:
+// such a command is sent again after a back-off, within the reconnect timeout.
+class LoadingWait {
+ public:
+  explicit LoadingWait(std::chrono::milliseconds limit) : limit_(limit) {}
+  /// True when `r` is a LOADING refusal and there is time to try again (after a pause).
+  bool again(const Reply& r) {
+    if (!r.is_error() || !r.str().starts_with("LOADING")) return false;
+    const auto now = std::chrono::steady_clock::now();
+    if (!started_) {
+      started_ = true;
+      until_ = now + limit_;
+    }
+    if (now >= until_) return false;
+    std::this_thread::sleep_for(pause_);  // back-off, not synchronisation
+    pause_ = std::min(pause_ * 2, std::chrono::milliseconds{200});
+    return true;
+  }
+
+ private:
+  std::chrono::milliseconds limit_;
+  bool started_ = false;
+  std::chrono::steady_clock::time_point until_{};
+  std::chrono::milliseconds pause_{5};
+};
+}  // namespace
+
 Reply Connection::run(std::span<const std::string_view> args, Retry retry, std::string_view what,
                       std::chrono::milliseconds extra) {
   Argv a(args);
-  auto not_ready_until = std::chrono::steady_clock::time_point::min();
-  auto pause = std::chrono::milliseconds{5};
+  LoadingWait loading(options_.reconnect_timeout);
   for (int attempt = 0;; ++attempt) {
     ensure();
     if (extra.count() != 0) set_timeout(options_.command_timeout + extra);
@@ -213,26 +240,14 @@ Reply Connection::run(std::span<const std::string_view> args, Retry retry, std::
     if (raw != nullptr) {
       if (extra.count() != 0) set_timeout(options_.command_timeout);
       Reply r(raw);
-      // A server still loading its data after a restart refuses every command without running
-      // it: wait for it (with back-off, within the reconnect timeout), whatever the command.
-      if (!r.is_error() || !r.str().starts_with("LOADING")) return r;
-      const auto now = std::chrono::steady_clock::now();
-      if (not_ready_until == std::chrono::steady_clock::time_point::min()) {
-        not_ready_until = now + options_.reconnect_timeout;
-      }
-      if (now >= not_ready_until) return r;
-      std::this_thread::sleep_for(pause);  // back-off, not synchronisation
-      pause = std::min(pause * 2, std::chrono::milliseconds{200});
-      continue;
+      if (loading.again(r)) continue;
+      return r;
     }
     drop();
     if (retry == Retry::never) throw ConnectionLost(what, object("Redis"));
-    if (attempt > 0 && attempt % 8 == 0) {
-      // A server that accepts connections and then fails every command: keep trying within
-      // the reconnect timeout's spirit, but not forever.
-      if (attempt >= 64)
-        throw mproc::Error(EIO, std::string(what) + ": the server keeps failing", object("Redis"));
-    }
+    // A server that accepts connections and then fails every command: not forever.
+    if (attempt >= 64)
+      throw mproc::Error(EIO, std::string(what) + ": the server keeps failing", object("Redis"));
   }
 }
 

@@ -123,7 +123,9 @@ struct QueueCore::Impl {
   void open(OpenHow how, std::uint32_t tag);
   bool fetch(std::size_t max, std::string& last_q, std::string& last_e);
   void dead_letter(const Entry& entry, std::string_view why);
-  [[noreturn]] void report(const Entry& entry, std::exception_ptr err);
+  [[noreturn]] void report(const Entry& entry, const std::exception_ptr& err);
+  bool fill(std::size_t max, Deadline deadline);
+  std::size_t deliver(mproc::detail::BatchTaker take, std::size_t max);
 };
 
 void QueueCore::Impl::open(OpenHow how, std::uint32_t tag) {
@@ -190,7 +192,7 @@ void QueueCore::Impl::dead_letter(const Entry& entry, std::string_view why) {
   (void)run(kDeadScript, args, Retry::never, "move an entry to the dead-letter stream");
 }
 
-void QueueCore::Impl::report(const Entry& entry, std::exception_ptr err) {
+void QueueCore::Impl::report(const Entry& entry, const std::exception_ptr& err) {
   const std::string where = "; it was moved to the dead-letter stream " + dead;
   if (!entry.well_formed) {
     throw mproc::Error(
@@ -271,22 +273,26 @@ std::size_t QueueCore::put_many(std::uint32_t tag, mproc::detail::MessageSource 
   return done;
 }
 
-std::size_t QueueCore::get(mproc::detail::BatchTaker take, std::size_t max, Deadline deadline) {
-  Impl& s = *impl_;
-  s.after_fork();
+// Waits until `buffered` holds entries. False: timed out, or closed and drained.
+bool QueueCore::Impl::fill(std::size_t max, Deadline deadline) {
   // A JoinableQueue's waiter wakes to look for work to reclaim: a dead consumer adds nothing.
   const milliseconds cap =
-      s.joinable ? std::max(milliseconds{1}, s.options.visibility_timeout / 2) : s.conn.options().wait_slice;
-  while (s.buffered.empty()) {
+      joinable ? std::max(milliseconds{1}, options.visibility_timeout / 2) : conn.options().wait_slice;
+  while (buffered.empty()) {
     std::string last[2];
-    if (s.fetch(max, last[0], last[1])) break;
-    if (last[0].empty()) return 0;  // closed and drained
-    const std::string_view keys[] = {s.q, s.e};
-    if (!wait_streams(s.conn, keys, last, deadline, cap)) return 0;
+    if (fetch(max, last[0], last[1])) break;
+    if (last[0].empty()) return false;  // closed and drained
+    const std::string_view keys[] = {q, e};
+    if (!wait_streams(conn, keys, last, deadline, cap)) return false;
   }
+  return true;
+}
+
+// Offers the buffered entries to `take`, in order.
+std::size_t QueueCore::Impl::deliver(mproc::detail::BatchTaker take, std::size_t max) {
   std::size_t n = 0;
-  while (n < max && !s.buffered.empty()) {
-    const Entry& entry = s.buffered.front();
+  while (n < max && !buffered.empty()) {
+    const Entry& entry = buffered.front();
     bool took = false;
     std::exception_ptr err;
     if (entry.well_formed) {
@@ -299,18 +305,25 @@ std::size_t QueueCore::get(mproc::detail::BatchTaker take, std::size_t max, Dead
       }
     }
     if (took) {
-      if (s.joinable) s.delivered.push_back(entry.id);
-      s.buffered.pop_front();
+      if (joinable) delivered.push_back(entry.id);
+      buffered.pop_front();
       ++n;
       continue;
     }
     if (n > 0) break;  // return what was taken; the next call reports this one
-    Entry bad = std::move(s.buffered.front());
-    s.buffered.pop_front();
-    s.dead_letter(bad, !bad.well_formed ? "malformed" : err ? "undecodable" : "type");
-    s.report(bad, err);
+    Entry bad = std::move(buffered.front());
+    buffered.pop_front();
+    dead_letter(bad, !bad.well_formed ? "malformed" : err ? "undecodable" : "type");
+    report(bad, err);
   }
   return n;
+}
+
+std::size_t QueueCore::get(mproc::detail::BatchTaker take, std::size_t max, Deadline deadline) {
+  Impl& s = *impl_;
+  s.after_fork();
+  if (!s.fill(max, deadline)) return 0;
+  return s.deliver(take, max);
 }
 
 std::size_t QueueCore::qsize() {

@@ -70,10 +70,12 @@ if joinable then
   end
 end
 if #out < want then
-  local args = {'XREADGROUP', 'GROUP', 'mproc', ARGV[1], 'COUNT', want - #out}
-  if not joinable then table.insert(args, 'NOACK') end
-  for _, x in ipairs({'STREAMS', KEYS[1], '>'}) do table.insert(args, x) end
-  local r = redis.call(unpack(args))
+  local r
+  if joinable then
+    r = redis.call('XREADGROUP', 'GROUP', 'mproc', ARGV[1], 'COUNT', want - #out, 'STREAMS', KEYS[1], '>')
+  else
+    r = redis.call('XREADGROUP', 'GROUP', 'mproc', ARGV[1], 'COUNT', want, 'NOACK', 'STREAMS', KEYS[1], '>')
+  end
   if r and r[1] then
     local got = r[1][2]
     local ids = {}
