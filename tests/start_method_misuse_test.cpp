@@ -40,6 +40,10 @@ void allocate_and_log(int i) {
 }
 
 void return_normally() {}
+// Blocks until a signal kills it (pause returns only for a caught signal).
+void block_until_killed() {
+  for (;;) ::pause();
+}
 void late_entry() {}  // registered in a test body, after init: unknown in a fresh child
 void never_registered() {}
 
@@ -109,6 +113,7 @@ std::size_t count(const std::string& text, const std::string& what) {
 
 MPROC_ENTRY(allocate_and_log);
 MPROC_ENTRY(return_normally);
+MPROC_ENTRY(block_until_killed);
 
 namespace {
 
@@ -239,6 +244,18 @@ TEST_P(BadInput, an_entry_unknown_in_the_child_exits_with_one_and_says_which) {
   });
   EXPECT_EQ(code, 0);
   EXPECT_NE(text.find("no entry point named \"late_entry\""), std::string::npos) << text;
+}
+
+TEST_P(BadInput, a_child_starts_with_no_signal_blocked_though_the_starting_thread_blocks_them) {
+  sigset_t term, old;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  ASSERT_EQ(::pthread_sigmask(SIG_BLOCK, &term, &old), 0);
+  Process p(block_until_killed);
+  p.set_start_method(GetParam()).set_daemon(true).start();
+  ASSERT_EQ(::pthread_sigmask(SIG_SETMASK, &old, nullptr), 0);
+  p.terminate();
+  EXPECT_EQ(exit_code_of(p), -SIGTERM);
 }
 
 TEST_P(BadInput, changing_the_method_after_start_is_a_usage_error) {

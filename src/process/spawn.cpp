@@ -195,8 +195,18 @@ pid_t exec_self(const char* var, int fd, const std::string& what) {
     throw Error(rc, "cannot start", what);
   // dup2 onto itself clears close-on-exec in the child only (glibc 2.29, POSIX 2024).
   int rc = ::posix_spawn_file_actions_adddup2(&actions, fd, fd);
+  // A fresh program starts with no signal blocked, whatever the calling thread blocks (a service
+  // often blocks SIGTERM in its threads, to take it with sigwait): terminate() must reach it.
+  posix_spawnattr_t attr;
+  const int attr_rc = ::posix_spawnattr_init(&attr);
+  if (rc == 0) rc = attr_rc;
+  sigset_t none;
+  sigemptyset(&none);
+  if (rc == 0) rc = ::posix_spawnattr_setsigmask(&attr, &none);
+  if (rc == 0) rc = ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
   pid_t pid = 0;
-  if (rc == 0) rc = ::posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv.data(), envp.data());
+  if (rc == 0) rc = ::posix_spawn(&pid, "/proc/self/exe", &actions, &attr, argv.data(), envp.data());
+  if (attr_rc == 0) ::posix_spawnattr_destroy(&attr);
   ::posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) throw Error(rc, "cannot start", what + " (exec of /proc/self/exe)");
   return pid;
