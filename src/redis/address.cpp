@@ -117,6 +117,18 @@ std::string Address::str() const {
   return s;
 }
 
+std::string Address::url() const {
+  std::string q = "name=" + name;
+  if (!password.empty()) q += "&password=" + password;
+  if (!user.empty()) q += "&user=" + user;
+  if (db != 0) q += "&db=" + std::to_string(db);
+  if (!unix_path.empty()) return "unix://" + unix_path + "?" + q;
+  std::string cred;
+  if (!password.empty()) cred = user + ":" + password + "@";
+  return "redis://" + cred + host + ":" + std::to_string(port) + "/" + name +
+         (db != 0 ? "?db=" + std::to_string(db) : "");
+}
+
 Address Address::with_name(std::string_view other) const {
   Address a = *this;
   a.name = other;

@@ -37,6 +37,8 @@ struct Address {
   std::string str() const;
   /// The same server, another object.
   Address with_name(std::string_view other) const;
+  /// The whole address, credentials included: what opens another object on the same server.
+  std::string url() const;
 };
 
 /// Whether a string names a Redis object (starts with redis:// or unix://).

@@ -1,0 +1,206 @@
+// redis::Pool and run_worker: tasks through a JoinableQueue, results through a Queue per Pool
+// object, dead letters read back as WorkerDied (see <mproc/redis/pool.hpp>).
+#include "mproc/redis/pool.hpp"
+
+#include <cerrno>
+#include <map>
+#include <mutex>
+#include <typeinfo>
+
+#include "mproc/detail/demangle.hpp"
+#include "mproc/redis/queue.hpp"
+#include "redis/client.hpp"
+
+namespace mproc::redis {
+
+namespace detail {
+
+namespace {
+std::map<std::string, TaskFn>& registry() {
+  static std::map<std::string, TaskFn> tasks;
+  return tasks;
+}
+}  // namespace
+
+void register_task(const std::string& name, TaskFn fn) {
+  registry()[name] = std::move(fn);
+}
+
+void throw_bad_value(const std::string& type) {
+  throw mproc::Error(EBADMSG, "redis::Pool: a task's argument or result is not a " + type);
+}
+
+// What travels: a task (to the workers) and its result (back to the Pool that submitted it).
+struct TaskMsg {
+  std::string id, name, arg, reply;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(id, name, arg, reply);
+  }
+};
+struct ResultMsg {
+  std::string id;
+  bool ok = false;
+  std::string value, error_type, error;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(id, ok, value, error_type, error);
+  }
+};
+
+}  // namespace detail
+
+namespace {
+
+QueueOptions task_queue_options(const PoolOptions& o) {
+  QueueOptions q;
+  q.visibility_timeout = o.visibility_timeout;
+  q.max_deliveries = o.max_attempts;
+  q.connection = o.connection;
+  return q;
+}
+
+detail::ResultMsg run_task(const detail::TaskMsg& t) {
+  detail::ResultMsg r;
+  r.id = t.id;
+  const auto& tasks = detail::registry();
+  const auto it = tasks.find(t.name);
+  if (it == tasks.end()) {
+    r.error_type = "mproc::redis::UnknownTask";
+    r.error = "no task named \"" + t.name + "\" is registered in this worker (MPROC_REDIS_TASK)";
+    return r;
+  }
+  try {
+    r.value = it->second(t.arg);
+    r.ok = true;
+  } catch (const std::exception& e) {
+    r.error_type = mproc::detail::demangle(typeid(e).name());
+    r.error = e.what();
+  }
+  return r;
+}
+
+}  // namespace
+
+int run_worker(std::string_view address, const PoolOptions& options) {
+  const Address a = Address::parse(address);
+  auto tasks = JoinableQueue<detail::TaskMsg>::open_or_create(a.with_name(a.name + "-tasks").url(),
+                                                              task_queue_options(options));
+  std::map<std::string, Queue<detail::ResultMsg>> replies;
+  while (auto t = tasks.get()) {
+    const detail::ResultMsg r = run_task(*t);
+    auto it = replies.find(t->reply);
+    if (it == replies.end()) {
+      QueueOptions o;
+      o.connection = options.connection;
+      it = replies.emplace(t->reply, Queue<detail::ResultMsg>::open_or_create(a.with_name(t->reply).url(), o))
+               .first;
+    }
+    it->second.put(r);
+    tasks.task_done();
+  }
+  return 0;
+}
+
+struct Pool::Impl {
+  Address address;
+  PoolOptions options;
+  std::string reply;
+  JoinableQueue<detail::TaskMsg> tasks;
+  Queue<detail::ResultMsg> results;
+  detail::Connection conn;                         // reads the dead-letter stream
+  std::map<std::string, detail::ResultMsg> early;  // results that came before they were waited for
+  std::string dead_seen = "-";                     // dead letters read so far (exclusive start)
+  std::map<std::string, bool> died;                // task ids found in the dead-letter stream
+
+  Impl(const Address& a, const PoolOptions& o, std::string r)
+      : address(a),
+        options(o),
+        reply(std::move(r)),
+        tasks(JoinableQueue<detail::TaskMsg>::open_or_create(a.with_name(a.name + "-tasks").url(),
+                                                             task_queue_options(o))),
+        results(Queue<detail::ResultMsg>::open_or_create(a.with_name(reply).url(), queue_options(o))),
+        conn(a, o.connection) {}
+
+  static QueueOptions queue_options(const PoolOptions& o) {
+    QueueOptions q;
+    q.connection = o.connection;
+    return q;
+  }
+
+  // Reads new dead letters; remembers those of this Pool's tasks.
+  void read_dead_letters() {
+    const std::string key = "mproc:{" + address.name + "-tasks}:dead";
+    const std::string start = dead_seen == "-" ? "-" : "(" + dead_seen;  // exclusive after the first
+    const std::string_view args[] = {"XRANGE", key, start, "+"};
+    const detail::Reply r = conn.run(args, detail::Retry::safe, "read dead letters");
+    detail::check(r, "read dead letters", conn.object("redis::Pool"));
+    for (std::size_t i = 0; i < r.size(); ++i) {
+      dead_seen = r[i][0].str();
+      const detail::ReplyView f = r[i][1];
+      for (std::size_t k = 0; k + 1 < f.size(); k += 2) {
+        if (f[k].str() != "d") continue;
+        try {
+          const auto t = detail::decode_string<detail::TaskMsg>(std::string(f[k + 1].str()));
+          if (t.reply == reply) died[t.id] = true;
+        } catch (const mproc::Error&) {  // not a task of ours
+        }
+      }
+    }
+  }
+};
+
+Pool::Pool(std::string_view address, PoolOptions options) {
+  const Address a = Address::parse(address);
+  impl_ = std::make_unique<Impl>(a, options, a.name + "-results-" + detail::random_token().substr(0, 12));
+}
+Pool::Pool(Pool&&) noexcept = default;
+Pool& Pool::operator=(Pool&&) noexcept = default;
+Pool::~Pool() {
+  if (!impl_) return;
+  try {
+    Queue<detail::ResultMsg>::unlink(impl_->address.with_name(impl_->reply).url(), impl_->options.connection);
+  } catch (...) {  // NOLINT(bugprone-empty-catch): a destructor reports nothing
+  }
+}
+
+std::string Pool::submit(const std::string& task, std::string arg) {
+  const std::vector<std::string> ids = submit_many(task, {std::move(arg)});
+  return ids.front();
+}
+
+std::vector<std::string> Pool::submit_many(const std::string& task, const std::vector<std::string>& args) {
+  std::vector<detail::TaskMsg> msgs;
+  std::vector<std::string> ids;
+  msgs.reserve(args.size());
+  for (const std::string& a : args) {
+    msgs.push_back({detail::random_token(), task, a, impl_->reply});
+    ids.push_back(msgs.back().id);
+  }
+  impl_->tasks.put_many(msgs);
+  return ids;
+}
+
+std::string Pool::wait(const std::string& id, std::size_t index) {
+  Impl& s = *impl_;
+  for (;;) {
+    if (auto it = s.early.find(id); it != s.early.end()) {
+      detail::ResultMsg r = std::move(it->second);
+      s.early.erase(it);
+      if (!r.ok) throw RemoteError(r.error_type, r.error, index);
+      return std::move(r.value);
+    }
+    if (auto r = s.results.get_for(s.options.connection.wait_slice)) {
+      s.early.emplace(r->id, std::move(*r));
+      continue;
+    }
+    s.read_dead_letters();
+    if (s.died.contains(id)) throw WorkerDied(0, 0, index);
+  }
+}
+
+void Pool::close() {
+  impl_->tasks.close();
+}
+
+}  // namespace mproc::redis
