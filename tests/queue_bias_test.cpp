@@ -313,7 +313,7 @@ TEST(QueueBias, close_waits_for_a_put_in_flight_under_the_bias) {
   Flag biased;
   Process p = start_child([&] {
     for (int i = 0; i < kRun; ++i) q.put(i);
-    q.put(kRun);  // fills the queue
+    q.put(kRun);     // fills the queue
     biased.raise();  // only now may the parent close: this put must not meet the close
     try {
       q.put(kRun + 1);  // sleeps under the bias until close() wakes it
