@@ -48,11 +48,13 @@ TEST_F(RedisLock, every_acquisition_gets_a_larger_fence) {
 
 TEST_F(RedisLock, a_held_lock_excludes_another_process_until_released) {
   const std::string url = server.url("exclude");
-  auto lock = mr::Lock::open(url);
-  ASSERT_TRUE(lock.acquire());
+  mproc_test::Flag held;
   mproc_test::Flag tried;
-  mproc::Process other([url, &tried] {
+  // Started before the lock is held: a held Lock has a renewal thread, and a child forked from a
+  // threaded parent may not start threads of its own (ThreadSanitizer refuses it).
+  mproc::Process other([url, &held, &tried] {
     auto mine = mr::Lock::open(url);
+    CHILD_CHECK(held.wait_for(mproc_test::kPatience));
     CHILD_CHECK(!mine.try_acquire());
     tried.raise();
     const auto got = mine.acquire_for(mproc_test::kPatience);  // woken by the release
@@ -60,6 +62,9 @@ TEST_F(RedisLock, a_held_lock_excludes_another_process_until_released) {
     mine.release();
   });
   other.start();
+  auto lock = mr::Lock::open(url);
+  ASSERT_TRUE(lock.acquire());
+  held.raise();
   ASSERT_TRUE(tried.wait_for(mproc_test::kPatience));
   lock.release();
   EXPECT_EQ(mproc_test::exit_code_of(other), 0);
