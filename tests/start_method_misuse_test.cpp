@@ -46,6 +46,9 @@ void block_until_killed() {
 }
 void late_entry() {}  // registered in a test body, after init: unknown in a fresh child
 void never_registered() {}
+void add_through_pointer(int* total, int n) {
+  *total += n;
+}  // fork only: a pointer cannot travel
 
 // Threads that allocate and log in a loop until stopped, as a service's pool and logger do.
 class BusyThreads {
@@ -224,6 +227,17 @@ TEST_P(BadInput, a_lambda_target_is_a_usage_error_naming_the_fix_and_leaves_it_s
   EXPECT_FALSE(p.pid().has_value());
   p.set_start_method(StartMethod::fork).start();  // the same object can still start with fork
   EXPECT_EQ(exit_code_of(p), 0);
+}
+
+TEST_P(BadInput, a_pointer_argument_compiles_for_fork_and_is_a_usage_error_for_the_others) {
+  // A program written for fork passes pointers into memory the child inherits; it must keep
+  // compiling now that a Process can also spawn, and only a spawn start may refuse it.
+  int total = 0;
+  Process p(add_through_pointer, &total, 2);
+  p.set_start_method(GetParam()).set_daemon(true);
+  const std::string what = start_error(p);
+  EXPECT_NE(what.find("not a type the queue codec can carry"), std::string::npos) << what;
+  EXPECT_FALSE(p.pid().has_value());
 }
 
 TEST_P(BadInput, an_unregistered_function_is_a_usage_error) {

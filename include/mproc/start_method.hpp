@@ -102,9 +102,12 @@ struct is_by_name : std::false_type {};
 template <class T>
 struct is_by_name<ByName<T>> : std::true_type {};
 
-/// Whether a value of type T can be sent to a spawned or forkserver child.
+/// Whether a value of type T can be sent to a spawned or forkserver child. Not a pointer: it
+/// would point into the parent's memory (and cereal refuses raw pointers with a static_assert,
+/// which would break fork-only programs that pass one: `Process p(f, &lock)` must compile).
 template <class T>
-inline constexpr bool travels_v = Message<T> || is_by_name<T>::value;
+inline constexpr bool travels_v =
+    !std::is_pointer_v<T> && !std::is_member_pointer_v<T> && (Message<T> || is_by_name<T>::value);
 
 template <class T>
 std::string encode_argument(const T& value) {
