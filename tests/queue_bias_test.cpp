@@ -33,6 +33,17 @@ namespace {
 // More operations in a row than any side needs to be given to the thread that makes them.
 constexpr int kRun = 1000;
 
+// Hand-overs between streaming processes are a timing decision (operations at most 3 µs apart
+// under a sanitizer). Under ThreadSanitizer on a busy 2-core machine the operations are slower
+// still, an owner asked for its side is usually asleep inside a get, and it is revoked instead:
+// a CI run saw 8 revocations and no hand-over in 50 s. ThreadSanitizer cannot see another
+// process's accesses anyway; release and asan run these tests.
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kSkipHandOverTimings = true;
+#else
+constexpr bool kSkipHandOverTimings = false;
+#endif
+
 // Puts and gets kRun messages from this thread, one at a time; checks their order.
 void run_alone(Queue<int>& q, int from) {
   for (int i = from; i < from + kRun; ++i) {
@@ -116,6 +127,8 @@ TEST(QueueBias, threads_of_one_process_that_take_turns_lose_nothing) {
 // the owner hands it over at the end of its lease (queue.md, "Contention: hand-over instead of
 // revocation"), and they take turns. Every message arrives once, each producer's in order.
 TEST(QueueBias, producer_processes_that_all_stream_hand_the_side_over_and_lose_nothing) {
+  if (kSkipHandOverTimings)
+    GTEST_SKIP() << "hand-over timings under ThreadSanitizer (see kSkipHandOverTimings)";
   Queue<std::uint64_t> q;
   // They stream until the parent has seen a hand-over and kMin messages (on a loaded machine an
   // owner descheduled when asked is revoked instead, so one run of fixed length may see none),
@@ -160,6 +173,8 @@ TEST(QueueBias, producer_processes_that_all_stream_hand_the_side_over_and_lose_n
 // The same on the consumer side: two consumer processes share one streaming producer's
 // messages, each seeing them in rising order, all of them exactly once between the two.
 TEST(QueueBias, consumer_processes_that_all_stream_hand_the_side_over_and_lose_nothing) {
+  if (kSkipHandOverTimings)
+    GTEST_SKIP() << "hand-over timings under ThreadSanitizer (see kSkipHandOverTimings)";
   Queue<std::uint64_t> q;
   constexpr std::uint64_t kCount = 600000;
   constexpr std::uint64_t kGiveUp = 32 * kCount;  // messages without a hand-over: a failure
