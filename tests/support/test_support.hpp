@@ -195,7 +195,10 @@ class ScratchName {
 inline bool wait_for_sleeper(const std::string& name, bool consumer) {
   auto asleep = [&] {
     for (const mproc::NamedObjectInfo& o : mproc::list_named_objects()) {
-      if (o.name == name) return consumer ? o.consumer_waiting : o.producer_waiting;
+      // A consumer counts as asleep only once the queue is empty: its waiting flag is still set
+      // for a moment after a put woke it (seen under ThreadSanitizer, whose wake-ups are slow).
+      if (o.name == name)
+        return consumer ? o.consumer_waiting && o.depth == std::size_t{0} : o.producer_waiting;
     }
     return false;
   };
