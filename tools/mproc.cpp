@@ -20,6 +20,7 @@
 #include <CLI/CLI.hpp>
 
 #include "mproc_redis.hpp"
+#include "run_command.hpp"
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -68,30 +69,6 @@ int cmd_ls() {
                 creator.c_str(), yes_no(o.creator_alive), yes_no(o.in_use), queue.c_str());
   }
   return kOk;
-}
-
-int run_command(const std::vector<std::string>& argv, int lock_fd) {
-  std::vector<char*> args;
-  args.reserve(argv.size() + 1);
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  std::fflush(nullptr);
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    std::perror("mproc lock: fork");
-    return kError;
-  }
-  if (pid == 0) {
-    // The command knows which descriptor holds the lock (to close it in a daemon it starts).
-    const std::string fd_text = std::to_string(lock_fd);
-    ::setenv("MPROC_LOCK_FD", fd_text.c_str(), 1);
-    ::execvp(args[0], args.data());
-    std::fprintf(stderr, "mproc lock: cannot run %s: %s\n", args[0], std::strerror(errno));
-    ::_exit(127);
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 extern "C" void on_lock_alarm(int) {}
@@ -175,7 +152,9 @@ int cmd_lock(const std::string& name, double timeout, const std::vector<std::str
       return kTimedOut;  // the Lock is released as `lock` goes; the dead holder's report stays
     }
   }
-  const int status = run_command(command, fd);
+  // The command knows which descriptor holds the lock (to close it in a daemon it starts). The
+  // lock lives on that descriptor, which the command inherits: it outlives this process.
+  const int status = mproc_cli::run_command(command, "MPROC_LOCK_FD", std::to_string(fd), false);
   ::close(fd);  // this process's hold of the flock; a process the command left behind keeps its own
   if (got.owner_died() && status == 0) lock.mark_consistent();
   lock.release();

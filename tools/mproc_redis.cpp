@@ -1,11 +1,8 @@
 // The `mproc` tool's commands on Redis objects: see mproc_redis.hpp. Exit codes as the tool's
 // (0 success, 1 timed out or closed and empty, 3 an error).
 #include "mproc_redis.hpp"
+#include "run_command.hpp"
 
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -114,28 +111,6 @@ std::vector<std::string> scan(mr::detail::Connection& c, const std::string& patt
   return names;
 }
 
-int run_command(const std::vector<std::string>& argv, std::uint64_t fence) {
-  std::vector<char*> args;
-  args.reserve(argv.size() + 1);
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  std::fflush(nullptr);
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    std::perror("mproc lock: fork");
-    return kError;
-  }
-  if (pid == 0) {
-    ::setenv("MPROC_LOCK_FENCE", std::to_string(fence).c_str(), 1);
-    ::execvp(args[0], args.data());
-    std::fprintf(stderr, "mproc lock: cannot run %s: %s\n", args[0], std::strerror(errno));
-    ::_exit(127);
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 }  // namespace
 
 int redis_ls(const std::string& address) {
@@ -216,7 +191,9 @@ int redis_lock(const std::string& address, double timeout, const std::vector<std
                  "state it guards may be inconsistent\n",
                  lock.address().c_str());
   }
-  const int status = run_command(command, got.fence());
+  // The lease lives as long as this process renews it: if it is killed, the command dies with it
+  // rather than run on beside the next holder (the fence covers a holder that is only paused).
+  const int status = run_command(command, "MPROC_LOCK_FENCE", std::to_string(got.fence()), true);
   try {
     if (got.owner_died() && status == 0) lock.mark_consistent();
     lock.release();

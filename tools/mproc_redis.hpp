@@ -16,7 +16,9 @@ int redis_put(const std::string& address, const std::optional<std::string>& mess
               bool lines);
 int redis_get(const std::string& address, double timeout, bool create);
 /// Runs `command` while holding the Redis lock; the command finds the fencing token in
-/// MPROC_LOCK_FENCE.
+/// MPROC_LOCK_FENCE. The command is SIGKILLed if this process dies (the lease it renews lapses
+/// then, and the next holder may enter); a holder that is only paused past its lease is what
+/// the fence is for.
 int redis_lock(const std::string& address, double timeout, const std::vector<std::string>& command);
 
 }  // namespace mproc_cli

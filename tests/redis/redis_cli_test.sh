@@ -38,4 +38,19 @@ set +e
 set -e
 [ $rc = 7 ] || fail "lock passes the command's status: $rc"
 "$mproc" ls "$at" | grep -q "^Lock .*tickets .*fence 3 .*free" || fail "ls shows the lock"
+
+# The holder SIGKILLed while its command runs: the lease it renewed will lapse, so the command
+# must die with it instead of running on beside the next holder.
+"$mproc" lock "$at?name=held" -- sh -c 'echo $$ > "$0"; exec sleep 600' "$dir/cmd.pid" &
+holder=$!
+for _ in $(seq 200); do [ -s "$dir/cmd.pid" ] && break; sleep 0.05; done  # a condition, polled
+[ -s "$dir/cmd.pid" ] || fail "the command under the lock did not start"
+cmd=$(cat "$dir/cmd.pid")
+kill -9 $holder
+wait $holder 2>/dev/null || true
+for _ in $(seq 200); do kill -0 "$cmd" 2>/dev/null || break; sleep 0.05; done  # a condition, polled
+if kill -0 "$cmd" 2>/dev/null; then
+  kill -9 "$cmd"
+  fail "the command outlived its SIGKILLed holder"
+fi
 echo "redis cli: ok"
