@@ -8,8 +8,11 @@
 #include <chrono>
 #include <exception>
 #include <optional>
+#include <string>
 
 #include "mproc/clock.hpp"
+#include "mproc/detail/named_spec.hpp"
+#include "mproc/lock.hpp"
 
 namespace mproc::python {
 
@@ -78,6 +81,14 @@ Exceptions& exceptions();
 
 /// Raises mproc.OwnerDied(message) with attribute `held` (whether the caller holds the lock now).
 [[noreturn]] void raise_owner_died(const char* lock_name, bool held);
+
+/// The `how` argument of every named constructor: "create", "open" or "open_or_create".
+detail::OpenHow parse_how(const std::string& how);
+
+/// Acquires `lock` as Python's acquire(block, timeout): True/False, or OwnerDied (raised with the
+/// lock held) when its previous owner died holding it. For Lock, RLock, Condition and the lock
+/// of a Value or Array.
+bool acquire_lock(detail::RobustLock& lock, bool block, std::optional<double> timeout);
 
 /// Sets the Python error for a C++ exception: mproc's own types (OSError with errno,
 /// OwnerDied, UsageError, ShutDown, BrokenBarrierError), then pybind11's rules.

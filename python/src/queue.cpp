@@ -82,13 +82,7 @@ class PyQueue {
       : name_(name), joinable_(joinable) {
     const bool str = message_type == "str";
     if (!str && message_type != "bytes") throw py::value_error("message_type must be 'bytes' or 'str'");
-    detail::OpenHow h = detail::OpenHow::open_or_create;
-    if (how == "create")
-      h = detail::OpenHow::create;
-    else if (how == "open")
-      h = detail::OpenHow::open;
-    else if (how != "open_or_create")
-      throw py::value_error("how must be create, open or open_or_create");
+    const detail::OpenHow h = parse_how(how);
     const NamedOptions options{static_cast<mode_t>(mode),
                                persistent ? Lifetime::persistent : Lifetime::tracked};
     const detail::NamedSpec spec{name_, h, options};

@@ -119,13 +119,6 @@ decltype(auto) with_type(char code, F&& f) {
   throw py::value_error(std::string("unknown typecode '") + code + "' (one of c b B h H i I l L q Q f d ?)");
 }
 
-detail::OpenHow parse_how(const std::string& how) {
-  if (how == "create") return detail::OpenHow::create;
-  if (how == "open") return detail::OpenHow::open;
-  if (how == "open_or_create") return detail::OpenHow::open_or_create;
-  throw py::value_error("how must be create, open or open_or_create");
-}
-
 class PyShared {
  public:
   PyShared(const std::string& name, const std::string& how, const std::string& typecode, bool array,
@@ -156,18 +149,6 @@ class PyShared {
   std::size_t itemsize_ = 0;
   std::unique_ptr<Shared> shared_;
 };
-
-bool acquire(detail::RobustLock& lock, bool block, std::optional<double> timeout) {
-  Acquired got = lock.acquire_until(Clock::now());
-  const Wait w = Wait::from(block, timeout);
-  if (got.timed_out() && !w.is_try()) {
-    got = wait_in_slices(
-        w, [&](Clock::time_point until) { return lock.acquire_until(until); },
-        [](Acquired a) { return !a.timed_out(); });
-  }
-  if (got.owner_died()) raise_owner_died(lock.kind_name(), true);
-  return !got.timed_out();
-}
 
 class PySharedMemory {
  public:
@@ -211,7 +192,7 @@ void bind_shared(py::module_& m) {
       .def(
           "_acquire",
           [](PyShared& s, bool block, std::optional<double> timeout) {
-            return acquire(s.lock(), block, timeout);
+            return acquire_lock(s.lock(), block, timeout);
           },
           py::arg("block") = true, py::arg("timeout") = py::none())
       .def("_release", [](PyShared& s) { s.lock().release(); })

@@ -28,14 +28,9 @@ struct Spec {
 };
 
 Spec make_spec(const std::string& name, const std::string& how, unsigned mode, bool persistent) {
-  detail::OpenHow h = detail::OpenHow::open_or_create;
-  if (how == "create")
-    h = detail::OpenHow::create;
-  else if (how == "open")
-    h = detail::OpenHow::open;
-  else if (how != "open_or_create")
-    throw py::value_error("how must be create, open or open_or_create");
-  return {name, h, {static_cast<mode_t>(mode), persistent ? Lifetime::persistent : Lifetime::tracked}};
+  return {name,
+          parse_how(how),
+          {static_cast<mode_t>(mode), persistent ? Lifetime::persistent : Lifetime::tracked}};
 }
 
 // Builds a named primitive from its factories (they return by value; the types do not move, so
@@ -58,20 +53,6 @@ void unlink_named(const std::string& name) {
 }
 
 // ---- Lock, RLock -------------------------------------------------------------------------------
-
-/// Acquires `lock` as Python's acquire(block, timeout): True/False, or OwnerDied (raised with the
-/// lock held) when its previous owner died holding it.
-bool acquire_lock(detail::RobustLock& lock, bool block, std::optional<double> timeout) {
-  Acquired got = lock.acquire_until(Clock::time_point::min());  // the uncontended case, GIL held
-  const Wait w = Wait::from(block, timeout);
-  if (got.timed_out() && !w.is_try()) {
-    got = wait_in_slices(
-        w, [&](Clock::time_point until) { return lock.acquire_until(until); },
-        [](Acquired a) { return !a.timed_out(); });
-  }
-  if (got.owner_died()) raise_owner_died(lock.kind_name(), true);
-  return !got.timed_out();
-}
 
 /// The `with` form: on owner death, release and raise (the with block never runs holding a lock
 /// whose data may be torn; recover with acquire() + mark_consistent()).
@@ -362,6 +343,25 @@ void bind_event_condition(py::module_& m) {
 }
 
 }  // namespace
+
+detail::OpenHow parse_how(const std::string& how) {
+  if (how == "create") return detail::OpenHow::create;
+  if (how == "open") return detail::OpenHow::open;
+  if (how == "open_or_create") return detail::OpenHow::open_or_create;
+  throw py::value_error("how must be create, open or open_or_create");
+}
+
+bool acquire_lock(detail::RobustLock& lock, bool block, std::optional<double> timeout) {
+  Acquired got = lock.acquire_until(Clock::time_point::min());  // the uncontended case, GIL held
+  const Wait w = Wait::from(block, timeout);
+  if (got.timed_out() && !w.is_try()) {
+    got = wait_in_slices(
+        w, [&](Clock::time_point until) { return lock.acquire_until(until); },
+        [](Acquired a) { return !a.timed_out(); });
+  }
+  if (got.owner_died()) raise_owner_died(lock.kind_name(), true);
+  return !got.timed_out();
+}
 
 void bind_sync(py::module_& m) {
   bind_lock<Lock>(m, "_Lock", "A crash-safe lock shared by processes (owner death is reported).");
