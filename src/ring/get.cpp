@@ -162,7 +162,6 @@ RingStatus get_records(RingState& s, Take& take, std::size_t max, Clock::time_po
     WantRecord record{s, t};
     record.reload();  // pairs with the producer's commit
     if (!record.ready()) {
-      note_wait(side, held);
       const RingStatus st = wait_until_ready(s, side, record, deadline);
       if (st != RingStatus::ok) return st;
     }

@@ -32,12 +32,10 @@ struct alignas(64) BiasSlot {
   std::uint32_t pid;                 // the owner's process: a revoker checks that it lives
   std::uint64_t start_ticks;         // ... with its start time, so that a recycled pid is not it
   std::atomic<std::uint64_t> token;  // the owner thread's sys::thread_token(); 0: a free slot
-  // A hand-over asked for (kBiasWanted): operations the owner made since it saw the request, how
-  // many of them waited for the other side (room, a record), and when it first saw the request
-  // (CLOCK_MONOTONIC, ns). Written by the owner, reset by the asker. (wanted_waits was a
-  // reserved, always-zero word: an owner that does not count waits is judged as before.)
+  // A hand-over asked for (kBiasWanted): operations the owner made since it saw the request, and
+  // when it first saw it (CLOCK_MONOTONIC, ns). Both written by the owner, reset by the asker.
   std::atomic<std::uint32_t> wanted_ops;
-  std::atomic<std::uint32_t> wanted_waits;
+  std::uint32_t reserved;
   std::atomic<std::uint64_t> wanted_since_ns;
 };
 

@@ -148,12 +148,9 @@ inline void next_message(RingState& s, Next& next, std::size_t i, std::size_t co
 
 // No room for the next record: commit what the batch wrote so far if that does not make room by
 // itself (consumers may drain it meanwhile), then wait. False if the deadline passed first.
-bool wait_for_room(RingState& s, Side side, HeldBy held, WantRoom room, Word& committed,
-                   Clock::time_point deadline) {
+bool wait_for_room(RingState& s, Side side, WantRoom room, Word& committed, Clock::time_point deadline) {
   room.reload();  // pairs with the consumer's commit
-  if (room.ready()) return true;
-  note_wait(side, held);
-  if (room.h != committed) {
+  if (!room.ready() && room.h != committed) {
     commit_head(s, room.h);
     committed = room.h;
   }
@@ -187,7 +184,7 @@ std::size_t put_records(RingState& s, Next& next, std::size_t count, std::uint32
     next_message(s, next, done, count, h, committed, data, size);
     const std::uint32_t need = units_for(size);
     if (!fits(s, h, c.cached_tail, need)) {
-      if (!wait_for_room(s, side, held, WantRoom{s, h, need, done, count}, committed, deadline)) return done;
+      if (!wait_for_room(s, side, WantRoom{s, h, need, done, count}, committed, deadline)) return done;
     }
     write_record(s, h, data, size, tag);
     h = make_word(pos_of(h) + need, count_of(h) + 1);

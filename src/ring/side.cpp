@@ -101,7 +101,6 @@ Asked ask_for_hand_over(Side side, BiasSlot& slot, std::uint32_t& h, OwnerWait& 
   std::atomic<std::uint32_t>& holder = side.holder();
   if ((h & kBiasWanted) == 0) {
     slot.wanted_ops.store(0, std::memory_order_relaxed);
-    slot.wanted_waits.store(0, std::memory_order_relaxed);
     slot.wanted_since_ns.store(0, std::memory_order_relaxed);
     if (!holder.compare_exchange_strong(h, h | kBiasWanted, std::memory_order_acq_rel)) {
       return Asked::answered_other;
@@ -297,12 +296,7 @@ void answer_hand_over(Side side, std::uint32_t held) noexcept {
     return;
   }
   const std::uint64_t since = slot.wanted_since_ns.load(std::memory_order_relaxed);
-  // Streaming: operations back to back, or operations that mostly waited for the other side (a
-  // small ring, full for producers or empty for consumers): the owner would go on at once, were
-  // it not for the ring. Declining would make the two share the mutex, each sleeping on it while
-  // the other sleeps for room (data) inside it (queue.md, "Small rings").
-  const bool dense = now - since <= std::uint64_t{n - 1} * kDenseNs ||
-                     2 * std::uint64_t{slot.wanted_waits.load(std::memory_order_relaxed)} >= n;
+  const bool dense = now - since <= std::uint64_t{n - 1} * kDenseNs;
   if (dense && now - since < kLeaseNs) return;
   // Lease over: hand the side to the asker. Or not streaming: give the bias up altogether, and
   // the asker and this thread share the side through the mutex, in parallel.

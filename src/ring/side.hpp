@@ -138,14 +138,6 @@ inline HeldBy enter_side(Side side, Clock::time_point deadline) {
   return enter_side_slow(side, deadline);
 }
 
-/// An operation of the owner of the side's bias is about to wait for the other side (for room, for
-/// a record): counted for answer_hand_over, which judges whether the owner streams.
-inline void note_wait(Side side, HeldBy held) noexcept {
-  if (held.mutex()) return;
-  std::atomic<std::uint32_t>& waits = side.slots()[held.value - 1].wanted_waits;
-  waits.store(waits.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-}
-
 inline void leave_side(Side side, HeldBy held) noexcept {
   if (held.mutex()) {
     ::pthread_mutex_unlock(&side.mutex());
