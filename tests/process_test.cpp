@@ -18,36 +18,12 @@ using mproc::Process;
 using mproc_test::exit_code_of;
 using mproc_test::Flag;
 using mproc_test::kPatience;
+using mproc_test::run_capturing_stderr;
 using mproc_test::start_child;
 
 namespace {
 
 // A started daemon child: tests' children die with the runner if the watchdog fires.
-
-std::string read_all(int fd) {
-  std::string out;
-  char buf[512];
-  ssize_t n;
-  while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
-  return out;
-}
-
-// Runs `f` in a child whose stderr goes to a pipe; returns what it wrote there.
-template <class F>
-std::pair<int, std::string> run_capturing_stderr(F f) {
-  int fds[2];
-  EXPECT_EQ(::pipe(fds), 0);
-  Process p = start_child([&] {
-    ::dup2(fds[1], STDERR_FILENO);
-    ::close(fds[0]);
-    ::close(fds[1]);
-    f();
-  });
-  ::close(fds[1]);
-  std::string text = read_all(fds[0]);  // EOF when the child exits
-  ::close(fds[0]);
-  return {exit_code_of(p), text};
-}
 
 int name_number(const std::string& name) {
   EXPECT_EQ(name.rfind("Process-", 0), 0u) << name;

@@ -24,6 +24,7 @@ using mproc::Process;
 using mproc::StartMethod;
 using mproc_test::exit_code_of;
 using mproc_test::kPatience;
+using mproc_test::run_capturing_stderr;
 
 namespace {
 
@@ -78,33 +79,6 @@ class BusyThreads {
   std::atomic<bool> stop_{false};
   std::vector<std::thread> threads_;
 };
-
-std::string read_all(int fd) {
-  std::string out;
-  char buf[512];
-  ssize_t n;
-  while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
-  return out;
-}
-
-// Runs `f` in a forked child whose stderr goes to a pipe; returns its exit code and that text.
-template <class F>
-std::pair<int, std::string> run_capturing_stderr(F f) {
-  int fds[2];
-  EXPECT_EQ(::pipe(fds), 0);
-  Process p([&] {
-    ::dup2(fds[1], STDERR_FILENO);
-    ::close(fds[0]);
-    ::close(fds[1]);
-    f();
-    mproc::stop_forkserver();
-  });
-  p.set_start_method(StartMethod::fork).set_daemon(true).start();
-  ::close(fds[1]);
-  std::string text = read_all(fds[0]);  // end of stream once the child and its children exit
-  ::close(fds[0]);
-  return {exit_code_of(p), text};
-}
 
 std::size_t count(const std::string& text, const std::string& what) {
   std::size_t n = 0;

@@ -22,6 +22,7 @@
 #include "mproc/error.hpp"
 #include "mproc/inspect.hpp"
 #include "mproc/process.hpp"
+#include "mproc/start_method.hpp"
 
 namespace mproc_test {
 
@@ -221,6 +222,34 @@ inline bool wait_for_sleeping_producer(const std::string& name) {
 inline int exit_code_of(mproc::Process& p) {
   EXPECT_TRUE(p.join(kPatience)) << p.name() << " did not end";
   return p.exitcode().value_or(-1000);
+}
+
+/// Everything readable from `fd` until end of stream.
+inline std::string read_all(int fd) {
+  std::string out;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+  return out;
+}
+
+/// Runs `f` in a forked child whose stderr goes to a pipe; returns its exit code and what it
+/// wrote there (read to end of stream: once the child and any children it started have exited).
+template <class F>
+std::pair<int, std::string> run_capturing_stderr(F f) {
+  int fds[2];
+  EXPECT_EQ(::pipe(fds), 0);
+  mproc::Process p = start_child([&] {
+    ::dup2(fds[1], STDERR_FILENO);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    f();
+    mproc::stop_forkserver();  // one that f started: its children would hold the pipe open
+  });
+  ::close(fds[1]);
+  std::string text = read_all(fds[0]);
+  ::close(fds[0]);
+  return {exit_code_of(p), text};
 }
 
 }  // namespace mproc_test
