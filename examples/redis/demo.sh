@@ -7,7 +7,7 @@
 #   examples/redis/demo.sh BIN_DIR
 set -euo pipefail
 bin=$1
-dir=$(mktemp -d)
+dir=$(mktemp -d -t "mproc-test-${MPROC_TEST_PREFIX:-}XXXXXX")  # scripts/test checks for servers left here
 redis-server --port 0 --unixsocket "$dir/redis.sock" --dir "$dir" --save '' --appendonly no \
   --loglevel warning >"$dir/log" 2>&1 &
 server=$!

@@ -4,7 +4,7 @@
 # stops it on any exit.
 set -euo pipefail
 mproc=$1
-dir=$(mktemp -d)
+dir=$(mktemp -d -t "mproc-test-${MPROC_TEST_PREFIX:-}XXXXXX")  # scripts/test checks for servers left here
 redis-server --port 0 --unixsocket "$dir/redis.sock" --dir "$dir" --save '' --appendonly no \
   --loglevel warning >"$dir/log" 2>&1 &
 server=$!

@@ -111,11 +111,16 @@ class Shared {
   T* value_;
 };
 
-/// A fresh directory, removed with its contents by the process that created it.
+/// A fresh directory, removed with its contents by the process that created it. Its name carries
+/// the run's $MPROC_TEST_PREFIX, so that scripts/test can tell a redis-server of this run left
+/// running (its working directory is one of these) from another program's.
 class TempDir {
  public:
   TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "mproc-test-XXXXXX").string();
+    const char* prefix = std::getenv("MPROC_TEST_PREFIX");
+    std::string tmpl = (std::filesystem::temp_directory_path() /
+                        ("mproc-test-" + std::string(prefix != nullptr ? prefix : "") + "XXXXXX"))
+                           .string();
     if (::mkdtemp(tmpl.data()) == nullptr) throw std::system_error(errno, std::generic_category(), "mkdtemp");
     path_ = tmpl;
   }
