@@ -1,0 +1,254 @@
+// The Lock, Queue and Pipe contracts across processes under every start method (fork, spawn,
+// forkserver): one test body each, parameterised as start_method_test.cpp is. The children are
+// registered entry points; they reach the objects by name (ByName<T>), which works under all
+// three methods (docs/design/start-methods.md). Within one process, and the fork-only spellings
+// (lambdas over anonymous objects), the contracts are tested in lock_test, queue_test and
+// pipe_test.
+//
+// A child cannot use gtest's assertions: it reports a broken expectation by its exit code (each
+// child documents its codes), which the test checks.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <sched.h>
+
+#include <csignal>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "mproc/error.hpp"
+#include "mproc/event.hpp"
+#include "mproc/lock.hpp"
+#include "mproc/process.hpp"
+#include "mproc/queue.hpp"
+#include "mproc/start_method.hpp"
+#include "mproc/value.hpp"
+#include "support/test_support.hpp"
+
+using namespace std::chrono_literals;
+using mproc::ByName;
+using mproc::Event;
+using mproc::Lock;
+using mproc::Process;
+using mproc::StartMethod;
+using mproc_test::exit_code_of;
+using mproc_test::kPatience;
+using mproc_test::ScratchName;
+using Ints = mproc::Queue<int>;
+using Counter = mproc::RawValue<long>;
+
+// ---- the children ---------------------------------------------------------------------------
+
+namespace {
+
+// Increments the counter `rounds` times under the lock, as a read, a yield and a write: without
+// mutual exclusion increments are lost and the total comes out short.
+void count_under_lock(ByName<Lock> lock, ByName<Counter> counter, int rounds) {
+  for (int i = 0; i < rounds; ++i) {
+    std::scoped_lock hold{*lock};
+    const long seen = **counter;
+    sched_yield();
+    **counter = seen + 1;
+  }
+}
+
+// Takes the lock, says so, and dies by SIGKILL holding it. Exit 2: the lock was reported torn.
+void hold_lock_and_die(ByName<Lock> lock, ByName<Event> held) {
+  const mproc::Acquired a = lock->acquire();
+  if (a.status() != mproc::Acquired::Status::ok) mproc::exit(2);
+  held->set();
+  ::raise(SIGKILL);
+}
+
+// Holds the lock until `release` is set. Exit 2: the lock was not acquired cleanly.
+void hold_lock_until(ByName<Lock> lock, ByName<Event> held, ByName<Event> release) {
+  const mproc::Acquired a = lock->acquire();
+  if (a.status() != mproc::Acquired::Status::ok) mproc::exit(2);
+  held->set();
+  release->wait();
+  lock->release();
+}
+
+// Puts first, first + 1, ..., first + count - 1.
+void produce(ByName<Ints> q, int first, int count) {
+  for (int i = 0; i < count; ++i) q->put(first + i);
+}
+
+// Forwards every message of `in` to `out` until `in` is closed and drained.
+void consume(ByName<Ints> in, ByName<Ints> out) {
+  while (const auto v = in->get()) out->put(*v);
+}
+
+// Blocks in get() on an empty queue until the parent closes it. Exit 0: get() returned empty
+// and a put() afterwards threw Closed; 3: get() returned a message; 4: put() did not throw.
+void get_until_closed(ByName<Ints> q) {
+  if (q->get()) mproc::exit(3);
+  try {
+    q->put(1);
+  } catch (const mproc::Closed&) {
+    return;
+  }
+  mproc::exit(4);
+}
+
+// Exit 0: get_for on the empty queue and put_for on the full one both timed out, and neither
+// took or left a message; 3: get_for returned a message; 4: put_for succeeded; 5: the queue was
+// found closed.
+void time_out_on_both_ends(ByName<Ints> empty, ByName<Ints> full) {
+  if (empty->get_for(20ms)) mproc::exit(3);
+  if (empty->closed()) mproc::exit(5);
+  if (full->put_for(7, 20ms)) mproc::exit(4);
+}
+
+}  // namespace
+
+MPROC_ENTRY(count_under_lock);
+MPROC_ENTRY(hold_lock_and_die);
+MPROC_ENTRY(hold_lock_until);
+MPROC_ENTRY(produce);
+MPROC_ENTRY(consume);
+MPROC_ENTRY(get_until_closed);
+MPROC_ENTRY(time_out_on_both_ends);
+
+// ---- the contracts, under each method --------------------------------------------------------
+
+namespace {
+
+class ObjectsTest : public testing::TestWithParam<StartMethod> {
+ protected:
+  void TearDown() override { mproc::stop_forkserver(); }  // the runner audits its children
+
+  template <class F, class... Args>
+  Process start(F f, Args&&... args) {
+    Process p(f, std::forward<Args>(args)...);
+    p.set_start_method(GetParam()).set_daemon(true);  // dies with the runner if the watchdog fires
+    p.start();
+    return p;
+  }
+};
+
+std::string method_name(const testing::TestParamInfo<StartMethod>& info) {
+  return mproc::start_method_name(info.param);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllMethods, ObjectsTest,
+                         testing::Values(StartMethod::fork, StartMethod::spawn, StartMethod::forkserver),
+                         method_name);
+
+// ---- Lock --------------------------------------------------------------------------------------
+
+TEST_P(ObjectsTest, lock_lets_one_child_at_a_time_into_the_critical_section) {
+  ScratchName<Lock> lock_name("smo-mutex");
+  ScratchName<Counter> counter_name("smo-counter");
+  auto lock = Lock::create(lock_name.str());
+  auto counter = Counter::create(counter_name.str(), 0);
+  constexpr int kChildren = 4;
+  constexpr int kRounds = 3000;
+  std::vector<Process> children;
+  for (int c = 0; c < kChildren; ++c) {
+    children.push_back(
+        start(count_under_lock, ByName<Lock>(lock_name.str()), ByName<Counter>(counter_name.str()), kRounds));
+  }
+  for (Process& p : children) EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_EQ(*counter, long{kChildren} * kRounds)
+      << "increments were lost: two children held the lock at once";
+}
+
+TEST_P(ObjectsTest, lock_held_by_a_sigkilled_child_is_reported_to_the_next_acquirer) {
+  ScratchName<Lock> lock_name("smo-dead-owner");
+  ScratchName<Event> held_name("smo-dead-held");
+  auto lock = Lock::create(lock_name.str());
+  Event held = Event::create(held_name.str());
+  Process p = start(hold_lock_and_die, ByName<Lock>(lock_name.str()), ByName<Event>(held_name.str()));
+  ASSERT_TRUE(held.wait(kPatience));
+  EXPECT_EQ(exit_code_of(p), -SIGKILL);
+  const mproc::Acquired a = lock.acquire();
+  EXPECT_TRUE(a.owner_died());
+  lock.mark_consistent();
+  lock.release();
+  // Marked consistent: the next acquire is an ordinary one.
+  EXPECT_EQ(lock.acquire().status(), mproc::Acquired::Status::ok);
+  lock.release();
+}
+
+TEST_P(ObjectsTest, lock_held_by_a_child_times_out_here_then_is_acquired_once_released) {
+  ScratchName<Lock> lock_name("smo-held");
+  ScratchName<Event> held_name("smo-held-held");
+  ScratchName<Event> release_name("smo-held-release");
+  auto lock = Lock::create(lock_name.str());
+  Event held = Event::create(held_name.str());
+  Event release = Event::create(release_name.str());
+  Process p = start(hold_lock_until, ByName<Lock>(lock_name.str()), ByName<Event>(held_name.str()),
+                    ByName<Event>(release_name.str()));
+  ASSERT_TRUE(held.wait(kPatience));
+  EXPECT_TRUE(lock.acquire_for(20ms).timed_out());
+  release.set();
+  const mproc::Acquired a = lock.acquire_for(kPatience);
+  EXPECT_EQ(a.status(), mproc::Acquired::Status::ok);
+  if (a) lock.release();
+  EXPECT_EQ(exit_code_of(p), 0);
+}
+
+// ---- Queue -------------------------------------------------------------------------------------
+
+// Every message put by N producers is taken by exactly one of M consumers: the consumers forward
+// what they take to `out`, and `out` holds each message once, and nothing more once the
+// consumers have ended.
+TEST_P(ObjectsTest, queue_delivers_every_message_exactly_once_across_producers_and_consumers) {
+  ScratchName<Ints> in_name("smo-mpmc-in");
+  ScratchName<Ints> out_name("smo-mpmc-out");
+  // Small enough that producers block on a full queue now and then.
+  auto in = Ints::create(in_name.str(), 4096);
+  auto out = Ints::create(out_name.str());
+  constexpr int kProducers = 3;
+  constexpr int kConsumers = 2;
+  constexpr int kEach = 5000;
+  std::vector<Process> producers;
+  std::vector<Process> consumers;
+  for (int c = 0; c < kConsumers; ++c) {
+    consumers.push_back(start(consume, ByName<Ints>(in_name.str()), ByName<Ints>(out_name.str())));
+  }
+  for (int p = 0; p < kProducers; ++p) {
+    producers.push_back(start(produce, ByName<Ints>(in_name.str()), p * kEach, kEach));
+  }
+  std::vector<int> seen(kProducers * kEach, 0);
+  for (int i = 0; i < kProducers * kEach; ++i) {
+    const auto v = out.get_for(kPatience);
+    ASSERT_TRUE(v.has_value()) << "only " << i << " of " << kProducers * kEach << " messages arrived";
+    ASSERT_GE(*v, 0);
+    ASSERT_LT(*v, kProducers * kEach);
+    ++seen[static_cast<std::size_t>(*v)];
+  }
+  for (Process& p : producers) EXPECT_EQ(exit_code_of(p), 0);
+  in.close();  // the consumers' get() returns empty once the queue is drained
+  for (Process& p : consumers) EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_FALSE(out.try_get().has_value()) << "a message was delivered twice";
+  for (int v = 0; v < kProducers * kEach; ++v)
+    EXPECT_EQ(seen[static_cast<std::size_t>(v)], 1) << "message " << v;
+}
+
+TEST_P(ObjectsTest, queue_close_ends_a_childs_get_and_refuses_its_put) {
+  ScratchName<Ints> name("smo-close");
+  auto q = Ints::create(name.str());
+  Process p = start(get_until_closed, ByName<Ints>(name.str()));
+  // Closing before or after the child's get() starts: either way it returns empty.
+  q.close();
+  EXPECT_EQ(exit_code_of(p), 0);
+}
+
+TEST_P(ObjectsTest, queue_get_and_put_time_out_in_a_child) {
+  ScratchName<Ints> empty_name("smo-timeout-empty");
+  ScratchName<Ints> full_name("smo-timeout-full");
+  auto empty = Ints::create(empty_name.str());
+  auto full = Ints::create(full_name.str(), Ints::kDefaultCapacity, 1);  // one message at most
+  full.put(1);
+  Process p = start(time_out_on_both_ends, ByName<Ints>(empty_name.str()), ByName<Ints>(full_name.str()));
+  EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_EQ(full.try_get(), 1);
+  EXPECT_FALSE(full.try_get().has_value()) << "the timed-out put_for left a message";
+  EXPECT_FALSE(empty.try_get().has_value());
+}
+
+}  // namespace
