@@ -110,6 +110,163 @@ bool cannot_have_buffers(PyObject* o) noexcept {
   return true;
 }
 
+// ---- the compact format (kTagCompact) ----
+// One value: a type byte, then its payload, little-endian as the host (the record never leaves
+// the machine):
+//   'N' None  'T' True  'F' False  'i' int64 (8 bytes)  'd' double (8 bytes)
+//   's' str: u32 length, UTF-8   'b' bytes: u32 length, the bytes
+//   '(' tuple / '[' list: u8 count (at most 16), then that many of the scalars above
+// The reader checks every length against the record: a malformed record is a ValueError.
+constexpr std::byte kNone{'N'}, kTrue{'T'}, kFalse{'F'}, kInt{'i'}, kFloat{'d'}, kStr{'s'}, kBytesItem{'b'},
+    kTuple{'('}, kList{'['};
+
+// Writes `o` at out[at...] when it fits in `cap`; returns the position after it either way.
+// `ok` false: `o` has no compact form (an int beyond 64 bits, a str UTF-8 cannot encode).
+std::size_t compact_scalar(PyObject* o, std::byte* out, std::size_t cap, std::size_t at, bool& ok) {
+  PyTypeObject* t = Py_TYPE(o);
+  auto put_fixed = [&](std::byte type, const void* payload, std::size_t n) {
+    if (at + 1 + n <= cap) {
+      out[at] = type;
+      std::memcpy(out + at + 1, payload, n);
+    }
+    return at + 1 + n;
+  };
+  auto put_sized = [&](std::byte type, const char* data, Py_ssize_t len) {
+    const auto n = static_cast<std::uint32_t>(len);  // a bytes item is under 4 KiB; a str fits
+    if (static_cast<std::size_t>(len) > 0xffffffffU) {
+      ok = false;
+      return at;
+    }
+    if (at + 5 + n <= cap) {
+      out[at] = type;
+      std::memcpy(out + at + 1, &n, 4);
+      std::memcpy(out + at + 5, data, n);
+    }
+    return at + 5 + n;
+  };
+  if (t == &PyLong_Type) {
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow != 0) {
+      ok = false;
+      return at;
+    }
+    return put_fixed(kInt, &v, 8);
+  }
+  if (t == &PyUnicode_Type) {
+    Py_ssize_t len = 0;
+    const char* s = PyUnicode_IS_ASCII(o) ? static_cast<const char*>(PyUnicode_DATA(o)) : nullptr;
+    if (s != nullptr) {
+      len = PyUnicode_GET_LENGTH(o);
+    } else if ((s = PyUnicode_AsUTF8AndSize(o, &len)) == nullptr) {  // cached in the str
+      PyErr_Clear();                                                 // lone surrogates: marshal writes them
+      ok = false;
+      return at;
+    }
+    return put_sized(kStr, s, len);
+  }
+  if (t == &PyFloat_Type) {
+    const double v = PyFloat_AS_DOUBLE(o);
+    return put_fixed(kFloat, &v, 8);
+  }
+  if (t == &PyBytes_Type) return put_sized(kBytesItem, PyBytes_AS_STRING(o), PyBytes_GET_SIZE(o));
+  const std::byte type = o == Py_None ? kNone : o == Py_True ? kTrue : kFalse;
+  if (at < cap) out[at] = type;
+  return at + 1;
+}
+
+// Encodes `o` (cannot_have_buffers(o) holds) into out[0, cap); returns the record's size, which
+// may exceed `cap` (then nothing past cap was written: call again with a buffer that size).
+std::size_t compact_encode(PyObject* o, std::byte* out, std::size_t cap, bool& ok) {
+  const bool tuple = PyTuple_CheckExact(o);
+  if (!tuple && !PyList_CheckExact(o)) return compact_scalar(o, out, cap, 0, ok);
+  const Py_ssize_t n = tuple ? PyTuple_GET_SIZE(o) : PyList_GET_SIZE(o);
+  if (cap >= 2) {
+    out[0] = tuple ? kTuple : kList;
+    out[1] = static_cast<std::byte>(n);  // at most 16 (cannot_have_buffers)
+  }
+  std::size_t at = 2;
+  for (Py_ssize_t i = 0; i < n && ok; ++i) {
+    at = compact_scalar(tuple ? PyTuple_GET_ITEM(o, i) : PyList_GET_ITEM(o, i), out, cap, at, ok);
+  }
+  return at;
+}
+
+[[noreturn]] void malformed_compact() {
+  throw py::value_error("mproc: a malformed message record (compact format)");
+}
+
+// Reads one scalar at data[at...], advancing `at`; a new reference.
+PyObject* compact_read_scalar(const std::byte* data, std::size_t size, std::size_t& at) {
+  if (at >= size) malformed_compact();
+  const std::byte type = data[at++];
+  auto fixed = [&](void* v) {
+    if (size - at < 8) malformed_compact();
+    std::memcpy(v, data + at, 8);
+    at += 8;
+  };
+  auto sized = [&](std::uint32_t& n) {
+    if (size - at < 4) malformed_compact();
+    std::memcpy(&n, data + at, 4);
+    at += 4;
+    if (size - at < n) malformed_compact();
+    const char* p = reinterpret_cast<const char*>(data + at);
+    at += n;
+    return p;
+  };
+  if (type == kInt) {
+    long long v = 0;
+    fixed(&v);
+    return PyLong_FromLongLong(v);
+  }
+  if (type == kStr) {
+    std::uint32_t n = 0;
+    const char* p = sized(n);
+    return PyUnicode_DecodeUTF8(p, static_cast<Py_ssize_t>(n), "strict");
+  }
+  if (type == kFloat) {
+    double v = 0;
+    fixed(&v);
+    return PyFloat_FromDouble(v);
+  }
+  if (type == kBytesItem) {
+    std::uint32_t n = 0;
+    const char* p = sized(n);
+    return PyBytes_FromStringAndSize(p, static_cast<Py_ssize_t>(n));
+  }
+  if (type == kNone) return Py_NewRef(Py_None);
+  if (type == kTrue) return Py_NewRef(Py_True);
+  if (type == kFalse) return Py_NewRef(Py_False);
+  malformed_compact();
+}
+
+py::object compact_decode(const std::byte* data, std::size_t size) {
+  std::size_t at = 0;
+  if (size >= 2 && (data[0] == kTuple || data[0] == kList)) {
+    const bool tuple = data[0] == kTuple;
+    const auto n = static_cast<Py_ssize_t>(data[1]);
+    if (n > 16) malformed_compact();
+    auto seq = py::reinterpret_steal<py::object>(tuple ? PyTuple_New(n) : PyList_New(n));
+    if (!seq) throw py::error_already_set();
+    at = 2;
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      PyObject* item = compact_read_scalar(data, size, at);
+      if (item == nullptr) throw py::error_already_set();
+      if (tuple) {
+        PyTuple_SET_ITEM(seq.ptr(), i, item);
+      } else {
+        PyList_SET_ITEM(seq.ptr(), i, item);
+      }
+    }
+    if (at != size) malformed_compact();
+    return seq;
+  }
+  auto v = py::reinterpret_steal<py::object>(compact_read_scalar(data, size, at));
+  if (!v) throw py::error_already_set();
+  if (at != size) malformed_compact();
+  return v;
+}
+
 }  // namespace
 
 std::uint32_t tag_bytes() noexcept {
@@ -120,7 +277,7 @@ std::uint32_t tag_str() noexcept {
 }
 bool known_tag(std::uint32_t tag) noexcept {
   return tag == tag_bytes() || tag == tag_str() || tag == kTagByteArray || tag == kTagPickle ||
-         tag == kTagPickleOob || tag == kTagMarshal;
+         tag == kTagPickleOob || tag == kTagMarshal || tag == kTagCompact;
 }
 
 Encoded::Encoded(Encoded&& other) noexcept
@@ -132,6 +289,10 @@ Encoded::Encoded(Encoded&& other) noexcept
       has_view_(std::exchange(other.has_view_, false)),
       assembled_(std::move(other.assembled_)) {
   if (!assembled_.empty()) data = assembled_.data();
+  if (other.data == other.inline_.data()) {
+    std::memcpy(inline_.data(), other.inline_.data(), size);
+    data = inline_.data();
+  }
 }
 
 Encoded::~Encoded() {
@@ -180,8 +341,23 @@ Encoded encode(py::handle obj, bool pickle_everything) {
 void encode_object(py::handle obj, Encoded& e) {
   PyObject* o = obj.ptr();
   if (cannot_have_buffers(o)) {
-    // marshal (format 4, stable since Python 3.4) writes these exact types in a third of
-    // pickle's time and reads them in half: what makes small messages cheap.
+    // The compact format: one pass, no allocation for a record of up to 128 bytes.
+    bool ok = true;
+    const std::size_t n = compact_encode(o, e.inline_.data(), e.inline_.size(), ok);
+    if (ok && n <= e.inline_.size()) {
+      e.data = e.inline_.data();
+    } else if (ok) {
+      e.assembled_.resize(n);
+      (void)compact_encode(o, e.assembled_.data(), n, ok);
+      e.data = e.assembled_.data();
+    }
+    if (ok) {
+      e.size = n;
+      e.tag = kTagCompact;
+      return;
+    }
+    // An int beyond 64 bits, a str with lone surrogates: marshal (format 4, stable since
+    // Python 3.4) writes every such value.
     e.keep_ = py::reinterpret_steal<py::object>(PyMarshal_WriteObjectToString(o, kMarshalVersion));
     if (!e.keep_) throw py::error_already_set();
     e.data = PyBytes_AS_STRING(e.keep_.ptr());
@@ -286,6 +462,7 @@ py::object decode(const std::byte* data, std::size_t size, std::uint32_t tag, py
     if (owner && PyByteArray_CheckExact(owner.ptr())) return owner;
     return py::reinterpret_steal<py::object>(PyByteArray_FromStringAndSize(chars, n));
   }
+  if (tag == kTagCompact) return compact_decode(data, size);
   if (tag == kTagPickle) return pickle_loads(data, size);
   if (tag == kTagMarshal) {
     PyObject* o = PyMarshal_ReadObjectFromString(chars, n);

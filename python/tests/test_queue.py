@@ -69,15 +69,28 @@ class QueueBasics(unittest.TestCase):
         self.assertEqual([self.q.get() for _ in items], items)
 
     def test_small_scalars_and_tuples_keep_their_exact_types(self):
-        # these travel by marshal, the rest by pickle: either way the types come back exact
+        # these travel in the compact format (ints beyond 64 bits and lone surrogates by
+        # marshal), the rest by pickle: either way the types come back exact
         items = [True, False, 0, -1 << 70, 2.5, None, (), [], (1, "a", 2.5, None, True, b"x"),
-                 [1, 2], ("x" * 5000,), (1, (2,)), ("\ud800",)]
+                 [1, 2], ("x" * 5000,), (1, (2,)), ("\ud800",), (1 << 63) - 1, -(1 << 63),
+                 1 << 63, ("caf\u00e9", "\u65e5\u672c", b"", -0.0, float("inf")),
+                 [b"y" * 4095, False], tuple(range(16)), tuple(range(17)), "\u00e9" * 100]
         for item in items:
             self.q.put(item)
         for item in items:
             got = self.q.get()
             self.assertEqual(got, item)
             self.assertIs(type(got), type(item))
+
+    def test_put_many_and_get_many_keep_exact_types_of_small_objects(self):
+        items = [b"raw", "text", 7, -(1 << 63), 1 << 64, (1, "a", b"b", None, 0.5), [True],
+                 ("\ud800",), {"k": 1}]
+        self.assertEqual(self.q.put_many(items), len(items))
+        got = []
+        while len(got) < len(items):
+            got += self.q.get_many(len(items))
+        self.assertEqual(got, items)
+        self.assertEqual([type(g) for g in got], [type(i) for i in items])
 
     def test_bytes_and_bytearray_keep_their_types_and_memoryview_arrives_as_bytes(self):
         self.q.put(b"b")
