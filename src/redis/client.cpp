@@ -251,6 +251,40 @@ Reply Connection::run(std::span<const std::string_view> args, Retry retry, std::
   }
 }
 
+std::vector<Reply> Connection::run_many(std::span<const std::span<const std::string_view>> commands,
+                                        Retry retry, std::string_view what) {
+  LoadingWait loading(options_.reconnect_timeout);
+  std::vector<Reply> out;
+  out.reserve(commands.size());
+  for (int attempt = 0;; ++attempt) {
+    ensure();
+    bool sent = true;
+    for (const auto& cmd : commands) {
+      Argv a(cmd);
+      if (redisAppendCommandArgv(ctx_, a.argc(), a.argv(), a.argvlen()) != REDIS_OK) sent = false;
+    }
+    out.clear();
+    bool lost = !sent;
+    for (std::size_t i = 0; !lost && i < commands.size(); ++i) {
+      void* raw = nullptr;
+      if (redisGetReply(ctx_, &raw) != REDIS_OK || raw == nullptr) {
+        lost = true;
+        break;
+      }
+      out.emplace_back(static_cast<redisReply*>(raw));
+    }
+    if (!lost) {
+      // A loading server refuses every command of the batch without running any.
+      if (!out.empty() && loading.again(out.front())) continue;
+      return out;
+    }
+    drop();
+    if (retry == Retry::never) throw ConnectionLost(what, object("Redis"));
+    if (attempt >= 64)
+      throw mproc::Error(EIO, std::string(what) + ": the server keeps failing", object("Redis"));
+  }
+}
+
 void Connection::append(std::span<const std::string_view> args) {
   ensure();
   Argv a(args);

@@ -12,6 +12,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "mproc/redis/address.hpp"
 
@@ -76,6 +77,13 @@ class Connection {
   /// the reconnect timeout.
   Reply run(std::span<const std::string_view> args, Retry retry, std::string_view what,
             std::chrono::milliseconds extra = std::chrono::milliseconds{0});
+
+  /// Several commands in one round trip (pipelined), their replies in order. As run(): a lost
+  /// connection throws ConnectionLost (Retry::never: some of them may have run) or sends them
+  /// all again (Retry::safe); a server still loading its data (it ran none of them) is waited
+  /// for.
+  std::vector<Reply> run_many(std::span<const std::span<const std::string_view>> commands, Retry retry,
+                              std::string_view what);
 
   /// Pipelining: append commands, then read their replies in order. A failure while reading
   /// throws ConnectionLost (the batch may be partly applied).

@@ -12,6 +12,7 @@
 
 #include "mproc/redis/queue.hpp"
 #include "redis/client.hpp"
+#include "redis/queue_counts.hpp"
 #include "redis/queue_scripts.hpp"
 #include "redis/wait.hpp"
 
@@ -25,8 +26,12 @@ using std::chrono::milliseconds;
 const Script& script(const char* source) {
   // One Script per source for the whole process: its SHA1 is the same on every connection.
   static const Script create(kCreateScript), put(kPutScript), get(kGetScript), done(kDoneScript),
-      join(kJoinScript), close(kCloseScript), dead(kDeadScript);
+      join(kJoinScript), close(kCloseScript), dead(kDeadScript), queue_put(kQueuePutScript),
+      queue_empty(kQueueEmptyScript), queue_size(kQueueSizeScript);
   if (source == kCreateScript) return create;
+  if (source == kQueuePutScript) return queue_put;
+  if (source == kQueueEmptyScript) return queue_empty;
+  if (source == kQueueSizeScript) return queue_size;
   if (source == kPutScript) return put;
   if (source == kGetScript) return get;
   if (source == kDoneScript) return done;
@@ -73,14 +78,19 @@ Entry parse_entry(ReplyView e) {
 
 struct QueueCore::Impl {
   Connection conn;
-  std::string q, m, e, dead;
+  std::string q, m, e, dead, pw;
   bool joinable;
+  bool bounded = false;  // max_messages > 0, as the queue was created
   QueueOptions options;
   std::string type_name;
   std::string consumer;
   pid_t pid = ::getpid();
   std::deque<Entry> buffered;         // taken from the group, not yet returned by get
   std::deque<std::string> delivered;  // JoinableQueue: returned by get, not yet task_done
+  // Queue: the last id this object took, and how many it took since it last trimmed the stream
+  // up to one it took (every entry before an id the group delivered was delivered).
+  std::string trim_id;
+  std::size_t untrimmed = 0;
 
   Impl(const Address& a, bool j, const QueueOptions& o, std::string type)
       : conn(a, o.connection),
@@ -88,17 +98,17 @@ struct QueueCore::Impl {
         m("mproc:{" + a.name + "}:m"),
         e("mproc:{" + a.name + "}:e"),
         dead("mproc:{" + a.name + "}:dead"),
+        pw("mproc:{" + a.name + "}:pw"),
         joinable(j),
         options(o),
         type_name(std::move(type)),
         consumer(consumer_name()) {}
 
   std::string object() const { return conn.object(joinable ? "redis::JoinableQueue" : "redis::Queue"); }
-  std::string_view keys_view(std::size_t i) const { return i == 0 ? q : i == 1 ? m : i == 2 ? e : dead; }
 
   Reply run(const char* source, std::span<const std::string_view> args, Retry retry, std::string_view what) {
     after_fork();
-    const std::string_view keys[] = {q, m, e, dead};
+    const std::string_view keys[] = {q, m, e, dead, pw};
     Reply r = script(source).run(conn, keys, args, retry, what);
     check(r, what, object());
     return r;
@@ -122,6 +132,15 @@ struct QueueCore::Impl {
 
   void open(OpenHow how, std::uint32_t tag);
   bool fetch(std::size_t max, std::string& last_q, std::string& last_e);
+  bool fetch_plain(std::size_t max, std::string& last_q, std::string& last_e);
+  std::size_t read_plain(std::size_t max);
+  // How long a putter that finds the queue full waits before it runs the put script again
+  // (one slice and the round trip after it): its "waiting" flag lasts that long. 0: no wait.
+  std::string_view wait_arg(Deadline deadline, char (&buf)[24]) const {
+    if (deadline.when() <= mproc::detail::Clock::now()) return "0";
+    return decimal((conn.options().wait_slice + conn.options().command_timeout).count(), buf);
+  }
+  const char* put_script() const { return joinable ? kPutScript : kQueuePutScript; }
   void dead_letter(const Entry& entry, std::string_view why);
   [[noreturn]] void report(const Entry& entry, const std::exception_ptr& err);
   bool fill(std::size_t max, Deadline deadline);
@@ -147,7 +166,9 @@ void QueueCore::Impl::open(OpenHow how, std::uint32_t tag) {
                            std::string(r[2].str()) + ", not what a queue keeps there",
                        object());
   }
+  bounded = options.max_messages > 0;
   if (st == "opened") {
+    bounded = r[4].str() != "0";
     if (r[1].str() != kind) {
       throw mproc::Error(EINVAL,
                          "cannot open: it is a " + std::string(r[1].str()) + ", not a " + std::string(kind),
@@ -160,6 +181,14 @@ void QueueCore::Impl::open(OpenHow how, std::uint32_t tag) {
                              "; this program expects " + type_name + ")",
                          object());
     }
+    if (!joinable && r[5].str() != "2") {
+      throw mproc::Error(EINVAL,
+                         "cannot open: it was made by an mproc whose Queue counted its unread messages in " +
+                             m + " (layout " + std::string(r[5].str()) +
+                             "); this one counts them with the stream's consumer group (layout 2). Drain it "
+                             "with the program that made it, then unlink it",
+                         object());
+    }
   }
 }
 
@@ -167,6 +196,7 @@ void QueueCore::Impl::open(OpenHow how, std::uint32_t tag) {
 // and `last_e` say where a wait starts, and the return of closed-and-drained is signalled by
 // last_q being empty.
 bool QueueCore::Impl::fetch(std::size_t max, std::string& last_q, std::string& last_e) {
+  if (!joinable) return fetch_plain(max, last_q, last_e);
   char count[24];
   char vis[24];
   char deliveries[24];
@@ -184,6 +214,60 @@ bool QueueCore::Impl::fetch(std::size_t max, std::string& last_q, std::string& l
   const ReplyView list = r[1];
   for (std::size_t i = 0; i < list.size(); ++i) buffered.push_back(parse_entry(list[i]));
   return true;
+}
+
+// A Queue's get: one XREADGROUP NOACK (atomic on its own: a delivered entry is out of the
+// group at once), in the same round trip as the trim of entries delivered earlier (every 64
+// taken) and, for a bounded queue, GETDEL of the flag a waiting putter raised: a get that finds
+// it posts "room" on e. docs/design/redis.md, "Queue", says why no putter is stranded.
+std::size_t QueueCore::Impl::read_plain(std::size_t max) {
+  constexpr std::size_t kTrimEvery = 64;
+  char count[24];
+  const std::string_view read[] = {
+      "XREADGROUP", "GROUP",   "mproc", consumer, "COUNT", decimal(static_cast<long long>(max), count),
+      "NOACK",      "STREAMS", q,       ">"};
+  const std::string_view trim[] = {"XTRIM", q, "MINID", "~", trim_id};
+  const std::string_view flag[] = {"GETDEL", pw};
+  std::span<const std::string_view> cmds[3];
+  std::size_t k = 0;
+  const bool trimming = untrimmed >= kTrimEvery;
+  if (trimming) cmds[k++] = trim;
+  const std::size_t at = k;
+  cmds[k++] = read;
+  if (bounded) cmds[k++] = flag;
+  const std::vector<Reply> rs = conn.run_many({cmds, k}, Retry::never, "get");
+  if (trimming) {
+    check(rs[0], "trim the stream", object());
+    untrimmed = 0;
+  }
+  const Reply& r = rs[at];
+  if (r.is_error() && r.str().starts_with("NOGROUP")) gone();
+  check(r, "get", object());
+  const std::size_t got = r.is_nil() || r.size() == 0 ? 0 : r[0][1].size();
+  for (std::size_t i = 0; i < got; ++i) buffered.push_back(parse_entry(r[0][1][i]));
+  if (got > 0) {
+    trim_id = buffered.back().id;
+    untrimmed += got;
+  }
+  if (bounded && !check(rs[at + 1], "get", object()).is_nil()) {
+    // A putter waits for room. Posting it twice is harmless: it runs its script again.
+    const std::string_view wake[] = {"XADD", e, "MAXLEN", "1", "*", "room", "1"};
+    check(conn.run(wake, Retry::safe, "wake a putter"), "wake a putter", object());
+  }
+  return got;
+}
+
+bool QueueCore::Impl::fetch_plain(std::size_t max, std::string& last_q, std::string& last_e) {
+  for (;;) {
+    if (read_plain(max) > 0) return true;
+    const Reply st = run(kQueueEmptyScript, {}, Retry::safe, "get");
+    const std::string_view what = st[0].str();
+    if (what == "gone") gone();
+    if (what == "again") continue;
+    last_q = st[1].str() == "1" ? std::string() : std::string(st[2].str());
+    last_e = st[3].str();
+    return false;
+  }
 }
 
 void QueueCore::Impl::dead_letter(const Entry& entry, std::string_view why) {
@@ -225,9 +309,11 @@ QueueCore::~QueueCore() = default;
 bool QueueCore::put(std::uint32_t tag, const void* data, std::size_t size, Deadline deadline) {
   Impl& s = *impl_;
   char tag_buf[24];
-  const std::string_view args[] = {decimal(tag, tag_buf), {static_cast<const char*>(data), size}};
+  char wait_buf[24];
+  const std::string_view args[] = {
+      s.wait_arg(deadline, wait_buf), decimal(tag, tag_buf), {static_cast<const char*>(data), size}};
   for (;;) {
-    const Reply r = s.run(kPutScript, args, Retry::never, "put");
+    const Reply r = s.run(s.put_script(), args, Retry::never, "put");
     const std::string_view st = r[0].str();
     if (st == "ok") return true;
     if (st == "closed") throw Closed("put into a closed " + s.object());
@@ -243,13 +329,14 @@ std::size_t QueueCore::put_many(std::uint32_t tag, mproc::detail::MessageSource 
   Impl& s = *impl_;
   constexpr std::size_t kChunk = 256;  // messages per script call: bounds one script's run time
   char tag_buf[24];
+  char wait_buf[24];
   std::vector<std::string> encoded;
   std::vector<std::string_view> args;
   std::size_t done = 0;
   while (done < count) {
     const std::size_t n = std::min(kChunk, count - done);
     encoded.resize(n);
-    args.assign(1, decimal(tag, tag_buf));
+    args.assign({s.wait_arg(deadline, wait_buf), decimal(tag, tag_buf)});
     for (std::size_t i = 0; i < n; ++i) {
       const void* data = nullptr;
       std::size_t size = 0;
@@ -257,7 +344,7 @@ std::size_t QueueCore::put_many(std::uint32_t tag, mproc::detail::MessageSource 
       encoded[i].assign(static_cast<const char*>(data), size);
       args.emplace_back(encoded[i]);
     }
-    const Reply r = s.run(kPutScript, args, Retry::never, "put_many");
+    const Reply r = s.run(s.put_script(), args, Retry::never, "put_many");
     const std::string_view st = r[0].str();
     if (st == "ok") {
       done += static_cast<std::size_t>(r[1].integer());
@@ -327,6 +414,11 @@ std::size_t QueueCore::get(mproc::detail::BatchTaker take, std::size_t max, Dead
 }
 
 std::size_t QueueCore::qsize() {
+  if (!impl_->joinable) {
+    const Reply r = impl_->run(kQueueSizeScript, {}, Retry::safe, "qsize");
+    if (r[0].str() == "gone") impl_->gone();
+    return static_cast<std::size_t>(r[1].integer());
+  }
   const std::string_view args[] = {"HGET", impl_->m, "unread"};
   const Reply r = impl_->conn.run(args, Retry::safe, "qsize");
   check(r, "qsize", impl_->object());
@@ -335,6 +427,11 @@ std::size_t QueueCore::qsize() {
 }
 
 bool QueueCore::full() {
+  if (!impl_->joinable) {
+    const Reply r = impl_->run(kQueueSizeScript, {}, Retry::safe, "full");
+    if (r[0].str() == "gone") impl_->gone();
+    return r[2].integer() > 0 && r[1].integer() >= r[2].integer();
+  }
   const std::string_view args[] = {"HMGET", impl_->m, "max", "unread"};
   const Reply r = impl_->conn.run(args, Retry::safe, "full");
   check(r, "full", impl_->object());
@@ -400,12 +497,35 @@ std::size_t QueueCore::unfinished() {
   return static_cast<std::size_t>(r.integer());
 }
 
+QueueCounts queue_counts(Connection& c, const std::string& name) {
+  const std::string p = "mproc:{" + name + "}:";
+  const std::string q = p + "q";
+  const std::string m = p + "m";
+  const std::string_view kind_args[] = {"HMGET", m, "kind", "unread"};
+  const Reply meta = c.run(kind_args, Retry::safe, "ls");
+  check(meta, "ls", c.object("redis::Queue"));
+  const std::string_view len_args[] = {"XLEN", q};
+  const Reply len = c.run(len_args, Retry::safe, "ls");
+  QueueCounts out;
+  if (meta[0].str() == "joinable") {
+    out.unread = static_cast<std::size_t>(std::max(0LL, meta[1].is_nil() ? 0LL : meta[1].to_integer()));
+    if (len.is_integer())
+      out.pending =
+          static_cast<std::size_t>(std::max(0LL, len.integer() - static_cast<long long>(out.unread)));
+    return out;
+  }
+  const std::string_view keys[] = {q, m};
+  const Reply r = script(kQueueSizeScript).run(c, keys, {}, Retry::safe, "ls");
+  if (!r.is_error() && r[0].str() == "ok") out.unread = static_cast<std::size_t>(r[1].integer());
+  return out;
+}
+
 void QueueCore::unlink(std::string_view address, const Options& options) {
   const Address a = Address::parse(address);
   Connection c(a, options);
   const std::string p = "mproc:{" + a.name + "}:";
-  const std::string keys[] = {p + "q", p + "m", p + "e", p + "dead"};
-  const std::string_view args[] = {"DEL", keys[0], keys[1], keys[2], keys[3]};
+  const std::string keys[] = {p + "q", p + "m", p + "e", p + "dead", p + "pw"};
+  const std::string_view args[] = {"DEL", keys[0], keys[1], keys[2], keys[3], keys[4]};
   check(c.run(args, Retry::safe, "unlink"), "unlink", c.object("redis::Queue"));
 }
 

@@ -113,6 +113,90 @@ TEST_F(RedisQueue, a_blocked_put_resumes_when_a_consumer_in_another_process_make
   EXPECT_EQ(mproc_test::exit_code_of(producer), 0);
 }
 
+// A get is a bare XREADGROUP, no script: the putter must be woken by the flag it raised, not by
+// the end of its wait slice (made longer here than the test's patience, so only a wake-up can
+// let it go on). Several putters, each seen blocked before the get that makes room for one.
+TEST_F(RedisQueue, putters_blocked_on_a_full_queue_are_woken_by_gets_not_by_their_wait_slice) {
+  const std::string url = server.url("wake");
+  mr::QueueOptions slow_slice{.max_messages = 1};
+  slow_slice.connection.wait_slice =
+      std::chrono::duration_cast<std::chrono::milliseconds>(mproc_test::kPatience * 3);
+  auto q = mr::Queue<int>::create(url, slow_slice);
+  q.put(0);
+  constexpr int kPutters = 3;
+  std::vector<mproc::Process> putters;
+  for (int p = 1; p <= kPutters; ++p) {
+    putters.emplace_back([url, slow_slice, p] {
+      auto mine = mr::Queue<int>::open(url, slow_slice);
+      CHILD_CHECK(mine.put_for(p, mproc_test::kPatience));  // false: no get woke it
+    });
+    putters.back().start();
+  }
+  std::set<int> got;
+  for (int i = 0; i <= kPutters; ++i) {
+    if (i < kPutters) {
+      ASSERT_TRUE(server.wait_for_blocked_client()) << "a putter waiting for room";
+    }
+    const auto v = q.get_for(mproc_test::kPatience);
+    ASSERT_TRUE(v.has_value()) << "after " << i << " messages";
+    got.insert(*v);
+  }
+  EXPECT_EQ(got, (std::set<int>{0, 1, 2, 3}));
+  for (auto& p : putters) EXPECT_EQ(mproc_test::exit_code_of(p), 0);
+}
+
+TEST_F(RedisQueue, delivered_messages_are_trimmed_from_the_stream_as_consumers_go_on) {
+  auto q = mr::Queue<int>::create(server.url("trim"));
+  const std::string key = "mproc:{" + mproc_test::unique_name("trim") + "}:q";
+  constexpr int kRounds = 2000;
+  for (int i = 0; i < kRounds; ++i) {
+    q.put(i);
+    ASSERT_EQ(q.get(), i);
+  }
+  // Trimmed every 64 gets, by whole stream nodes (at most 100 entries each): far below 2000.
+  EXPECT_LE(std::stoi(server.cmd({"XLEN", key})), 64 + 2 * 100);
+  EXPECT_EQ(q.qsize(), 0u);
+  q.put(7);
+  EXPECT_EQ(q.qsize(), 1u);
+}
+
+// Redis 7.0 miscounts a group's entries-read after an XDEL of an undelivered entry: while that
+// lasts, the bound and qsize may be off by the deleted entries; a get that finds the queue
+// empty repairs the count. Never a get that spins or a lost message.
+TEST_F(RedisQueue, a_foreign_xdel_of_an_unread_message_loses_nothing_and_the_count_is_repaired_when_drained) {
+  auto q = mr::Queue<int>::create(server.url("xdel"), {.max_messages = 3});
+  const std::string key = "mproc:{" + mproc_test::unique_name("xdel") + "}:q";
+  for (int i = 0; i < 3; ++i) q.put(i);
+  EXPECT_EQ(q.get(), 0);
+  const std::string middle =
+      server.cmd({"EVAL", "return redis.call('XRANGE', KEYS[1], '-', '+')[2][1]", "1", key});
+  ASSERT_EQ(server.cmd({"XDEL", key, middle}), "1");
+  EXPECT_EQ(q.qsize(), 1u);  // Redis gives up on the lag: the entries are counted
+  EXPECT_TRUE(q.try_put(3));
+  EXPECT_EQ(q.get(), 2);
+  EXPECT_EQ(q.get(), 3);
+  EXPECT_FALSE(q.get_for(10ms).has_value());  // empty: returns, and repairs the count
+  EXPECT_EQ(q.qsize(), 0u);
+  for (int i = 4; i < 7; ++i) EXPECT_TRUE(q.try_put(i)) << "the whole bound is usable again";
+  EXPECT_FALSE(q.try_put(7));
+  for (int i = 4; i < 7; ++i) EXPECT_EQ(q.get(), i);
+}
+
+TEST_F(RedisQueue, a_queue_made_by_an_older_layout_is_refused_with_a_clear_error) {
+  const std::string name = mproc_test::unique_name("old");
+  const std::string m = "mproc:{" + name + "}:m";
+  (void)server.cmd({"XGROUP", "CREATE", "mproc:{" + name + "}:q", "mproc", "0", "MKSTREAM"});
+  (void)server.cmd({"HSET", m, "kind", "queue", "tag", std::to_string(mproc::detail::type_tag<int>()), "type",
+                    "int", "max", "0", "unread", "0", "closed", "0"});
+  try {
+    (void)mr::Queue<int>::open(server.url("old"));
+    ADD_FAILURE() << "opened a queue of layout 1";
+  } catch (const mproc::Error& e) {
+    EXPECT_EQ(e.code().value(), EINVAL);
+    EXPECT_NE(std::string(e.what()).find("layout 1"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(RedisQueue, close_wakes_a_blocked_get_in_another_process_and_put_afterwards_throws_closed) {
   const std::string url = server.url("close");
   auto q = mr::Queue<int>::create(url);

@@ -14,8 +14,10 @@
 /// bounded): a full queue blocks put() or fails try_put(), with any number of producers on
 /// any number of machines (the check and the add are one Lua script).
 ///
-/// Redis: a stream `mproc:{name}:q` with one consumer group, a hash `mproc:{name}:m` (type,
-/// bound, count of unread messages, closed) and a wake-up stream `mproc:{name}:e`. Keys,
+/// Redis (7.0 or later): a stream `mproc:{name}:q` with one consumer group, a hash
+/// `mproc:{name}:m` (type, bound, closed) and a wake-up stream `mproc:{name}:e`. A Queue counts
+/// its unread messages with the group's own counters (its lag), so a get is one bare
+/// `XREADGROUP … NOACK`, no script; delivered entries are trimmed as consumers go on. Keys,
 /// scripts and waits: docs/design/redis.md.
 ///
 /// Thread safety: one object per thread (each holds one connection); open the same address
@@ -28,10 +30,12 @@
 ///   their scripts. A JoinableQueue's redelivered message comes out of order.
 /// Waiting: a blocked call waits in the server (XREAD BLOCK on the wake-up streams), in
 ///   slices of Options::wait_slice, so a dead server is noticed; no polling in between.
-/// If a peer dies — Queue (at most once): a message is acknowledged and deleted by the script
-///   that hands it to get(), so a consumer that dies after that script ran and before get()
-///   returned loses that message (get_many: the batch); nothing else is lost, nothing is ever
-///   delivered twice. A producer that dies loses only the message it was putting.
+/// If a peer dies — Queue (at most once): a message is delivered and acknowledged by the one
+///   XREADGROUP NOACK that hands it to get(), so a consumer that dies after that command ran and
+///   before get() returned loses that message (get_many: the batch); nothing else is lost,
+///   nothing is ever delivered twice. A producer that dies loses only the message it was
+///   putting. A consumer that dies between taking a message and waking a putter that waits for
+///   room delays that putter by at most one wait slice (Options::wait_slice).
 /// If the server dies: see the persistence table in docs/design/redis.md — with
 ///   `appendonly yes` + `appendfsync always` nothing whose put() returned is lost; without
 ///   persistence the queue is gone and calls fail with mproc::Error (ENOENT), never hang.
@@ -202,7 +206,9 @@ class Queue {
   std::size_t try_get_many(std::span<T> out) { return get_many_until(out, mproc::detail::Deadline::now()); }
 
   // ---- state ----
-  /// Messages put and not yet taken by any consumer (exact when read; one round trip).
+  /// Messages put and not yet taken by any consumer (exact when read; one round trip). After
+  /// someone else's XDEL of an unread entry, Redis 7.0 may overstate it (and the bound admit
+  /// fewer) until a get next finds the queue empty and repairs the count: docs/design/redis.md.
   std::size_t qsize() { return core_.qsize(); }
   bool empty() { return qsize() == 0; }
   bool full() { return core_.full(); }
