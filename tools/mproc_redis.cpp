@@ -14,6 +14,7 @@
 #include <mproc/redis/queue.hpp>
 
 #include "redis/client.hpp"
+#include "redis/queue_counts.hpp"
 #endif
 
 namespace mproc_cli {
@@ -120,14 +121,13 @@ int redis_ls(const std::string& address) {
               "CLOSED", "BOUND");
   for (const std::string& n : scan(c, a.name, "m")) {
     const std::string p = "mproc:{" + n + "}:";
-    const long long unread = std::atoll(field(c, p + "m", "unread").c_str());
-    const long long in_stream = count(c, "XLEN", p + "q");
+    const mr::detail::QueueCounts counts = mr::detail::queue_counts(c, n);
     const std::string max = field(c, p + "m", "max");
     std::printf("%-14s %-32s %-24s %8lld %8lld %6lld %7s  %s\n",
                 field(c, p + "m", "kind") == "joinable" ? "JoinableQueue" : "Queue", n.c_str(),
-                short_type(field(c, p + "m", "type")).c_str(), unread, std::max(0LL, in_stream - unread),
-                count(c, "XLEN", p + "dead"), field(c, p + "m", "closed") == "1" ? "yes" : "no",
-                max == "0" ? "none" : max.c_str());
+                short_type(field(c, p + "m", "type")).c_str(), static_cast<long long>(counts.unread),
+                static_cast<long long>(counts.pending), count(c, "XLEN", p + "dead"),
+                field(c, p + "m", "closed") == "1" ? "yes" : "no", max == "0" ? "none" : max.c_str());
   }
   for (const std::string& n : scan(c, a.name, "fence")) {
     const std::string p = "mproc:{" + n + "}:";
