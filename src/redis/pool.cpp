@@ -199,6 +199,41 @@ std::string Pool::wait(const std::string& id, std::size_t index) {
   }
 }
 
+std::string Pool::wait_any(std::map<std::string, std::size_t>& outstanding) {
+  Impl& s = *impl_;
+  if (outstanding.empty()) throw UsageError("redis::Pool: imap_unordered has yielded every result already");
+  // One outstanding task's outcome: removed from `outstanding`, returned or thrown.
+  auto finish = [&](std::map<std::string, std::size_t>::iterator task, detail::ResultMsg r) {
+    const std::size_t index = task->second;
+    outstanding.erase(task);
+    if (!r.ok) throw RemoteError(r.error_type, r.error, index);
+    return std::move(r.value);
+  };
+  for (;;) {
+    for (auto it = s.early.begin(); it != s.early.end(); ++it) {
+      if (auto task = outstanding.find(it->first); task != outstanding.end()) {
+        detail::ResultMsg r = std::move(it->second);
+        s.early.erase(it);
+        return finish(task, std::move(r));
+      }
+    }
+    if (auto r = s.results.get_for(s.options.connection.wait_slice)) {
+      if (auto task = outstanding.find(r->id); task != outstanding.end()) return finish(task, std::move(*r));
+      s.early.emplace(r->id, std::move(*r));
+      continue;
+    }
+    // A slice without a result: has a worker died on one of them for the last time?
+    s.read_dead_letters();
+    for (auto task = outstanding.begin(); task != outstanding.end(); ++task) {
+      if (s.died.contains(task->first)) {
+        const std::size_t index = task->second;
+        outstanding.erase(task);
+        throw WorkerDied(0, 0, index);
+      }
+    }
+  }
+}
+
 void Pool::close() {
   impl_->tasks.close();
 }

@@ -11,6 +11,7 @@
 ///   mproc::redis::Pool pool("redis://10.0.0.5/pool");
 ///   std::vector<long> sq = pool.map<long>("square", std::vector<long>{1, 2, 3});
 ///   long nine = pool.apply_async<long>("square", 3L).get();
+///   for (long y : pool.imap_unordered<long>("square", inputs)) progress(y);  // as they complete
 ///
 /// Functions cannot travel between binaries, so tasks are registered by name
 /// (MPROC_REDIS_TASK) in the worker's program; arguments and results travel with the queue
@@ -25,12 +26,16 @@
 ///   waits in slices and checks the dead-letter stream between them.
 /// A task that throws: the caller's get() throws mproc::RemoteError with the exception's type
 ///   and message, as the shared-memory Pool does. An unknown task name: RemoteError too.
+///   map() and imap_unordered() put the task's input position in the error (index()).
 /// Thread safety: one thread per Pool object. Process safety: one object per process.
 #include <chrono>
 #include <cstddef>
+#include <exception>
+#include <iterator>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -92,6 +97,59 @@ bool register_task(const std::string& name, R (*fn)(A)) {
 /// Returns 0 then; throws what the connection throws.
 int run_worker(std::string_view address, const PoolOptions& options = {});
 
+class Pool;
+
+/// What Pool::imap_unordered returns: a single-pass range of the results in the order they
+/// complete, whose iterator blocks for the next one. As <mproc/pool.hpp>'s ImapRange: `*it`
+/// waits the first time, then gives the same result until `++it`; a task that failed throws
+/// (RemoteError or WorkerDied, with its input position) from `*it` when its turn comes, each
+/// time, and the iteration may go on past it. The range refers to its Pool: it must not
+/// outlive it, and one thread iterates it.
+template <class R>
+class ImapUnorderedRange {
+ public:
+  class iterator {
+   public:
+    using iterator_concept = std::input_iterator_tag;
+    using value_type = R;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    R& operator*() const { return range_->current(n_); }
+    R* operator->() const { return &range_->current(n_); }
+    iterator& operator++() {
+      ++n_;
+      return *this;
+    }
+    void operator++(int) { ++n_; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.n_ >= it.range_->size(); }
+
+   private:
+    friend class ImapUnorderedRange;
+    explicit iterator(ImapUnorderedRange* r) : range_(r) {}
+    ImapUnorderedRange* range_ = nullptr;
+    std::size_t n_ = 0;
+  };
+
+  iterator begin() { return iterator(this); }
+  std::default_sentinel_t end() { return {}; }
+  /// How many results the range yields: one per input.
+  std::size_t size() const noexcept { return size_; }
+
+ private:
+  friend class Pool;
+  ImapUnorderedRange(Pool* pool, const std::vector<std::string>& ids) : pool_(pool), size_(ids.size()) {
+    for (std::size_t i = 0; i < ids.size(); ++i) outstanding_.emplace(ids[i], i);
+  }
+  R& current(std::size_t n);
+
+  Pool* pool_;
+  std::size_t size_;
+  std::map<std::string, std::size_t> outstanding_;  // task id -> input position, not yet yielded
+  std::optional<R> current_;                        // the n-th result, once taken
+  std::exception_ptr error_;                        // or the n-th failure
+  std::size_t current_n_ = static_cast<std::size_t>(-1);
+};
+
 class Pool {
  public:
   explicit Pool(std::string_view address, PoolOptions options = {});
@@ -135,10 +193,25 @@ class Pool {
     return out;
   }
 
+  /// Submits every argument (one put_many), then yields the results as they complete: by
+  /// whichever worker, on whichever machine, finishes first. See ImapUnorderedRange.
+  template <class R, class A>
+  ImapUnorderedRange<R> imap_unordered(const std::string& task, const std::vector<A>& args) {
+    std::vector<std::string> encoded;
+    encoded.reserve(args.size());
+    for (const A& a : args) encoded.push_back(detail::encode_string(a));
+    return ImapUnorderedRange<R>(this, submit_many(task, encoded));
+  }
+
   /// Closes the task queue: workers finish what is queued and exit.
   void close();
 
  private:
+  template <class R>
+  friend class ImapUnorderedRange;
+  /// The encoded result of whichever task of `outstanding` completes first (removed from it),
+  /// or the exception it became (RemoteError, WorkerDied, with its input position).
+  std::string wait_any(std::map<std::string, std::size_t>& outstanding);
   std::string submit(const std::string& task, std::string arg);
   std::vector<std::string> submit_many(const std::string& task, const std::vector<std::string>& args);
   /// The encoded result of task `id`, or the exception it became.
@@ -147,5 +220,21 @@ class Pool {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+template <class R>
+R& ImapUnorderedRange<R>::current(std::size_t n) {
+  if (n != current_n_) {
+    current_.reset();
+    error_ = nullptr;
+    current_n_ = n;
+    try {
+      current_.emplace(detail::decode_string<R>(pool_->wait_any(outstanding_)));
+    } catch (const RemoteError&) {  // and WorkerDied: that task's outcome, kept for its turn
+      error_ = std::current_exception();
+    }
+  }
+  if (error_) std::rethrow_exception(error_);
+  return *current_;
+}
 
 }  // namespace mproc::redis
