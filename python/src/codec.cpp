@@ -331,7 +331,10 @@ Encoded encode(py::handle obj, bool pickle_everything) {
     PyErr_Clear();  // a non-contiguous memoryview: its bytes, copied
     e.keep_ = py::reinterpret_steal<py::object>(PyBytes_FromObject(o));
     if (!e.keep_) throw py::error_already_set();
-    return encode(e.keep_, false);
+    e.data = PyBytes_AS_STRING(e.keep_.ptr());
+    e.size = static_cast<std::size_t>(PyBytes_GET_SIZE(e.keep_.ptr()));
+    e.tag = tag_bytes();
+    return e;  // every return names `e`: returned in place, never moved (its inline buffer)
   }
   encode_object(obj, e);
   return e;
@@ -447,6 +450,7 @@ py::object decode_oob(const std::byte* data, std::size_t size, py::object owner)
 }  // namespace
 
 py::object decode(const std::byte* data, std::size_t size, std::uint32_t tag, py::object owner) {
+  if (tag == kTagCompact) return compact_decode(data, size);  // the common small message first
   const char* chars = reinterpret_cast<const char*>(data);
   const auto n = static_cast<Py_ssize_t>(size);
   if (tag == tag_bytes()) {
@@ -462,7 +466,6 @@ py::object decode(const std::byte* data, std::size_t size, std::uint32_t tag, py
     if (owner && PyByteArray_CheckExact(owner.ptr())) return owner;
     return py::reinterpret_steal<py::object>(PyByteArray_FromStringAndSize(chars, n));
   }
-  if (tag == kTagCompact) return compact_decode(data, size);
   if (tag == kTagPickle) return pickle_loads(data, size);
   if (tag == kTagMarshal) {
     PyObject* o = PyMarshal_ReadObjectFromString(chars, n);

@@ -3,6 +3,7 @@
 // and the Python-side classes: mproc/__init__.py.
 #include <pybind11/stl.h>
 
+#include <array>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -31,14 +32,25 @@ constexpr std::size_t kReleaseGilAbove = std::size_t{64} << 10;
 // A deadline already passed, without reading the clock: "try once".
 constexpr Clock::time_point kPast = Clock::time_point::min();
 
-py::object queue_module_attr(const char* name) {
-  return py::module_::import("queue").attr(name);
+// queue.Empty / queue.Full, looked up once (a get_nowait loop raises Empty at every miss).
+// Never released: they must outlive every call, atexit handlers included.
+PyObject* queue_exception(const char* name) {
+  PyObject* module = PyImport_ImportModule("queue");
+  if (module == nullptr) throw py::error_already_set();
+  PyObject* cls = PyObject_GetAttrString(module, name);
+  Py_DECREF(module);
+  if (cls == nullptr) throw py::error_already_set();
+  return cls;
 }
+
+// Records up to this size are copied out into TakeCtx itself, on the caller's stack.
+constexpr std::size_t kSmallRecord = 256;
 
 /// What one get() attempt found, filled in by take() with or without the GIL.
 struct TakeCtx {
-  std::vector<std::byte>* scratch = nullptr;
-  char* dest = nullptr;  // a preallocated bytes/bytearray's storage, or null
+  std::vector<std::byte>* scratch = nullptr;  // a record over kSmallRecord, up to kScratchMax
+  std::array<std::byte, kSmallRecord> small;  // a record up to kSmallRecord (the common one)
+  char* dest = nullptr;                       // a preallocated bytes/bytearray's storage, or null
   std::size_t dest_size = 0;
   bool dest_is_bytes = false;
   std::size_t size = 0;
@@ -58,7 +70,12 @@ struct TakeCtx {
       x.into_dest = true;
       return true;
     }
+    if (r.size() <= kSmallRecord) {
+      r.copy_to(x.small.data());
+      return true;
+    }
     if (r.size() <= kScratchMax) {
+      if (x.scratch == nullptr) x.scratch = &thread_scratch();
       x.scratch->resize(r.size());
       r.copy_to(x.scratch->data());
       return true;
@@ -66,12 +83,16 @@ struct TakeCtx {
     x.need_alloc = true;  // leave it: the caller allocates an object that size and takes it again
     return false;
   }
-};
 
-std::vector<std::byte>& thread_scratch() {
-  thread_local std::vector<std::byte> scratch;
-  return scratch;
-}
+  /// Where take() copied the record (unless into dest).
+  const std::byte* copied() const noexcept { return size <= kSmallRecord ? small.data() : scratch->data(); }
+
+  // A thread-local buffer (a TLS lookup in a shared module: only for records over kSmallRecord).
+  static std::vector<std::byte>& thread_scratch() {
+    thread_local std::vector<std::byte> scratch;
+    return scratch;
+  }
+};
 
 class PyQueue {
  public:
@@ -107,12 +128,11 @@ class PyQueue {
 
   py::object get(bool block, std::optional<double> timeout) {
     TakeCtx ctx;
-    ctx.scratch = &thread_scratch();
-    if (live_raw().ring().get({&TakeCtx::take, &ctx}, kPast) == RingStatus::ok) {
-      return decode(ctx.scratch->data(), ctx.size, ctx.tag);
-    }
+    const RingStatus st = live_raw().ring().get({&TakeCtx::take, &ctx}, kPast);
+    if (st == RingStatus::ok) return decode(ctx.copied(), ctx.size, ctx.tag);
+    if (st == RingStatus::timed_out && !block) throw empty();  // get_nowait, empty: no clock read
     auto core = live();
-    return get_from(core->ring(), Wait::from(block, timeout));
+    return get_from(core->ring(), Wait::from(block, timeout), st, ctx);
   }
 
   std::size_t put_many(py::iterable items, bool block, std::optional<double> timeout) {
@@ -203,11 +223,13 @@ class PyQueue {
 
  private:
   static py::error_already_set full() {
-    PyErr_SetNone(queue_module_attr("Full").ptr());
+    static PyObject* const cls = queue_exception("Full");
+    PyErr_SetNone(cls);
     return py::error_already_set();
   }
   static py::error_already_set empty() {
-    PyErr_SetNone(queue_module_attr("Empty").ptr());
+    static PyObject* const cls = queue_exception("Empty");
+    PyErr_SetNone(cls);
     return py::error_already_set();
   }
   [[noreturn]] void throw_shut_down() const {
@@ -263,12 +285,11 @@ class PyQueue {
     return done - begin;
   }
 
-  py::object get_from(RingView& ring, const Wait& w) {
-    TakeCtx ctx;
-    ctx.scratch = &thread_scratch();
+  // After a first try with the GIL held that found `st` (not ok): waits in slices with the GIL
+  // released (the ring spins briefly, then sleeps), or makes room for a large record.
+  py::object get_from(RingView& ring, const Wait& w, RingStatus st, TakeCtx& ctx) {
     py::object dest;
-    for (;;) {
-      RingStatus st = ring.get({&TakeCtx::take, &ctx}, kPast);
+    for (;; st = ring.get({&TakeCtx::take, &ctx}, kPast)) {
       if (st == RingStatus::timed_out && !w.is_try()) {
         st = wait_in_slices(
             w,
@@ -293,7 +314,7 @@ class PyQueue {
       ctx.dest = ctx.dest_is_bytes ? PyBytes_AS_STRING(dest.ptr()) : PyByteArray_AS_STRING(dest.ptr());
       ctx.dest_size = ctx.size;
     }
-    if (!ctx.into_dest) return decode(ctx.scratch->data(), ctx.size, ctx.tag);
+    if (!ctx.into_dest) return decode(ctx.copied(), ctx.size, ctx.tag);
     if (ctx.size != ctx.dest_size) {  // another consumer took the large one; this one is smaller
       PyObject* o = dest.release().ptr();
       const int rc = ctx.dest_is_bytes ? _PyBytes_Resize(&o, static_cast<Py_ssize_t>(ctx.size))
@@ -355,6 +376,10 @@ CallArgs parse(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, bool 
 
 PyObject* q_put(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   return guarded([&] {
+    if (nargs == 1 && kwnames == nullptr) [[likely]] {  // put(obj): nothing to parse
+      self_of<PyQueue>(self)->put(args[0], true, std::nullopt);
+      return Py_NewRef(Py_None);
+    }
     const CallArgs a = parse(args, nargs, kwnames, true);
     self_of<PyQueue>(self)->put(a.obj, a.block, a.timeout);
     return Py_NewRef(Py_None);
@@ -362,6 +387,8 @@ PyObject* q_put(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObjec
 }
 PyObject* q_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   return guarded([&] {
+    if (nargs == 0 && kwnames == nullptr) [[likely]]  // get(): nothing to parse
+      return self_of<PyQueue>(self)->get(true, std::nullopt).release().ptr();
     const CallArgs a = parse(args, nargs, kwnames, false);
     return self_of<PyQueue>(self)->get(a.block, a.timeout).release().ptr();
   });
