@@ -1,9 +1,11 @@
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <string>
 
 #include "mproc/detail/mapping.hpp"
+#include "mproc/error.hpp"
 #include "shm/named.hpp"
 #include "os/sys.hpp"
 
@@ -12,9 +14,47 @@ namespace mproc::detail {
 Mapping Mapping::shared_anonymous(std::size_t size, std::string_view what) {
   const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
   const std::size_t length = (size + page - 1) / page * page;
-  void* addr = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (addr == MAP_FAILED) sys::throw_errno("cannot map shared memory for", what);
-  return Mapping{addr, length};
+  // A memfd rather than MAP_ANONYMOUS: the same shmem pages, but with a descriptor that a
+  // spawned or forkserver child can receive and map (docs/design/start-methods.md). Out of
+  // descriptors, the memory is still made, only without one: forked children share it as before.
+  const int fd = ::memfd_create("mproc-anonymous", MFD_CLOEXEC);
+  if (fd < 0 && errno != EMFILE && errno != ENFILE && errno != ENOSYS) {
+    sys::throw_errno("cannot create shared memory (memfd) for", what);
+  }
+  if (fd >= 0 && sys::retry_eintr([&] { return ::ftruncate(fd, static_cast<off_t>(length)); }) != 0) {
+    const int err = errno;
+    sys::close_fd(fd);
+    throw Error(err, "cannot size shared memory for", what);
+  }
+  void* addr = ::mmap(nullptr, length, PROT_READ | PROT_WRITE,
+                      fd >= 0 ? MAP_SHARED : MAP_SHARED | MAP_ANONYMOUS, fd, 0);
+  if (addr == MAP_FAILED) {
+    const int err = errno;
+    if (fd >= 0) sys::close_fd(fd);
+    throw Error(err, "cannot map shared memory for", what);
+  }
+  Mapping m{addr, length};
+  m.memfd_ = fd;
+  return m;
+}
+
+Mapping Mapping::from_memfd(int fd, std::string_view what) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    sys::close_fd(fd);
+    throw Error(err, "cannot map the shared memory of", what);
+  }
+  const auto length = static_cast<std::size_t>(st.st_size);
+  void* addr = length == 0 ? MAP_FAILED : ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (addr == MAP_FAILED) {
+    const int err = length == 0 ? EINVAL : errno;
+    sys::close_fd(fd);
+    throw Error(err, "cannot map the shared memory of", what);
+  }
+  Mapping m{addr, length};
+  m.memfd_ = fd;
+  return m;
 }
 
 void Mapping::reset() noexcept {
@@ -22,6 +62,8 @@ void Mapping::reset() noexcept {
   const bool tracked = lease_fd_ >= 0 && segment_is_tracked(addr_, size_);
   if (addr_ != nullptr) ::munmap(addr_, size_);
   if (lease_fd_ >= 0) release_lease(lease_fd_, tracked);
+  if (memfd_ >= 0) sys::close_fd(memfd_);
+  memfd_ = -1;
   addr_ = nullptr;
   size_ = 0;
   lease_fd_ = -1;

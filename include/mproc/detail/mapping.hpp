@@ -13,7 +13,14 @@ class Mapping {
   Mapping() noexcept = default;
   /// A MAP_SHARED anonymous mapping of at least `size` bytes, zero-filled, shared with every
   /// child forked after this call. `what` names the owner in error messages.
+  /// Backed by a memfd (close-on-exec) that the mapping keeps, so that the memory can also be
+  /// sent to a spawned or forkserver child (memfd()). When this process has no descriptor to
+  /// spare (EMFILE, ENFILE), the memory is plain MAP_ANONYMOUS instead: shared with forked
+  /// children only, and memfd() is -1.
   static Mapping shared_anonymous(std::size_t size, std::string_view what);
+  /// Maps the whole of the memfd `fd` (another process's shared_anonymous memory, received as a
+  /// descriptor) and owns `fd` from then on, also when this throws. `what` names the owner.
+  static Mapping from_memfd(int fd, std::string_view what);
   /// Takes ownership of an existing mapping (from mmap of a named segment) and, when
   /// `lease_fd` >= 0, of the descriptor that holds this process's lease on the named object
   /// (named_options.hpp): on destruction the lease is dropped and, if the object is tracked and
@@ -25,13 +32,15 @@ class Mapping {
   Mapping(Mapping&& other) noexcept
       : addr_(std::exchange(other.addr_, nullptr)),
         size_(std::exchange(other.size_, 0)),
-        lease_fd_(std::exchange(other.lease_fd_, -1)) {}
+        lease_fd_(std::exchange(other.lease_fd_, -1)),
+        memfd_(std::exchange(other.memfd_, -1)) {}
   Mapping& operator=(Mapping&& other) noexcept {
     if (this != &other) {
       reset();
       addr_ = std::exchange(other.addr_, nullptr);
       size_ = std::exchange(other.size_, 0);
       lease_fd_ = std::exchange(other.lease_fd_, -1);
+      memfd_ = std::exchange(other.memfd_, -1);
     }
     return *this;
   }
@@ -43,6 +52,9 @@ class Mapping {
   std::size_t size() const noexcept { return size_; }
   /// The descriptor holding this process's lease on a named object, -1 for anonymous memory.
   int lease_fd() const noexcept { return lease_fd_; }
+  /// The memfd behind anonymous memory (close-on-exec, owned by the mapping), -1 for named
+  /// memory and for anonymous memory made when no descriptor was left.
+  int memfd() const noexcept { return memfd_; }
 
  private:
   Mapping(void* addr, std::size_t size, int lease_fd = -1) noexcept
@@ -52,6 +64,7 @@ class Mapping {
   void* addr_ = nullptr;
   std::size_t size_ = 0;
   int lease_fd_ = -1;
+  int memfd_ = -1;
 };
 
 }  // namespace mproc::detail
