@@ -12,7 +12,10 @@
 
 #include <sched.h>
 
+#include <fcntl.h>
+
 #include <csignal>
+#include <filesystem>
 #include <mutex>
 #include <set>
 #include <string>
@@ -21,6 +24,7 @@
 #include "mproc/error.hpp"
 #include "mproc/event.hpp"
 #include "mproc/lock.hpp"
+#include "mproc/pipe.hpp"
 #include "mproc/process.hpp"
 #include "mproc/queue.hpp"
 #include "mproc/start_method.hpp"
@@ -102,8 +106,64 @@ void time_out_on_both_ends(ByName<Ints> empty, ByName<Ints> full) {
   if (full->put_for(7, 20ms)) mproc::exit(4);
 }
 
+// ---- children given anonymous objects (sent as descriptors under spawn and forkserver) ----------
+
+void count_under_anonymous_lock(Lock& lock, ByName<Counter> counter, int rounds) {
+  for (int i = 0; i < rounds; ++i) {
+    std::scoped_lock hold{lock};
+    const long seen = **counter;
+    sched_yield();
+    **counter = seen + 1;
+  }
+}
+
+// Exit 2: the lock was reported torn.
+void hold_anonymous_lock_and_die(Lock& lock, Event& held) {
+  const mproc::Acquired a = lock.acquire();
+  if (a.status() != mproc::Acquired::Status::ok) mproc::exit(2);
+  held.set();
+  ::raise(SIGKILL);
+}
+
+// The same RLock twice: one object, so acquiring through either nests. Exit 2: it did not.
+void nest_one_rlock_twice(mproc::RLock& a, mproc::RLock& b, Event& done) {
+  std::scoped_lock outer{a};
+  std::scoped_lock inner{b};
+  done.set();
+}
+
+// Answers each int with its double until it receives -1. Exit 3: end of stream came first.
+void double_until_minus_one(mproc::Connection& c) {
+  for (;;) {
+    const auto v = c.recv<int>();
+    if (!v) mproc::exit(3);
+    if (*v == -1) return;
+    c.send(*v * 2);
+  }
+}
+
+// Sends one message and dies by SIGKILL.
+void send_then_die(mproc::Connection& c) {
+  c.send(std::string("last words"));
+  ::raise(SIGKILL);
+}
+
+// Sends whether its descriptors are close-on-exec (a spawned child's children must not inherit
+// them), then waits for the parent to close its end.
+void report_close_on_exec(mproc::Connection& c) {
+  const int flags = ::fcntl(c.fileno(), F_GETFD);
+  c.send(flags >= 0 && (flags & FD_CLOEXEC) != 0);
+  (void)c.recv<int>();
+}
+
 }  // namespace
 
+MPROC_ENTRY(count_under_anonymous_lock);
+MPROC_ENTRY(hold_anonymous_lock_and_die);
+MPROC_ENTRY(nest_one_rlock_twice);
+MPROC_ENTRY(double_until_minus_one);
+MPROC_ENTRY(send_then_die);
+MPROC_ENTRY(report_close_on_exec);
 MPROC_ENTRY(count_under_lock);
 MPROC_ENTRY(hold_lock_and_die);
 MPROC_ENTRY(hold_lock_until);
@@ -128,6 +188,13 @@ class ObjectsTest : public testing::TestWithParam<StartMethod> {
     return p;
   }
 };
+
+// The descriptors open in process `pid` ("self" for this one).
+std::size_t open_fds(const std::string& pid = "self") {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/" + pid + "/fd")) ++n;
+  return n;
+}
 
 std::string method_name(const testing::TestParamInfo<StartMethod>& info) {
   return mproc::start_method_name(info.param);
@@ -249,6 +316,143 @@ TEST_P(ObjectsTest, queue_get_and_put_time_out_in_a_child) {
   EXPECT_EQ(full.try_get(), 1);
   EXPECT_FALSE(full.try_get().has_value()) << "the timed-out put_for left a message";
   EXPECT_FALSE(empty.try_get().has_value());
+}
+
+}  // namespace
+
+// ---- anonymous objects: sent as descriptors under spawn and forkserver, inherited under fork --
+
+namespace {
+
+TEST_P(ObjectsTest, anonymous_lock_lets_one_child_at_a_time_into_the_critical_section) {
+  ScratchName<Counter> counter_name("smo-anon-counter");
+  Lock lock;
+  auto counter = Counter::create(counter_name.str(), 0);
+  constexpr int kChildren = 4;
+  constexpr int kRounds = 3000;
+  std::vector<Process> children;
+  for (int c = 0; c < kChildren; ++c) {
+    children.push_back(
+        start(count_under_anonymous_lock, std::ref(lock), ByName<Counter>(counter_name.str()), kRounds));
+  }
+  for (Process& p : children) EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_EQ(*counter, long{kChildren} * kRounds)
+      << "increments were lost: two children held the lock at once";
+}
+
+TEST_P(ObjectsTest, anonymous_lock_held_by_a_sigkilled_child_is_reported_to_the_next_acquirer) {
+  Lock lock;
+  Event held;
+  Process p = start(hold_anonymous_lock_and_die, std::ref(lock), std::ref(held));
+  ASSERT_TRUE(held.wait(kPatience));
+  EXPECT_EQ(exit_code_of(p), -SIGKILL);
+  const mproc::Acquired a = lock.acquire();
+  EXPECT_TRUE(a.owner_died());
+  lock.release();
+}
+
+TEST_P(ObjectsTest, one_anonymous_rlock_passed_twice_is_one_lock_in_the_child) {
+  mproc::RLock lock;
+  Event done;
+  Process p = start(nest_one_rlock_twice, std::ref(lock), std::ref(lock), std::ref(done));
+  EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_TRUE(done.is_set());
+}
+
+TEST_P(ObjectsTest, pipe_end_carries_round_trips_with_a_child) {
+  auto [mine, theirs] = mproc::Pipe();
+  Process p = start(double_until_minus_one, std::ref(theirs));
+  theirs.close();  // as in Python: the parent closes the end it gave away
+  for (int i = 0; i < 2000; ++i) {
+    mine.send(i);
+    const auto back = mine.recv<int>();
+    ASSERT_TRUE(back.has_value()) << "end of stream after " << i << " round trips";
+    ASSERT_EQ(*back, 2 * i);
+  }
+  mine.send(-1);
+  EXPECT_EQ(exit_code_of(p), 0);
+}
+
+TEST_P(ObjectsTest, pipe_reaches_end_of_stream_when_the_child_dies) {
+  auto [mine, theirs] = mproc::Pipe();
+  Process p = start(send_then_die, std::ref(theirs));
+  theirs.close();
+  EXPECT_EQ(mine.recv<std::string>(), "last words");
+  EXPECT_EQ(exit_code_of(p), -SIGKILL);
+  EXPECT_FALSE(mine.recv<std::string>().has_value()) << "no end of stream after the child died";
+}
+
+TEST_P(ObjectsTest, one_way_pipe_end_reaches_the_child) {
+  auto [reader, writer] = mproc::Pipe(false);
+  Process p = start(send_then_die, std::ref(writer));
+  writer.close();
+  EXPECT_EQ(reader.recv<std::string>(), "last words");
+  EXPECT_EQ(exit_code_of(p), -SIGKILL);
+  EXPECT_FALSE(reader.recv<std::string>().has_value());
+}
+
+TEST_P(ObjectsTest, descriptors_a_child_receives_are_close_on_exec) {
+  auto [mine, theirs] = mproc::Pipe();
+  Process p = start(report_close_on_exec, std::ref(theirs));
+  theirs.close();
+  EXPECT_EQ(mine.recv<bool>(), true);
+  mine.send(0);
+  EXPECT_EQ(exit_code_of(p), 0);
+}
+
+// Every descriptor sent with a child is closed again in this process and in the forkserver,
+// whether the child used it or was killed first.
+TEST_P(ObjectsTest, sending_anonymous_objects_leaves_no_descriptor_open_here_or_in_the_forkserver) {
+  Lock lock;
+  Event never;
+  {  // the first start of a forkserver opens its control socket: not a leak
+    Process warm = start(hold_anonymous_lock_and_die, std::ref(lock), std::ref(never));
+    warm.kill();
+    EXPECT_NE(exit_code_of(warm), 0);
+    if (lock.acquire().owner_died()) lock.mark_consistent();
+    lock.release();
+    never.clear();
+  }
+  const std::size_t here = open_fds();
+  const int server = mproc::detail::forkserver_pid();
+  const std::size_t there = server > 0 ? open_fds(std::to_string(server)) : 0;
+  for (int i = 0; i < 3; ++i) {
+    auto [mine, theirs] = mproc::Pipe();
+    Process p = start(send_then_die, std::ref(theirs));
+    theirs.close();
+    EXPECT_EQ(mine.recv<std::string>(), "last words");
+    EXPECT_EQ(exit_code_of(p), -SIGKILL);
+    // Killed before it could take anything.
+    Process q = start(hold_anonymous_lock_and_die, std::ref(lock), std::ref(never));
+    q.kill();
+    EXPECT_NE(exit_code_of(q), 0);
+    if (lock.acquire().owner_died()) lock.mark_consistent();
+    lock.release();
+  }
+  EXPECT_EQ(open_fds(), here);
+  if (server > 0) {
+    ASSERT_EQ(mproc::detail::forkserver_pid(), server);
+    EXPECT_EQ(open_fds(std::to_string(server)), there);
+  }
+}
+
+// ---- what cannot travel as a descriptor ---------------------------------------------------------
+
+TEST(ObjectsMisuse, a_named_lock_passed_by_reference_to_a_spawned_child_is_refused_with_the_fix) {
+  ScratchName<Lock> name("smo-named-by-ref");
+  auto lock = Lock::create(name.str());
+  Event held;
+  for (const StartMethod method : {StartMethod::spawn, StartMethod::forkserver}) {
+    Process p(hold_anonymous_lock_and_die, std::ref(lock), std::ref(held));
+    p.set_start_method(method).set_daemon(true);
+    try {
+      p.start();
+      ADD_FAILURE() << "start() accepted a named Lock as a descriptor";
+    } catch (const mproc::UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("ByName<Lock>"), std::string::npos) << e.what();
+    }
+  }
+  mproc::stop_forkserver();
 }
 
 }  // namespace

@@ -8,7 +8,8 @@
 ///   if (!ready.wait(5s)) give_up();
 ///
 /// Thread safety: every member may be called from any thread.
-/// Process safety: any number of processes that inherited it (create it before start()).
+/// Process safety: any number of processes that inherited it (create it before start(); a
+///   spawned or forkserver child gets it as an `Event&` argument: <mproc/start_method.hpp>).
 /// Memory ordering: what a process wrote before set() is visible to a waiter after wait()
 ///   returns true because of that set().
 /// If a peer dies: the flag stays as it was; waiters go on waiting for a set() from someone
@@ -24,6 +25,11 @@
 #include "mproc/detail/named_spec.hpp"
 
 namespace mproc {
+
+namespace detail {
+template <class T>
+struct Travel;  // <mproc/start_method.hpp>: how an anonymous Event reaches a spawned child
+}  // namespace detail
 
 class Event : public detail::NamedFactories<Event> {
  public:
@@ -49,7 +55,10 @@ class Event : public detail::NamedFactories<Event> {
 
  private:
   friend class detail::NamedFactories<Event>;
+  friend struct detail::Travel<Event>;
   explicit Event(const detail::NamedSpec& spec);
+  /// An anonymous Event's memory received from another process (Travel): its header is checked.
+  explicit Event(detail::Mapping mapping);
   struct Block;
   Block* block() const noexcept;
   static void init_block(void* mem, const void* unused);

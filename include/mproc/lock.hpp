@@ -9,7 +9,8 @@
 ///   mproc::Process p([&] { std::scoped_lock hold{lock}; print_three_lines(); });
 ///
 /// Thread safety: every member may be called concurrently from any thread.
-/// Process safety: any number of processes that inherited the lock may use it at once.
+/// Process safety: any number of processes that inherited the lock may use it at once (an
+///   anonymous lock reaches a spawned or forkserver child as `Lock&`: <mproc/start_method.hpp>).
 /// Memory ordering: release() synchronises with the acquire that next takes the lock, in any
 ///   process: writes made before release() are visible after that acquire returns.
 /// If the owner dies: when the thread or process holding the lock dies (SIGKILL included), the
@@ -66,6 +67,9 @@ inline constexpr bool kThreadSanitizer = false;
 inline constexpr bool kThreadSanitizer = false;
 #endif
 
+template <class T>
+struct Travel;  // <mproc/start_method.hpp>: how an anonymous lock reaches a spawned child
+
 /// What Lock and RLock share: everything but the constructor.
 class RobustLock : public StdLockable<RobustLock> {
  public:
@@ -121,6 +125,10 @@ class RobustLock : public StdLockable<RobustLock> {
  protected:
   explicit RobustLock(bool recursive);
   RobustLock(const NamedSpec& spec, bool recursive);
+  /// An anonymous lock's memory received from another process (Travel): its header is checked.
+  RobustLock(Mapping mapping, bool recursive);
+  /// The descriptor of an anonymous lock's memory (-1 for a named lock, or none was left).
+  int memfd() const noexcept { return mapping_.memfd(); }
 
  private:
   struct Block;
@@ -160,7 +168,9 @@ class Lock final : public detail::RobustLock, public detail::NamedFactories<Lock
 
  private:
   friend class detail::NamedFactories<Lock>;
+  friend struct detail::Travel<Lock>;
   explicit Lock(const detail::NamedSpec& spec) : RobustLock(spec, false) {}
+  explicit Lock(detail::Mapping mapping) : RobustLock(std::move(mapping), false) {}
 };
 
 /// A recursive lock shared by processes: the holding thread may acquire it again and must
@@ -174,7 +184,9 @@ class RLock final : public detail::RobustLock, public detail::NamedFactories<RLo
  private:
   friend class detail::NamedFactories<RLock>;
   friend class Condition;  // a named Condition attaches its own named RLock
+  friend struct detail::Travel<RLock>;
   explicit RLock(const detail::NamedSpec& spec) : RobustLock(spec, true) {}
+  explicit RLock(detail::Mapping mapping) : RobustLock(std::move(mapping), true) {}
 };
 
 }  // namespace mproc

@@ -31,7 +31,8 @@
 ///   capacity − 8 bytes.
 /// Thread safety: all members may be called from any thread; messages from concurrent senders
 ///   are never interleaved.
-/// Process safety: an end may be shared by several processes (it is inherited through fork);
+/// Process safety: an end may be shared by several processes (it is inherited through fork, or
+///   sent to a spawned or forkserver child as a `Connection&` argument: <mproc/start_method.hpp>);
 ///   each message goes to exactly one receiver.
 /// If a peer dies: recv() drains what the dead peer had sent, then reports end of stream; a
 ///   message whose send() returned is delivered exactly once; a sender killed inside send()
@@ -56,6 +57,11 @@
 namespace mproc {
 
 class Connection;
+
+namespace detail {
+template <class T>
+struct Travel;  // <mproc/start_method.hpp>: how a Connection reaches a spawned child
+}  // namespace detail
 
 /// Creates a connected pair. duplex: both ends send and receive. Otherwise the first end only
 /// receives and the second only sends, as Python's Pipe(duplex=False).
@@ -126,6 +132,7 @@ class Connection {
 
  private:
   friend std::pair<Connection, Connection> Pipe(bool, std::size_t);
+  friend struct detail::Travel<Connection>;
   void send_raw(const void* data, std::size_t size, std::uint32_t tag);
   detail::RingStatus recv_raw(detail::Taker take);
   /// A receive's status as a bool (a message was taken), except that a message of another type

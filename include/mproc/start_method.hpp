@@ -21,7 +21,13 @@
 /// Arguments travel encoded with the queue codec, converted to the entry's parameter types;
 /// a parameter type the codec cannot carry is a compile-time error at MPROC_ENTRY. mproc objects
 /// travel by name: pass mproc::ByName<T> (or the name) and the child opens the named object.
-/// Anonymous objects cannot reach a spawned or forkserver child.
+/// Anonymous Lock, RLock, Event and Connection (a Pipe end) travel too, as descriptors: the
+/// entry takes a reference (`void work(mproc::Lock& lock)`), the parent passes std::ref(lock),
+/// and the child's object is the same lock (its own mapping of the same memory). The object
+/// must live until start() returns; a Connection sent this way is still open in the parent,
+/// which closes its copy after start() (as with fork) for the child's end of stream to work.
+/// Other anonymous objects (Queue, Value, ...) cannot reach a spawned or forkserver child:
+/// name them.
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -39,6 +45,11 @@
 #endif
 
 namespace mproc {
+
+class Lock;
+class RLock;
+class Event;
+class Connection;
 
 enum class StartMethod { fork, spawn, forkserver };
 
@@ -97,6 +108,48 @@ class ByName {
 
 namespace detail {
 
+/// How an anonymous mproc object reaches a spawned or forkserver child: as descriptors (its
+/// memfd, a Connection's sockets) sent with the child, plus a few bytes. encode() appends the
+/// object's descriptors to `fds` (the descriptors stay the object's; start() sends copies) and
+/// returns the bytes; decode(), in the child, rebuilds the object around the received
+/// descriptors (src/process/travel.cpp). Types without a specialisation do not travel this way.
+template <class T>
+struct Travel {
+  static constexpr bool kTravels = false;
+};
+template <>
+struct Travel<Lock> {
+  static constexpr bool kTravels = true;
+  static std::string encode(const Lock& lock, std::vector<int>& fds);
+  static Lock decode(const std::string& bytes);
+};
+template <>
+struct Travel<RLock> {
+  static constexpr bool kTravels = true;
+  static std::string encode(const RLock& lock, std::vector<int>& fds);
+  static RLock decode(const std::string& bytes);
+};
+template <>
+struct Travel<Event> {
+  static constexpr bool kTravels = true;
+  static std::string encode(const Event& event, std::vector<int>& fds);
+  static Event decode(const std::string& bytes);
+};
+template <>
+struct Travel<Connection> {
+  static constexpr bool kTravels = true;
+  static std::string encode(const Connection& connection, std::vector<int>& fds);
+  static Connection decode(const std::string& bytes);
+};
+
+/// In a spawned or forkserver child, while its arguments are decoded: the descriptor sent as
+/// `index` of the child's descriptors, owned by the caller from now on (a descriptor sent twice,
+/// for two arguments naming the same object, is duplicated for the second). Throws mproc::Error
+/// (EBADF) for an index the child was not sent.
+int take_received_fd(std::size_t index);
+/// Once the arguments are decoded: closes the received descriptors that no argument took.
+void close_unclaimed_fds() noexcept;
+
 template <class T>
 struct is_by_name : std::false_type {};
 template <class T>
@@ -106,12 +159,14 @@ struct is_by_name<ByName<T>> : std::true_type {};
 /// would point into the parent's memory (and cereal refuses raw pointers with a static_assert,
 /// which would break fork-only programs that pass one: `Process p(f, &lock)` must compile).
 template <class T>
-inline constexpr bool travels_v =
-    !std::is_pointer_v<T> && !std::is_member_pointer_v<T> && (Message<T> || is_by_name<T>::value);
+inline constexpr bool travels_v = !std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
+                                  (Message<T> || is_by_name<T>::value || Travel<T>::kTravels);
 
 template <class T>
-std::string encode_argument(const T& value) {
-  if constexpr (is_by_name<T>::value) {
+std::string encode_argument(const T& value, std::vector<int>& fds) {
+  if constexpr (Travel<T>::kTravels) {
+    return Travel<T>::encode(value, fds);
+  } else if constexpr (is_by_name<T>::value) {
     return value.name();
   } else {
     const Encoded e = encode(value);
@@ -121,7 +176,9 @@ std::string encode_argument(const T& value) {
 
 template <class T>
 T decode_argument(const std::string& bytes, std::size_t index) {
-  if constexpr (is_by_name<T>::value) {
+  if constexpr (Travel<T>::kTravels) {
+    return Travel<T>::decode(bytes);  // T may be immovable (Lock): returned as a prvalue
+  } else if constexpr (is_by_name<T>::value) {
     return T(bytes);
   } else {
     T out{};
@@ -133,6 +190,17 @@ T decode_argument(const std::string& bytes, std::size_t index) {
     return out;
   }
 }
+
+/// One decoded argument, built in place (a Lock cannot be moved into a tuple).
+template <class T>
+struct Decoded {
+  struct Source {
+    const std::string* bytes;
+    std::size_t index;
+  };
+  explicit Decoded(Source s) : value(decode_argument<T>(*s.bytes, s.index)) {}
+  T value;
+};
 
 using ErasedFn = void (*)();
 /// Decodes the arguments for the entry's parameter types and calls it.
@@ -154,6 +222,10 @@ template <class R, class... P>
 struct entry_traits<R (*)(P...)> {
   static constexpr bool is_function = true;
   static constexpr bool params_travel = (travels_v<std::decay_t<P>> && ...);
+  /// An object that travels as descriptors and cannot be moved (Lock, Event) reaches the entry
+  /// by reference only.
+  static constexpr bool params_passable =
+      ((std::is_reference_v<P> || std::is_move_constructible_v<std::decay_t<P>>)&&...);
   using Params = std::tuple<std::decay_t<P>...>;
 
   static void invoke(ErasedFn fn, const std::vector<std::string>& args) {
@@ -165,9 +237,10 @@ struct entry_traits<R (*)(P...)> {
   }
   template <std::size_t... I>
   static void call(ErasedFn fn, const std::vector<std::string>& args, std::index_sequence<I...>) {
-    Params values{decode_argument<std::tuple_element_t<I, Params>>(args[I], I)...};
+    std::tuple<Decoded<std::decay_t<P>>...> values{typename Decoded<std::decay_t<P>>::Source{&args[I], I}...};
+    close_unclaimed_fds();
     const auto target = reinterpret_cast<R (*)(P...)>(fn);
-    target(std::forward<P>(std::get<I>(values))...);
+    target(std::forward<P>(std::get<I>(values).value)...);
   }
 };
 template <class R, class... P>
@@ -190,12 +263,12 @@ inline constexpr bool sendable_as_v = std::is_same_v<typename unwrapped<A>::type
                                       std::is_constructible_v<P, const typename unwrapped<A>::type&>;
 
 template <class P, class A>
-std::string encode_as(const A& a) {
+std::string encode_as(const A& a, std::vector<int>& fds) {
   const auto& v = unwrapped<A>::get(a);
   if constexpr (std::is_same_v<std::decay_t<decltype(v)>, P>) {
-    return encode_argument<P>(v);
+    return encode_argument<P>(v, fds);
   } else {
-    return encode_argument<P>(P(v));
+    return encode_argument<P>(P(v), fds);
   }
 }
 
@@ -205,6 +278,7 @@ struct SpawnCall {
   ErasedFn fn = nullptr;
   std::vector<std::string> args;
   const char* why_not = nullptr;
+  std::vector<int> fds;  // descriptors the arguments travel with (Travel); the objects' own
 };
 
 template <class Params, class... Args>
@@ -218,16 +292,17 @@ template <class F, class... Args>
 SpawnCall make_spawn_call(const F& fn, const std::tuple<Args...>& args) {
   using Traits = entry_traits<F>;
   if constexpr (!Traits::is_function) {
-    return {nullptr, {}, "its target is not a plain function (a lambda or a function object)"};
+    return {nullptr, {}, "its target is not a plain function (a lambda or a function object)", {}};
   } else if constexpr (!Traits::params_travel) {
-    return {nullptr, {}, "a parameter of its target is not a type the queue codec can carry"};
+    return {nullptr, {}, "a parameter of its target is not a type the queue codec can carry", {}};
   } else if constexpr (!ArgumentsFit<typename Traits::Params, Args...>::value) {
-    return {nullptr, {}, "an argument cannot be converted to its parameter's type"};
+    return {nullptr, {}, "an argument cannot be converted to its parameter's type", {}};
   } else {
-    SpawnCall call{reinterpret_cast<ErasedFn>(fn), {}, nullptr};
+    SpawnCall call{reinterpret_cast<ErasedFn>(fn), {}, nullptr, {}};
     call.args.reserve(sizeof...(Args));
     [&]<std::size_t... I>(std::index_sequence<I...>) {
-      (call.args.push_back(encode_as<std::tuple_element_t<I, typename Traits::Params>>(std::get<I>(args))),
+      (call.args.push_back(
+           encode_as<std::tuple_element_t<I, typename Traits::Params>>(std::get<I>(args), call.fds)),
        ...);
     }
     (std::index_sequence_for<Args...>{});
@@ -239,13 +314,18 @@ SpawnCall make_spawn_call(const F& fn, const std::tuple<Args...>& args) {
 
 /// Registers `fn` as the entry point `name` for spawned and forkserver children. Call before
 /// mproc::init (MPROC_ENTRY does, from a static initialiser). Every parameter must be a type the
-/// queue codec carries or a ByName<T>: anything else does not compile.
+/// queue codec carries, a ByName<T>, or a Lock&, RLock&, Event& or Connection (anonymous
+/// objects sent as descriptors): anything else does not compile.
 template <class F>
 requires detail::entry_traits<F>::is_function bool register_entry(std::string_view name, F fn) noexcept {
   static_assert(detail::entry_traits<F>::params_travel,
                 "an entry point's parameters must be types a Queue can carry (trivially copyable, "
                 "vectors and strings of them, cereal-serialisable types) or mproc::ByName<T>: an "
-                "anonymous mproc object or a pointer cannot reach a spawned child");
+                "anonymous Queue, Value or Array or a pointer cannot reach a spawned child (name it: "
+                "mproc::ByName<T>)");
+  static_assert(detail::entry_traits<F>::params_passable,
+                "an entry point takes an anonymous Lock, RLock or Event by reference (mproc::Lock&): "
+                "it cannot be moved");
   return detail::register_entry_erased(name, reinterpret_cast<detail::ErasedFn>(fn),
                                        &detail::entry_traits<F>::invoke);
 }

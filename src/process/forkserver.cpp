@@ -23,14 +23,22 @@ namespace {
 
 // ---- descriptors over a unix socket -----------------------------------------------------------
 
-// Sends `len` bytes and up to two descriptors as one message. Returns -1 with errno on failure.
+// The most descriptors one message carries: a request's spec, status socket and travelling ones.
+constexpr std::size_t kMaxMessageFds = 2 + kMaxTravellingFds;
+
+// Sends `len` bytes and up to kMaxMessageFds descriptors as one message. Returns -1 with errno
+// on failure.
 ssize_t send_with_fds(int sock, const void* data, std::size_t len, const int* fds,
                       std::size_t nfds) noexcept {
   iovec iov{const_cast<void*>(data), len};  // NOLINT(cppcoreguidelines-pro-type-const-cast): sendmsg's type
-  alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(kMaxMessageFds * sizeof(int))] = {};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
+  if (nfds > kMaxMessageFds) {
+    errno = E2BIG;
+    return -1;
+  }
   if (nfds > 0) {
     msg.msg_control = control;
     msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
@@ -43,11 +51,14 @@ ssize_t send_with_fds(int sock, const void* data, std::size_t len, const int* fd
   return sys::retry_eintr([&] { return ::sendmsg(sock, &msg, MSG_NOSIGNAL); });
 }
 
-// Receives one message and up to two descriptors (close-on-exec); unused slots stay -1.
-ssize_t recv_with_fds(int sock, void* data, std::size_t len, int* fds, std::size_t max_fds) noexcept {
+// Receives one message and up to `max_fds` (at most kMaxMessageFds) descriptors, close-on-exec;
+// unused slots stay -1; more are closed. `received` (optional) tells how many came.
+ssize_t recv_with_fds(int sock, void* data, std::size_t len, int* fds, std::size_t max_fds,
+                      std::size_t* received = nullptr) noexcept {
   for (std::size_t i = 0; i < max_fds; ++i) fds[i] = -1;
+  if (received != nullptr) *received = 0;
   iovec iov{data, len};
-  alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(kMaxMessageFds * sizeof(int))] = {};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
@@ -63,6 +74,7 @@ ssize_t recv_with_fds(int sock, void* data, std::size_t len, int* fds, std::size
       std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
       if (i < max_fds) {
         fds[i] = fd;
+        if (received != nullptr) *received = i + 1;
       } else {
         sys::close_fd(fd);
       }
@@ -88,14 +100,22 @@ void report(int status_fd, StatusMessage::Kind kind, int value, int pidfd = -1) 
 // Forks the child a request asks for. Returns false when the parent has gone (end of stream).
 bool serve_request(int control, std::vector<ServedChild>& children) noexcept {
   char daemon = 0;
-  int fds[2];
-  const ssize_t n = recv_with_fds(control, &daemon, 1, fds, 2);
+  int fds[kMaxMessageFds];
+  std::size_t count = 0;
+  const ssize_t n = recv_with_fds(control, &daemon, 1, fds, kMaxMessageFds, &count);
   if (n <= 0) return n < 0 && errno == EAGAIN;
   const int spec = fds[0];
   const int status = fds[1];
+  // The descriptors the child's arguments travel with (the spec says what each is).
+  std::vector<int> travelling;
+  for (std::size_t i = 2; i < count; ++i) travelling.push_back(fds[i]);
+  const auto close_travelling = [&] {
+    for (const int f : travelling) sys::close_fd(f);
+  };
   if (spec < 0 || status < 0) {  // not a request of ours: drop it
     sys::close_fd(spec);
     sys::close_fd(status);
+    close_travelling();
     return true;
   }
   const pid_t server = ::getpid();
@@ -107,10 +127,11 @@ bool serve_request(int control, std::vector<ServedChild>& children) noexcept {
       sys::close_fd(c.pidfd);
       sys::close_fd(c.status_fd);
     }
-    run_spec(spec, server);
+    run_spec(spec, server, &travelling);
   }
   const int fork_error = errno;
   sys::close_fd(spec);
+  close_travelling();  // the child has its copies; a child that dies before using them frees them
   if (pid < 0) {
     report(status, StatusMessage::failed, fork_error);
     sys::close_fd(status);
@@ -228,8 +249,9 @@ Started request(const Client& c, const ChildSpec& spec) {
     throw Error(err, "cannot start", spec.name + " (socketpair for the forkserver)");
   }
   const char daemon = spec.daemon ? 1 : 0;
-  const int fds[2] = {spec_file, st[1]};
-  const ssize_t sent = send_with_fds(c.control, &daemon, 1, fds, 2);
+  std::vector<int> fds{spec_file, st[1]};
+  fds.insert(fds.end(), spec.fds.begin(), spec.fds.end());
+  const ssize_t sent = send_with_fds(c.control, &daemon, 1, fds.data(), fds.size());
   const int send_error = errno;
   sys::close_fd(spec_file);
   sys::close_fd(st[1]);

@@ -296,7 +296,12 @@ void start_fresh(ProcessState& st, const ProcessInfo& parent) {
   if (!detail::init_called()) {
     throw UsageError(cannot + "mproc::init(argc, argv) was not called; make it the first line of main");
   }
-  detail::ChildSpec spec{*entry, st.name, st.identity, st.daemon, parent, call.args};
+  if (call.fds.size() > detail::kMaxTravellingFds) {
+    throw UsageError(cannot + "its arguments travel with " + std::to_string(call.fds.size()) +
+                     " descriptors (anonymous Locks, Events, Connections); at most " +
+                     std::to_string(detail::kMaxTravellingFds) + " go to one child: name the others");
+  }
+  detail::ChildSpec spec{*entry, st.name, st.identity, st.daemon, parent, call.args, call.fds};
   flush_std_streams();
   const detail::Started s =
       st.method == StartMethod::spawn ? detail::spawn_child(spec) : detail::forkserver_child(spec);

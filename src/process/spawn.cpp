@@ -1,5 +1,6 @@
 // The spawn start method: the entry-point table, mproc::init, the child spec and the exec of
 // /proc/self/exe (docs/design/start-methods.md).
+#include <fcntl.h>
 #include <spawn.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -51,12 +52,12 @@ std::vector<std::string>& saved_argv() {
 }
 
 using SpecTuple = std::tuple<std::string, std::string, std::vector<int>, bool, std::string, int, bool,
-                             std::vector<std::string>>;
+                             std::vector<std::string>, std::vector<int>>;
 
 std::string encode_spec(const ChildSpec& s) {
   const SpecTuple t{s.entry,         s.name,        s.identity,
                     s.daemon,        s.parent.name, static_cast<int>(s.parent.pid),
-                    s.parent.daemon, s.args};
+                    s.parent.daemon, s.args,        s.fds};
   const Encoded e = encode(t);
   return std::string(static_cast<const char*>(e.data), e.size);
 }
@@ -73,6 +74,7 @@ ChildSpec decode_spec(const std::string& bytes) {
   s.daemon = std::get<3>(t);
   s.parent = ProcessInfo{std::move(std::get<4>(t)), static_cast<pid_t>(std::get<5>(t)), std::get<6>(t)};
   s.args = std::move(std::get<7>(t));
+  s.fds = std::move(std::get<8>(t));
   return s;
 }
 
@@ -104,6 +106,16 @@ int take_fd_variable(const char* var) {
   const int fd = std::atoi(s);
   ::unsetenv(var);
   return fd;
+}
+
+// The descriptors this child was sent with its arguments, while they are decoded.
+struct Received {
+  std::vector<int> fds;
+  std::vector<bool> taken;
+};
+Received& received() {
+  static Received r;  // one thread: the child's, before its entry runs
+  return r;
 }
 
 struct RunContext {
@@ -141,6 +153,31 @@ const std::string* entry_name_of(ErasedFn fn) noexcept {
   return nullptr;
 }
 
+int take_received_fd(std::size_t index) {
+  Received& r = received();
+  if (index >= r.fds.size()) {
+    throw Error(EBADF, "cannot rebuild an argument of this child",
+                "(its descriptor " + std::to_string(index) + " was not sent)");
+  }
+  if (!r.taken[index]) {
+    r.taken[index] = true;
+    return r.fds[index];
+  }
+  // The same object passed twice: each argument owns a descriptor of its own.
+  const int fd = ::fcntl(r.fds[index], F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) sys::throw_errno("cannot rebuild an argument of this child", "(dup)");
+  return fd;
+}
+
+void close_unclaimed_fds() noexcept {
+  Received& r = received();
+  for (std::size_t i = 0; i < r.fds.size(); ++i) {
+    if (!r.taken[i]) sys::close_fd(r.fds[i]);
+  }
+  r.fds.clear();
+  r.taken.clear();
+}
+
 bool init_called() noexcept {
   return g_init_called.load();
 }
@@ -167,7 +204,7 @@ int spec_fd(const ChildSpec& spec) {
   return fd;
 }
 
-pid_t exec_self(const char* var, int fd, const std::string& what) {
+pid_t exec_self(const char* var, int fd, const std::string& what, const std::vector<int>& inherited) {
   // Everything is built before posix_spawn: glibc starts the child with a vfork-style clone that
   // runs nothing of ours, so this is safe from any thread of a threaded parent.
   std::vector<std::string> env_strings;
@@ -195,6 +232,9 @@ pid_t exec_self(const char* var, int fd, const std::string& what) {
     throw Error(rc, "cannot start", what);
   // dup2 onto itself clears close-on-exec in the child only (glibc 2.29, POSIX 2024).
   int rc = ::posix_spawn_file_actions_adddup2(&actions, fd, fd);
+  for (const int f : inherited) {
+    if (rc == 0) rc = ::posix_spawn_file_actions_adddup2(&actions, f, f);
+  }
   // A fresh program starts with no signal blocked, whatever the calling thread blocks (a service
   // often blocks SIGTERM in its threads, to take it with sigwait): terminate() must reach it.
   posix_spawnattr_t attr;
@@ -216,7 +256,7 @@ Started spawn_child(const ChildSpec& spec) {
   const int fd = spec_fd(spec);
   pid_t pid = 0;
   try {
-    pid = exec_self(kSpawnVariable, fd, spec.name);
+    pid = exec_self(kSpawnVariable, fd, spec.name, spec.fds);
   } catch (...) {
     sys::close_fd(fd);
     throw;
@@ -225,10 +265,17 @@ Started spawn_child(const ChildSpec& spec) {
   return Started{pid, track_child(pid, spec.name), -1};
 }
 
-void run_spec(int fd, pid_t real_parent) noexcept {
+void run_spec(int fd, pid_t real_parent, const std::vector<int>* received_fds) noexcept {
   ChildSpec spec;
   try {
     spec = decode_spec(read_all(fd));
+    if (received_fds != nullptr) spec.fds = *received_fds;
+    if (spec.fds.size() > kMaxTravellingFds) throw Error(E2BIG, "too many descriptors in the child spec");
+    // Inherited without close-on-exec (dup2 onto themselves): this child's own children must
+    // not inherit them too.
+    for (const int f : spec.fds) (void)::fcntl(f, F_SETFD, FD_CLOEXEC);
+    received().fds = spec.fds;
+    received().taken.assign(spec.fds.size(), false);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mproc: a spawned child (pid %d) cannot read what to run: %s\n", ::getpid(),
                  e.what());
@@ -288,7 +335,8 @@ void init(int argc, char** argv) {
     for (int i = 0; i < argc; ++i) saved.emplace_back(argv[i] != nullptr ? argv[i] : "");
   }
   if (const int fd = detail::take_fd_variable(detail::kForkserverVariable); fd >= 0) detail::serve_forks(fd);
-  if (const int fd = detail::take_fd_variable(detail::kSpawnVariable); fd >= 0) detail::run_spec(fd, 0);
+  if (const int fd = detail::take_fd_variable(detail::kSpawnVariable); fd >= 0)
+    detail::run_spec(fd, 0, nullptr);
 }
 
 }  // namespace mproc

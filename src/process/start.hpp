@@ -4,6 +4,7 @@
 // and the two ways of starting a fresh child (spawn.cpp, forkserver.cpp).
 #include <sys/types.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -24,7 +25,14 @@ struct ChildSpec {
   bool daemon = false;
   ProcessInfo parent;
   std::vector<std::string> args;  // each argument, encoded for its parameter type
+  /// Descriptors sent with the arguments (Travel): in the parent, its own; in a spawned child,
+  /// the same numbers (inherited); a forkserver child gets the numbers the server received.
+  std::vector<int> fds;
 };
+
+/// The most descriptors one child's arguments may travel with (one SCM_RIGHTS message to the
+/// forkserver carries them with the spec and the status socket).
+inline constexpr std::size_t kMaxTravellingFds = 32;
 
 /// A child started by spawn or the forkserver. status_fd: -1 for a child of this process (reap it
 /// with waitid); otherwise the socket on which the forkserver sends its StatusMessage.
@@ -49,10 +57,13 @@ int spec_fd(const ChildSpec& spec);
 Started spawn_child(const ChildSpec& spec);
 /// In a fresh child: reads the spec from `fd`, becomes that child and runs its entry; never
 /// returns. `real_parent`: the pid the daemon flag ties the child to (0: the spec's parent).
-[[noreturn]] void run_spec(int fd, pid_t real_parent) noexcept;
+/// `received`: the descriptors the forkserver received for it (nullptr: a spawned child, which
+/// inherited the spec's own).
+[[noreturn]] void run_spec(int fd, pid_t real_parent, const std::vector<int>* received) noexcept;
 /// Starts `path` (/proc/self/exe) with argv from init and the environment plus `var`=`fd`,
-/// `fd` inherited. Returns the pid; throws mproc::Error naming `what`.
-pid_t exec_self(const char* var, int fd, const std::string& what);
+/// `fd` and `inherited` inherited (at the same numbers). Returns the pid; throws mproc::Error
+/// naming `what`.
+pid_t exec_self(const char* var, int fd, const std::string& what, const std::vector<int>& inherited = {});
 
 // ---- forkserver.cpp --------------------------------------------------------------------------
 /// Asks this process's forkserver (started on first use, restarted once if it died) for `spec`.

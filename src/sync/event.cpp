@@ -50,6 +50,11 @@ Event::Event(const detail::NamedSpec& spec)
     : mapping_(detail::attach_named(spec, SegmentKind::event, Block::kLayoutVersion, sizeof(Block), 0,
                                     &Event::init_block, nullptr)) {}
 
+Event::Event(detail::Mapping mapping) : mapping_(std::move(mapping)) {
+  detail::check_segment_header(mapping_.data(), mapping_.size(), SegmentKind::event, Block::kLayoutVersion, 0,
+                               "an Event received from another process");
+}
+
 void Event::unlink(std::string_view name) {
   detail::unlink_named(name, "Event");
 }

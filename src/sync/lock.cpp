@@ -74,6 +74,15 @@ RobustLock::RobustLock(const NamedSpec& spec, bool recursive)
   find_block();
 }
 
+RobustLock::RobustLock(Mapping mapping, bool recursive)
+    : mapping_(std::move(mapping)), label_(recursive ? "RLock" : "Lock") {
+  check_segment_header(
+      mapping_.data(), mapping_.size(), recursive ? SegmentKind::rlock : SegmentKind::lock,
+      Block::kLayoutVersion, 0,
+      recursive ? "an RLock received from another process" : "a Lock received from another process");
+  find_block();
+}
+
 void RobustLock::find_block() noexcept {
   mutex_ = &block()->mutex;
   poisoned_ = &block()->poisoned;
