@@ -76,7 +76,6 @@ struct ResultHeader {
 
 constexpr std::size_t kMaxAssigned = 2;  // one running, one queued: a worker never idles
 constexpr std::size_t kMinResultsQueue = std::size_t{1} << 20;
-constexpr std::chrono::milliseconds kNamedResultsPoll{1};     // see wait_for_events
 constexpr std::size_t kMaxQueueBytes = std::size_t{1} << 34;  // Queue's largest, 16 GiB
 
 // Python raises ValueError for these; mproc's misuse is mproc::UsageError.
@@ -129,7 +128,8 @@ std::string describe_oversized(const ChunkOutcome& o, std::size_t limit) {
 
 // It returns (never std::exit): the Process machinery then leaves with _exit, so the parent's
 // static destructors and atexit handlers do not run in workers.
-void worker_main(Queue<Bytes>& tasks, Queue<Bytes>& results, const PoolOptions& options, std::uint32_t slot) {
+void worker_main(Queue<Bytes>& tasks, Queue<Bytes>& results, const PoolOptions& options, std::uint32_t slot,
+                 int wake_fd) {
   if (options.initializer != nullptr) options.initializer();
   Bytes task, reply;
   int done = 0;
@@ -169,6 +169,7 @@ void worker_main(Queue<Bytes>& tasks, Queue<Bytes>& results, const PoolOptions& 
     std::memcpy(p += outcome.type.size(), outcome.message.data(), outcome.message.size());
     std::memcpy(p + outcome.message.size(), outcome.results.data(), outcome.results.size());
     results.put(std::span<const std::byte>(reply));
+    if (wake_fd >= 0) (void)::eventfd_write(wake_fd, 1);  // after the put: the dispatcher then finds it
     if (options.maxtasksperchild > 0 && ++done >= options.maxtasksperchild) break;
   }
 }
@@ -233,7 +234,7 @@ struct PoolCore::State {
     } else {
       const SpawnedWorkerConfig config{code_anchor(), reinterpret_cast<std::uintptr_t>(options.initializer),
                                        options.maxtasksperchild, static_cast<std::uint32_t>(slot)};
-      w.process.emplace(spawned_worker, w.tasks_name, names + "-results", config);
+      w.process.emplace(spawned_worker, w.tasks_name, names + "-results", config, WakeFd{wake_fd});
     }
     w.process->set_name("PoolWorker-" + std::to_string(slot + 1));
     w.process->set_daemon(true);  // never outlives the pool's process
@@ -378,19 +379,14 @@ struct PoolCore::State {
   }
 
   // Sleeps until a result, a wake-up or a worker's death (at most a heartbeat). A named results
-  // queue (spawned workers) has no descriptor to watch: while chunks are out, look every
-  // kNamedResultsPoll instead (docs/design/start-methods.md, "Pool").
+  // queue (spawned workers) has no descriptor to watch: its workers write wake_fd after each
+  // reply instead (docs/design/start-methods.md, "Pool").
   void wait_for_events(std::vector<pollfd>& fds) {
     fds.clear();
     fds.push_back(pollfd{names.empty() ? results.fileno() : -1, POLLIN, 0});
     fds.push_back(pollfd{wake_fd, POLLIN, 0});
-    bool chunks_out = false;
-    for (auto& w : workers) {
-      fds.push_back(pollfd{w.process ? w.process->sentinel() : -1, POLLIN, 0});
-      chunks_out = chunks_out || !w.assigned.empty();
-    }
-    const auto timeout = !names.empty() && chunks_out ? kNamedResultsPoll : sys::kHeartbeat;
-    if (::poll(fds.data(), fds.size(), static_cast<int>(timeout.count())) < 0 && errno != EINTR) {
+    for (auto& w : workers) fds.push_back(pollfd{w.process ? w.process->sentinel() : -1, POLLIN, 0});
+    if (::poll(fds.data(), fds.size(), static_cast<int>(sys::kHeartbeat.count())) < 0 && errno != EINTR) {
       std::fprintf(stderr, "mproc: Pool dispatcher: poll failed: %s\n", std::strerror(errno));
     }
     eventfd_t ignored;

@@ -5,15 +5,30 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 
+#include "mproc/error.hpp"
 #include "mproc/start_method.hpp"
 #include "pool/worker.hpp"
 #include "process/start.hpp"
 
 namespace mproc::detail {
 
+std::string Travel<WakeFd>::encode(const WakeFd& wake, std::vector<int>& fds) {
+  fds.push_back(wake.fd);
+  const std::uint64_t index = fds.size() - 1;
+  return std::string(reinterpret_cast<const char*>(&index), sizeof index);
+}
+
+WakeFd Travel<WakeFd>::decode(const std::string& bytes) {
+  std::uint64_t index = 0;
+  if (bytes.size() != sizeof index) throw Error(EINVAL, "cannot rebuild the Pool's wake-up descriptor");
+  std::memcpy(&index, bytes.data(), sizeof index);
+  return WakeFd{take_received_fd(index)};
+}
+
 void spawned_worker(const std::string& tasks_name, const std::string& results_name,
-                    SpawnedWorkerConfig config) {
+                    SpawnedWorkerConfig config, WakeFd wake) {
   // The same executable, loaded elsewhere: every code address moves by the same amount.
   g_code_delta = static_cast<std::intptr_t>(code_anchor() - config.anchor);
   auto tasks = Queue<Bytes>::open(tasks_name);
@@ -23,7 +38,7 @@ void spawned_worker(const std::string& tasks_name, const std::string& results_na
   options.initializer =
       relocate(reinterpret_cast<void (*)()>(config.initializer));  // NOLINT(performance-no-int-to-ptr)
   options.maxtasksperchild = config.maxtasksperchild;
-  worker_main(tasks, results, options, config.slot);
+  worker_main(tasks, results, options, config.slot, wake.fd);
 }
 
 std::uintptr_t code_anchor() noexcept {

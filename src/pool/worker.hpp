@@ -3,15 +3,35 @@
 // its queues and the pool's code (spawned_worker.cpp; docs/design/start-methods.md, "Pool").
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "mproc/pool.hpp"
 #include "mproc/queue.hpp"
+#include "mproc/start_method.hpp"
 
 namespace mproc::detail {
 
+struct WakeFd;
+template <>
+struct Travel<WakeFd> {
+  static constexpr bool kTravels = true;
+  static std::string encode(const WakeFd& wake, std::vector<int>& fds);
+  static WakeFd decode(const std::string& bytes);
+};
+
 /// Runs in the worker process: takes chunks from `tasks` until it is closed (or
-/// maxtasksperchild), runs them and puts the replies on `results`.
-void worker_main(Queue<Bytes>& tasks, Queue<Bytes>& results, const PoolOptions& options, std::uint32_t slot);
+/// maxtasksperchild), runs them and puts the replies on `results`. `wake_fd` (a spawned worker's;
+/// -1 for a forked one, whose results queue the dispatcher watches itself): an eventfd written
+/// after each reply, which wakes the dispatcher.
+void worker_main(Queue<Bytes>& tasks, Queue<Bytes>& results, const PoolOptions& options, std::uint32_t slot,
+                 int wake_fd = -1);
+
+/// The dispatcher's wake-up eventfd, as a spawned worker's argument: sent as a descriptor
+/// (Travel), owned by the worker's copy. A named results queue has no descriptor the dispatcher
+/// could poll, so each worker says when it has put a reply.
+struct WakeFd {
+  int fd = -1;
+};
 
 /// What a spawned worker is told besides its queues' names. Trivially copyable: it travels as
 /// bytes.
@@ -23,7 +43,8 @@ struct SpawnedWorkerConfig {
 };
 
 /// The entry point of a spawned worker (registered as "mproc::Pool worker").
-void spawned_worker(const std::string& tasks, const std::string& results, SpawnedWorkerConfig config);
+void spawned_worker(const std::string& tasks, const std::string& results, SpawnedWorkerConfig config,
+                    WakeFd wake);
 
 /// The common prefix of a pool's queue names: empty for fork (anonymous queues), else
 /// "mproc-pool-<pid>-<n>".
