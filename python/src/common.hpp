@@ -89,6 +89,8 @@ detail::OpenHow parse_how(const std::string& how);
 /// lock held) when its previous owner died holding it. For Lock, RLock, Condition and the lock
 /// of a Value or Array.
 bool acquire_lock(detail::RobustLock& lock, bool block, std::optional<double> timeout);
+/// acquire_lock after a first try (with the GIL held) that found `first`.
+bool acquire_lock_after(detail::RobustLock& lock, Acquired first, bool block, std::optional<double> timeout);
 
 /// Sets the Python error for a C++ exception: mproc's own types (OSError with errno,
 /// OwnerDied, UsageError, ShutDown, BrokenBarrierError), then pybind11's rules.

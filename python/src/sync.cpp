@@ -73,7 +73,13 @@ class PyLock {
  public:
   PyLock(const std::string& name, const std::string& how, unsigned mode, bool persistent)
       : name_(name), lock_(attach<L>(make_spec(name, how, mode, persistent))) {}
-  bool acquire(bool block, std::optional<double> timeout) { return acquire_lock(*lock_, block, timeout); }
+  bool acquire(bool block, std::optional<double> timeout) {
+    // Inline, the uncontended case: one trylock (lock.hpp), no call out of this function.
+    const Acquired got = lock_->acquire_until(detail::Deadline::now());
+    if (got.status() == Acquired::Status::ok) [[likely]]
+      return true;
+    return acquire_lock_after(*lock_, got, block, timeout);
+  }
   void release() { lock_->release(); }
   void mark_consistent() { lock_->mark_consistent(); }
   bool is_mine() const noexcept { return lock_->held_by_this_thread(); }
@@ -89,10 +95,13 @@ class PyLock {
 // acquire/release/__enter__/__exit__ of a lock or semaphore class P, as plain CPython methods.
 template <class P>
 struct FastLockMethods {
+  // The common call, acquire() with no arguments, parses nothing.
   static PyObject* acquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
     return guarded([&] {
+      if (nargs == 0 && kwnames == nullptr) [[likely]]
+        return Py_NewRef(self_of<P>(self)->acquire(true, std::nullopt) ? Py_True : Py_False);
       const BlockTimeout a = parse_block_timeout(args, nargs, kwnames);
-      return PyBool_FromLong(self_of<P>(self)->acquire(a.block, a.timeout) ? 1 : 0);
+      return Py_NewRef(self_of<P>(self)->acquire(a.block, a.timeout) ? Py_True : Py_False);
     });
   }
   static PyObject* release(PyObject* self, PyObject*) {
@@ -153,7 +162,7 @@ class PySemaphore {
               bool persistent)
       : name_(name), sem_(attach<S>(make_spec(name, how, mode, persistent), value)) {}
   bool acquire(bool block, std::optional<double> timeout) {
-    if (sem_->acquire_until(Clock::time_point::min())) return true;
+    if (sem_->acquire_until(detail::Deadline::now())) return true;
     const Wait w = Wait::from(block, timeout);
     if (w.is_try()) return false;
     return wait_in_slices(
@@ -352,12 +361,19 @@ detail::OpenHow parse_how(const std::string& how) {
 }
 
 bool acquire_lock(detail::RobustLock& lock, bool block, std::optional<double> timeout) {
-  Acquired got = lock.acquire_until(Clock::time_point::min());  // the uncontended case, GIL held
-  const Wait w = Wait::from(block, timeout);
-  if (got.timed_out() && !w.is_try()) {
-    got = wait_in_slices(
-        w, [&](Clock::time_point until) { return lock.acquire_until(until); },
-        [](Acquired a) { return !a.timed_out(); });
+  // The uncontended case, GIL held, reads no clock: the deadline is computed only to wait.
+  return acquire_lock_after(lock, lock.acquire_until(detail::Deadline::now()), block, timeout);
+}
+
+bool acquire_lock_after(detail::RobustLock& lock, Acquired first, bool block, std::optional<double> timeout) {
+  Acquired got = first;
+  if (got.timed_out() && block) {
+    const Wait w = Wait::from(block, timeout);
+    if (!w.is_try()) {
+      got = wait_in_slices(
+          w, [&](Clock::time_point until) { return lock.acquire_until(until); },
+          [](Acquired a) { return !a.timed_out(); });
+    }
   }
   if (got.owner_died()) raise_owner_died(lock.kind_name(), true);
   return !got.timed_out();
