@@ -2,12 +2,18 @@
 // object, dead letters read back as WorkerDied (see <mproc/redis/pool.hpp>).
 #include "mproc/redis/pool.hpp"
 
+#include <unistd.h>
+
 #include <cerrno>
+#include <charconv>
+#include <cstdio>
 #include <map>
 #include <mutex>
+#include <stdexcept>
 #include <typeinfo>
 
 #include "mproc/detail/demangle.hpp"
+#include "mproc/process.hpp"
 #include "mproc/redis/queue.hpp"
 #include "redis/client.hpp"
 
@@ -100,6 +106,133 @@ int run_worker(std::string_view address, const PoolOptions& options) {
     tasks.task_done();
   }
   return 0;
+}
+
+namespace {
+
+// What worker_main was asked for.
+struct WorkerArgs {
+  std::string address;
+  long processes = 1;
+  PoolOptions options;
+  bool help = false;
+};
+
+class UsageProblem : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+long positive(std::string_view option, std::string_view text) {
+  long v = 0;
+  const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc{} || p != text.data() + text.size() || v < 1) {
+    throw UsageProblem(std::string(option) + " needs a whole number of at least 1, not \"" +
+                       std::string(text) + "\"");
+  }
+  return v;
+}
+
+void set_option(WorkerArgs& out, std::string_view option, std::string_view value) {
+  if (option == "--processes") {
+    out.processes = positive(option, value);
+  } else if (option == "--max-attempts") {
+    out.options.max_attempts = static_cast<unsigned>(positive(option, value));
+  } else if (option == "--visibility-timeout") {
+    out.options.visibility_timeout = std::chrono::milliseconds{positive(option, value)};
+  } else {
+    throw UsageProblem("unknown option " + std::string(option));
+  }
+}
+
+WorkerArgs parse_worker_args(int argc, char** argv) {
+  WorkerArgs out;
+  int i = 1;
+  if (i < argc && std::string_view(argv[i]) == "worker") ++i;
+  for (; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--help" || a == "-h") {
+      out.help = true;
+      return out;
+    }
+    if (a.starts_with("-")) {
+      if (a != "--processes" && a != "--max-attempts" && a != "--visibility-timeout")
+        throw UsageProblem("unknown option " + std::string(a));
+      if (i + 1 >= argc) throw UsageProblem(std::string(a) + " needs a value");
+      set_option(out, a, argv[++i]);
+      continue;
+    }
+    if (!out.address.empty())
+      throw UsageProblem("one address only (got " + out.address + " and " + std::string(a) + ")");
+    out.address = a;
+  }
+  if (out.address.empty()) throw UsageProblem("which pool? give its address, e.g. redis://host/pool");
+  (void)Address::parse(out.address);  // a bad address is a usage error, before anything starts
+  return out;
+}
+
+void worker_usage(std::FILE* to, const char* program) {
+  std::fprintf(
+      to,
+      "usage: %s [worker] ADDRESS [--processes N] [--max-attempts N] [--visibility-timeout MS]\n"
+      "Runs the tasks this program registers (MPROC_REDIS_TASK) for the mproc::redis::Pool at ADDRESS\n"
+      "(redis://[user[:password]@]host[:port]/pool or unix:///path.sock?name=pool) until the pool is\n"
+      "closed.\n"
+      "  --processes N           worker processes (default 1)\n"
+      "  --max-attempts N        deliveries of a task before it is dead-lettered (default 3)\n"
+      "  --visibility-timeout MS a task not finished within MS goes to another worker (default 30000)\n",
+      program);
+}
+
+}  // namespace
+
+int worker_main(int argc, char** argv) {
+  const char* program = argc > 0 ? argv[0] : "worker";
+  WorkerArgs args;
+  try {
+    args = parse_worker_args(argc, argv);
+  } catch (const std::exception& e) {  // UsageProblem, or mproc::Error from Address::parse
+    std::fprintf(stderr, "%s: %s\n", program, e.what());
+    worker_usage(stderr, program);
+    return 2;
+  }
+  if (args.help) {
+    worker_usage(stdout, program);
+    std::printf("tasks:");
+    for (const auto& [name, fn] : detail::registry()) std::printf(" %s", name.c_str());
+    std::printf("\n");
+    return 0;
+  }
+  auto one = [program](const std::string& address, const PoolOptions& options) {
+    try {
+      return run_worker(address, options);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s: %s\n", program, e.what());
+      return 1;
+    }
+  };
+  if (args.processes == 1) return one(args.address, args.options);
+  std::vector<Process> workers;
+  for (long i = 0; i < args.processes; ++i) {
+    workers.emplace_back([one, address = args.address, options = args.options] {
+      const int code = one(address, options);
+      std::fflush(nullptr);
+      ::_exit(code);  // the exit code is the outcome; the parent's atexit work is not the child's
+    });
+    workers.back().start();
+  }
+  int rc = 0;
+  for (Process& w : workers) {
+    w.join();
+    const int code = w.exitcode().value_or(1);
+    if (code != 0) {
+      std::fprintf(stderr, "%s: worker process %d ended with %s %d\n", program,
+                   static_cast<int>(w.pid().value_or(0)), code < 0 ? "signal" : "exit code",
+                   code < 0 ? -code : code);
+      rc = 1;
+    }
+  }
+  return rc;
 }
 
 struct Pool::Impl {

@@ -4,8 +4,8 @@
 ///   long square(long x) { return x * x; }
 ///   MPROC_REDIS_TASK(square);                       // in every program that runs or submits it
 ///
-///   // a worker program, started on each machine:
-///   int main(int, char** argv) { return mproc::redis::run_worker(argv[1]); }
+///   // a worker program, started on each machine as `my_tasks worker redis://10.0.0.5/pool`:
+///   MPROC_REDIS_WORKER_MAIN()   // main(): worker_main(argc, argv), see below
 ///
 ///   // anywhere:
 ///   mproc::redis::Pool pool("redis://10.0.0.5/pool");
@@ -96,6 +96,24 @@ bool register_task(const std::string& name, R (*fn)(A)) {
 /// Runs tasks from the pool at `address` until its task queue is closed (Pool::close()).
 /// Returns 0 then; throws what the connection throws.
 int run_worker(std::string_view address, const PoolOptions& options = {});
+
+/// The main() of a worker program, in one line: the program's own tasks (MPROC_REDIS_TASK)
+/// are what it can run, so the worker is the user's program, not the mproc tool. Parses
+///   PROGRAM [worker] ADDRESS [--processes N] [--max-attempts N] [--visibility-timeout MS]
+///                            [--help]
+/// runs N worker processes (default 1; N > 1: forked, each run_worker(ADDRESS)) until the
+/// pool is closed, and returns the exit code: 0 when every worker ended because the pool was
+/// closed; 1 when a worker failed (its message on stderr; a worker killed by a signal is not
+/// replaced: its task is re-run by another worker, and a supervisor such as systemd restarts
+/// the program); 2 for a usage error or a bad address (the message, then the usage, on stderr).
+/// --help prints the usage and the registered task names on stdout and returns 0.
+int worker_main(int argc, char** argv);
+
+// Defines main() as worker_main(argc, argv).
+#define MPROC_REDIS_WORKER_MAIN()                   \
+  int main(int argc, char** argv) {                 \
+    return ::mproc::redis::worker_main(argc, argv); \
+  }
 
 class Pool;
 
