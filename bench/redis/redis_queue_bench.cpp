@@ -7,6 +7,8 @@
 // (sequential phases, so each figure is one client against the server). Rows:
 //   raw XADD            hiredis, one XADD per round trip (the single-command ceiling)
 //   raw XADD pipelined  hiredis, 64 XADDs appended then 64 replies read
+//   raw XREADGROUP      hiredis, XREADGROUP COUNT 1 NOACK per round trip (the ceiling of a get),
+//                       and COUNT 64 (of a get_many), over the entries the raw XADDs left
 //   put / get           redis::Queue per message (one EVALSHA per round trip)
 //   put_many / get_many redis::Queue, batches of 64
 //   latency put->get    one message put then got, per round trip pair (median of rounds)
@@ -65,9 +67,28 @@ double raw_xadd(const Target& t, std::size_t n, const std::string& msg) {
     check(static_cast<redisReply*>(redisCommand(c, "XADD rawq * t 1 d %b", msg.data(), msg.size())));
   }
   const double r = rate(n, Clock::now() - start);
-  check(static_cast<redisReply*>(redisCommand(c, "DEL rawq")));
   redisFree(c);
   return r;
+}
+
+// Reads the n entries of stream rawq (left by raw_xadd) through a group, `count` per round trip.
+double raw_xreadgroup(const Target& t, std::size_t n, std::size_t count) {
+  redisContext* c = t.connect();
+  check(static_cast<redisReply*>(redisCommand(c, "XGROUP CREATE rawq g 0")));
+  const std::string cnt = std::to_string(count);
+  const auto start = Clock::now();
+  std::size_t got = 0;
+  while (got < n) {
+    auto* r = static_cast<redisReply*>(
+        redisCommand(c, "XREADGROUP GROUP g c COUNT %s NOACK STREAMS rawq >", cnt.c_str()));
+    if (r == nullptr || r->type != REDIS_REPLY_ARRAY) throw std::runtime_error("raw XREADGROUP failed");
+    got += r->element[0]->element[1]->elements;
+    freeReplyObject(r);
+  }
+  const double per_s = rate(n, Clock::now() - start);
+  check(static_cast<redisReply*>(redisCommand(c, "XGROUP DESTROY rawq g")));
+  redisFree(c);
+  return per_s;
 }
 
 double raw_pipelined(const Target& t, std::size_t n, const std::string& msg) {
@@ -125,9 +146,16 @@ QueueRates queue_rates(const Target& t, std::size_t n, const std::string& msg, i
 
 void run_target(const Target& t, std::size_t n, int rounds) {
   const std::string msg(64, 'm');
-  std::vector<double> raw, pipe, put, get, put_many, get_many, lat;
+  std::vector<double> raw, pipe, read1, read64, put, get, put_many, get_many, lat;
   for (int r = 0; r < rounds; ++r) {
     raw.push_back(raw_xadd(t, n, msg));
+    read1.push_back(raw_xreadgroup(t, n, 1));
+    read64.push_back(raw_xreadgroup(t, n, 64));
+    {
+      redisContext* c = t.connect();
+      check(static_cast<redisReply*>(redisCommand(c, "DEL rawq")));
+      redisFree(c);
+    }
     pipe.push_back(raw_pipelined(t, n, msg));
     const QueueRates q = queue_rates(t, n, msg, r);
     put.push_back(q.put);
@@ -136,18 +164,20 @@ void run_target(const Target& t, std::size_t n, int rounds) {
     get_many.push_back(q.get_many);
     lat.push_back(q.latency_us);
   }
-  const double raw_m = median(raw), pipe_m = median(pipe);
+  const double raw_m = median(raw), pipe_m = median(pipe), read1_m = median(read1), read64_m = median(read64);
   std::printf("%s (%zu messages of 64 B, median of %d rounds)\n", t.label, n, rounds);
   std::printf("  raw XADD, one per round trip  %10.0f msg/s\n", raw_m);
   std::printf("  raw XADD, pipelined by 64     %10.0f msg/s\n", pipe_m);
+  std::printf("  raw XREADGROUP NOACK, COUNT 1  %10.0f msg/s\n", read1_m);
+  std::printf("  raw XREADGROUP NOACK, COUNT 64 %10.0f msg/s\n", read64_m);
   std::printf("  Queue::put                    %10.0f msg/s  %.2fx raw XADD\n", median(put),
               median(put) / raw_m);
-  std::printf("  Queue::get                    %10.0f msg/s  %.2fx raw XADD\n", median(get),
-              median(get) / raw_m);
+  std::printf("  Queue::get                    %10.0f msg/s  %.2fx raw XADD  %.2fx raw XREADGROUP\n",
+              median(get), median(get) / raw_m, median(get) / read1_m);
   std::printf("  Queue::put_many (64)          %10.0f msg/s  %.2fx raw pipelined\n", median(put_many),
               median(put_many) / pipe_m);
-  std::printf("  Queue::get_many (64)          %10.0f msg/s  %.2fx raw pipelined\n", median(get_many),
-              median(get_many) / pipe_m);
+  std::printf("  Queue::get_many (64)          %10.0f msg/s  %.2fx raw pipelined  %.2fx raw XREADGROUP 64\n",
+              median(get_many), median(get_many) / pipe_m, median(get_many) / read64_m);
   std::printf("  latency put->get              %10.1f us (median)\n", median(lat));
 }
 
