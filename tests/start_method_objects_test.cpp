@@ -13,6 +13,7 @@
 #include <sched.h>
 
 #include <fcntl.h>
+#include <poll.h>
 
 #include <csignal>
 #include <filesystem>
@@ -156,8 +157,36 @@ void report_close_on_exec(mproc::Connection& c) {
   (void)c.recv<int>();
 }
 
+void produce_anonymous(Ints& q, int first, int count) {
+  for (int i = 0; i < count; ++i) q.put(first + i);
+}
+
+void consume_anonymous(Ints& in, Ints& out) {
+  while (const auto v = in.get()) out.put(*v);
+}
+
+// Takes every task, adds it to the sum and marks it done, until the queue is closed and drained.
+void finish_tasks(mproc::JoinableQueue<int>& tasks, ByName<Counter> sum) {
+  while (const auto v = tasks.get()) {
+    **sum += *v;
+    tasks.task_done();
+  }
+}
+
+// Exit 0: the queue's descriptor became readable once a message waited; 3: it did not.
+void poll_queue_fileno(Ints& q, Event& ready) {
+  pollfd fd{q.fileno(), POLLIN, 0};
+  ready.set();
+  if (::poll(&fd, 1, 20000) != 1) mproc::exit(3);
+  if (q.try_get() != 42) mproc::exit(4);
+}
+
 }  // namespace
 
+MPROC_ENTRY(produce_anonymous);
+MPROC_ENTRY(consume_anonymous);
+MPROC_ENTRY(poll_queue_fileno);
+MPROC_ENTRY(finish_tasks);
 MPROC_ENTRY(count_under_anonymous_lock);
 MPROC_ENTRY(hold_anonymous_lock_and_die);
 MPROC_ENTRY(nest_one_rlock_twice);
@@ -434,6 +463,55 @@ TEST_P(ObjectsTest, sending_anonymous_objects_leaves_no_descriptor_open_here_or_
     ASSERT_EQ(mproc::detail::forkserver_pid(), server);
     EXPECT_EQ(open_fds(std::to_string(server)), there);
   }
+}
+
+TEST_P(ObjectsTest, anonymous_queue_delivers_every_message_exactly_once_across_producers_and_consumers) {
+  Ints in(4096);  // small enough that producers block on a full queue now and then
+  Ints out;
+  constexpr int kProducers = 3;
+  constexpr int kConsumers = 2;
+  constexpr int kEach = 5000;
+  std::vector<Process> producers;
+  std::vector<Process> consumers;
+  for (int c = 0; c < kConsumers; ++c)
+    consumers.push_back(start(consume_anonymous, std::ref(in), std::ref(out)));
+  for (int p = 0; p < kProducers; ++p)
+    producers.push_back(start(produce_anonymous, std::ref(in), p * kEach, kEach));
+  std::vector<int> seen(kProducers * kEach, 0);
+  for (int i = 0; i < kProducers * kEach; ++i) {
+    const auto v = out.get_for(kPatience);
+    ASSERT_TRUE(v.has_value()) << "only " << i << " of " << kProducers * kEach << " messages arrived";
+    ASSERT_GE(*v, 0);
+    ASSERT_LT(*v, kProducers * kEach);
+    ++seen[static_cast<std::size_t>(*v)];
+  }
+  for (Process& p : producers) EXPECT_EQ(exit_code_of(p), 0);
+  in.close();
+  for (Process& p : consumers) EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_FALSE(out.try_get().has_value()) << "a message was delivered twice";
+  for (int v = 0; v < kProducers * kEach; ++v)
+    EXPECT_EQ(seen[static_cast<std::size_t>(v)], 1) << "message " << v;
+}
+
+TEST_P(ObjectsTest, anonymous_joinable_queue_joins_once_a_child_marked_every_task_done) {
+  ScratchName<Counter> sum_name("smo-joinable-sum");
+  auto sum = Counter::create(sum_name.str(), 0);
+  mproc::JoinableQueue<int> tasks;
+  Process p = start(finish_tasks, std::ref(tasks), ByName<Counter>(sum_name.str()));
+  for (int i = 1; i <= 100; ++i) tasks.put(i);
+  EXPECT_TRUE(tasks.join(kPatience));
+  EXPECT_EQ(*sum, 5050) << "join() returned before every task was done";
+  tasks.close();
+  EXPECT_EQ(exit_code_of(p), 0);
+}
+
+TEST_P(ObjectsTest, anonymous_queue_fileno_works_in_the_child) {
+  Ints q;
+  Event ready;
+  Process p = start(poll_queue_fileno, std::ref(q), std::ref(ready));
+  ASSERT_TRUE(ready.wait(kPatience));
+  q.put(42);
+  EXPECT_EQ(exit_code_of(p), 0);
 }
 
 // ---- what cannot travel as a descriptor ---------------------------------------------------------

@@ -60,7 +60,9 @@
 ///   left and then an empty optional instead of blocking.
 ///
 /// Thread safety: every member may be called from any thread.
-/// Process safety: any number of producer and consumer processes.
+/// Process safety: any number of producer and consumer processes (forked children inherit an
+///   anonymous queue; a spawned or forkserver child gets it as a `Queue<T>&` argument:
+///   <mproc/start_method.hpp>).
 /// Memory ordering: what a producer wrote before put() is visible to the consumer whose get()
 ///   returns that message.
 /// Waiting: a blocked put/get spins briefly, then sleeps on a futex in shared memory and uses no
@@ -96,6 +98,9 @@ namespace mproc {
 namespace detail {
 enum : std::uint32_t { kQueueKind = 3, kJoinableQueueKind = 4 };
 
+template <class T>
+struct Travel;  // <mproc/start_method.hpp>: how an anonymous queue reaches a spawned child
+
 /// What every Queue<T> holds, whatever T: the shared ring and the descriptor behind fileno().
 class QueueCore {
  public:
@@ -111,10 +116,19 @@ class QueueCore {
   QueueCore& operator=(const QueueCore&) = delete;
   ~QueueCore();
 
+  /// An anonymous queue's memory and eventfd received from another process (Travel, owned from
+  /// now on, also when this throws): the header (kind, layout, element type) and the ring are
+  /// checked as an open by name checks them.
+  QueueCore(Mapping mapping, int event_fd, std::uint32_t kind, std::uint64_t type_hash,
+            std::string_view type_name);
+
   RingView& ring() noexcept { return ring_; }
   const RingView& ring() const noexcept { return ring_; }
   std::size_t footprint() const noexcept { return mapping_.size(); }
   int fileno();
+  /// What an anonymous queue is sent to a spawned child as: -1 for a named queue.
+  int memfd() const noexcept { return mapping_.memfd(); }
+  int event_fd() const noexcept { return event_fd_; }
 
  private:
   Mapping mapping_;
@@ -279,6 +293,10 @@ class Queue {
   Queue(const detail::NamedSpec& spec, std::uint32_t kind, std::size_t capacity_bytes,
         std::size_t max_messages)
       : core_(spec, kind, capacity_bytes, max_messages, detail::type_tag<T>(), detail::type_name<T>()) {}
+  /// A queue received by a spawned child (Travel).
+  explicit Queue(detail::QueueCore core) noexcept : core_(std::move(core)) {}
+  template <class U>
+  friend struct detail::Travel;
 
   bool put_raw(const void* data, std::size_t size, detail::Deadline deadline) {
     return ring().put(data, size, detail::type_tag<T>(), deadline) == detail::RingStatus::ok;
@@ -341,6 +359,9 @@ class JoinableQueue : public Queue<T> {
  private:
   JoinableQueue(const detail::NamedSpec& spec, std::size_t capacity_bytes, std::size_t max_messages)
       : Queue<T>(spec, detail::kJoinableQueueKind, capacity_bytes, max_messages) {}
+  explicit JoinableQueue(detail::QueueCore core) noexcept : Queue<T>(std::move(core)) {}
+  template <class U>
+  friend struct detail::Travel;
 };
 
 /// Python's SimpleQueue: the same queue with the small interface (put, get, empty, close).

@@ -21,14 +21,16 @@
 /// Arguments travel encoded with the queue codec, converted to the entry's parameter types;
 /// a parameter type the codec cannot carry is a compile-time error at MPROC_ENTRY. mproc objects
 /// travel by name: pass mproc::ByName<T> (or the name) and the child opens the named object.
-/// Anonymous Lock, RLock, Event and Connection (a Pipe end) travel too, as descriptors: the
-/// entry takes a reference (`void work(mproc::Lock& lock)`), the parent passes std::ref(lock),
+/// Anonymous Lock, RLock, Event, Queue<T>, JoinableQueue<T> and Connection (a Pipe end) travel
+/// too, as descriptors: the entry takes a reference (`void work(mproc::Lock& lock)`), the parent
+/// passes std::ref(lock),
 /// and the child's object is the same lock (its own mapping of the same memory). The object
 /// must live until start() returns; a Connection sent this way is still open in the parent,
 /// which closes its copy after start() (as with fork) for the child's end of stream to work.
-/// Other anonymous objects (Queue, Value, ...) cannot reach a spawned or forkserver child:
-/// name them.
+/// Other anonymous objects (SimpleQueue, Value, Array, Semaphore, Condition, Barrier) cannot
+/// reach a spawned or forkserver child: name them.
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -50,6 +52,10 @@ class Lock;
 class RLock;
 class Event;
 class Connection;
+template <class T>
+class Queue;
+template <class T>
+class JoinableQueue;
 
 enum class StartMethod { fork, spawn, forkserver };
 
@@ -140,6 +146,34 @@ struct Travel<Connection> {
   static constexpr bool kTravels = true;
   static std::string encode(const Connection& connection, std::vector<int>& fds);
   static Connection decode(const std::string& bytes);
+};
+
+class QueueCore;
+/// A queue's bytes and descriptors (its memfd and eventfd), and the queue rebuilt from them in
+/// the child, checked for `joinable`'s kind and the element type (src/process/travel.cpp).
+std::string encode_queue(const QueueCore& core, bool joinable, std::vector<int>& fds);
+QueueCore decode_queue(const std::string& bytes, bool joinable, std::uint64_t type_hash,
+                       const std::string& type_name);
+
+template <class T>
+struct Travel<Queue<T>> {
+  static constexpr bool kTravels = true;
+  static std::string encode(const Queue<T>& q, std::vector<int>& fds) {
+    return encode_queue(q.core_, false, fds);
+  }
+  static Queue<T> decode(const std::string& bytes) {
+    return Queue<T>(decode_queue(bytes, false, type_tag<T>(), type_name<T>()));
+  }
+};
+template <class T>
+struct Travel<JoinableQueue<T>> {
+  static constexpr bool kTravels = true;
+  static std::string encode(const JoinableQueue<T>& q, std::vector<int>& fds) {
+    return encode_queue(q.core_, true, fds);
+  }
+  static JoinableQueue<T> decode(const std::string& bytes) {
+    return JoinableQueue<T>(decode_queue(bytes, true, type_tag<T>(), type_name<T>()));
+  }
 };
 
 /// In a spawned or forkserver child, while its arguments are decoded: the descriptor sent as
@@ -314,15 +348,16 @@ SpawnCall make_spawn_call(const F& fn, const std::tuple<Args...>& args) {
 
 /// Registers `fn` as the entry point `name` for spawned and forkserver children. Call before
 /// mproc::init (MPROC_ENTRY does, from a static initialiser). Every parameter must be a type the
-/// queue codec carries, a ByName<T>, or a Lock&, RLock&, Event& or Connection (anonymous
-/// objects sent as descriptors): anything else does not compile.
+/// queue codec carries, a ByName<T>, or a Lock&, RLock&, Event&, Queue<T>, JoinableQueue<T> or
+/// Connection (anonymous objects sent as descriptors): anything else does not compile.
 template <class F>
 requires detail::entry_traits<F>::is_function bool register_entry(std::string_view name, F fn) noexcept {
-  static_assert(detail::entry_traits<F>::params_travel,
-                "an entry point's parameters must be types a Queue can carry (trivially copyable, "
-                "vectors and strings of them, cereal-serialisable types) or mproc::ByName<T>: an "
-                "anonymous Queue, Value or Array or a pointer cannot reach a spawned child (name it: "
-                "mproc::ByName<T>)");
+  static_assert(
+      detail::entry_traits<F>::params_travel,
+      "an entry point's parameters must be types a Queue can carry (trivially copyable, "
+      "vectors and strings of them, cereal-serialisable types) or mproc::ByName<T>: an "
+      "anonymous Value, Array, Semaphore or SimpleQueue or a pointer cannot reach a spawned child (name it: "
+      "mproc::ByName<T>)");
   static_assert(detail::entry_traits<F>::params_passable,
                 "an entry point takes an anonymous Lock, RLock or Event by reference (mproc::Lock&): "
                 "it cannot be moved");

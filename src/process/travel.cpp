@@ -7,6 +7,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mproc/detail/demangle.hpp"
@@ -16,6 +17,7 @@
 #include "mproc/event.hpp"
 #include "mproc/lock.hpp"
 #include "mproc/pipe.hpp"
+#include "mproc/queue.hpp"
 #include "mproc/start_method.hpp"
 
 namespace mproc::detail {
@@ -91,6 +93,26 @@ std::string Travel<Event>::encode(const Event& event, std::vector<int>& fds) {
 }
 Event Travel<Event>::decode(const std::string& bytes) {
   return Event(decode_memory(bytes, "an Event"));
+}
+
+// A queue: its memory and its eventfd (an anonymous queue always has one; fileno() in the child
+// then works as in a forked one).
+std::string encode_queue(const QueueCore& core, bool joinable, std::vector<int>& fds) {
+  const char* kind = joinable ? "JoinableQueue" : "Queue";
+  const std::uint64_t w[2] = {memory_index(core.memfd(), kind, fds),
+                              core.event_fd() >= 0 ? add_fd(fds, core.event_fd()) : kNone};
+  return words(w);
+}
+
+QueueCore decode_queue(const std::string& bytes, bool joinable, std::uint64_t type_hash,
+                       const std::string& type_name) {
+  const char* what = joinable ? "a JoinableQueue" : "a Queue";
+  std::uint64_t w[2];
+  read_words(bytes, w, what);
+  Mapping memory = Mapping::from_memfd(take_received_fd(w[0]), what);
+  const int event_fd = w[1] != kNone ? take_received_fd(w[1]) : -1;
+  return QueueCore(std::move(memory), event_fd, joinable ? kJoinableQueueKind : kQueueKind, type_hash,
+                   type_name);
 }
 
 // A Connection: the pair's memory, this end's sockets (either may be absent on a one-way pipe)

@@ -53,6 +53,22 @@ QueueCore::QueueCore(const NamedSpec& spec, std::uint32_t kind, std::size_t capa
   ring_ = RingView(mapping_.data(), -1, queue_kind_name(kind), -1);
 }
 
+QueueCore::QueueCore(Mapping mapping, int event_fd, std::uint32_t kind, std::uint64_t type_hash,
+                     std::string_view type_name)
+    : mapping_(std::move(mapping)), event_fd_(event_fd) {
+  const std::string what = std::string(kind == kJoinableQueueKind ? "a JoinableQueue" : "a Queue") +
+                           " received from another process";
+  try {
+    check_segment_header(mapping_.data(), mapping_.size(), static_cast<SegmentKind>(kind),
+                         RingView::kLayoutVersion, type_hash, what, type_name);
+    RingView::check_mapped(mapping_.data(), mapping_.size(), what);
+  } catch (...) {
+    sys::close_fd(event_fd_);  // no destructor runs for a constructor that throws
+    throw;
+  }
+  ring_ = RingView(mapping_.data(), -1, queue_kind_name(kind), event_fd_);
+}
+
 void QueueCore::unlink(std::string_view name, std::uint32_t kind) {
   unlink_named(name, queue_kind_name(kind));
 }
