@@ -9,7 +9,9 @@ Workloads (each in a fresh runner process, so peak RSS is per contender; median 
   numpy 1->1   1 MiB float64 arrays (only if numpy is installed)
   round trip   parent and child ping-pong one small object (latency, not throughput)
 Throughput counts messages from the moment every process is ready (an Event) until the last
-consumer took its last message (CLOCK_MONOTONIC, shared by the processes).
+consumer took its last message (CLOCK_MONOTONIC, shared by the processes). Each round runs
+every contender once; the last column is the median of the rounds' mproc/mp.Queue ratios
+(their range in parentheses).
 
     PYTHONPATH=build/release/python /usr/bin/python3 bench/python/queue_bench.py
 """
@@ -158,17 +160,13 @@ if numpy is not None:
     WORKLOADS["numpy 1->1"] = lambda s: (int(1000 * s), numpy.ones(MIB // 8), 1)
 
 
-def measure(workload, contender, scale, repeat):
-    values, rss = [], []
-    for _ in range(repeat):
-        out = CTX.SimpleQueue()
-        runner = CTX.Process(target=run_one, args=(workload, contender, scale, out))
-        runner.start()
-        v, r = out.get()
-        runner.join()
-        values.append(v)
-        rss.append(r)
-    return statistics.median(values), max(rss)
+def measure_once(workload, contender, scale):
+    out = CTX.SimpleQueue()
+    runner = CTX.Process(target=run_one, args=(workload, contender, scale, out))
+    runner.start()
+    v, r = out.get()
+    runner.join()
+    return v, r
 
 
 def main():
@@ -180,29 +178,40 @@ def main():
     print(f"# {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, median of {args.repeat}")
     workloads = [w for w in list(WORKLOADS) + ["round trip"]
                  if not args.workload or w in args.workload]
-    print(f"| workload | {' | '.join(CONTENDERS)} | mproc vs mp.Queue |")
+    print(f"| workload | {' | '.join(CONTENDERS)} | mproc vs mp.Queue (range) |")
     print("|---" * (len(CONTENDERS) + 2) + "|")
     for workload in workloads:
-        cells, base, ours = [], None, None
+        contenders = [c for c in CONTENDERS
+                      if not (workload == "small 4->4" and c == "mp.Pipe")
+                      and not (c.startswith("mproc batches") and workload != "small 1->1")]
+        # Every round runs every contender once, so that a swing in the machine's load hits
+        # all of them; the ratio is the median of the rounds' own ratios.
+        values = {c: [] for c in contenders}
+        rss = {c: 0.0 for c in contenders}
+        ratios = []
+        for _ in range(args.repeat):
+            for contender in contenders:
+                v, r = measure_once(workload, contender, args.scale)
+                values[contender].append(v)
+                rss[contender] = max(rss[contender], r)
+            ours, base = values["mproc.Queue"][-1], values["mp.Queue"][-1]
+            ratios.append(base / ours if workload == "round trip" else ours / base)
+        cells = []
         for contender in CONTENDERS:
-            skip_batches = contender.startswith("mproc batches") and workload != "small 1->1"
-            if (workload == "small 4->4" and contender == "mp.Pipe") or skip_batches:
+            if contender not in values:
                 cells.append("n/a")
                 continue
-            value, rss = measure(workload, contender, args.scale, args.repeat)
+            value, peak = statistics.median(values[contender]), rss[contender]
             if workload == "round trip":
-                cells.append(f"{value:.1f} µs ({rss:.0f} MiB)")
+                cells.append(f"{value:.1f} µs ({peak:.0f} MiB)")
             elif workload.startswith("small"):
-                cells.append(f"{value / 1e3:.0f} k/s ({rss:.0f} MiB)")
+                cells.append(f"{value / 1e3:.0f} k/s ({peak:.0f} MiB)")
             else:
-                cells.append(f"{value:.0f}/s = {value * MIB / 1e9:.2f} GB/s ({rss:.0f} MiB)")
-            if contender == "mp.Queue":
-                base = value
-            if contender == "mproc.Queue":
-                ours = value
-        ratio = base / ours if workload == "round trip" else ours / base
+                cells.append(f"{value:.0f}/s = {value * MIB / 1e9:.2f} GB/s ({peak:.0f} MiB)")
         label = "lower" if workload == "round trip" else "faster"
-        print(f"| {workload} | {' | '.join(cells)} | {ratio:.1f}x {label} |", flush=True)
+        spread = f"{min(ratios):.1f}–{max(ratios):.1f}"
+        print(f"| {workload} | {' | '.join(cells)} | {statistics.median(ratios):.1f}x {label} "
+              f"({spread}) |", flush=True)
 
 
 if __name__ == "__main__":
