@@ -59,6 +59,23 @@ class CppProducerPythonConsumer(unittest.TestCase):
         self.assertEqual(q.get(), b"raw")
         q.close()
 
+    def test_malformed_compact_records_are_refused_one_by_one_and_the_queue_goes_on(self):
+        # Records in the compact format of small objects that no mproc producer writes (cut
+        # short, lengths past the end, 17 items, an unknown type, trailing bytes, bad UTF-8):
+        # each get() refuses its record with an error instead of reading past it, then the
+        # valid record behind them arrives.
+        name = _support.name("interop")
+        q = mproc.Queue.create(name)
+        self.produce(name, 0, "forged")
+        for _ in range(6):
+            with self.assertRaises(ValueError):
+                q.get(timeout=30)
+        with self.assertRaises(UnicodeDecodeError):  # a ValueError too
+            q.get(timeout=30)
+        self.assertIsNone(q.get(timeout=30))
+        self.assertTrue(q.empty())
+        q.close()
+
 
 if __name__ == "__main__":
     unittest.main()
