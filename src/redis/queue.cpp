@@ -236,19 +236,18 @@ std::size_t QueueCore::Impl::read_plain(std::size_t max) {
   cmds[k++] = read;
   if (bounded) cmds[k++] = flag;
   const std::vector<Reply> rs = conn.run_many({cmds, k}, Retry::never, "get");
-  if (trimming) {
-    check(rs[0], "trim the stream", object());
-    untrimmed = 0;
-  }
+  // The entries first: they are delivered already, so nothing below may throw them away.
   const Reply& r = rs[at];
   if (r.is_error() && r.str().starts_with("NOGROUP")) gone();
   check(r, "get", object());
   const std::size_t got = r.is_nil() || r.size() == 0 ? 0 : r[0][1].size();
   for (std::size_t i = 0; i < got; ++i) buffered.push_back(parse_entry(r[0][1][i]));
+  if (trimming) untrimmed = 0;
   if (got > 0) {
     trim_id = buffered.back().id;
     untrimmed += got;
   }
+  if (trimming) check(rs[0], "trim the stream", object());
   if (bounded && !check(rs[at + 1], "get", object()).is_nil()) {
     // A putter waits for room. Posting it twice is harmless: it runs its script again.
     const std::string_view wake[] = {"XADD", e, "MAXLEN", "1", "*", "room", "1"};
