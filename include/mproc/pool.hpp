@@ -55,6 +55,7 @@
 
 #include "mproc/detail/deadline.hpp"
 #include "mproc/detail/pool_job.hpp"
+#include "mproc/detail/position_iterator.hpp"
 #include "mproc/error.hpp"
 #include "mproc/start_method.hpp"
 
@@ -156,33 +157,14 @@ class AsyncResult {
 template <class R>
 class ImapRange {
  public:
-  class iterator {
-   public:
-    using iterator_concept = std::input_iterator_tag;
-    using value_type = R;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    R& operator*() const { return range_->current(n_); }
-    R* operator->() const { return &range_->current(n_); }
-    iterator& operator++() {
-      ++n_;
-      return *this;
-    }
-    void operator++(int) { ++n_; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.n_ >= it.range_->size(); }
-
-   private:
-    friend class ImapRange;
-    iterator(ImapRange* r) : range_(r) {}
-    ImapRange* range_ = nullptr;
-    std::size_t n_ = 0;
-  };
+  using iterator = detail::PositionIterator<ImapRange, R>;
 
   iterator begin() { return iterator(this); }
   std::default_sentinel_t end() { return {}; }
   std::size_t size() const { return job_->size(); }
 
  private:
+  friend iterator;
   friend class Pool;
   ImapRange(std::shared_ptr<detail::Job<R>> job, bool ordered) : job_(std::move(job)), ordered_(ordered) {}
   /// The n-th result, taken from the job once and kept until another is asked for.

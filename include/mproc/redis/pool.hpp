@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "mproc/detail/codec.hpp"
+#include "mproc/detail/position_iterator.hpp"
 #include "mproc/pool.hpp"
 #include "mproc/redis/address.hpp"
 
@@ -126,27 +127,7 @@ class Pool;
 template <class R>
 class ImapUnorderedRange {
  public:
-  class iterator {
-   public:
-    using iterator_concept = std::input_iterator_tag;
-    using value_type = R;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    R& operator*() const { return range_->current(n_); }
-    R* operator->() const { return &range_->current(n_); }
-    iterator& operator++() {
-      ++n_;
-      return *this;
-    }
-    void operator++(int) { ++n_; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.n_ >= it.range_->size(); }
-
-   private:
-    friend class ImapUnorderedRange;
-    explicit iterator(ImapUnorderedRange* r) : range_(r) {}
-    ImapUnorderedRange* range_ = nullptr;
-    std::size_t n_ = 0;
-  };
+  using iterator = mproc::detail::PositionIterator<ImapUnorderedRange, R>;
 
   iterator begin() { return iterator(this); }
   std::default_sentinel_t end() { return {}; }
@@ -154,6 +135,7 @@ class ImapUnorderedRange {
   std::size_t size() const noexcept { return size_; }
 
  private:
+  friend iterator;
   friend class Pool;
   ImapUnorderedRange(Pool* pool, const std::vector<std::string>& ids) : pool_(pool), size_(ids.size()) {
     for (std::size_t i = 0; i < ids.size(); ++i) outstanding_.emplace(ids[i], i);
