@@ -51,6 +51,12 @@
 #include "mproc/detail/std_lockable.hpp"
 
 namespace mproc {
+
+template <class T>
+class Value;  // <mproc/value.hpp>: a received Value or Array rebuilds its RLock
+template <class T>
+class Array;
+
 namespace detail {
 
 // Whether this translation unit is built with ThreadSanitizer (GCC defines the macro, clang has
@@ -139,6 +145,8 @@ class RobustLock : public StdLockable<RobustLock> {
   void find_block() noexcept;  // sets mutex_ and poisoned_
 
   friend void name_guarded_lock(RobustLock& lock, const char* kind, std::string_view name);
+  template <class U>
+  friend struct Travel;  // reads memfd() of the lock inside a Value or Array
 
   bool created_ = false;  // before mapping_: its initialiser sets it
   Mapping mapping_;
@@ -185,6 +193,10 @@ class RLock final : public detail::RobustLock, public detail::NamedFactories<RLo
   friend class detail::NamedFactories<RLock>;
   friend class Condition;  // a named Condition attaches its own named RLock
   friend struct detail::Travel<RLock>;
+  template <class>
+  friend class Value;
+  template <class>
+  friend class Array;
   explicit RLock(const detail::NamedSpec& spec) : RobustLock(spec, true) {}
   explicit RLock(detail::Mapping mapping) : RobustLock(std::move(mapping), true) {}
 };

@@ -21,13 +21,12 @@
 /// Arguments travel encoded with the queue codec, converted to the entry's parameter types;
 /// a parameter type the codec cannot carry is a compile-time error at MPROC_ENTRY. mproc objects
 /// travel by name: pass mproc::ByName<T> (or the name) and the child opens the named object.
-/// Anonymous Lock, RLock, Event, Queue<T>, JoinableQueue<T> and Connection (a Pipe end) travel
-/// too, as descriptors: the entry takes a reference (`void work(mproc::Lock& lock)`), the parent
-/// passes std::ref(lock),
-/// and the child's object is the same lock (its own mapping of the same memory). The object
-/// must live until start() returns; a Connection sent this way is still open in the parent,
-/// which closes its copy after start() (as with fork) for the child's end of stream to work.
-/// Other anonymous objects (SimpleQueue, Value, Array, Semaphore, Condition, Barrier) cannot
+/// Anonymous Lock, RLock, Event, Queue<T>, JoinableQueue<T>, Value<T>, Array<T>, RawValue<T>,
+/// RawArray<T> and Connection (a Pipe end) travel too, as descriptors: the entry takes a reference (`void
+/// work(mproc::Lock& lock)`), the parent passes std::ref(lock), and the child's object is the same lock (its
+/// own mapping of the same memory). The object must live until start() returns; a Connection sent this way is
+/// still open in the parent, which closes its copy after start() (as with fork) for the child's end of stream
+/// to work. Other anonymous objects (SimpleQueue, Semaphore, BoundedSemaphore, Condition, Barrier) cannot
 /// reach a spawned or forkserver child: name them.
 #include <cstddef>
 #include <cstdint>
@@ -41,6 +40,7 @@
 #include <vector>
 
 #include "mproc/detail/codec_core.hpp"
+#include "mproc/detail/mapping.hpp"
 #include "mproc/error.hpp"
 #ifndef MPROC_NO_CEREAL
 #include "mproc/detail/codec.hpp"  // structured arguments; MPROC_NO_CEREAL leaves cereal out, as queue.hpp
@@ -56,6 +56,14 @@ template <class T>
 class Queue;
 template <class T>
 class JoinableQueue;
+template <class T>
+class Value;
+template <class T>
+class RawValue;
+template <class T>
+class Array;
+template <class T>
+class RawArray;
 
 enum class StartMethod { fork, spawn, forkserver };
 
@@ -173,6 +181,61 @@ struct Travel<JoinableQueue<T>> {
   }
   static JoinableQueue<T> decode(const std::string& bytes) {
     return JoinableQueue<T>(decode_queue(bytes, true, type_tag<T>(), type_name<T>()));
+  }
+};
+
+/// Value, Array and their raw forms: the data's memory, the lock's (-1 for the raw forms) and
+/// the element count; in the child, the two mappings and the count (src/process/travel.cpp).
+std::string encode_data(int data_memfd, int lock_memfd, std::size_t count, const char* kind,
+                        std::vector<int>& fds);
+struct ReceivedData {
+  Mapping data;
+  Mapping lock;
+  std::size_t count = 0;
+};
+ReceivedData decode_data(const std::string& bytes, bool locked, const char* what);
+
+template <class T>
+struct Travel<RawValue<T>> {
+  static constexpr bool kTravels = true;
+  static std::string encode(const RawValue<T>& v, std::vector<int>& fds) {
+    return encode_data(v.mapping_.memfd(), -1, 1, "RawValue", fds);
+  }
+  static RawValue<T> decode(const std::string& bytes) {
+    return RawValue<T>(decode_data(bytes, false, "a RawValue").data);
+  }
+};
+template <class T>
+struct Travel<Value<T>> {
+  static constexpr bool kTravels = true;
+  static std::string encode(const Value<T>& v, std::vector<int>& fds) {
+    return encode_data(v.raw_.mapping_.memfd(), v.lock_.memfd(), 1, "Value", fds);
+  }
+  static Value<T> decode(const std::string& bytes) {
+    ReceivedData d = decode_data(bytes, true, "a Value");
+    return Value<T>(std::move(d.data), std::move(d.lock));
+  }
+};
+template <class T>
+struct Travel<RawArray<T>> {
+  static constexpr bool kTravels = true;
+  static std::string encode(const RawArray<T>& a, std::vector<int>& fds) {
+    return encode_data(a.mapping_.memfd(), -1, a.size_, "RawArray", fds);
+  }
+  static RawArray<T> decode(const std::string& bytes) {
+    ReceivedData d = decode_data(bytes, false, "a RawArray");
+    return RawArray<T>(std::move(d.data), d.count);
+  }
+};
+template <class T>
+struct Travel<Array<T>> {
+  static constexpr bool kTravels = true;
+  static std::string encode(const Array<T>& a, std::vector<int>& fds) {
+    return encode_data(a.raw_.mapping_.memfd(), a.lock_.memfd(), a.raw_.size_, "Array", fds);
+  }
+  static Array<T> decode(const std::string& bytes) {
+    ReceivedData d = decode_data(bytes, true, "an Array");
+    return Array<T>(std::move(d.data), d.count, std::move(d.lock));
   }
 };
 
@@ -348,8 +411,9 @@ SpawnCall make_spawn_call(const F& fn, const std::tuple<Args...>& args) {
 
 /// Registers `fn` as the entry point `name` for spawned and forkserver children. Call before
 /// mproc::init (MPROC_ENTRY does, from a static initialiser). Every parameter must be a type the
-/// queue codec carries, a ByName<T>, or a Lock&, RLock&, Event&, Queue<T>, JoinableQueue<T> or
-/// Connection (anonymous objects sent as descriptors): anything else does not compile.
+/// queue codec carries, a ByName<T>, or a Lock&, RLock&, Event&, Value<T>&, Array<T>&, Queue<T>,
+/// JoinableQueue<T>, RawValue<T>, RawArray<T> or Connection (anonymous objects sent as
+/// descriptors): anything else does not compile.
 template <class F>
 requires detail::entry_traits<F>::is_function bool register_entry(std::string_view name, F fn) noexcept {
   static_assert(
@@ -358,9 +422,10 @@ requires detail::entry_traits<F>::is_function bool register_entry(std::string_vi
       "vectors and strings of them, cereal-serialisable types) or mproc::ByName<T>: an "
       "anonymous Value, Array, Semaphore or SimpleQueue or a pointer cannot reach a spawned child (name it: "
       "mproc::ByName<T>)");
-  static_assert(detail::entry_traits<F>::params_passable,
-                "an entry point takes an anonymous Lock, RLock or Event by reference (mproc::Lock&): "
-                "it cannot be moved");
+  static_assert(
+      detail::entry_traits<F>::params_passable,
+      "an entry point takes an anonymous Lock, RLock, Event, Value or Array by reference (mproc::Lock&): "
+      "it cannot be moved");
   return detail::register_entry_erased(name, reinterpret_cast<detail::ErasedFn>(fn),
                                        &detail::entry_traits<F>::invoke);
 }

@@ -20,7 +20,8 @@
 /// Array it guards (`the lock of Value "counter"`), and so does mproc::OwnerDied. Misusing the
 /// lock (releasing it without holding it) is an mproc::UsageError, as for any RLock.
 /// Thread safety: get/set/update from any thread; unguarded access is the caller's to lock.
-/// Process safety: shared by every process started after construction.
+/// Process safety: shared by every process forked after construction, and by a spawned or
+///   forkserver child it is passed to (as `Value<T>&`, `Array<T>&`: <mproc/start_method.hpp>).
 /// Memory ordering: that of the lock for get/set/update; none for unguarded access.
 /// If a peer dies: see Locking. Raw forms: a writer that dies mid-write may leave a torn value.
 /// Named forms (create/open/open_or_create/unlink, as for SharedMemory): the data is the named
@@ -48,6 +49,20 @@
 
 namespace mproc {
 namespace detail {
+
+template <class T>
+struct Travel;  // <mproc/start_method.hpp>: how anonymous data reaches a spawned child
+
+/// Shared data received from another process (Travel): `count` objects of T must fit in it.
+template <class T>
+T* received_objects(const Mapping& mapping, std::size_t count, const char* what) {
+  if (count == 0 || mapping.size() / sizeof(T) < count) {
+    throw Error(EINVAL, std::string("cannot rebuild ") + what + " sent to this process",
+                "(" + std::to_string(count) + " elements do not fit in " + std::to_string(mapping.size()) +
+                    " bytes)");
+  }
+  return static_cast<T*>(mapping.data());
+}
 
 template <class T>
 constexpr void check_shareable() {
@@ -150,6 +165,10 @@ class RawValue {
  private:
   template <class>
   friend class Value;
+  template <class U>
+  friend struct detail::Travel;
+  explicit RawValue(detail::Mapping mapping)
+      : mapping_(std::move(mapping)), ptr_(detail::received_objects<T>(mapping_, 1, "a Value")) {}
   RawValue(const detail::NamedSpec& spec, const T& initial) {
     detail::check_shareable<T>();
     std::size_t count = 1;
@@ -209,6 +228,11 @@ class Value {
       : raw_(spec, initial), lock_(detail::attach_lock(spec, raw_.mapping_, raw_.created_)) {
     detail::name_guarded_lock(lock_, "Value", spec.name);
   }
+  template <class U>
+  friend struct detail::Travel;
+  Value(detail::Mapping data, detail::Mapping lock) : raw_(std::move(data)), lock_(std::move(lock)) {
+    detail::name_guarded_lock(lock_, "Value", {});
+  }
 
   RawValue<T> raw_;
   mutable RLock lock_;
@@ -246,6 +270,12 @@ class RawArray {
  private:
   template <class>
   friend class Array;
+  template <class U>
+  friend struct detail::Travel;
+  RawArray(detail::Mapping mapping, std::size_t size)
+      : mapping_(std::move(mapping)),
+        size_(size),
+        data_(detail::received_objects<T>(mapping_, size, "an Array")) {}
   RawArray(const detail::NamedSpec& spec, std::size_t size, const T& fill) : size_(size) {
     detail::check_shareable<T>();
     data_ = detail::attach_objects(spec, true, size_, fill, mapping_, &created_);
@@ -317,6 +347,12 @@ class Array {
   Array(const detail::NamedSpec& spec, std::size_t size, const T& fill)
       : raw_(spec, size, fill), lock_(detail::attach_lock(spec, raw_.mapping_, raw_.created_)) {
     detail::name_guarded_lock(lock_, "Array", spec.name);
+  }
+  template <class U>
+  friend struct detail::Travel;
+  Array(detail::Mapping data, std::size_t size, detail::Mapping lock)
+      : raw_(std::move(data), size), lock_(std::move(lock)) {
+    detail::name_guarded_lock(lock_, "Array", {});
   }
 
   void check(std::size_t i) const {

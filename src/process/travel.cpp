@@ -19,6 +19,7 @@
 #include "mproc/pipe.hpp"
 #include "mproc/queue.hpp"
 #include "mproc/start_method.hpp"
+#include "mproc/value.hpp"
 
 namespace mproc::detail {
 
@@ -113,6 +114,29 @@ QueueCore decode_queue(const std::string& bytes, bool joinable, std::uint64_t ty
   const int event_fd = w[1] != kNone ? take_received_fd(w[1]) : -1;
   return QueueCore(std::move(memory), event_fd, joinable ? kJoinableQueueKind : kQueueKind, type_hash,
                    type_name);
+}
+
+// Value, Array and their raw forms: the data's memory, the lock's memory, the element count.
+std::string encode_data(int data_memfd, int lock_memfd, std::size_t count, const char* kind,
+                        std::vector<int>& fds) {
+  const std::uint64_t data = memory_index(data_memfd, kind, fds);
+  const std::uint64_t lock = lock_memfd >= 0 ? memory_index(lock_memfd, kind, fds) : kNone;
+  const std::uint64_t w[3] = {data, lock, count};
+  return words(w);
+}
+
+ReceivedData decode_data(const std::string& bytes, bool locked, const char* what) {
+  std::uint64_t w[3];
+  read_words(bytes, w, what);
+  if ((w[1] != kNone) != locked) {
+    throw Error(EINVAL, std::string("cannot rebuild ") + what + " sent to this child",
+                locked ? "(its lock was not sent)" : "(a lock was sent with it)");
+  }
+  ReceivedData d;
+  d.data = Mapping::from_memfd(take_received_fd(w[0]), what);
+  if (locked) d.lock = Mapping::from_memfd(take_received_fd(w[1]), what);
+  d.count = static_cast<std::size_t>(w[2]);
+  return d;
 }
 
 // A Connection: the pair's memory, this end's sockets (either may be absent on a one-way pipe)
