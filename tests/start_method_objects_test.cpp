@@ -8,6 +8,7 @@
 // A child cannot use gtest's assertions: it reports a broken expectation by its exit code (each
 // child documents its codes), which the test checks.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <sched.h>
@@ -16,6 +17,9 @@
 #include <poll.h>
 
 #include <csignal>
+#include <memory>
+#include <cstring>
+#include <cerrno>
 #include <filesystem>
 #include <mutex>
 #include <set>
@@ -581,6 +585,50 @@ TEST(ObjectsMisuse, a_named_lock_passed_by_reference_to_a_spawned_child_is_refus
     }
   }
   mproc::stop_forkserver();
+}
+
+// One descriptor per anonymous object must not eat the program's descriptor table: past half of
+// RLIMIT_NOFILE, anonymous objects are plain MAP_ANONYMOUS memory (for fork children only), and
+// sending one to a spawned child says why. Objects made before that still travel.
+TEST(ObjectsMisuse, anonymous_objects_leave_half_the_descriptor_table_to_the_program) {
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = 64;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  {
+    Event held;
+    std::vector<std::unique_ptr<Lock>> locks;
+    for (int i = 0; i < 100; ++i) locks.push_back(std::make_unique<Lock>());
+
+    std::vector<int> own;
+    for (int i = 0; i < 20; ++i) {
+      const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      EXPECT_GE(fd, 0) << "the program's own open() failed after 100 anonymous Locks: "
+                       << std::strerror(errno);
+      if (fd >= 0) own.push_back(fd);
+    }
+    for (const int fd : own) ::close(fd);
+
+    Process late(hold_anonymous_lock_and_die, std::ref(*locks.back()), std::ref(held));
+    late.set_start_method(StartMethod::spawn).set_daemon(true);
+    try {
+      late.start();
+      ADD_FAILURE() << "start() sent an anonymous Lock that has no descriptor";
+    } catch (const mproc::UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("RLIMIT_NOFILE"), std::string::npos) << e.what();
+    }
+
+    Process early(hold_anonymous_lock_and_die, std::ref(*locks.front()), std::ref(held));
+    early.set_start_method(StartMethod::spawn).set_daemon(true);
+    early.start();
+    ASSERT_TRUE(held.wait(kPatience));
+    EXPECT_EQ(exit_code_of(early), -SIGKILL);
+    const mproc::Acquired a = locks.front()->acquire();
+    EXPECT_TRUE(a.owner_died()) << "the spawned child did not hold the first Lock";
+    locks.front()->release();
+  }
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
 }
 
 }  // namespace

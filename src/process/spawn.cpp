@@ -19,6 +19,7 @@
 #include "mproc/start_method.hpp"
 #include "os/sys.hpp"
 #include "process/start.hpp"
+#include "shm/anonymous.hpp"
 
 extern char** environ;  // NOLINT(readability-redundant-declaration): POSIX declares it nowhere
 
@@ -330,6 +331,7 @@ StartMethod get_start_method() noexcept {
 }
 
 void init(int argc, char** argv) {
+  detail::keep_anonymous_descriptors();  // anonymous objects can now be sent to children
   auto& saved = detail::saved_argv();
   if (!detail::g_init_called.exchange(true)) {
     for (int i = 0; i < argc; ++i) saved.emplace_back(argv[i] != nullptr ? argv[i] : "");

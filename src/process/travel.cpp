@@ -57,7 +57,9 @@ std::uint64_t memory_index(int memfd, const char* kind, std::vector<int>& fds) {
     throw UsageError(std::string("cannot send ") + with_article(kind) +
                      " to a spawned or forkserver child as an anonymous object: it is a named one (pass "
                      "mproc::ByName<" +
-                     kind + ">(name)), or it was made when this process had no descriptor left");
+                     kind +
+                     ">(name)), or it was made before mproc::init(argc, argv) ran, or when this process had "
+                     "used half of its descriptors (RLIMIT_NOFILE): name it, or raise the limit");
   }
   return add_fd(fds, memfd);
 }

@@ -1,26 +1,57 @@
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <string>
 
 #include "mproc/detail/mapping.hpp"
 #include "mproc/error.hpp"
+#include "shm/anonymous.hpp"
 #include "shm/named.hpp"
 #include "os/sys.hpp"
 
 namespace mproc::detail {
 
+namespace {
+
+std::atomic<bool> g_keep_descriptors{false};
+
+// A memfd for anonymous memory, or -1 where the memory is to be plain MAP_ANONYMOUS: before
+// mproc::init (such a program cannot start spawn or forkserver children, the only users of the
+// descriptor), out of descriptors, or past half of this process's descriptor limit — one
+// descriptor per object for its whole life must not eat the table the program's own files and
+// sockets need. Other failures are errors.
+int anonymous_memfd(std::string_view what) {
+  if (!g_keep_descriptors.load(std::memory_order_relaxed)) return -1;
+  const int fd = ::memfd_create("mproc-anonymous", MFD_CLOEXEC);
+  if (fd < 0) {
+    if (errno == EMFILE || errno == ENFILE || errno == ENOSYS) return -1;
+    sys::throw_errno("cannot create shared memory (memfd) for", what);
+  }
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
+      static_cast<rlim_t>(fd) >= limit.rlim_cur / 2) {
+    sys::close_fd(fd);
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace
+
+void keep_anonymous_descriptors() noexcept {
+  g_keep_descriptors.store(true, std::memory_order_relaxed);
+}
+
 Mapping Mapping::shared_anonymous(std::size_t size, std::string_view what) {
   const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
   const std::size_t length = (size + page - 1) / page * page;
-  // A memfd rather than MAP_ANONYMOUS: the same shmem pages, but with a descriptor that a
-  // spawned or forkserver child can receive and map (docs/design/start-methods.md). Out of
-  // descriptors, the memory is still made, only without one: forked children share it as before.
-  const int fd = ::memfd_create("mproc-anonymous", MFD_CLOEXEC);
-  if (fd < 0 && errno != EMFILE && errno != ENFILE && errno != ENOSYS) {
-    sys::throw_errno("cannot create shared memory (memfd) for", what);
-  }
+  // A memfd rather than MAP_ANONYMOUS where it can be used and spared: the same shmem pages, but
+  // with a descriptor that a spawned or forkserver child can receive and map
+  // (docs/design/start-methods.md). Without one, forked children share the memory as before.
+  const int fd = anonymous_memfd(what);
   if (fd >= 0 && sys::retry_eintr([&] { return ::ftruncate(fd, static_cast<off_t>(length)); }) != 0) {
     const int err = errno;
     sys::close_fd(fd);

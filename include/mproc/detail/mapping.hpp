@@ -13,10 +13,11 @@ class Mapping {
   Mapping() noexcept = default;
   /// A MAP_SHARED anonymous mapping of at least `size` bytes, zero-filled, shared with every
   /// child forked after this call. `what` names the owner in error messages.
-  /// Backed by a memfd (close-on-exec) that the mapping keeps, so that the memory can also be
-  /// sent to a spawned or forkserver child (memfd()). When this process has no descriptor to
-  /// spare (EMFILE, ENFILE), the memory is plain MAP_ANONYMOUS instead: shared with forked
-  /// children only, and memfd() is -1.
+  /// Once mproc::init has run, backed by a memfd (close-on-exec) that the mapping keeps, so that
+  /// the memory can also be sent to a spawned or forkserver child (memfd()). Before init, and
+  /// when this process has no descriptor to spare (EMFILE, ENFILE, or the memfd would be past
+  /// half of RLIMIT_NOFILE), the memory is plain MAP_ANONYMOUS: shared with forked children
+  /// only, and memfd() is -1.
   static Mapping shared_anonymous(std::size_t size, std::string_view what);
   /// Maps the whole of the memfd `fd` (another process's shared_anonymous memory, received as a
   /// descriptor) and owns `fd` from then on, also when this throws. `what` names the owner.
