@@ -27,12 +27,14 @@
 #include <string>
 #include <vector>
 
+#include "mproc/barrier.hpp"
 #include "mproc/error.hpp"
 #include "mproc/event.hpp"
 #include "mproc/lock.hpp"
 #include "mproc/pipe.hpp"
 #include "mproc/process.hpp"
 #include "mproc/queue.hpp"
+#include "mproc/semaphore.hpp"
 #include "mproc/start_method.hpp"
 #include "mproc/value.hpp"
 #include "support/test_support.hpp"
@@ -131,6 +133,32 @@ void hold_anonymous_lock_and_die(Lock& lock, Event& held) {
   ::raise(SIGKILL);
 }
 
+void release_once(mproc::Semaphore& semaphore) {
+  semaphore.release();
+}
+
+// Exit 0: the bound held here too (a second release beyond it refused). 2: no count to take;
+// 3: the over-release was accepted.
+void release_beyond_the_bound(mproc::BoundedSemaphore& semaphore) {
+  if (!semaphore.acquire_for(mproc_test::kPatience)) mproc::exit(2);
+  semaphore.release();
+  try {
+    semaphore.release();
+  } catch (const mproc::UsageError&) {
+    mproc::exit(0);
+  }
+  mproc::exit(3);
+}
+
+// Exits with its arrival index at the barrier (100: the barrier broke or timed out).
+void arrive_at_barrier(mproc::Barrier& barrier) {
+  try {
+    mproc::exit(static_cast<int>(barrier.wait_for(mproc_test::kPatience)));
+  } catch (const mproc::Error&) {
+    mproc::exit(100);
+  }
+}
+
 // The same RLock twice: one object, so acquiring through either nests. Exit 2: it did not.
 void nest_one_rlock_twice(mproc::RLock& a, mproc::RLock& b, Event& done) {
   std::scoped_lock outer{a};
@@ -212,6 +240,9 @@ MPROC_ENTRY(finish_tasks);
 MPROC_ENTRY(count_under_anonymous_lock);
 MPROC_ENTRY(hold_anonymous_lock_and_die);
 MPROC_ENTRY(nest_one_rlock_twice);
+MPROC_ENTRY(release_once);
+MPROC_ENTRY(release_beyond_the_bound);
+MPROC_ENTRY(arrive_at_barrier);
 MPROC_ENTRY(double_until_minus_one);
 MPROC_ENTRY(send_then_die);
 MPROC_ENTRY(report_close_on_exec);
@@ -273,7 +304,7 @@ TEST_P(ObjectsTest, lock_lets_one_child_at_a_time_into_the_critical_section) {
   auto lock = Lock::create(lock_name.str());
   auto counter = Counter::create(counter_name.str(), 0);
   constexpr int kChildren = 4;
-  constexpr int kRounds = 3000;
+  constexpr int kRounds = 500;  // with a yield inside each hold: thousands of hand-offs, seconds under load
   std::vector<Process> children;
   for (int c = 0; c < kChildren; ++c) {
     children.push_back(
@@ -390,7 +421,7 @@ TEST_P(ObjectsTest, anonymous_lock_lets_one_child_at_a_time_into_the_critical_se
   Lock lock;
   auto counter = Counter::create(counter_name.str(), 0);
   constexpr int kChildren = 4;
-  constexpr int kRounds = 3000;
+  constexpr int kRounds = 500;  // with a yield inside each hold: thousands of hand-offs, seconds under load
   std::vector<Process> children;
   for (int c = 0; c < kChildren; ++c) {
     children.push_back(
@@ -566,6 +597,36 @@ TEST_P(ObjectsTest, anonymous_arrays_keep_their_size_and_share_their_elements_wi
   EXPECT_EQ(*count, 1003) << "the child saw other sizes";
   for (std::size_t i = 0; i < locked.size(); ++i) ASSERT_EQ(locked.get(i), 7 + static_cast<int>(i)) << i;
   for (std::size_t i = 0; i < raw.size(); ++i) EXPECT_EQ(raw[i], 7 + static_cast<int>(i)) << i;
+}
+
+// ---- Semaphore, BoundedSemaphore, Barrier ------------------------------------------------------
+
+TEST_P(ObjectsTest, anonymous_semaphore_counts_the_releases_of_every_child) {
+  mproc::Semaphore semaphore(0);
+  constexpr int kChildren = 4;
+  std::vector<Process> children;
+  for (int i = 0; i < kChildren; ++i) children.push_back(start(release_once, std::ref(semaphore)));
+  for (Process& p : children) EXPECT_EQ(exit_code_of(p), 0);
+  for (int i = 0; i < kChildren; ++i)
+    EXPECT_TRUE(semaphore.acquire_for(kPatience)) << "release " << i << " lost";
+  EXPECT_FALSE(semaphore.try_acquire()) << "more releases than children";
+}
+
+TEST_P(ObjectsTest, anonymous_bounded_semaphore_keeps_its_bound_in_the_child) {
+  mproc::BoundedSemaphore semaphore(1);
+  Process p = start(release_beyond_the_bound, std::ref(semaphore));
+  EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_EQ(semaphore.get_value(), 1u);
+}
+
+TEST_P(ObjectsTest, anonymous_barrier_lets_children_and_parent_through_together) {
+  constexpr int kChildren = 3;
+  mproc::Barrier barrier(kChildren + 1);
+  std::vector<Process> children;
+  for (int i = 0; i < kChildren; ++i) children.push_back(start(arrive_at_barrier, std::ref(barrier)));
+  std::set<int> indices{static_cast<int>(barrier.wait_for(kPatience))};
+  for (Process& p : children) indices.insert(exit_code_of(p));
+  EXPECT_EQ(indices, (std::set<int>{0, 1, 2, 3})) << "each party has its own arrival index";
 }
 
 // ---- what cannot travel as a descriptor ---------------------------------------------------------

@@ -15,7 +15,8 @@
 ///   BrokenBarrierError). reset() returns it to empty; processes waiting at that moment get
 ///   BrokenBarrier too.
 /// Thread safety: every member may be called from any thread.
-/// Process safety: any number of processes that inherited it.
+/// Process safety: any number of processes that inherited it (create it before start(); a
+///   spawned or forkserver child gets it as a `Barrier&` argument: <mproc/start_method.hpp>).
 /// Memory ordering: what each party wrote before wait() is visible to every party after its
 ///   wait() returns.
 /// If a peer dies: a party that dies after arriving still counts (the others are released when
@@ -41,6 +42,11 @@ class BrokenBarrier : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+namespace detail {
+template <class T>
+struct Travel;  // <mproc/start_method.hpp>: how an anonymous Barrier reaches a spawned child
+}  // namespace detail
 
 class Barrier {
  public:
@@ -89,6 +95,11 @@ class Barrier {
  private:
   Barrier(const detail::NamedSpec& spec, std::uint32_t parties, std::function<void()> action,
           detail::Clock::duration timeout);
+  friend struct detail::Travel<Barrier>;
+  /// An anonymous Barrier's memory received from another process (Travel): its header is
+  /// checked. The action and the default timeout are not sent (they are the sender's own, as
+  /// for open()): none, and waiting forever.
+  explicit Barrier(detail::Mapping mapping);
   struct Block;
   Block* block() const noexcept;
   static void init_block(void* mem, const void* parties);

@@ -14,7 +14,9 @@
 /// create it before starting the processes that use it; every child inherits the same one.
 ///
 /// Thread safety: every member may be called from any thread.
-/// Process safety: any number of processes that inherited it.
+/// Process safety: any number of processes that inherited it (create it before start(); a
+///   spawned or forkserver child gets it as a `Semaphore&` or `BoundedSemaphore&` argument:
+///   <mproc/start_method.hpp>).
 /// Memory ordering: a release() synchronises with the acquire() that takes that count.
 /// If a peer dies: a count acquired by a process that then dies is lost (release it in a
 ///   handler, or use Lock). A process that dies while *waiting* costs nothing: the other
@@ -32,6 +34,12 @@
 #include "mproc/error.hpp"
 
 namespace mproc {
+
+class BoundedSemaphore;
+namespace detail {
+template <class T>
+struct Travel;  // <mproc/start_method.hpp>: how an anonymous semaphore reaches a spawned child
+}  // namespace detail
 
 class Semaphore {
  public:
@@ -80,8 +88,13 @@ class Semaphore {
   /// `bounded` names the kind to create or expect: a BoundedSemaphore opened by name does not
   /// know its bound (it comes from the segment), so the bound cannot tell.
   Semaphore(const detail::NamedSpec& spec, std::uint32_t value, std::uint32_t bound, bool bounded = false);
+  /// An anonymous semaphore's memory received from another process (Travel): its header is
+  /// checked; `bounded`: it must be a BoundedSemaphore's, else either kind is taken.
+  Semaphore(detail::Mapping mapping, bool bounded);
 
  private:
+  friend struct detail::Travel<Semaphore>;
+  friend struct detail::Travel<BoundedSemaphore>;
   struct Block;
   Block* block() const noexcept;
   static void init_block(void* mem, const void* value_and_bound);
@@ -105,8 +118,10 @@ class BoundedSemaphore : public Semaphore {
   }
 
  private:
+  friend struct detail::Travel<BoundedSemaphore>;
   BoundedSemaphore(const detail::NamedSpec& spec, std::uint32_t value)
       : Semaphore(spec, value, value, true) {}
+  explicit BoundedSemaphore(detail::Mapping mapping) : Semaphore(std::move(mapping), true) {}
 };
 
 }  // namespace mproc

@@ -21,13 +21,15 @@
 /// Arguments travel encoded with the queue codec, converted to the entry's parameter types;
 /// a parameter type the codec cannot carry is a compile-time error at MPROC_ENTRY. mproc objects
 /// travel by name: pass mproc::ByName<T> (or the name) and the child opens the named object.
-/// Anonymous Lock, RLock, Event, Queue<T>, JoinableQueue<T>, Value<T>, Array<T>, RawValue<T>,
-/// RawArray<T> and Connection (a Pipe end) travel too, as descriptors: the entry takes a reference (`void
-/// work(mproc::Lock& lock)`), the parent passes std::ref(lock), and the child's object is the same lock (its
-/// own mapping of the same memory). The object must live until start() returns; a Connection sent this way is
-/// still open in the parent, which closes its copy after start() (as with fork) for the child's end of stream
-/// to work. Other anonymous objects (SimpleQueue, Semaphore, BoundedSemaphore, Condition, Barrier) cannot
-/// reach a spawned or forkserver child: name them.
+/// Anonymous Lock, RLock, Event, Semaphore, BoundedSemaphore, Barrier, Queue<T>,
+/// JoinableQueue<T>, Value<T>, Array<T>, RawValue<T>, RawArray<T> and Connection (a Pipe end)
+/// travel too, as descriptors: the entry takes a reference (`void work(mproc::Lock& lock)`), the
+/// parent passes std::ref(lock), and the child's object is the same lock (its own mapping of the
+/// same memory). The object must live until start() returns; a Connection sent this way is still
+/// open in the parent, which closes its copy after start() (as with fork) for the child's end of
+/// stream to work; a Barrier arrives without the sender's action and default timeout (as
+/// Barrier::open). Other anonymous objects (SimpleQueue, Condition) cannot reach a spawned or
+/// forkserver child: name them.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -52,6 +54,9 @@ class Lock;
 class RLock;
 class Event;
 class Connection;
+class Semaphore;
+class BoundedSemaphore;
+class Barrier;
 template <class T>
 class Queue;
 template <class T>
@@ -148,6 +153,24 @@ struct Travel<Event> {
   static constexpr bool kTravels = true;
   static std::string encode(const Event& event, std::vector<int>& fds);
   static Event decode(const std::string& bytes);
+};
+template <>
+struct Travel<Semaphore> {
+  static constexpr bool kTravels = true;
+  static std::string encode(const Semaphore& semaphore, std::vector<int>& fds);
+  static Semaphore decode(const std::string& bytes);
+};
+template <>
+struct Travel<BoundedSemaphore> {
+  static constexpr bool kTravels = true;
+  static std::string encode(const BoundedSemaphore& semaphore, std::vector<int>& fds);
+  static BoundedSemaphore decode(const std::string& bytes);
+};
+template <>
+struct Travel<Barrier> {
+  static constexpr bool kTravels = true;
+  static std::string encode(const Barrier& barrier, std::vector<int>& fds);
+  static Barrier decode(const std::string& bytes);
 };
 template <>
 struct Travel<Connection> {
@@ -416,12 +439,11 @@ SpawnCall make_spawn_call(const F& fn, const std::tuple<Args...>& args) {
 /// descriptors): anything else does not compile.
 template <class F>
 requires detail::entry_traits<F>::is_function bool register_entry(std::string_view name, F fn) noexcept {
-  static_assert(
-      detail::entry_traits<F>::params_travel,
-      "an entry point's parameters must be types a Queue can carry (trivially copyable, "
-      "vectors and strings of them, cereal-serialisable types) or mproc::ByName<T>: an "
-      "anonymous Value, Array, Semaphore or SimpleQueue or a pointer cannot reach a spawned child (name it: "
-      "mproc::ByName<T>)");
+  static_assert(detail::entry_traits<F>::params_travel,
+                "an entry point's parameters must be types a Queue can carry (trivially copyable, "
+                "vectors and strings of them, cereal-serialisable types) or mproc::ByName<T>: an "
+                "anonymous SimpleQueue or Condition or a pointer cannot reach a spawned child (name it: "
+                "mproc::ByName<T>)");
   static_assert(
       detail::entry_traits<F>::params_passable,
       "an entry point takes an anonymous Lock, RLock, Event, Value or Array by reference (mproc::Lock&): "

@@ -13,11 +13,13 @@
 #include "mproc/detail/demangle.hpp"
 #include "mproc/detail/mapping.hpp"
 #include "mproc/detail/ring.hpp"
+#include "mproc/barrier.hpp"
 #include "mproc/error.hpp"
 #include "mproc/event.hpp"
 #include "mproc/lock.hpp"
 #include "mproc/pipe.hpp"
 #include "mproc/queue.hpp"
+#include "mproc/semaphore.hpp"
 #include "mproc/start_method.hpp"
 #include "mproc/value.hpp"
 
@@ -96,6 +98,27 @@ std::string Travel<Event>::encode(const Event& event, std::vector<int>& fds) {
 }
 Event Travel<Event>::decode(const std::string& bytes) {
   return Event(decode_memory(bytes, "an Event"));
+}
+
+std::string Travel<Semaphore>::encode(const Semaphore& semaphore, std::vector<int>& fds) {
+  return encode_memory(semaphore.mapping_.memfd(), "Semaphore", fds);
+}
+Semaphore Travel<Semaphore>::decode(const std::string& bytes) {
+  return Semaphore(decode_memory(bytes, "a Semaphore"), false);
+}
+
+std::string Travel<BoundedSemaphore>::encode(const BoundedSemaphore& semaphore, std::vector<int>& fds) {
+  return encode_memory(semaphore.mapping_.memfd(), "BoundedSemaphore", fds);
+}
+BoundedSemaphore Travel<BoundedSemaphore>::decode(const std::string& bytes) {
+  return BoundedSemaphore(decode_memory(bytes, "a BoundedSemaphore"));
+}
+
+std::string Travel<Barrier>::encode(const Barrier& barrier, std::vector<int>& fds) {
+  return encode_memory(barrier.mapping_.memfd(), "Barrier", fds);
+}
+Barrier Travel<Barrier>::decode(const std::string& bytes) {
+  return Barrier(decode_memory(bytes, "a Barrier"));
 }
 
 // A queue: its memory and its eventfd (an anonymous queue always has one; fileno() in the child

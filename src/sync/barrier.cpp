@@ -79,6 +79,11 @@ Barrier::Barrier(const detail::NamedSpec& spec, std::uint32_t parties, std::func
                                   &Barrier::init_block, &parties);
 }
 
+Barrier::Barrier(detail::Mapping mapping) : timeout_(Clock::duration::zero()), mapping_(std::move(mapping)) {
+  detail::check_segment_header(mapping_.data(), mapping_.size(), SegmentKind::barrier, Block::kLayoutVersion,
+                               0, "a Barrier received from another process");
+}
+
 void Barrier::unlink(std::string_view name) {
   detail::unlink_named(name, "Barrier");
 }

@@ -61,6 +61,19 @@ Semaphore::Semaphore(const detail::NamedSpec& spec, std::uint32_t value, std::ui
                                   Block::kLayoutVersion, sizeof(Block), 0, &Semaphore::init_block, vb);
 }
 
+Semaphore::Semaphore(detail::Mapping mapping, bool bounded) : mapping_(std::move(mapping)) {
+  // A Semaphore& may name a BoundedSemaphore (its base): either kind is a semaphore.
+  if (!bounded && mapping_.size() >= sizeof(SegmentHeader) &&
+      static_cast<const SegmentHeader*>(mapping_.data())->kind == SegmentKind::bounded_semaphore) {
+    bounded = true;
+  }
+  detail::check_segment_header(mapping_.data(), mapping_.size(),
+                               bounded ? SegmentKind::bounded_semaphore : SegmentKind::semaphore,
+                               Block::kLayoutVersion, 0,
+                               bounded ? "a BoundedSemaphore received from another process"
+                                       : "a Semaphore received from another process");
+}
+
 void Semaphore::unlink(std::string_view name) {
   detail::unlink_named(name, "Semaphore");
 }
