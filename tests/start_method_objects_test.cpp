@@ -288,6 +288,26 @@ std::size_t open_memfds(const std::string& pid) {
   return n;
 }
 
+// Takes `total` messages from `out` (the consumers forward what they get from `in`), then checks
+// that the producers exited 0, that closing `in` ended the consumers (their get() returns empty
+// once the queue is drained), and that every message 0..total-1 arrived exactly once.
+void expect_every_message_once(Ints& in, Ints& out, int total, std::vector<Process>& producers,
+                               std::vector<Process>& consumers) {
+  std::vector<int> seen(static_cast<std::size_t>(total), 0);
+  for (int i = 0; i < total; ++i) {
+    const auto v = out.get_for(kPatience);
+    ASSERT_TRUE(v.has_value()) << "only " << i << " of " << total << " messages arrived";
+    ASSERT_GE(*v, 0);
+    ASSERT_LT(*v, total);
+    ++seen[static_cast<std::size_t>(*v)];
+  }
+  for (Process& p : producers) EXPECT_EQ(exit_code_of(p), 0);
+  in.close();
+  for (Process& p : consumers) EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_FALSE(out.try_get().has_value()) << "a message was delivered twice";
+  for (int v = 0; v < total; ++v) EXPECT_EQ(seen[static_cast<std::size_t>(v)], 1) << "message " << v;
+}
+
 std::string method_name(const testing::TestParamInfo<StartMethod>& info) {
   return mproc::start_method_name(info.param);
 }
@@ -372,20 +392,7 @@ TEST_P(ObjectsTest, queue_delivers_every_message_exactly_once_across_producers_a
   for (int p = 0; p < kProducers; ++p) {
     producers.push_back(start(produce, ByName<Ints>(in_name.str()), p * kEach, kEach));
   }
-  std::vector<int> seen(kProducers * kEach, 0);
-  for (int i = 0; i < kProducers * kEach; ++i) {
-    const auto v = out.get_for(kPatience);
-    ASSERT_TRUE(v.has_value()) << "only " << i << " of " << kProducers * kEach << " messages arrived";
-    ASSERT_GE(*v, 0);
-    ASSERT_LT(*v, kProducers * kEach);
-    ++seen[static_cast<std::size_t>(*v)];
-  }
-  for (Process& p : producers) EXPECT_EQ(exit_code_of(p), 0);
-  in.close();  // the consumers' get() returns empty once the queue is drained
-  for (Process& p : consumers) EXPECT_EQ(exit_code_of(p), 0);
-  EXPECT_FALSE(out.try_get().has_value()) << "a message was delivered twice";
-  for (int v = 0; v < kProducers * kEach; ++v)
-    EXPECT_EQ(seen[static_cast<std::size_t>(v)], 1) << "message " << v;
+  expect_every_message_once(in, out, kProducers * kEach, producers, consumers);
 }
 
 TEST_P(ObjectsTest, queue_close_ends_a_childs_get_and_refuses_its_put) {
@@ -541,20 +548,7 @@ TEST_P(ObjectsTest, anonymous_queue_delivers_every_message_exactly_once_across_p
     consumers.push_back(start(consume_anonymous, std::ref(in), std::ref(out)));
   for (int p = 0; p < kProducers; ++p)
     producers.push_back(start(produce_anonymous, std::ref(in), p * kEach, kEach));
-  std::vector<int> seen(kProducers * kEach, 0);
-  for (int i = 0; i < kProducers * kEach; ++i) {
-    const auto v = out.get_for(kPatience);
-    ASSERT_TRUE(v.has_value()) << "only " << i << " of " << kProducers * kEach << " messages arrived";
-    ASSERT_GE(*v, 0);
-    ASSERT_LT(*v, kProducers * kEach);
-    ++seen[static_cast<std::size_t>(*v)];
-  }
-  for (Process& p : producers) EXPECT_EQ(exit_code_of(p), 0);
-  in.close();
-  for (Process& p : consumers) EXPECT_EQ(exit_code_of(p), 0);
-  EXPECT_FALSE(out.try_get().has_value()) << "a message was delivered twice";
-  for (int v = 0; v < kProducers * kEach; ++v)
-    EXPECT_EQ(seen[static_cast<std::size_t>(v)], 1) << "message " << v;
+  expect_every_message_once(in, out, kProducers * kEach, producers, consumers);
 }
 
 TEST_P(ObjectsTest, anonymous_joinable_queue_joins_once_a_child_marked_every_task_done) {
