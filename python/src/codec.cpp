@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "common.hpp"
 #include "mproc/bytes.hpp"
 #include "mproc/detail/type_tag.hpp"
 
@@ -25,22 +26,12 @@ std::size_t align_up(std::size_t n) noexcept {
   return (n + kAlign - 1) & ~(kAlign - 1);
 }
 
-// pickle.dumps / pickle.loads, looked up once. Never released: they must outlive every call,
-// including calls from atexit handlers after this module's globals would be gone.
-PyObject* pickle_fn(const char* name) {
-  PyObject* module = PyImport_ImportModule("pickle");
-  if (module == nullptr) throw py::error_already_set();
-  PyObject* fn = PyObject_GetAttrString(module, name);
-  Py_DECREF(module);
-  if (fn == nullptr) throw py::error_already_set();
-  return fn;
-}
 PyObject* dumps_fn() {
-  static PyObject* fn = pickle_fn("dumps");
+  static PyObject* fn = module_attribute("pickle", "dumps");
   return fn;
 }
 PyObject* loads_fn() {
-  static PyObject* fn = pickle_fn("loads");
+  static PyObject* fn = module_attribute("pickle", "loads");
   return fn;
 }
 

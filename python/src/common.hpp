@@ -46,6 +46,18 @@ struct Wait {
   bool is_try() const noexcept { return !forever && deadline <= Clock::now(); }
 };
 
+/// `module.name` (pickle.dumps, queue.Empty, ...), looked up once by a caller that keeps it in a
+/// function-local static: a new reference, never released, because it must outlive every call,
+/// including calls from atexit handlers after the module's globals would be gone.
+inline PyObject* module_attribute(const char* module_name, const char* name) {
+  PyObject* module = PyImport_ImportModule(module_name);
+  if (module == nullptr) throw py::error_already_set();
+  PyObject* attr = PyObject_GetAttrString(module, name);
+  Py_DECREF(module);
+  if (attr == nullptr) throw py::error_already_set();
+  return attr;
+}
+
 /// Raises the pending Python exception, if a signal handler set one (KeyboardInterrupt).
 inline void check_signals() {
   if (PyErr_CheckSignals() != 0) throw py::error_already_set();

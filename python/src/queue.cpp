@@ -32,17 +32,6 @@ constexpr std::size_t kReleaseGilAbove = std::size_t{64} << 10;
 // A deadline already passed, without reading the clock: "try once".
 constexpr Clock::time_point kPast = Clock::time_point::min();
 
-// queue.Empty / queue.Full, looked up once (a get_nowait loop raises Empty at every miss).
-// Never released: they must outlive every call, atexit handlers included.
-PyObject* queue_exception(const char* name) {
-  PyObject* module = PyImport_ImportModule("queue");
-  if (module == nullptr) throw py::error_already_set();
-  PyObject* cls = PyObject_GetAttrString(module, name);
-  Py_DECREF(module);
-  if (cls == nullptr) throw py::error_already_set();
-  return cls;
-}
-
 // Records up to this size are copied out into TakeCtx itself, on the caller's stack.
 constexpr std::size_t kSmallRecord = 256;
 
@@ -223,12 +212,12 @@ class PyQueue {
 
  private:
   static py::error_already_set full() {
-    static PyObject* const cls = queue_exception("Full");
+    static PyObject* const cls = module_attribute("queue", "Full");  // looked up once
     PyErr_SetNone(cls);
     return py::error_already_set();
   }
   static py::error_already_set empty() {
-    static PyObject* const cls = queue_exception("Empty");
+    static PyObject* const cls = module_attribute("queue", "Empty");
     PyErr_SetNone(cls);
     return py::error_already_set();
   }
