@@ -9,6 +9,7 @@
 #include <exception>
 #include <optional>
 #include <string>
+#include <typeinfo>
 
 #include "mproc/clock.hpp"
 #include "mproc/detail/named_spec.hpp"
@@ -88,6 +89,8 @@ struct Exceptions {
   PyObject* usage_error = nullptr;     // ValueError + RuntimeError: a contract breach (mproc::UsageError)
   PyObject* shut_down = nullptr;       // Exception: put into (or get from a drained) shut-down queue
   PyObject* broken_barrier = nullptr;  // threading.BrokenBarrierError
+  PyObject* queue_empty = nullptr;     // queue.Empty
+  PyObject* queue_full = nullptr;      // queue.Full
 };
 Exceptions& exceptions();
 
@@ -131,9 +134,10 @@ namespace mproc::python {
 
 /// The C++ object of a pybind11 instance of T (or of a Python subclass of its class).
 /// The method descriptors (add_methods) have already checked that `self` is an instance of the
-/// class. One pybind11 class in its type's bases (every mproc class) is pybind11's "simple
-/// layout": the value pointer is read straight from the instance, without the type lookup of
-/// get_value_and_holder (a sixth of an uncontended acquire + release).
+/// class. One pybind11 class in its type's bases (every mproc class, and a Python subclass of
+/// one) is pybind11's "simple layout": the value pointer is read straight from the instance,
+/// without the type lookup of get_value_and_holder (a sixth of an uncontended acquire +
+/// release). A Python class with several pybind11 bases takes the lookup, for T's own part.
 template <class T>
 T* self_of(PyObject* self) {
   auto* inst = reinterpret_cast<py::detail::instance*>(self);
@@ -141,7 +145,7 @@ T* self_of(PyObject* self) {
     if (!inst->simple_holder_constructed) raise_py(PyExc_TypeError, "mproc: __init__ was not called");
     return static_cast<T*>(inst->simple_value_holder[0]);
   }
-  auto vh = inst->get_value_and_holder(nullptr, false);
+  auto vh = inst->get_value_and_holder(py::detail::get_type_info(typeid(T)), false);
   if (!vh || !vh.holder_constructed()) raise_py(PyExc_TypeError, "mproc: __init__ was not called");
   return vh.template value_ptr<T>();
 }

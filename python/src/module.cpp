@@ -103,6 +103,8 @@ void create_exceptions(py::module_& m) {
                     "put() into a Queue that was shut down, or get() from one shut down and drained.");
   py::object broken = py::module_::import("threading").attr("BrokenBarrierError");
   e.broken_barrier = broken.release().ptr();
+  e.queue_empty = module_attribute("queue", "Empty");
+  e.queue_full = module_attribute("queue", "Full");
 }
 
 void register_translators() {

@@ -212,13 +212,11 @@ class PyQueue {
 
  private:
   static py::error_already_set full() {
-    static PyObject* const cls = module_attribute("queue", "Full");  // looked up once
-    PyErr_SetNone(cls);
+    PyErr_SetNone(exceptions().queue_full);
     return py::error_already_set();
   }
   static py::error_already_set empty() {
-    static PyObject* const cls = module_attribute("queue", "Empty");
-    PyErr_SetNone(cls);
+    PyErr_SetNone(exceptions().queue_empty);
     return py::error_already_set();
   }
   [[noreturn]] void throw_shut_down() const {
