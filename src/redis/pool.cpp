@@ -213,15 +213,22 @@ int worker_main(int argc, char** argv) {
   };
   if (args.processes == 1) return one(args.address, args.options);
   std::vector<Process> workers;
-  for (long i = 0; i < args.processes; ++i) {
-    workers.emplace_back([one, address = args.address, options = args.options] {
-      const int code = one(address, options);
-      std::fflush(nullptr);
-      ::_exit(code);  // the exit code is the outcome; the parent's atexit work is not the child's
-    });
-    workers.back().start();
-  }
   int rc = 0;
+  try {
+    for (long i = 0; i < args.processes; ++i) {
+      Process w([one, address = args.address, options = args.options] {
+        const int code = one(address, options);
+        std::fflush(nullptr);
+        ::_exit(code);  // the exit code is the outcome; the parent's atexit work is not the child's
+      });
+      w.start();
+      workers.push_back(std::move(w));
+    }
+  } catch (const std::exception& e) {  // out of processes (EAGAIN), ...: the others still run
+    std::fprintf(stderr, "%s: cannot start worker process %zu of %ld: %s\n", program, workers.size() + 1,
+                 args.processes, e.what());
+    rc = 1;
+  }
   for (Process& w : workers) {
     w.join();
     const int code = w.exitcode().value_or(1);
@@ -315,21 +322,8 @@ std::vector<std::string> Pool::submit_many(const std::string& task, const std::v
 }
 
 std::string Pool::wait(const std::string& id, std::size_t index) {
-  Impl& s = *impl_;
-  for (;;) {
-    if (auto it = s.early.find(id); it != s.early.end()) {
-      detail::ResultMsg r = std::move(it->second);
-      s.early.erase(it);
-      if (!r.ok) throw RemoteError(r.error_type, r.error, index);
-      return std::move(r.value);
-    }
-    if (auto r = s.results.get_for(s.options.connection.wait_slice)) {
-      s.early.emplace(r->id, std::move(*r));
-      continue;
-    }
-    s.read_dead_letters();
-    if (s.died.contains(id)) throw WorkerDied(0, 0, index);
-  }
+  std::map<std::string, std::size_t> one{{id, index}};
+  return wait_any(one);
 }
 
 std::string Pool::wait_any(std::map<std::string, std::size_t>& outstanding) {
@@ -342,14 +336,16 @@ std::string Pool::wait_any(std::map<std::string, std::size_t>& outstanding) {
     if (!r.ok) throw RemoteError(r.error_type, r.error, index);
     return std::move(r.value);
   };
-  for (;;) {
-    for (auto it = s.early.begin(); it != s.early.end(); ++it) {
-      if (auto task = outstanding.find(it->first); task != outstanding.end()) {
-        detail::ResultMsg r = std::move(it->second);
-        s.early.erase(it);
-        return finish(task, std::move(r));
-      }
+  // A result that arrived while another was awaited. Only this once: below, `early` grows by
+  // results of no outstanding task.
+  for (auto it = s.early.begin(); it != s.early.end(); ++it) {
+    if (auto task = outstanding.find(it->first); task != outstanding.end()) {
+      detail::ResultMsg r = std::move(it->second);
+      s.early.erase(it);
+      return finish(task, std::move(r));
     }
+  }
+  for (;;) {
     if (auto r = s.results.get_for(s.options.connection.wait_slice)) {
       if (auto task = outstanding.find(r->id); task != outstanding.end()) return finish(task, std::move(*r));
       s.early.emplace(r->id, std::move(*r));

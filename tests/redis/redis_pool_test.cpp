@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -210,6 +211,28 @@ TEST_F(RedisPool, imap_unordered_reports_each_failed_task_as_remote_error_with_i
   }
   EXPECT_EQ(values, (std::set<long>{0, 2, 4}));
   EXPECT_EQ(failed, (std::set<std::size_t>{1, 3, 5}));
+  stop(pool);
+}
+
+// A result that does not decode as the caller's R is that position's failure: `*it` throws it
+// each time (never reads an empty result), and the iteration goes on to the next.
+TEST_F(RedisPool, imap_unordered_reports_a_result_of_another_type_at_its_position_each_time) {
+  const std::string url = server.url("unordered-wrong-type");
+  start_workers(url, 1);
+  mr::Pool pool(url, fast());
+  auto results = pool.imap_unordered<std::array<long, 2>>("square", std::vector<long>{1, 2});
+  std::size_t failures = 0;
+  for (auto it = results.begin(); it != results.end(); ++it) {
+    try {
+      (void)*it;
+      ADD_FAILURE() << "a long decoded as std::array<long, 2>";
+    } catch (const mproc::Error& e) {
+      EXPECT_EQ(e.code().value(), EBADMSG) << e.what();
+    }
+    EXPECT_THROW((void)*it, mproc::Error) << "the same failure until ++it";
+    ++failures;
+  }
+  EXPECT_EQ(failures, 2u);
   stop(pool);
 }
 

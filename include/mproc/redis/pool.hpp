@@ -122,7 +122,8 @@ class Pool;
 /// complete, whose iterator blocks for the next one. As <mproc/pool.hpp>'s ImapRange: `*it`
 /// waits the first time, then gives the same result until `++it`; a task that failed throws
 /// (RemoteError or WorkerDied, with its input position) from `*it` when its turn comes, each
-/// time, and the iteration may go on past it. The range refers to its Pool: it must not
+/// time, and the iteration may go on past it; a lost connection or a result that does not
+/// decode as R is that position's failure likewise. The range refers to its Pool: it must not
 /// outlive it, and one thread iterates it.
 template <class R>
 class ImapUnorderedRange {
@@ -229,7 +230,10 @@ R& ImapUnorderedRange<R>::current(std::size_t n) {
     current_n_ = n;
     try {
       current_.emplace(detail::decode_string<R>(pool_->wait_any(outstanding_)));
-    } catch (const RemoteError&) {  // and WorkerDied: that task's outcome, kept for its turn
+    } catch (...) {
+      // RemoteError and WorkerDied: that task's outcome. Anything else (a lost connection, a
+      // result that does not decode as R) is this position's failure too: kept, so that `*it`
+      // throws it again instead of reading an empty result.
       error_ = std::current_exception();
     }
   }
