@@ -285,24 +285,6 @@ std::vector<Reply> Connection::run_many(std::span<const std::span<const std::str
   }
 }
 
-void Connection::append(std::span<const std::string_view> args) {
-  ensure();
-  Argv a(args);
-  if (redisAppendCommandArgv(ctx_, a.argc(), a.argv(), a.argvlen()) != REDIS_OK) {
-    drop();
-    throw ConnectionLost("append a command", object("Redis"));
-  }
-}
-
-Reply Connection::read(std::string_view what) {
-  void* raw = nullptr;
-  if (ctx_ == nullptr || redisGetReply(ctx_, &raw) != REDIS_OK || raw == nullptr) {
-    drop();
-    throw ConnectionLost(what, object("Redis"));
-  }
-  return Reply(static_cast<redisReply*>(raw));
-}
-
 const Reply& check(const Reply& r, std::string_view what, std::string_view object) {
   if (!r.is_error()) return r;
   const std::string_view msg = r.str();

@@ -85,11 +85,6 @@ class Connection {
   std::vector<Reply> run_many(std::span<const std::span<const std::string_view>> commands, Retry retry,
                               std::string_view what);
 
-  /// Pipelining: append commands, then read their replies in order. A failure while reading
-  /// throws ConnectionLost (the batch may be partly applied).
-  void append(std::span<const std::string_view> args);
-  Reply read(std::string_view what);
-
   const Address& address() const noexcept { return address_; }
   const Options& options() const noexcept { return options_; }
   /// "Queue \"redis://h:6379/jobs\"" style name for messages.

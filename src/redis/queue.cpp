@@ -247,12 +247,13 @@ std::size_t QueueCore::Impl::read_plain(std::size_t max) {
     trim_id = buffered.back().id;
     untrimmed += got;
   }
-  if (trimming) check(rs[0], "trim the stream", object());
   if (bounded && !check(rs[at + 1], "get", object()).is_nil()) {
-    // A putter waits for room. Posting it twice is harmless: it runs its script again.
+    // A putter waits for room (its flag is taken now: post before anything below may throw).
+    // Posting it twice is harmless: it runs its script again.
     const std::string_view wake[] = {"XADD", e, "MAXLEN", "1", "*", "room", "1"};
     check(conn.run(wake, Retry::safe, "wake a putter"), "wake a putter", object());
   }
+  if (trimming) check(rs[0], "trim the stream", object());
   return got;
 }
 
