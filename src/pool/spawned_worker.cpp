@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cstring>
 
 #include "mproc/error.hpp"
 #include "mproc/start_method.hpp"
@@ -15,16 +14,11 @@
 namespace mproc::detail {
 
 std::string Travel<WakeFd>::encode(const WakeFd& wake, std::vector<int>& fds) {
-  fds.push_back(wake.fd);
-  const std::uint64_t index = fds.size() - 1;
-  return std::string(reinterpret_cast<const char*>(&index), sizeof index);
+  return encode_descriptor(wake.fd, fds);
 }
 
 WakeFd Travel<WakeFd>::decode(const std::string& bytes) {
-  std::uint64_t index = 0;
-  if (bytes.size() != sizeof index) throw Error(EINVAL, "cannot rebuild the Pool's wake-up descriptor");
-  std::memcpy(&index, bytes.data(), sizeof index);
-  return WakeFd{take_received_fd(index)};
+  return WakeFd{decode_descriptor(bytes, "the Pool's wake-up descriptor")};
 }
 
 void spawned_worker(const std::string& tasks_name, const std::string& results_name,

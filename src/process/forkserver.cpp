@@ -54,7 +54,7 @@ ssize_t send_with_fds(int sock, const void* data, std::size_t len, const int* fd
 // Receives one message and up to `max_fds` (at most kMaxMessageFds) descriptors, close-on-exec;
 // unused slots stay -1; more are closed. `received` (optional) tells how many came.
 ssize_t recv_with_fds(int sock, void* data, std::size_t len, int* fds, std::size_t max_fds,
-                      std::size_t* received = nullptr) noexcept {
+                      std::size_t* received = nullptr, bool* truncated = nullptr) noexcept {
   for (std::size_t i = 0; i < max_fds; ++i) fds[i] = -1;
   if (received != nullptr) *received = 0;
   iovec iov{data, len};
@@ -66,6 +66,8 @@ ssize_t recv_with_fds(int sock, void* data, std::size_t len, int* fds, std::size
   msg.msg_controllen = sizeof control;
   const ssize_t n = sys::retry_eintr([&] { return ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); });
   if (n < 0) return n;
+  // The kernel drops the descriptors that did not fit (this process at its descriptor limit).
+  if (truncated != nullptr) *truncated = (msg.msg_flags & MSG_CTRUNC) != 0;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
     const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -102,7 +104,8 @@ bool serve_request(int control, std::vector<ServedChild>& children) noexcept {
   char daemon = 0;
   int fds[kMaxMessageFds];
   std::size_t count = 0;
-  const ssize_t n = recv_with_fds(control, &daemon, 1, fds, kMaxMessageFds, &count);
+  bool truncated = false;
+  const ssize_t n = recv_with_fds(control, &daemon, 1, fds, kMaxMessageFds, &count, &truncated);
   if (n <= 0) return n < 0 && errno == EAGAIN;
   const int spec = fds[0];
   const int status = fds[1];
@@ -112,7 +115,8 @@ bool serve_request(int control, std::vector<ServedChild>& children) noexcept {
   const auto close_travelling = [&] {
     for (const int f : travelling) sys::close_fd(f);
   };
-  if (spec < 0 || status < 0) {  // not a request of ours: drop it
+  if (spec < 0 || status < 0 || truncated) {  // not a request of ours, or some of it lost: drop it
+    if (truncated && status >= 0) report(status, StatusMessage::failed, EMFILE);  // the parent says why
     sys::close_fd(spec);
     sys::close_fd(status);
     close_travelling();

@@ -65,6 +65,13 @@ Started spawn_child(const ChildSpec& spec);
 /// naming `what`.
 pid_t exec_self(const char* var, int fd, const std::string& what, const std::vector<int>& inherited = {});
 
+// ---- travel.cpp ------------------------------------------------------------------------------
+/// An argument that is one descriptor (Travel<T> of such a T): `fd` joins the descriptors sent
+/// with the child (once, however many arguments name it), and the bytes say which it is.
+std::string encode_descriptor(int fd, std::vector<int>& fds);
+/// In the child: that descriptor, owned by the caller; `what` names it in an error.
+int decode_descriptor(const std::string& bytes, const char* what);
+
 // ---- forkserver.cpp --------------------------------------------------------------------------
 /// Asks this process's forkserver (started on first use, restarted once if it died) for `spec`.
 Started forkserver_child(const ChildSpec& spec);

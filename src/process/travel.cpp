@@ -22,6 +22,7 @@
 #include "mproc/semaphore.hpp"
 #include "mproc/start_method.hpp"
 #include "mproc/value.hpp"
+#include "process/start.hpp"
 
 namespace mproc::detail {
 
@@ -56,12 +57,14 @@ void read_words(const std::string& bytes, std::uint64_t (&w)[N], const char* wha
 // An anonymous object's memory: its memfd's index.
 std::uint64_t memory_index(int memfd, const char* kind, std::vector<int>& fds) {
   if (memfd < 0) {
-    throw UsageError(std::string("cannot send ") + with_article(kind) +
-                     " to a spawned or forkserver child as an anonymous object: it is a named one (pass "
-                     "mproc::ByName<" +
-                     kind +
-                     ">(name)), or it was made before mproc::init(argc, argv) ran, or when this process had "
-                     "used half of its descriptors (RLIMIT_NOFILE): name it, or raise the limit");
+    throw UsageError(
+        std::string("cannot send ") + with_article(kind) +
+        " to a spawned or forkserver child as an anonymous object: it is a named one (pass "
+        "mproc::ByName<" +
+        kind +
+        ">(name)), or it was made before mproc::init(argc, argv) ran, or when this process had "
+        "used half of its descriptors (RLIMIT_NOFILE), or could not make a memfd: name it, or raise the "
+        "limit");
   }
   return add_fd(fds, memfd);
 }
@@ -78,6 +81,18 @@ Mapping decode_memory(const std::string& bytes, const char* what) {
 }
 
 }  // namespace
+
+std::string encode_descriptor(int fd, std::vector<int>& fds) {
+  if (fd < 0) throw Error(EBADF, std::string("cannot send a descriptor to a child"), "(it is closed)");
+  const std::uint64_t w[1] = {add_fd(fds, fd)};
+  return words(w);
+}
+
+int decode_descriptor(const std::string& bytes, const char* what) {
+  std::uint64_t w[1];
+  read_words(bytes, w, what);
+  return take_received_fd(w[0]);
+}
 
 std::string Travel<Lock>::encode(const Lock& lock, std::vector<int>& fds) {
   return encode_memory(lock.memfd(), "Lock", fds);

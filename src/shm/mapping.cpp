@@ -20,16 +20,14 @@ std::atomic<bool> g_keep_descriptors{false};
 
 // A memfd for anonymous memory, or -1 where the memory is to be plain MAP_ANONYMOUS: before
 // mproc::init (such a program cannot start spawn or forkserver children, the only users of the
-// descriptor), out of descriptors, or past half of this process's descriptor limit — one
-// descriptor per object for its whole life must not eat the table the program's own files and
-// sockets need. Other failures are errors.
-int anonymous_memfd(std::string_view what) {
+// descriptor), past half of this process's descriptor limit — one descriptor per object for its
+// whole life must not eat the table the program's own files and sockets need — or when
+// memfd_create fails for any reason (out of descriptors, a sandbox that forbids it): the object
+// is still made, only without the descriptor, and sending it says why.
+int anonymous_memfd() {
   if (!g_keep_descriptors.load(std::memory_order_relaxed)) return -1;
   const int fd = ::memfd_create("mproc-anonymous", MFD_CLOEXEC);
-  if (fd < 0) {
-    if (errno == EMFILE || errno == ENFILE || errno == ENOSYS) return -1;
-    sys::throw_errno("cannot create shared memory (memfd) for", what);
-  }
+  if (fd < 0) return -1;
   rlimit limit{};
   if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
       static_cast<rlim_t>(fd) >= limit.rlim_cur / 2) {
@@ -51,7 +49,7 @@ Mapping Mapping::shared_anonymous(std::size_t size, std::string_view what) {
   // A memfd rather than MAP_ANONYMOUS where it can be used and spared: the same shmem pages, but
   // with a descriptor that a spawned or forkserver child can receive and map
   // (docs/design/start-methods.md). Without one, forked children share the memory as before.
-  const int fd = anonymous_memfd(what);
+  const int fd = anonymous_memfd();
   if (fd >= 0 && sys::retry_eintr([&] { return ::ftruncate(fd, static_cast<off_t>(length)); }) != 0) {
     const int err = errno;
     sys::close_fd(fd);
