@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "mproc/barrier.hpp"
+#include "mproc/condition.hpp"
 #include "mproc/error.hpp"
 #include "mproc/event.hpp"
 #include "mproc/lock.hpp"
@@ -684,6 +685,97 @@ TEST(ObjectsMisuse, anonymous_objects_leave_half_the_descriptor_table_to_the_pro
     locks.front()->release();
   }
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+}
+
+// ---- another carrier: the descriptors sent by other means (the Python module's pickling) ------
+
+// Copies of `fds`, as a process that received them by SCM_RIGHTS or inheritance would hold.
+std::vector<int> carried_copies(const std::vector<int>& fds) {
+  std::vector<int> copies;
+  for (const int fd : fds) {
+    const int c = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    EXPECT_GE(c, 0) << std::strerror(errno);
+    copies.push_back(c);
+  }
+  return copies;
+}
+
+bool is_open(int fd) {
+  return ::fcntl(fd, F_GETFD) != -1;
+}
+
+TEST(AdoptedDescriptors, rebuild_an_event_and_a_pipe_end_around_carried_descriptors) {
+  Event event;
+  std::vector<int> fds;
+  const std::string bytes = mproc::detail::Travel<Event>::encode(event, fds);
+  ASSERT_EQ(fds.size(), 1U);
+  Event again = mproc::detail::adopt_travelled<Event>(bytes, carried_copies(fds));
+  again.set();
+  EXPECT_TRUE(event.is_set()) << "the adopted Event is not the same memory";
+
+  auto [mine, theirs] = mproc::Pipe();
+  fds.clear();
+  const std::string end = mproc::detail::Travel<mproc::Connection>::encode(theirs, fds);
+  mproc::Connection carried = mproc::detail::adopt_travelled<mproc::Connection>(end, carried_copies(fds));
+  mine.send(42);
+  EXPECT_EQ(carried.recv<int>(), 42);
+  carried.send(7);
+  EXPECT_EQ(mine.recv<int>(), 7);
+  theirs.close();
+  carried.close();  // the last copy of the end: the peer sees end of stream
+  EXPECT_FALSE(mine.recv<int>().has_value());
+}
+
+TEST(AdoptedDescriptors, a_memory_of_another_kind_is_refused_and_every_descriptor_closed) {
+  Event event;
+  std::vector<int> fds;
+  const std::string bytes = mproc::detail::Travel<Event>::encode(event, fds);
+  std::vector<int> copies = carried_copies(fds);
+  const int extra = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(extra, 0);
+  copies.push_back(extra);  // sent, but named by no part of the object
+  const std::vector<int> sent = copies;
+  try {
+    (void)mproc::detail::adopt_travelled<Lock>(bytes, std::move(copies));
+    ADD_FAILURE() << "an Event's memory was taken for a Lock";
+  } catch (const mproc::Error& e) {
+    EXPECT_EQ(e.code().value(), EINVAL) << e.what();
+  }
+  for (const int fd : sent) EXPECT_FALSE(is_open(fd)) << "descriptor " << fd << " left open";
+
+  copies = carried_copies(fds);
+  const int copy = copies.front();
+  EXPECT_THROW((void)mproc::detail::adopt_travelled<mproc::Connection>(bytes, std::move(copies)),
+               mproc::Error);  // an Event's one word is not a Connection's encoding
+  EXPECT_FALSE(is_open(copy));
+}
+
+TEST(AdoptedDescriptors, a_condition_over_a_lock_of_the_callers_travels_without_its_lock) {
+  Lock lock;
+  mproc::Condition cond(lock);
+  std::vector<int> fds;
+  const std::string bytes = mproc::detail::encode_condition_block(cond, fds);
+  ASSERT_EQ(fds.size(), 1U);
+  std::unique_ptr<mproc::Condition> again;
+  {
+    mproc::detail::AdoptedDescriptors adopted(carried_copies(fds));
+    again = mproc::detail::decode_condition_over(bytes, lock);
+  }
+  EXPECT_EQ(&again->lock(), static_cast<mproc::detail::RobustLock*>(&lock));
+  {
+    std::scoped_lock hold{lock};
+    EXPECT_TRUE(again->wait_for(1ms).timed_out());  // the block is usable over the lock
+  }
+
+  mproc::Condition own;  // its RLock of its own would be left behind
+  fds.clear();
+  EXPECT_THROW((void)mproc::detail::encode_condition_block(own, fds), mproc::UsageError);
+
+  Event event;  // another kind's memory
+  fds.clear();
+  const std::string other = mproc::detail::Travel<Event>::encode(event, fds);
+  mproc::detail::AdoptedDescriptors adopted(carried_copies(fds));
+  EXPECT_THROW((void)mproc::detail::decode_condition_over(other, lock), mproc::Error);
 }
 
 }  // namespace

@@ -28,7 +28,9 @@
 #include <concepts>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "mproc/detail/deadline.hpp"
 #include "mproc/detail/mapping.hpp"
@@ -51,6 +53,17 @@ class [[nodiscard]] Waited {
  private:
   bool timed_out_, owner_died_;
 };
+
+class Condition;
+
+namespace detail {
+/// A Condition over a lock of the caller's (Condition(lock)): its own memory only. The lock
+/// travels by itself, and the Condition is rebuilt over the lock that arrived (the Python
+/// module's Condition(lock); a C++ entry cannot take one yet, see start-methods.md).
+std::string encode_condition_block(const Condition& condition, std::vector<int>& fds);
+/// Rebuilds it from the received descriptors (in a child or under AdoptedDescriptors), over `lock`.
+std::unique_ptr<Condition> decode_condition_over(const std::string& bytes, RobustLock& lock);
+}  // namespace detail
 
 class Condition : public detail::NamedFactories<Condition> {
  public:
@@ -102,7 +115,11 @@ class Condition : public detail::NamedFactories<Condition> {
 
  private:
   friend class detail::NamedFactories<Condition>;
+  friend std::string detail::encode_condition_block(const Condition&, std::vector<int>&);
+  friend std::unique_ptr<Condition> detail::decode_condition_over(const std::string&, detail::RobustLock&);
   explicit Condition(const detail::NamedSpec& spec);
+  /// Over `lock`, with memory received from another process (its header checked).
+  Condition(detail::RobustLock& lock, detail::Mapping mapping);
   struct Block;
   Block* block() const noexcept;
   static void init_block(void* mem, const void* unused);

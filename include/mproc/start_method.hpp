@@ -270,6 +270,27 @@ int take_received_fd(std::size_t index);
 /// Once the arguments are decoded: closes the received descriptors that no argument took.
 void close_unclaimed_fds() noexcept;
 
+/// For a binding that carries descriptors by its own means (the Python module passes them with
+/// multiprocessing's DupFd, to spawned children and through queues): while it lives, `fds` are
+/// this thread's received descriptors, the ones Travel<T>::decode's indices name, and they are
+/// owned by it; when it ends, those no decoded object took are closed (also after a throw).
+class AdoptedDescriptors {
+ public:
+  explicit AdoptedDescriptors(std::vector<int> fds);
+  AdoptedDescriptors(const AdoptedDescriptors&) = delete;
+  AdoptedDescriptors& operator=(const AdoptedDescriptors&) = delete;
+  ~AdoptedDescriptors();
+};
+
+/// The object Travel<T>::encode described, rebuilt around `fds` (the descriptors its encoding
+/// listed, received by other means, owned by the call from now on), its memory checked as an open
+/// by name checks it.
+template <class T>
+T adopt_travelled(const std::string& bytes, std::vector<int> fds) {
+  AdoptedDescriptors adopted(std::move(fds));
+  return Travel<T>::decode(bytes);
+}
+
 template <class T>
 struct is_by_name : std::false_type {};
 template <class T>

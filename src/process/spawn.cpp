@@ -15,11 +15,11 @@
 #include <tuple>
 
 #include "mproc/detail/codec.hpp"
+#include "mproc/detail/mapping.hpp"
 #include "mproc/error.hpp"
 #include "mproc/start_method.hpp"
 #include "os/sys.hpp"
 #include "process/start.hpp"
-#include "shm/anonymous.hpp"
 
 extern char** environ;  // NOLINT(readability-redundant-declaration): POSIX declares it nowhere
 
@@ -114,8 +114,10 @@ struct Received {
   std::vector<int> fds;
   std::vector<bool> taken;
 };
+// Per thread: a spawned child's one thread fills it before its entry runs; a binding that
+// adopts descriptors (AdoptedDescriptors) fills its own thread's.
 Received& received() {
-  static Received r;  // one thread: the child's, before its entry runs
+  thread_local Received r;
   return r;
 }
 
@@ -177,6 +179,17 @@ void close_unclaimed_fds() noexcept {
   }
   r.fds.clear();
   r.taken.clear();
+}
+
+AdoptedDescriptors::AdoptedDescriptors(std::vector<int> fds) {
+  Received& r = received();
+  close_unclaimed_fds();  // none are pending outside a decode; this keeps a stale table from leaking
+  r.taken.assign(fds.size(), false);
+  r.fds = std::move(fds);
+}
+
+AdoptedDescriptors::~AdoptedDescriptors() {
+  close_unclaimed_fds();
 }
 
 bool init_called() noexcept {

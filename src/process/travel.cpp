@@ -14,6 +14,7 @@
 #include "mproc/detail/mapping.hpp"
 #include "mproc/detail/ring.hpp"
 #include "mproc/barrier.hpp"
+#include "mproc/condition.hpp"
 #include "mproc/error.hpp"
 #include "mproc/event.hpp"
 #include "mproc/lock.hpp"
@@ -134,6 +135,18 @@ std::string Travel<Barrier>::encode(const Barrier& barrier, std::vector<int>& fd
 }
 Barrier Travel<Barrier>::decode(const std::string& bytes) {
   return Barrier(decode_memory(bytes, "a Barrier"));
+}
+
+// A Condition over a caller's lock: its block only (the lock travels by itself).
+std::string encode_condition_block(const Condition& condition, std::vector<int>& fds) {
+  if (condition.own_lock_ != nullptr) {
+    throw UsageError(
+        "encode_condition_block: this Condition has a lock of its own, which would not travel with it");
+  }
+  return encode_memory(condition.mapping_.memfd(), "Condition", fds);
+}
+std::unique_ptr<Condition> decode_condition_over(const std::string& bytes, RobustLock& lock) {
+  return std::unique_ptr<Condition>(new Condition(lock, decode_memory(bytes, "a Condition")));
 }
 
 // A queue: its memory and its eventfd (an anonymous queue always has one; fileno() in the child

@@ -8,7 +8,6 @@
 
 #include "mproc/detail/mapping.hpp"
 #include "mproc/error.hpp"
-#include "shm/anonymous.hpp"
 #include "shm/named.hpp"
 #include "os/sys.hpp"
 

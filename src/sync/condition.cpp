@@ -54,6 +54,12 @@ Condition::Condition() : own_lock_(std::make_unique<RLock>()), lock_(nullptr) {
   block()->header.publish(SegmentKind::condition, Block::kLayoutVersion, sizeof(Block));
 }
 
+Condition::Condition(detail::RobustLock& lock, detail::Mapping mapping)
+    : lock_(&lock), mapping_(std::move(mapping)) {
+  detail::check_segment_header(mapping_.data(), mapping_.size(), SegmentKind::condition,
+                               Block::kLayoutVersion, 0, "a Condition received from another process");
+}
+
 Condition::Condition(const detail::NamedSpec& spec) : lock_(nullptr) {
   const std::string lock_name = std::string(spec.name) + ".lock";
   own_lock_.reset(new RLock(detail::NamedSpec{lock_name, spec.how, spec.options}));

@@ -68,4 +68,11 @@ class Mapping {
   int memfd_ = -1;
 };
 
+/// From this call on, anonymous memory is a memfd that the mapping keeps, so that an anonymous
+/// object can be sent to a spawned or forkserver child. mproc::init makes it; so does a binding
+/// that sends descriptors by its own means (the Python module). Before it, and in programs that
+/// never call init (which cannot start such children), anonymous memory is MAP_ANONYMOUS and
+/// spends no descriptor. Either way it is the same shmem pages for fork.
+void keep_anonymous_descriptors() noexcept;
+
 }  // namespace mproc::detail
