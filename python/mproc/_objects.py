@@ -15,6 +15,7 @@ import os
 import secrets
 import time
 from multiprocessing import connection as _mp_connection
+from multiprocessing import reduction as _mp_reduction
 from multiprocessing import util as _mp_util
 
 from . import _mproc
@@ -53,6 +54,32 @@ def _release_name(obj):
     finalizer = getattr(obj, "_finalizer", None)
     if finalizer is not None:
         finalizer()
+
+
+def _send_descriptors(export, what):
+    """The bytes and descriptors that describe an anonymous object, the descriptors wrapped in
+    multiprocessing's DupFd: handed to the spawned or forkserver child being started, or, through
+    a queue or a pipe, served to whichever process unpickles it."""
+    try:
+        data, fds = export()
+    except _mproc.UsageError as e:
+        raise TypeError(f"cannot pickle this {what}: it has no descriptor to send (it was made when "
+                        "this process had used half of its descriptors, RLIMIT_NOFILE, or could not "
+                        "make a memfd); use an mproc.Queue") from e
+    return data, [_mp_reduction.DupFd(fd) for fd in fds]
+
+
+def _received_descriptors(dup_fds):
+    """The descriptors _send_descriptors sent, now this process's."""
+    fds = []
+    try:
+        for d in dup_fds:
+            fds.append(d.detach())
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
 
 
 def _how(create, open_existing):
@@ -306,9 +333,9 @@ class Event(_NamedMixin, _mproc._Event):
 class Condition(_NamedMixin, _mproc._Condition):
     """A condition variable, as :class:`multiprocessing.Condition`.
 
-    ``Condition()`` has an RLock of its own and can go anywhere a Queue can. Over a lock you
-    pass (``Condition(lock)``), it is shared with forked children only (fork start method,
-    ``os.fork``): a deliberate difference, see docs/python.md.
+    ``Condition()`` has an RLock of its own and pickles by name. Over a lock you pass
+    (``Condition(lock)``), the lock pickles by itself and the condition's memory as a
+    descriptor, as a Connection does: both reach spawned and forkserver children.
     """
 
     _kind = "c"
@@ -341,10 +368,23 @@ class Condition(_NamedMixin, _mproc._Condition):
         return result
 
     def __reduce__(self):
-        if self._lock_arg is not None:
-            raise TypeError("an mproc.Condition over a lock of your own is shared with forked "
-                            "children only; use Condition() (its own RLock) to pickle it")
-        return super().__reduce__()
+        if self._lock_arg is None:
+            return super().__reduce__()
+        # The lock travels by itself (by name; pickled once with everything that names it), the
+        # condition's own memory as a descriptor.
+        data, dup_fds = _send_descriptors(self._export_block, "Condition")
+        return (_rebuild_condition, (type(self), self._lock_arg, data, dup_fds))
+
+
+def _rebuild_condition(cls, lock, data, dup_fds):
+    fds = _received_descriptors(dup_fds)
+    cond = cls.__new__(cls)
+    cond._lock_arg = lock
+    if isinstance(lock, _mproc._Lock):
+        _mproc._Condition.__init__(cond, lock, lock, None, data, fds)
+    else:
+        _mproc._Condition.__init__(cond, lock, None, lock, data, fds)
+    return cond
 
 
 class Barrier(_NamedMixin, _mproc._Barrier):
@@ -394,8 +434,15 @@ Connection = _mproc._Connection
 
 
 def _connection_reduce(self):
-    raise TypeError("an mproc Connection is shared with forked children only (fork start "
-                    "method, os.fork); use an mproc.Queue to reach spawned processes")
+    """As multiprocessing's Connection: its descriptors (the pair's memory, this end's sockets) go
+    with multiprocessing's DupFd, so the end reaches a spawned or forkserver child, or another
+    process through a queue. The sender keeps its copy: close it for end of stream to work."""
+    data, dup_fds = _send_descriptors(self._export, "Connection")
+    return (_rebuild_connection, (data, dup_fds))
+
+
+def _rebuild_connection(data, dup_fds):
+    return Connection._adopt(data, _received_descriptors(dup_fds))
 
 
 Connection.__reduce__ = _connection_reduce

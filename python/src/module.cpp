@@ -8,6 +8,7 @@
 
 #include "common.hpp"
 #include "mproc/barrier.hpp"
+#include "mproc/detail/mapping.hpp"
 #include "mproc/error.hpp"
 
 namespace mproc::python {
@@ -118,6 +119,9 @@ void register_translators() {
 PYBIND11_MODULE(_mproc, m) {
   namespace mp = mproc::python;
   m.doc() = "mproc's shared-memory primitives (use the mproc package, not this module)";
+  // Anonymous memory (a Pipe, a Condition over a lock of the caller's) keeps a memfd, which
+  // pickling sends with multiprocessing's DupFd to spawned children and through queues.
+  mproc::detail::keep_anonymous_descriptors();
   mp::create_exceptions(m);
   mp::register_translators();
   mp::bind_queue(m);

@@ -3,12 +3,15 @@
 #include <pybind11/stl.h>
 
 #include <optional>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "codec.hpp"
 #include "common.hpp"
 #include "mproc/error.hpp"
 #include "mproc/pipe.hpp"
+#include "mproc/start_method.hpp"
 
 namespace mproc::python {
 
@@ -60,6 +63,18 @@ class PyConnection {
     check_open();
     return conn_.fileno();
   }
+  // For pickling (mproc/_objects.py): the bytes and the descriptors (still this end's) that
+  // describe it, as for a spawned C++ child; multiprocessing's DupFd carries the descriptors.
+  py::tuple export_descriptors() const {
+    check_open();
+    std::vector<int> fds;
+    const std::string bytes = detail::Travel<Connection>::encode(conn_, fds);
+    return py::make_tuple(py::bytes(bytes), fds);
+  }
+  // The end rebuilt around received descriptors, owned from now on (closed on a throw).
+  static PyConnection adopt(const std::string& bytes, std::vector<int> fds) {
+    return PyConnection(detail::adopt_travelled<Connection>(bytes, std::move(fds)));
+  }
 
  private:
   void check_open() const {
@@ -108,6 +123,8 @@ void bind_pipe(py::module_& m) {
            "Whether a message (or end of stream) is ready, waiting at most timeout (None: forever).")
       .def("close", &PyConnection::close, "Close this process's copy of the end.")
       .def("fileno", &PyConnection::fileno, "A descriptor readable when a message waits or the peer is gone.")
+      .def("_export", &PyConnection::export_descriptors)
+      .def_static("_adopt", &PyConnection::adopt, py::arg("data"), py::arg("fds"))
       .def_property_readonly("closed", &PyConnection::closed)
       .def_property_readonly("readable", &PyConnection::readable)
       .def_property_readonly("writable", &PyConnection::writable)

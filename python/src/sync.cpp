@@ -7,6 +7,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common.hpp"
 #include "mproc/barrier.hpp"
@@ -15,6 +17,7 @@
 #include "mproc/event.hpp"
 #include "mproc/lock.hpp"
 #include "mproc/semaphore.hpp"
+#include "mproc/start_method.hpp"
 
 namespace mproc::python {
 
@@ -216,9 +219,21 @@ class PyCondition {
   /// Named, over an RLock of its own ("<name>.lock").
   PyCondition(const std::string& name, const std::string& how, unsigned mode, bool persistent)
       : name_(name), cond_(attach<Condition>(make_spec(name, how, mode, persistent))) {}
-  /// Anonymous, over `lock` (kept alive by the Python object): shared with forked children only.
+  /// Anonymous, over `lock` (kept alive by the Python object): its own memory is a memfd, which
+  /// pickling sends by descriptor while the lock travels by name.
   explicit PyCondition(py::object lock_owner, detail::RobustLock& lock)
       : lock_owner_(std::move(lock_owner)), cond_(std::make_unique<Condition>(lock)) {}
+  /// The same rebuilt in another process around received descriptors (owned from now on).
+  PyCondition(py::object lock_owner, detail::RobustLock& lock, const std::string& bytes, std::vector<int> fds)
+      : lock_owner_(std::move(lock_owner)) {
+    detail::AdoptedDescriptors adopted(std::move(fds));
+    cond_ = detail::decode_condition_over(bytes, lock);
+  }
+  py::tuple export_block() const {
+    std::vector<int> fds;
+    const std::string bytes = detail::encode_condition_block(*cond_, fds);
+    return py::make_tuple(py::bytes(bytes), fds);
+  }
 
   bool acquire(bool block, std::optional<double> timeout) {
     return acquire_lock(cond_->lock(), block, timeout);
@@ -334,6 +349,15 @@ void bind_event_condition(py::module_& m) {
              return std::make_unique<PyCondition>(owner, rlock->get());
            }),
            py::arg("owner"), py::arg("lock").none(true), py::arg("rlock").none(true))
+      .def(py::init([](py::object owner, PyLock<Lock>* lock, PyLock<RLock>* rlock, const std::string& bytes,
+                       std::vector<int> fds) {
+             detail::RobustLock& l = lock != nullptr ? static_cast<detail::RobustLock&>(lock->get())
+                                                     : static_cast<detail::RobustLock&>(rlock->get());
+             return std::make_unique<PyCondition>(owner, l, bytes, std::move(fds));
+           }),
+           py::arg("owner"), py::arg("lock").none(true), py::arg("rlock").none(true), py::arg("data"),
+           py::arg("fds"))
+      .def("_export_block", &PyCondition::export_block)
       .def("acquire", &PyCondition::acquire, py::arg("block") = true, py::arg("timeout") = py::none(),
            "Acquire the underlying lock (OwnerDied as Lock.acquire).")
       .def("release", &PyCondition::release, "Release the underlying lock.")

@@ -8,7 +8,6 @@ Deliberate differences (docs/python.md, "What differs"), each pinned by a test b
   * put() of an unpicklable object raises in put() itself (multiprocessing's feeder thread
     prints the error and drops the object).
   * A message larger than the queue's capacity is OSError(EMSGSIZE), never a hang.
-  * Connections are shared with forked children only (no descriptor passing to spawned ones).
   * qsize() is exact and works everywhere (multiprocessing's is approximate, and missing on
     macOS).
 """

@@ -1,5 +1,5 @@
 """Pipe and Connection: send/recv, bytes, poll, close, EOF at a closed or dead peer,
-mproc.wait — with forked children (a Connection is shared by fork only)."""
+mproc.wait — with forked children (test_start_methods.py sends ends to spawned ones)."""
 
 import os
 import pickle
@@ -99,10 +99,23 @@ class PipeContract(unittest.TestCase):
         with self.assertRaises(OSError):
             b.recv_bytes(maxlength=10)
 
-    def test_a_connection_cannot_be_pickled_for_a_spawned_child(self):
+    def test_a_connection_pickled_here_is_the_same_end(self):
         a, b = mproc.Pipe()
-        with self.assertRaises(TypeError):
-            pickle.dumps(a)
+        copy = pickle.loads(pickle.dumps(b))  # its descriptors served by multiprocessing
+        a.send("to both copies")
+        self.assertEqual(copy.recv(), "to both copies")
+        b.close()
+        copy.close()  # the last copy of b: a sees end of stream
+        with self.assertRaises(EOFError):
+            a.recv()
+        a.close()
+
+    def test_a_closed_connection_cannot_be_pickled(self):
+        a, b = mproc.Pipe()
+        b.close()
+        with self.assertRaisesRegex(OSError, "handle is closed"):  # as multiprocessing
+            pickle.dumps(b)
+        a.close()
 
     def test_a_forked_child_echoes_until_end_of_stream(self):
         parent, child = mproc.Pipe()

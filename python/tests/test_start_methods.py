@@ -1,11 +1,13 @@
 """Every class re-attaches by name in a spawned or forkserver child, is inherited by a forked
 one, and works from concurrent.futures and plain os.fork; anonymous names are removed by their
-creator."""
+creator. Pipe ends and a Condition over a lock of the caller's travel as descriptors (with
+multiprocessing's DupFd), to children and through queues."""
 
 import concurrent.futures
 import multiprocessing as mp
 import os
 import pickle
+import signal
 import unittest
 
 import _support
@@ -61,6 +63,36 @@ def forward(inbox):
     reply_to = inbox.get(timeout=30)
     reply_to.put("through a queue")
     reply_to.close()
+
+
+def answer_on(conn):
+    """Answers one request on a Pipe end the parent sent."""
+    request = conn.recv()
+    conn.send(("answer", request, os.getpid()))
+    conn.close()
+
+
+def send_on(writer):
+    """Sends on the sending end of a one-way Pipe."""
+    writer.send_bytes(b"one way")
+    writer.close()
+
+
+def report_then_block(conn):
+    """Says it is alive, then blocks in recv() until it is killed."""
+    conn.send("alive")
+    conn.recv()
+
+
+def reply_through(inbox):
+    """Gets a Pipe end through a queue, and answers on it."""
+    conn = inbox.get(timeout=30)
+    conn.send(("through a queue", os.getpid()))
+    conn.close()
+
+
+def open_fds():
+    return sorted(os.listdir("/proc/self/fd"))
 
 
 class StartMethods(unittest.TestCase):
@@ -123,6 +155,77 @@ class StartMethods(unittest.TestCase):
         self.assertEqual(_support.join_child(kid), 0)
         inbox.close()
         reply.close()
+
+    def test_a_pipe_end_reaches_a_child_under_each_start_method(self):
+        for method in START_METHODS:
+            with self.subTest(method=method):
+                mine, theirs = mproc.Pipe()
+                kid = _support.start_child(method, answer_on, theirs)
+                theirs.close()  # the child's copy is the last: its exit is our end of stream
+                mine.send(("question", method))
+                self.assertEqual(mine.recv(), ("answer", ("question", method), kid.pid))
+                self.assertEqual(_support.join_child(kid), 0)
+                with self.assertRaises(EOFError):
+                    mine.recv()
+                mine.close()
+
+    def test_a_one_way_pipe_end_reaches_a_child_under_each_start_method(self):
+        for method in START_METHODS:
+            with self.subTest(method=method):
+                reader, writer = mproc.Pipe(duplex=False)
+                kid = _support.start_child(method, send_on, writer)
+                writer.close()
+                self.assertEqual(reader.recv_bytes(), b"one way")
+                self.assertEqual(_support.join_child(kid), 0)
+                with self.assertRaises(EOFError):
+                    reader.recv_bytes()
+                reader.close()
+
+    def test_a_pipe_end_in_a_killed_spawned_child_gives_end_of_stream(self):
+        for method in ("spawn", "forkserver"):
+            with self.subTest(method=method):
+                mine, theirs = mproc.Pipe()
+                kid = _support.start_child(method, report_then_block, theirs)
+                theirs.close()
+                self.assertEqual(mine.recv(), "alive")
+                os.kill(kid.pid, signal.SIGKILL)
+                self.assertEqual(_support.join_child(kid), -signal.SIGKILL)
+                with self.assertRaises(EOFError):
+                    mine.recv()
+                mine.close()
+
+    def test_a_pipe_end_travels_through_a_queue(self):
+        inbox = mproc.Queue()
+        kid = _support.start_child("spawn", reply_through, inbox)
+        mine, theirs = mproc.Pipe()
+        inbox.put(theirs)
+        theirs.close()
+        self.assertEqual(mine.recv(), ("through a queue", kid.pid))
+        self.assertEqual(_support.join_child(kid), 0)
+        with self.assertRaises(EOFError):
+            mine.recv()
+        mine.close()
+        inbox.close()
+
+    def answer_once(self, method):
+        mine, theirs = mproc.Pipe()
+        kid = _support.start_child(method, answer_on, theirs)
+        theirs.close()
+        mine.send("question")
+        self.assertEqual(mine.recv()[0], "answer")
+        self.assertEqual(_support.join_child(kid), 0)
+        mine.close()
+
+    def test_sending_pipe_ends_leaves_no_descriptor_open_here(self):
+        for method in ("spawn", "forkserver"):
+            with self.subTest(method=method):
+                # The first child of a method may start multiprocessing's helpers (the forkserver,
+                # the resource tracker), which keep descriptors of their own.
+                self.answer_once(method)
+                before = open_fds()
+                for _ in range(3):
+                    self.answer_once(method)
+                self.assertEqual(open_fds(), before)
 
     def test_the_creator_removes_an_anonymous_name_on_close_even_with_messages(self):
         q = mproc.Queue()

@@ -47,6 +47,14 @@ def wait_condition(cond, flag, done):
     done.put(ok)
 
 
+def wait_on_a_condition_over(cond, lock, flag, done):
+    """Waits on a Condition over the parent's lock; reports whether it saw the flag, and whether
+    the condition's lock arrived as the same object as the lock argument."""
+    with cond:
+        ok = cond.wait_for(lambda: flag.value == 1, timeout=30)
+    done.put((ok, cond._lock_arg is lock))
+
+
 def barrier_party(barrier, out):
     out.put(barrier.wait(30))
 
@@ -185,15 +193,20 @@ class EventConditionBarrier(unittest.TestCase):
                 flag.close()
                 done.close()
 
-    def test_condition_over_a_lock_of_ones_own_is_fork_only(self):
-        lock = mproc.Lock()
-        c = mproc.Condition(lock)
-        with c:
-            c.notify()
-        import pickle
-        with self.assertRaises(TypeError):
-            pickle.dumps(c)
-        lock.close()
+    def test_a_condition_over_a_lock_of_ones_own_reaches_a_child_under_each_start_method(self):
+        for method in START_METHODS:
+            for lock_type in (mproc.Lock, mproc.RLock):
+                with self.subTest(method=method, lock=lock_type.__name__):
+                    lock = lock_type()
+                    cond, flag, done = mproc.Condition(lock), mproc.Value("i", 0), mproc.Queue()
+                    kid = start_child(method, wait_on_a_condition_over, cond, lock, flag, done)
+                    with lock:  # the condition's lock is this very lock
+                        flag.value = 1
+                        cond.notify_all()
+                    self.assertEqual(done.get(timeout=30), (True, True))
+                    self.assertEqual(join_child(kid), 0)
+                    for o in (cond, lock, flag, done):
+                        o.close()
 
     def test_barrier_releases_all_parties_with_distinct_indices(self):
         for method in START_METHODS:
