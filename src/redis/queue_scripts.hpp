@@ -32,22 +32,31 @@ if ARGV[2] == 'joinable' then redis.call('HSET', KEYS[2], 'unread', redis.call('
 return {'created'}
 )lua";
 
-// group_state(q): the group's count of entries not yet delivered and its last-delivered id;
-// nil when the group is gone. `lag` is exact while the stream has no deletion after the group's
-// position (a Queue only trims entries before it); when a foreign XDEL made Redis give up on
-// it (nil), the entries after the last-delivered id are counted instead.
-#define MPROC_REDIS_LUA_GROUP_STATE                                                                \
-  "local function group_state(q)\n"                                                                \
-  "  for _, g in ipairs(redis.call('XINFO', 'GROUPS', q)) do\n"                                    \
-  "    local f = {}\n"                                                                             \
-  "    for i = 1, #g, 2 do f[g[i]] = g[i + 1] end\n"                                               \
-  "    if f['name'] == 'mproc' then\n"                                                             \
-  "      local lag = f['lag']\n"                                                                   \
-  "      if not lag then lag = #redis.call('XRANGE', q, '(' .. f['last-delivered-id'], '+') end\n" \
-  "      return lag, f['last-delivered-id']\n"                                                     \
-  "    end\n"                                                                                      \
-  "  end\n"                                                                                        \
-  "  return nil\n"                                                                                 \
+// group_state(q, cap): the group's count of entries not yet delivered and its last-delivered
+// id; nil when the group is gone. `lag` is exact while the stream has no deletion after the
+// group's position (a Queue only trims entries before it); when a foreign XDEL made Redis give
+// up on it (nil), the entries after the last-delivered id are counted instead, at most `cap` of
+// them when `cap` is given (a put needs to know only whether `max` are unread: an uncapped count
+// would read the whole backlog inside the script, blocking the server, on every put).
+#define MPROC_REDIS_LUA_GROUP_STATE                                     \
+  "local function group_state(q, cap)\n"                                \
+  "  for _, g in ipairs(redis.call('XINFO', 'GROUPS', q)) do\n"         \
+  "    local f = {}\n"                                                  \
+  "    for i = 1, #g, 2 do f[g[i]] = g[i + 1] end\n"                    \
+  "    if f['name'] == 'mproc' then\n"                                  \
+  "      local lag = f['lag']\n"                                        \
+  "      if not lag then\n"                                             \
+  "        local from = '(' .. f['last-delivered-id']\n"                \
+  "        if cap then\n"                                               \
+  "          lag = #redis.call('XRANGE', q, from, '+', 'COUNT', cap)\n" \
+  "        else\n"                                                      \
+  "          lag = #redis.call('XRANGE', q, from, '+')\n"               \
+  "        end\n"                                                       \
+  "      end\n"                                                         \
+  "      return lag, f['last-delivered-id']\n"                          \
+  "    end\n"                                                           \
+  "  end\n"                                                             \
+  "  return nil\n"                                                      \
   "end\n"
 
 // Queue's put. ARGV: wait (ms a full queue's putter will wait before it runs this again; 0: it
@@ -61,7 +70,7 @@ if meta[2] == '1' then return {'closed'} end
 local n = #ARGV - 2
 local max = tonumber(meta[1])
 if max > 0 then
-  local unread = group_state(KEYS[1])
+  local unread = group_state(KEYS[1], max)
   if not unread then return {'gone'} end
   n = math.min(n, max - unread)
   if n <= 0 then
@@ -85,7 +94,7 @@ return {'ok', n}
 inline constexpr const char* kQueueEmptyScript = MPROC_REDIS_LUA_LAST_ID MPROC_REDIS_LUA_GROUP_STATE R"lua(
 local closed = redis.call('HGET', KEYS[2], 'closed')
 if not closed then return {'gone'} end
-local unread, last = group_state(KEYS[1])
+local unread, last = group_state(KEYS[1], 1)
 if not unread then return {'gone'} end
 if redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', 1)[1] then return {'again'} end
 if unread ~= 0 then

@@ -173,8 +173,11 @@ TEST_F(RedisQueue, a_foreign_xdel_of_an_unread_message_loses_nothing_and_the_cou
   ASSERT_EQ(server.cmd({"XDEL", key, middle}), "1");
   EXPECT_EQ(q.qsize(), 1u);  // Redis gives up on the lag: the entries are counted
   EXPECT_TRUE(q.try_put(3));
+  EXPECT_TRUE(q.try_put(30));
+  EXPECT_FALSE(q.try_put(31)) << "the bound holds while the entries are counted (at most max of them)";
   EXPECT_EQ(q.get(), 2);
   EXPECT_EQ(q.get(), 3);
+  EXPECT_EQ(q.get(), 30);
   EXPECT_FALSE(q.get_for(10ms).has_value());  // empty: returns, and repairs the count
   EXPECT_EQ(q.qsize(), 0u);
   for (int i = 4; i < 7; ++i) EXPECT_TRUE(q.try_put(i)) << "the whole bound is usable again";
