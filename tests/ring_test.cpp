@@ -241,6 +241,32 @@ TEST(RingBatch, put_many_fixed_of_messages_that_can_never_fit_puts_nothing) {
   EXPECT_EQ(ring.view.size(), 0u);
 }
 
+// put_gather writes its pieces as one record, also where the record and a piece wrap around the
+// end of the ring, and refuses a record that can never fit before touching the ring.
+TEST(RingGather, pieces_make_one_record_wherever_it_wraps) {
+  HeapRing ring;
+  for (std::size_t shift = 0; shift < 1200; shift += 24) {  // moves the wrap point through d and b
+    std::string filler(kCapacity / 2 + shift, 'f'), out;
+    ring.put(filler);
+    ASSERT_EQ(ring.get(out), -1);
+    const std::string a = "head-", b(1500, 'b'), c = "", d(700, 'd');
+    const mproc::detail::RecordPiece pieces[] = {
+        {a.data(), a.size()}, {b.data(), b.size()}, {c.data(), 0}, {d.data(), d.size()}};
+    ASSERT_EQ(ring.view.put_gather(pieces, 4, 7, kNow), RingStatus::ok);
+    ASSERT_EQ(ring.get(out), -1);
+    EXPECT_EQ(out, a + b + c + d) << "starting " << shift << " bytes further";
+  }
+  std::vector<char> big(kCapacity);
+  const mproc::detail::RecordPiece too_big[] = {{big.data(), kCapacity / 2}, {big.data(), kCapacity / 2}};
+  try {
+    (void)ring.view.put_gather(too_big, 2, 7, kNow);
+    ADD_FAILURE() << "no error";
+  } catch (const mproc::Error& e) {
+    EXPECT_EQ(e.code().value(), EMSGSIZE);
+  }
+  EXPECT_EQ(ring.view.size(), 0u);
+}
+
 // A put called from inside a put of the same ring (an encoder that puts into its own queue) is
 // refused, whether the side is held by its lock or biased to this thread: never a deadlock, and
 // never two writers at once.

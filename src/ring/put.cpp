@@ -110,6 +110,31 @@ inline void copy_small(std::byte* to, const std::byte* from, std::size_t n) noex
   if (first < size) std::memcpy(s.data, static_cast<const std::byte*>(data) + first, size - first);
 }
 
+// The pieces of one gathered record (put_gather): what `data` points to when put_records runs
+// with kGather.
+struct Gathered {
+  const RecordPiece* pieces;
+  std::size_t count;
+};
+
+// write_record for a record gathered from pieces: each copied where it lands, in up to two parts.
+inline void write_gathered(const RingState& s, Word h, const Gathered& g, std::size_t size,
+                           std::uint32_t tag) noexcept {
+  const std::size_t mask = s.capacity - 1;
+  const std::size_t at = (std::size_t{pos_of(h)} * 8) & mask;
+  const RecordHeader rh{static_cast<std::uint32_t>(size), tag};
+  std::memcpy(s.data + at, &rh, sizeof rh);
+  std::size_t to = (at + sizeof rh) & mask;
+  for (std::size_t i = 0; i < g.count; ++i) {
+    const auto* from = static_cast<const std::byte*>(g.pieces[i].data);
+    const std::size_t n = g.pieces[i].size;
+    const std::size_t first = std::min(n, s.capacity - to);
+    if (first != 0) std::memcpy(s.data + to, from, first);
+    if (first < n) std::memcpy(s.data, from + first, n - first);
+    to = (to + n) & mask;
+  }
+}
+
 // A producer waiting for room for a record of `need` units beyond head `h`
 // (wait_until_ready's hooks).
 struct WantRoom {
@@ -162,7 +187,7 @@ bool wait_for_room(RingState& s, Side side, WantRoom room, Word& committed, Cloc
 // written beyond head and committed by one store of head: at the end, before waiting for room,
 // and after every eighth of the ring, so that consumers start on a long batch early. Returns
 // how many messages were put (fewer than `count` only when the deadline passed).
-template <class Next>
+template <bool kGather = false, class Next>
 std::size_t put_records(RingState& s, Next& next, std::size_t count, std::uint32_t tag,
                         Clock::time_point deadline) {
   RingControl& c = *s.ctl;
@@ -186,7 +211,11 @@ std::size_t put_records(RingState& s, Next& next, std::size_t count, std::uint32
     if (!fits(s, h, c.cached_tail, need)) {
       if (!wait_for_room(s, side, WantRoom{s, h, need, done, count}, committed, deadline)) return done;
     }
-    write_record(s, h, data, size, tag);
+    if constexpr (kGather) {
+      write_gathered(s, h, *static_cast<const Gathered*>(data), size, tag);
+    } else {
+      write_record(s, h, data, size, tag);
+    }
     h = make_word(pos_of(h) + need, count_of(h) + 1);
     if (pos_of(h) - pos_of(committed) >= cap_units / 8) {
       commit_head(s, h);
@@ -208,6 +237,19 @@ RingStatus RingView::put(const void* data, std::size_t size, std::uint32_t tag, 
     sz = size;
   };
   return put_records(s_, one, 1, tag, deadline) == 1 ? RingStatus::ok : RingStatus::timed_out;
+}
+
+RingStatus RingView::put_gather(const RecordPiece* pieces, std::size_t count, std::uint32_t tag,
+                                Clock::time_point deadline) {
+  std::size_t size = 0;
+  for (std::size_t i = 0; i < count; ++i) size += pieces[i].size;  // pieces of memory: no overflow
+  if (size > max_message()) throw_too_big(s_, size, {});
+  const Gathered g{pieces, count};
+  auto one = [&g, size](std::size_t, const void*& d, std::size_t& sz) noexcept {
+    d = &g;
+    sz = size;
+  };
+  return put_records<true>(s_, one, 1, tag, deadline) == 1 ? RingStatus::ok : RingStatus::timed_out;
 }
 
 std::size_t RingView::put_many(MessageSource source, std::size_t count, std::uint32_t tag,

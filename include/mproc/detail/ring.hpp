@@ -47,6 +47,12 @@ struct BatchTaker {
   bool operator()(std::size_t index, const RecordView& r) const { return fn(ctx, index, r); }
 };
 
+/// One piece of a record that put_gather() assembles in the ring.
+struct RecordPiece {
+  const void* data;
+  std::size_t size;
+};
+
 /// A put_many()'s messages: sets `data` and `size` to message `index` (0, 1, ...), which must
 /// stay valid until the next call. May throw (an encoder that fails).
 struct MessageSource {
@@ -116,6 +122,10 @@ class RingView {
   /// message that can never fit, mproc::Closed after close(), mproc::Error (EPIPE) when a
   /// pipe's receiving end is gone.
   RingStatus put(const void* data, std::size_t size, std::uint32_t tag, Clock::time_point deadline);
+  /// put() of the concatenation of `pieces[0, count)` as one record, each piece copied straight
+  /// into the ring (a header, a body and buffers that live apart need not be gathered first).
+  RingStatus put_gather(const RecordPiece* pieces, std::size_t count, std::uint32_t tag,
+                        Clock::time_point deadline);
   /// Puts `count` messages, in order and consecutively (no other producer's message comes
   /// between them), under one hold of the producer lock. Committed at the end, before waiting
   /// for room, and after each eighth of the ring, so every commit makes complete records visible
