@@ -56,30 +56,7 @@ py::object memoryview_of(const std::byte* data, std::size_t size) {
   return py::reinterpret_steal<py::object>(mv);
 }
 
-// Gathers pickle + buffers into one record: the header, the pickle, each buffer aligned.
-void assemble(std::vector<std::byte>& out, const py::bytes& pickle, const std::vector<Py_buffer>& views) {
-  char* pdata = nullptr;
-  Py_ssize_t plen = 0;
-  PyBytes_AsStringAndSize(pickle.ptr(), &pdata, &plen);
-  const std::size_t head = sizeof(OobHeader) + 8 * views.size();
-  std::size_t total = align_up(head + static_cast<std::size_t>(plen));
-  for (const Py_buffer& v : views) total = align_up(total + static_cast<std::size_t>(v.len));
-  out.assign(total, std::byte{0});
-  const OobHeader h{static_cast<std::uint32_t>(views.size()), 0, static_cast<std::uint64_t>(plen)};
-  std::memcpy(out.data(), &h, sizeof h);
-  std::size_t at = sizeof h;
-  for (const Py_buffer& v : views) {
-    const auto len = static_cast<std::uint64_t>(v.len);
-    std::memcpy(out.data() + at, &len, 8);
-    at += 8;
-  }
-  std::memcpy(out.data() + at, pdata, static_cast<std::size_t>(plen));
-  at = align_up(at + static_cast<std::size_t>(plen));
-  for (const Py_buffer& v : views) {
-    std::memcpy(out.data() + at, v.buf, static_cast<std::size_t>(v.len));
-    at = align_up(at + static_cast<std::size_t>(v.len));
-  }
-}
+constexpr std::byte kZeros[kAlign] = {};  // the padding before each aligned buffer
 
 // Whether `o` is a scalar (int, str, float, None, bool, bytes under 4 KiB, exact types), or a
 // tuple/list of up to 16 of them: nothing pickle could hand over out of band, and exactly what
@@ -271,6 +248,8 @@ bool known_tag(std::uint32_t tag) noexcept {
          tag == kTagPickleOob || tag == kTagMarshal || tag == kTagCompact;
 }
 
+// The vectors' blocks move with them, so pieces and data into assembled_ stay valid; a record in
+// inline_ is copied.
 Encoded::Encoded(Encoded&& other) noexcept
     : data(other.data),
       size(other.size),
@@ -278,8 +257,11 @@ Encoded::Encoded(Encoded&& other) noexcept
       keep_(std::move(other.keep_)),
       view_(other.view_),
       has_view_(std::exchange(other.has_view_, false)),
-      assembled_(std::move(other.assembled_)) {
-  if (!assembled_.empty()) data = assembled_.data();
+      assembled_(std::move(other.assembled_)),
+      pieces_(std::move(other.pieces_)),
+      views_(std::move(other.views_)),
+      buffers_(std::move(other.buffers_)) {
+  other.views_.clear();
   if (other.data == other.inline_.data()) {
     std::memcpy(inline_.data(), other.inline_.data(), size);
     data = inline_.data();
@@ -288,6 +270,7 @@ Encoded::Encoded(Encoded&& other) noexcept
 
 Encoded::~Encoded() {
   if (has_view_) PyBuffer_Release(&view_);
+  for (Py_buffer& v : views_) PyBuffer_Release(&v);
 }
 
 Encoded encode(py::handle obj, bool pickle_everything) {
@@ -381,18 +364,64 @@ void encode_object(py::handle obj, Encoded& e) {
     }
     views.push_back(v);
   }
-  if (contiguous) assemble(e.assembled_, py::reinterpret_borrow<py::bytes>(pickle), views);
-  for (Py_buffer& v : views) PyBuffer_Release(&v);
   if (!contiguous) {  // a buffer pickle cannot hand over as one block: pickle it in band
+    for (Py_buffer& v : views) PyBuffer_Release(&v);
     e.keep_ = dumps(obj, nullptr);
     e.data = PyBytes_AS_STRING(e.keep_.ptr());
     e.size = static_cast<std::size_t>(PyBytes_GET_SIZE(e.keep_.ptr()));
     e.tag = kTagPickle;
     return;
   }
-  e.data = e.assembled_.data();
-  e.size = e.assembled_.size();
-  e.tag = kTagPickleOob;
+  e.gather_out_of_band(std::move(pickle), std::move(views), std::move(buffers));
+}
+
+// The record, in pieces: the header with each buffer's size, the pickle, then each buffer, each
+// padded to a 16-byte boundary. The buffers stay exported (unchanged) until this is destroyed.
+void Encoded::gather_out_of_band(py::object pickle, std::vector<Py_buffer> views, py::list buffers) {
+  views_ = std::move(views);
+  buffers_ = std::move(buffers);
+  keep_ = std::move(pickle);
+  const auto plen = static_cast<std::size_t>(PyBytes_GET_SIZE(keep_.ptr()));
+  const OobHeader h{static_cast<std::uint32_t>(views_.size()), 0, plen};
+  assembled_.resize(sizeof h + 8 * views_.size());
+  std::memcpy(assembled_.data(), &h, sizeof h);
+  std::size_t at = sizeof h;
+  for (const Py_buffer& v : views_) {
+    const auto len = static_cast<std::uint64_t>(v.len);
+    std::memcpy(assembled_.data() + at, &len, 8);
+    at += 8;
+  }
+  auto piece = [&](const void* p, std::size_t n) {
+    pieces_.push_back({p, n});
+    at += n;
+  };
+  auto pad = [&] {
+    if (align_up(at) != at) piece(kZeros, align_up(at) - at);
+  };
+  pieces_.reserve(2 + 2 * views_.size() + 1);
+  pieces_.push_back({assembled_.data(), assembled_.size()});
+  piece(PyBytes_AS_STRING(keep_.ptr()), plen);
+  pad();
+  for (const Py_buffer& v : views_) {
+    piece(v.buf, static_cast<std::size_t>(v.len));
+    pad();
+  }
+  data = nullptr;
+  size = at;
+  tag = kTagPickleOob;
+}
+
+void Encoded::flatten() {
+  if (pieces_.empty()) return;
+  std::vector<std::byte> flat(size);
+  std::size_t at = 0;
+  for (const detail::RecordPiece& p : pieces_) {
+    if (p.size != 0) std::memcpy(flat.data() + at, p.data, p.size);
+    at += p.size;
+  }
+  pieces_.clear();
+  assembled_ = std::move(flat);
+  data = assembled_.data();
 }
 
 py::object pickle_dumps(py::handle obj) {

@@ -22,6 +22,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "mproc/detail/ring.hpp"
+
 namespace mproc::python {
 
 namespace py = pybind11;
@@ -39,7 +41,9 @@ bool known_tag(std::uint32_t tag) noexcept;
 
 /// An encoded object: `data`/`size` stay valid (and unchanged: buffers are exported, so a
 /// bytearray cannot be resized) while this lives, with or without the GIL. Destroy it with the
-/// GIL held.
+/// GIL held. A pickle with out-of-band buffers is left in pieces (gathered(): `data` is null,
+/// `size` the whole record's), which the ring copies straight in (RingView::put_gather);
+/// flatten() assembles them where one block is needed (a batch).
 class Encoded {
  public:
   Encoded() = default;
@@ -52,14 +56,24 @@ class Encoded {
   std::size_t size = 0;
   std::uint32_t tag = 0;
 
+  bool gathered() const noexcept { return !pieces_.empty(); }
+  const std::vector<detail::RecordPiece>& pieces() const noexcept { return pieces_; }
+  /// Makes a gathered record one block at `data` (GIL held).
+  void flatten();
+
  private:
   friend Encoded encode(py::handle obj, bool pickle_everything);
   friend void encode_object(py::handle obj, Encoded& e);
   py::object keep_;   // the object (or its pickle) that owns data
   Py_buffer view_{};  // an exported buffer, released on destruction
   bool has_view_ = false;
-  std::vector<std::byte> assembled_;   // pickle + out-of-band buffers, or a long compact record
-  std::array<std::byte, 128> inline_;  // a compact record that fits (the common small message)
+  void gather_out_of_band(py::object pickle, std::vector<Py_buffer> views, py::list buffers);
+
+  std::vector<std::byte> assembled_;  // a long compact record, a flattened one, or the out-of-band header
+  std::vector<detail::RecordPiece> pieces_;  // a gathered record: into assembled_, keep_, views_
+  std::vector<Py_buffer> views_;             // the out-of-band buffers, released on destruction
+  py::object buffers_;                       // ... and the objects that export them
+  std::array<std::byte, 128> inline_;        // a compact record that fits (the common small message)
 };
 
 /// Encodes `obj` (GIL held). `pickle_everything`: pickle bytes and str too (no fast paths).

@@ -108,7 +108,7 @@ class PyQueue {
     // Room now: put with the GIL held (releasing it costs more than a small put). The core
     // cannot be closed meanwhile: close() needs the GIL.
     if (e.size <= kReleaseGilAbove) {
-      if (live_raw().ring().put(e.data, e.size, e.tag, kPast) == RingStatus::ok) return;
+      if (put_once(live_raw().ring(), e, kPast) == RingStatus::ok) return;
       if (!block) throw full();
     }
     auto core = live();  // from here on the GIL is released: hold the core
@@ -127,7 +127,10 @@ class PyQueue {
   std::size_t put_many(py::iterable items, bool block, std::optional<double> timeout) {
     auto core = live();
     std::vector<Encoded> encoded;
-    for (py::handle item : items) encoded.push_back(encode(item, true));
+    for (py::handle item : items) {
+      encoded.push_back(encode(item, true));
+      encoded.back().flatten();  // a batch's records are single blocks
+    }
     const Wait w = Wait::from(block, timeout);
     // A batch carries one tag: runs of plain pickles and of out-of-band ones go separately.
     std::size_t done = 0;
@@ -238,9 +241,14 @@ class PyQueue {
   // A put that need not wait runs with the GIL held (cheaper than releasing it); one that must
   // wait, or copies a large message, releases it and waits in slices (common.hpp).
   // Waits in slices, with the GIL released, for room (the try with the GIL held came first).
+  static RingStatus put_once(RingView& ring, const Encoded& e, Clock::time_point until) {
+    if (e.gathered()) return ring.put_gather(e.pieces().data(), e.pieces().size(), e.tag, until);
+    return ring.put(e.data, e.size, e.tag, until);
+  }
+
   static bool put_encoded(RingView& ring, const Encoded& e, const Wait& w) {
     const RingStatus st = wait_in_slices(
-        w, [&](Clock::time_point until) { return ring.put(e.data, e.size, e.tag, until); },
+        w, [&](Clock::time_point until) { return put_once(ring, e, until); },
         [](RingStatus s) { return s == RingStatus::ok; });
     return st == RingStatus::ok;
   }

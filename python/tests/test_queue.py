@@ -124,6 +124,24 @@ class QueueBasics(unittest.TestCase):
             self.assertEqual(bytes(small.data), payload[:10])
             blob.data[0] = 1  # writable
 
+    def test_out_of_band_records_wrap_around_a_small_ring_whole(self):
+        # A 16 KiB ring: records of odd sizes land everywhere, so the ring's end falls inside
+        # the header, the pickle, the padding and the buffers of one record or another.
+        q = mproc.Queue(capacity=16 << 10)
+        for i in range(300):
+            payloads = [bytes([i % 251]) * (1 + (i * 97 + k * 31) % 3000) for k in range(i % 3 + 1)]
+            q.put(("blobs", i, [Blob(p) for p in payloads]))
+            tag, n, blobs = q.get(timeout=5)
+            self.assertEqual((tag, n), ("blobs", i))
+            self.assertEqual([bytes(b.data) for b in blobs], payloads)
+        batch = [Blob(bytes([k]) * (500 + k)) for k in range(8)]  # put_many: one block each
+        self.assertEqual(q.put_many(batch), 8)
+        self.assertEqual([bytes(b.data) for b in q.get_many(8, timeout=5)], [bytes(b.data) for b in batch])
+        with self.assertRaises(OSError):  # too big for the ring, however gathered
+            q.put(Blob(b"x" * (16 << 10)))
+        self.assertTrue(q.empty())
+        q.close()
+
     @unittest.skipIf(numpy is None, "numpy is not installed")
     def test_numpy_arrays_travel_out_of_band_and_come_back_writable(self):
         a = numpy.arange(100000, dtype=numpy.float64)
