@@ -160,6 +160,21 @@ void arrive_at_barrier(mproc::Barrier& barrier) {
   }
 }
 
+// Waits on the condition until the flag is set, then sets it to 2 and notifies (under the
+// condition's own lock). Exit 2: the wait timed out; 3: the condition's lock did not guard.
+void answer_on_condition(mproc::Condition& cond, Counter& flag) {
+  std::unique_lock hold{cond.lock()};
+  if (!cond.wait_for([&] { return *flag == 1; }, mproc_test::kPatience)) mproc::exit(2);
+  *flag = 2;
+  cond.notify_all();
+}
+
+// Sends `n` numbers on a SimpleQueue, then its own pid.
+void put_on_simple_queue(mproc::SimpleQueue<int>& q, int n) {
+  for (int i = 0; i < n; ++i) q.put(i);
+  q.put(static_cast<int>(::getpid()));
+}
+
 // The same RLock twice: one object, so acquiring through either nests. Exit 2: it did not.
 void nest_one_rlock_twice(mproc::RLock& a, mproc::RLock& b, Event& done) {
   std::scoped_lock outer{a};
@@ -244,6 +259,8 @@ MPROC_ENTRY(nest_one_rlock_twice);
 MPROC_ENTRY(release_once);
 MPROC_ENTRY(release_beyond_the_bound);
 MPROC_ENTRY(arrive_at_barrier);
+MPROC_ENTRY(answer_on_condition);
+MPROC_ENTRY(put_on_simple_queue);
 MPROC_ENTRY(double_until_minus_one);
 MPROC_ENTRY(send_then_die);
 MPROC_ENTRY(report_close_on_exec);
@@ -624,7 +641,44 @@ TEST_P(ObjectsTest, anonymous_barrier_lets_children_and_parent_through_together)
   EXPECT_EQ(indices, (std::set<int>{0, 1, 2, 3})) << "each party has its own arrival index";
 }
 
+// ---- Condition, SimpleQueue -------------------------------------------------------------------
+
+TEST_P(ObjectsTest, anonymous_condition_with_its_own_lock_wakes_and_is_woken_by_a_child) {
+  mproc::Condition cond;
+  Counter flag(0);
+  Process p = start(answer_on_condition, std::ref(cond), std::ref(flag));
+  {
+    std::unique_lock hold{cond.lock()};  // the child's wait releases this very lock
+    *flag = 1;
+    cond.notify_all();
+    EXPECT_TRUE(cond.wait_for([&] { return *flag == 2; }, kPatience)) << "the child's notify did not arrive";
+  }
+  EXPECT_EQ(exit_code_of(p), 0);
+}
+
+TEST_P(ObjectsTest, anonymous_simple_queue_carries_a_childs_messages_in_order) {
+  mproc::SimpleQueue<int> q;
+  Process p = start(put_on_simple_queue, std::ref(q), 100);
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(q.get(), i);
+  EXPECT_EQ(q.get(), p.pid());
+  EXPECT_EQ(exit_code_of(p), 0);
+}
+
 // ---- what cannot travel as a descriptor ---------------------------------------------------------
+
+TEST(ObjectsMisuse, a_condition_over_a_lock_of_ones_own_is_refused_at_start_with_the_fix) {
+  Lock lock;
+  mproc::Condition cond(lock);
+  Counter flag(0);
+  Process p(answer_on_condition, std::ref(cond), std::ref(flag));
+  p.set_start_method(StartMethod::spawn).set_daemon(true);
+  try {
+    p.start();
+    ADD_FAILURE() << "start() sent a Condition whose lock would arrive as another object";
+  } catch (const mproc::UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("Condition()"), std::string::npos) << e.what();
+  }
+}
 
 TEST(ObjectsMisuse, a_named_lock_passed_by_reference_to_a_spawned_child_is_refused_with_the_fix) {
   ScratchName<Lock> name("smo-named-by-ref");

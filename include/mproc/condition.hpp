@@ -57,6 +57,8 @@ class [[nodiscard]] Waited {
 class Condition;
 
 namespace detail {
+template <class T>
+struct Travel;  // <mproc/start_method.hpp>: how a Condition reaches a spawned child
 /// A Condition over a lock of the caller's (Condition(lock)): its own memory only. The lock
 /// travels by itself, and the Condition is rebuilt over the lock that arrived (the Python
 /// module's Condition(lock); a C++ entry cannot take one yet, see start-methods.md).
@@ -115,11 +117,15 @@ class Condition : public detail::NamedFactories<Condition> {
 
  private:
   friend class detail::NamedFactories<Condition>;
+  template <class>
+  friend struct detail::Travel;
   friend std::string detail::encode_condition_block(const Condition&, std::vector<int>&);
   friend std::unique_ptr<Condition> detail::decode_condition_over(const std::string&, detail::RobustLock&);
   explicit Condition(const detail::NamedSpec& spec);
   /// Over `lock`, with memory received from another process (its header checked).
   Condition(detail::RobustLock& lock, detail::Mapping mapping);
+  /// Over an RLock of its own, both received from another process (both headers checked).
+  Condition(detail::Mapping own_lock, detail::Mapping mapping);
   struct Block;
   Block* block() const noexcept;
   static void init_block(void* mem, const void* unused);

@@ -376,6 +376,10 @@ class SimpleQueue : private Queue<T> {
   using Queue<T>::empty;
   using Queue<T>::close;
   using Queue<T>::closed;
+
+ private:
+  template <class>
+  friend struct detail::Travel;  // sends its queue to a spawned child
 };
 
 }  // namespace mproc

@@ -21,15 +21,15 @@
 /// Arguments travel encoded with the queue codec, converted to the entry's parameter types;
 /// a parameter type the codec cannot carry is a compile-time error at MPROC_ENTRY. mproc objects
 /// travel by name: pass mproc::ByName<T> (or the name) and the child opens the named object.
-/// Anonymous Lock, RLock, Event, Semaphore, BoundedSemaphore, Barrier, Queue<T>,
-/// JoinableQueue<T>, Value<T>, Array<T>, RawValue<T>, RawArray<T> and Connection (a Pipe end)
-/// travel too, as descriptors: the entry takes a reference (`void work(mproc::Lock& lock)`), the
+/// Anonymous Lock, RLock, Event, Semaphore, BoundedSemaphore, Barrier, Condition, Queue<T>,
+/// JoinableQueue<T>, SimpleQueue<T>, Value<T>, Array<T>, RawValue<T>, RawArray<T> and Connection
+/// (a Pipe end) travel too, as descriptors: the entry takes a reference (`void work(mproc::Lock& lock)`), the
 /// parent passes std::ref(lock), and the child's object is the same lock (its own mapping of the
 /// same memory). The object must live until start() returns; a Connection sent this way is still
 /// open in the parent, which closes its copy after start() (as with fork) for the child's end of
 /// stream to work; a Barrier arrives without the sender's action and default timeout (as
-/// Barrier::open). Other anonymous objects (SimpleQueue, Condition) cannot reach a spawned or
-/// forkserver child: name them.
+/// Barrier::open). A Condition travels with its own RLock (Condition()); one over a lock of the
+/// caller's (Condition(lock)) is refused at start(): name it, or use the Condition's own lock.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -57,8 +57,11 @@ class Connection;
 class Semaphore;
 class BoundedSemaphore;
 class Barrier;
+class Condition;
 template <class T>
 class Queue;
+template <class T>
+class SimpleQueue;
 template <class T>
 class JoinableQueue;
 template <class T>
@@ -172,6 +175,14 @@ struct Travel<Barrier> {
   static std::string encode(const Barrier& barrier, std::vector<int>& fds);
   static Barrier decode(const std::string& bytes);
 };
+/// A Condition with its own RLock (Condition()): both memories. One over a lock of the caller's
+/// is refused at start(): its lock would arrive as another object than the argument naming it.
+template <>
+struct Travel<Condition> {
+  static constexpr bool kTravels = true;
+  static std::string encode(const Condition& condition, std::vector<int>& fds);
+  static Condition decode(const std::string& bytes);
+};
 template <>
 struct Travel<Connection> {
   static constexpr bool kTravels = true;
@@ -204,6 +215,17 @@ struct Travel<JoinableQueue<T>> {
   }
   static JoinableQueue<T> decode(const std::string& bytes) {
     return JoinableQueue<T>(decode_queue(bytes, true, type_tag<T>(), type_name<T>()));
+  }
+};
+
+template <class T>
+struct Travel<SimpleQueue<T>> {
+  static constexpr bool kTravels = true;
+  static std::string encode(const SimpleQueue<T>& q, std::vector<int>& fds) {
+    return encode_queue(static_cast<const Queue<T>&>(q).core_, false, fds);
+  }
+  static SimpleQueue<T> decode(const std::string& bytes) {
+    return SimpleQueue<T>(decode_queue(bytes, false, type_tag<T>(), type_name<T>()));
   }
 };
 
@@ -455,16 +477,15 @@ SpawnCall make_spawn_call(const F& fn, const std::tuple<Args...>& args) {
 
 /// Registers `fn` as the entry point `name` for spawned and forkserver children. Call before
 /// mproc::init (MPROC_ENTRY does, from a static initialiser). Every parameter must be a type the
-/// queue codec carries, a ByName<T>, or a Lock&, RLock&, Event&, Value<T>&, Array<T>&, Queue<T>,
-/// JoinableQueue<T>, RawValue<T>, RawArray<T> or Connection (anonymous objects sent as
-/// descriptors): anything else does not compile.
+/// queue codec carries, a ByName<T>, or an anonymous object sent as descriptors (Lock&, RLock&,
+/// Event&, Condition&, Value<T>&, Array<T>&, Queue<T>, SimpleQueue<T>, Connection, ...):
+/// anything else does not compile.
 template <class F>
 requires detail::entry_traits<F>::is_function bool register_entry(std::string_view name, F fn) noexcept {
   static_assert(detail::entry_traits<F>::params_travel,
                 "an entry point's parameters must be types a Queue can carry (trivially copyable, "
-                "vectors and strings of them, cereal-serialisable types) or mproc::ByName<T>: an "
-                "anonymous SimpleQueue or Condition or a pointer cannot reach a spawned child (name it: "
-                "mproc::ByName<T>)");
+                "vectors and strings of them, cereal-serialisable types), mproc::ByName<T>, or mproc "
+                "objects by reference (mproc::Lock&): a pointer cannot reach a spawned child");
   static_assert(
       detail::entry_traits<F>::params_passable,
       "an entry point takes an anonymous Lock, RLock, Event, Value or Array by reference (mproc::Lock&): "

@@ -137,6 +137,26 @@ Barrier Travel<Barrier>::decode(const std::string& bytes) {
   return Barrier(decode_memory(bytes, "a Barrier"));
 }
 
+// A Condition with its own RLock: its block and its lock's memory.
+std::string Travel<Condition>::encode(const Condition& condition, std::vector<int>& fds) {
+  if (condition.own_lock_ == nullptr) {
+    throw UsageError(
+        "cannot send a Condition over a lock of your own (Condition(lock)) to a spawned or forkserver "
+        "child: the lock would arrive as another object than the argument that names it; send a "
+        "Condition() (its own RLock, reached through lock()), or name it (mproc::ByName<Condition>)");
+  }
+  const std::uint64_t w[2] = {memory_index(condition.mapping_.memfd(), "Condition", fds),
+                              memory_index(condition.own_lock_->memfd(), "Condition", fds)};
+  return words(w);
+}
+Condition Travel<Condition>::decode(const std::string& bytes) {
+  std::uint64_t w[2];
+  read_words(bytes, w, "a Condition");
+  Mapping block = Mapping::from_memfd(take_received_fd(w[0]), "a Condition");
+  Mapping lock = Mapping::from_memfd(take_received_fd(w[1]), "a Condition's lock");
+  return Condition(std::move(lock), std::move(block));
+}
+
 // A Condition over a caller's lock: its block only (the lock travels by itself).
 std::string encode_condition_block(const Condition& condition, std::vector<int>& fds) {
   if (condition.own_lock_ != nullptr) {

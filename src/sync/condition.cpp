@@ -60,6 +60,13 @@ Condition::Condition(detail::RobustLock& lock, detail::Mapping mapping)
                                Block::kLayoutVersion, 0, "a Condition received from another process");
 }
 
+Condition::Condition(detail::Mapping own_lock, detail::Mapping mapping)
+    : own_lock_(new RLock(std::move(own_lock))), lock_(own_lock_.get()), mapping_(std::move(mapping)) {
+  detail::name_guarded_lock(*own_lock_, "Condition", {});
+  detail::check_segment_header(mapping_.data(), mapping_.size(), SegmentKind::condition,
+                               Block::kLayoutVersion, 0, "a Condition received from another process");
+}
+
 Condition::Condition(const detail::NamedSpec& spec) : lock_(nullptr) {
   const std::string lock_name = std::string(spec.name) + ".lock";
   own_lock_.reset(new RLock(detail::NamedSpec{lock_name, spec.how, spec.options}));
