@@ -92,22 +92,36 @@ inline void copy_small(std::byte* to, const std::byte* from, std::size_t n) noex
   }
 }
 
-// Writes a record beyond head `h` (invariant 2), in up to two pieces. Whatever head says, the
-// writes stay inside the ring: positions are masked, and size <= capacity - 8.
-[[gnu::always_inline]] inline void write_record(const RingState& s, Word h, const void* data,
-                                                std::size_t size, std::uint32_t tag) noexcept {
+// Writes the header of a record of `size` bytes beyond head `h` (invariant 2); returns where its
+// body starts. Whatever head says, the writes stay inside the ring: positions are masked, and
+// size <= capacity - 8.
+[[gnu::always_inline]] inline std::size_t write_header(const RingState& s, Word h, std::size_t size,
+                                                       std::uint32_t tag) noexcept {
   const std::size_t mask = s.capacity - 1;
   const std::size_t at = (std::size_t{pos_of(h)} * 8) & mask;
   const RecordHeader rh{static_cast<std::uint32_t>(size), tag};
   std::memcpy(s.data + at, &rh, sizeof rh);  // at is 8-aligned and capacity is a multiple of 8
-  const std::size_t body = (at + sizeof rh) & mask;
-  const std::size_t first = std::min(size, s.capacity - body);
-  if (first == size && size <= 64) {
+  return (at + sizeof rh) & mask;
+}
+
+// Copies `n` bytes to position `to`, wrapping at the ring's end; returns the position after them.
+[[gnu::always_inline]] inline std::size_t copy_wrapped(const RingState& s, std::size_t to, const void* from,
+                                                       std::size_t n) noexcept {
+  const std::size_t first = std::min(n, s.capacity - to);
+  if (first != 0) std::memcpy(s.data + to, from, first);  // an empty message's data may be null
+  if (first < n) std::memcpy(s.data, static_cast<const std::byte*>(from) + first, n - first);
+  return (to + n) & (s.capacity - 1);
+}
+
+// Writes a record beyond head `h`, in up to two pieces.
+[[gnu::always_inline]] inline void write_record(const RingState& s, Word h, const void* data,
+                                                std::size_t size, std::uint32_t tag) noexcept {
+  const std::size_t body = write_header(s, h, size, tag);
+  if (size <= 64 && size <= s.capacity - body) {
     copy_small(s.data + body, static_cast<const std::byte*>(data), size);
-  } else if (first != 0) {
-    std::memcpy(s.data + body, data, first);  // an empty message's data may be null
+  } else {
+    (void)copy_wrapped(s, body, data, size);
   }
-  if (first < size) std::memcpy(s.data, static_cast<const std::byte*>(data) + first, size - first);
 }
 
 // The pieces of one gathered record (put_gather): what `data` points to when put_records runs
@@ -117,22 +131,11 @@ struct Gathered {
   std::size_t count;
 };
 
-// write_record for a record gathered from pieces: each copied where it lands, in up to two parts.
+// write_record for a record gathered from pieces: each copied where it lands.
 inline void write_gathered(const RingState& s, Word h, const Gathered& g, std::size_t size,
                            std::uint32_t tag) noexcept {
-  const std::size_t mask = s.capacity - 1;
-  const std::size_t at = (std::size_t{pos_of(h)} * 8) & mask;
-  const RecordHeader rh{static_cast<std::uint32_t>(size), tag};
-  std::memcpy(s.data + at, &rh, sizeof rh);
-  std::size_t to = (at + sizeof rh) & mask;
-  for (std::size_t i = 0; i < g.count; ++i) {
-    const auto* from = static_cast<const std::byte*>(g.pieces[i].data);
-    const std::size_t n = g.pieces[i].size;
-    const std::size_t first = std::min(n, s.capacity - to);
-    if (first != 0) std::memcpy(s.data + to, from, first);
-    if (first < n) std::memcpy(s.data, from + first, n - first);
-    to = (to + n) & mask;
-  }
+  std::size_t to = write_header(s, h, size, tag);
+  for (std::size_t i = 0; i < g.count; ++i) to = copy_wrapped(s, to, g.pieces[i].data, g.pieces[i].size);
 }
 
 // A producer waiting for room for a record of `need` units beyond head `h`
