@@ -804,6 +804,22 @@ TEST(AdoptedDescriptors, a_memory_of_another_kind_is_refused_and_every_descripto
   EXPECT_FALSE(is_open(copy));
 }
 
+TEST(AdoptedDescriptors, a_nested_table_gives_back_the_one_it_stood_in_for) {
+  Event outer_event, inner_event;
+  std::vector<int> outer_fds, inner_fds;
+  const std::string outer = mproc::detail::Travel<Event>::encode(outer_event, outer_fds);
+  const std::string inner = mproc::detail::Travel<Event>::encode(inner_event, inner_fds);
+  mproc::detail::AdoptedDescriptors adopted(carried_copies(outer_fds));
+  {
+    Event again = mproc::detail::adopt_travelled<Event>(inner, carried_copies(inner_fds));
+    again.set();
+  }
+  Event outer_again = mproc::detail::Travel<Event>::decode(outer);  // the outer table is back
+  outer_again.set();
+  EXPECT_TRUE(outer_event.is_set());
+  EXPECT_TRUE(inner_event.is_set());
+}
+
 TEST(AdoptedDescriptors, a_condition_over_a_lock_of_the_callers_travels_without_its_lock) {
   Lock lock;
   mproc::Condition cond(lock);

@@ -295,13 +295,18 @@ void close_unclaimed_fds() noexcept;
 /// For a binding that carries descriptors by its own means (the Python module passes them with
 /// multiprocessing's DupFd, to spawned children and through queues): while it lives, `fds` are
 /// this thread's received descriptors, the ones Travel<T>::decode's indices name, and they are
-/// owned by it; when it ends, those no decoded object took are closed (also after a throw).
+/// owned by it; when it ends, those no decoded object took are closed (also after a throw), and
+/// the table it stood in for (a spawned child's, while its arguments are decoded) is back.
 class AdoptedDescriptors {
  public:
   explicit AdoptedDescriptors(std::vector<int> fds);
   AdoptedDescriptors(const AdoptedDescriptors&) = delete;
   AdoptedDescriptors& operator=(const AdoptedDescriptors&) = delete;
   ~AdoptedDescriptors();
+
+ private:
+  std::vector<int> outer_fds_;
+  std::vector<bool> outer_taken_;
 };
 
 /// The object Travel<T>::encode described, rebuilt around `fds` (the descriptors its encoding

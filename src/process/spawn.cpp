@@ -13,6 +13,8 @@
 #include <cstring>
 #include <mutex>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "mproc/detail/codec.hpp"
 #include "mproc/detail/mapping.hpp"
@@ -183,13 +185,15 @@ void close_unclaimed_fds() noexcept {
 
 AdoptedDescriptors::AdoptedDescriptors(std::vector<int> fds) {
   Received& r = received();
-  close_unclaimed_fds();  // none are pending outside a decode; this keeps a stale table from leaking
-  r.taken.assign(fds.size(), false);
-  r.fds = std::move(fds);
+  outer_fds_ = std::exchange(r.fds, std::move(fds));
+  outer_taken_ = std::exchange(r.taken, std::vector<bool>(r.fds.size(), false));
 }
 
 AdoptedDescriptors::~AdoptedDescriptors() {
   close_unclaimed_fds();
+  Received& r = received();
+  r.fds = std::move(outer_fds_);
+  r.taken = std::move(outer_taken_);
 }
 
 bool init_called() noexcept {
