@@ -14,8 +14,11 @@ import itertools
 import os
 import secrets
 import time
+import weakref
 from multiprocessing import connection as _mp_connection
+from multiprocessing import context as _mp_context
 from multiprocessing import reduction as _mp_reduction
+from multiprocessing import resource_sharer as _mp_resource_sharer
 from multiprocessing import util as _mp_util
 
 from . import _mproc
@@ -56,25 +59,84 @@ def _release_name(obj):
         finalizer()
 
 
-def _send_descriptors(export, what):
-    """The bytes and descriptors that describe an anonymous object, the descriptors wrapped in
-    multiprocessing's DupFd: handed to the spawned or forkserver child being started, or, through
-    a queue or a pipe, served to whichever process unpickles it."""
+def _send_descriptors(export, what, instead):
+    """The bytes and descriptors that describe an anonymous object, each descriptor carried by
+    multiprocessing (_carried): to the spawned or forkserver child being started, or, pickled
+    anywhere else, served to whichever process unpickles it."""
     try:
         data, fds = export()
     except _mproc.UsageError as e:
         raise TypeError(f"cannot pickle this {what}: it has no descriptor to send (it was made when "
                         "this process had used half of its descriptors, RLIMIT_NOFILE, or could not "
-                        "make a memfd); use an mproc.Queue") from e
-    return data, [_mp_reduction.DupFd(fd) for fd in fds]
+                        f"make a memfd); use {instead}") from e
+    return data, [_carried(fd) for fd in fds]
+
+
+class _CarriedFd:
+    """One descriptor sent to a child being started, however many objects name it (both ends of
+    a Pipe share their memory's): multiprocessing's spawn refuses a descriptor listed twice, so
+    the pickle carries this one object, and each object rebuilt from it takes a descriptor of
+    its own (the first the received one, the others duplicates)."""
+
+    def __init__(self, dup_fd):
+        self._dup_fd = dup_fd
+        self._fd = None
+
+    def __getstate__(self):
+        return self._dup_fd
+
+    def __setstate__(self, dup_fd):
+        self._dup_fd = dup_fd
+        self._fd = None
+
+    def detach(self):
+        if self._fd is None:
+            self._fd = self._dup_fd.detach()
+            return self._fd
+        return os.dup(self._fd)
+
+
+_carried_by_child = weakref.WeakKeyDictionary()  # popen -> {fd: _CarriedFd}
+
+
+def _carried(fd):
+    """multiprocessing's DupFd of `fd`: listed once for the child being started, or offered by
+    its resource sharer (a copy, served on request) when no child is being started; that offer
+    is noted, so that a queue put that fails takes it back (_revoke_carried)."""
+    popen = _mp_context.get_spawning_popen()
+    if popen is None:
+        dup_fd = _mp_reduction.DupFd(fd)
+        _mproc._note_carried(dup_fd)
+        return dup_fd
+    carried = _carried_by_child.setdefault(popen, {})
+    if fd not in carried:
+        carried[fd] = _CarriedFd(_mp_reduction.DupFd(fd))
+    return carried[fd]
+
+
+def _revoke_carried(dup_fds):
+    """Takes back the resource sharer's offers for a message that was never sent (a put that
+    failed), closing its copies: otherwise they would stay open until this process exits, and
+    a copy of a Connection's socket would keep its peer from seeing the end of the stream."""
+    sharer = getattr(_mp_resource_sharer, "_resource_sharer", None)
+    for d in dup_fds:
+        try:
+            with sharer._lock:
+                entry = sharer._cache.pop(d._id[1], None)
+        except (AttributeError, TypeError, IndexError):  # another Python's internals: leave it
+            continue
+        if entry is not None:
+            entry[1]()  # its close()
 
 
 def _received_descriptors(dup_fds):
-    """The descriptors _send_descriptors sent, now this process's."""
+    """The descriptors _send_descriptors sent, now this process's, close-on-exec (a program
+    this process execs must not hold a Connection's socket open)."""
     fds = []
     try:
         for d in dup_fds:
             fds.append(d.detach())
+            os.set_inheritable(fds[-1], False)
     except BaseException:
         for fd in fds:
             os.close(fd)
@@ -345,12 +407,8 @@ class Condition(_NamedMixin, _mproc._Condition):
         self._lock_arg = lock
         if lock is None:
             self._init_named(_attach)
-        elif isinstance(lock, _mproc._Lock):
-            _mproc._Condition.__init__(self, lock, lock, None)
-        elif isinstance(lock, _mproc._RLock):
-            _mproc._Condition.__init__(self, lock, None, lock)
         else:
-            raise TypeError("Condition(lock): lock must be an mproc.Lock or mproc.RLock")
+            _mproc._Condition.__init__(self, lock)  # TypeError unless an mproc Lock or RLock
 
     def wait_for(self, predicate, timeout=None):
         """Wait until ``predicate()`` is true (the lock held); returns its last value."""
@@ -372,18 +430,15 @@ class Condition(_NamedMixin, _mproc._Condition):
             return super().__reduce__()
         # The lock travels by itself (by name; pickled once with everything that names it), the
         # condition's own memory as a descriptor.
-        data, dup_fds = _send_descriptors(self._export_block, "Condition")
+        data, dup_fds = _send_descriptors(self._export_block, "Condition(lock)", "a Condition()")
         return (_rebuild_condition, (type(self), self._lock_arg, data, dup_fds))
 
 
 def _rebuild_condition(cls, lock, data, dup_fds):
-    fds = _received_descriptors(dup_fds)
     cond = cls.__new__(cls)
     cond._lock_arg = lock
-    if isinstance(lock, _mproc._Lock):
-        _mproc._Condition.__init__(cond, lock, lock, None, data, fds)
-    else:
-        _mproc._Condition.__init__(cond, lock, None, lock, data, fds)
+    # Takes the descriptors in every case: closes them if the lock is not an mproc lock.
+    _mproc._Condition.__init__(cond, lock, data, _received_descriptors(dup_fds))
     return cond
 
 
@@ -437,7 +492,7 @@ def _connection_reduce(self):
     """As multiprocessing's Connection: its descriptors (the pair's memory, this end's sockets) go
     with multiprocessing's DupFd, so the end reaches a spawned or forkserver child, or another
     process through a queue. The sender keeps its copy: close it for end of stream to work."""
-    data, dup_fds = _send_descriptors(self._export, "Connection")
+    data, dup_fds = _send_descriptors(self._export, "Connection", "an mproc.Queue")
     return (_rebuild_connection, (data, dup_fds))
 
 

@@ -260,7 +260,8 @@ Encoded::Encoded(Encoded&& other) noexcept
       assembled_(std::move(other.assembled_)),
       pieces_(std::move(other.pieces_)),
       views_(std::move(other.views_)),
-      buffers_(std::move(other.buffers_)) {
+      buffers_(std::move(other.buffers_)),
+      offers_(std::move(other.offers_)) {
   other.views_.clear();
   if (other.data == other.inline_.data()) {
     std::memcpy(inline_.data(), other.inline_.data(), size);
@@ -344,6 +345,7 @@ void encode_object(py::handle obj, Encoded& e) {
   }
   py::list buffers;
   py::object append = buffers.attr("append");
+  const OfferScope offers(e.offers_);
   py::object pickle = dumps(obj, append.ptr());
   if (buffers.empty()) {
     e.data = PyBytes_AS_STRING(pickle.ptr());
@@ -366,6 +368,7 @@ void encode_object(py::handle obj, Encoded& e) {
   }
   if (!contiguous) {  // a buffer pickle cannot hand over as one block: pickle it in band
     for (Py_buffer& v : views) PyBuffer_Release(&v);
+    python::revoke_offers(e.offers_);  // the first pickle's: never sent
     e.keep_ = dumps(obj, nullptr);
     e.data = PyBytes_AS_STRING(e.keep_.ptr());
     e.size = static_cast<std::size_t>(PyBytes_GET_SIZE(e.keep_.ptr()));
@@ -422,6 +425,39 @@ void Encoded::flatten() {
   pieces_.clear();
   assembled_ = std::move(flat);
   data = assembled_.data();
+}
+
+namespace {
+thread_local py::object* t_offers = nullptr;
+}  // namespace
+
+OfferScope::OfferScope(py::object& offers) noexcept : previous_(std::exchange(t_offers, &offers)) {}
+OfferScope::~OfferScope() {
+  t_offers = previous_;
+}
+
+void note_offer(py::handle offer) {
+  if (t_offers == nullptr) return;
+  if (!*t_offers) *t_offers = py::list();
+  py::reinterpret_borrow<py::list>(*t_offers).append(offer);
+}
+
+void revoke_offers(py::object& offers) noexcept {
+  if (!offers) return;
+  const py::error_scope keep;  // the error that made the message fail stays pending
+  static PyObject* const revoke = []() -> PyObject* {
+    try {
+      return module_attribute("mproc._objects", "_revoke_carried");
+    } catch (const py::error_already_set&) {
+      return nullptr;
+    }
+  }();
+  if (revoke != nullptr) {
+    PyObject* r = PyObject_CallOneArg(revoke, offers.ptr());
+    Py_XDECREF(r);
+  }
+  PyErr_Clear();  // a revocation that failed leaves the copies as they were
+  offers = py::object();
 }
 
 py::object pickle_dumps(py::handle obj) {

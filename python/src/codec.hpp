@@ -39,6 +39,25 @@ inline constexpr std::uint32_t kTagCompact = 0x6d707963;    // "mpyc"
 inline constexpr int kMarshalVersion = 4;
 bool known_tag(std::uint32_t tag) noexcept;
 
+/// While one lives, the resource-sharer offers that this thread's pickling makes (a Connection or
+/// a Condition(lock) pickled anywhere but into a child being started: mproc/_objects.py's
+/// _carried) are noted in `offers`, a list made when the first is noted.
+class OfferScope {
+ public:
+  explicit OfferScope(py::object& offers) noexcept;
+  OfferScope(const OfferScope&) = delete;
+  OfferScope& operator=(const OfferScope&) = delete;
+  ~OfferScope();
+
+ private:
+  py::object* previous_;
+};
+/// _mproc._note_carried: notes `offer` in the innermost OfferScope's list (none: nothing to do).
+void note_offer(py::handle offer);
+/// Takes back the offers in `offers` for a message that was not sent, closing their copies
+/// (GIL held; a pending Python error is kept).
+void revoke_offers(py::object& offers) noexcept;
+
 /// An encoded object: `data`/`size` stay valid (and unchanged: buffers are exported, so a
 /// bytearray cannot be resized) while this lives, with or without the GIL. Destroy it with the
 /// GIL held. A pickle with out-of-band buffers is left in pieces (gathered(): `data` is null,
@@ -57,6 +76,8 @@ class Encoded {
   std::uint32_t tag = 0;
 
   bool gathered() const noexcept { return !pieces_.empty(); }
+  /// For a put that failed: takes back what pickling offered to other processes.
+  void revoke_offers() noexcept { python::revoke_offers(offers_); }
   const std::vector<detail::RecordPiece>& pieces() const noexcept { return pieces_; }
   /// Makes a gathered record one block at `data` (GIL held).
   void flatten();
@@ -73,6 +94,7 @@ class Encoded {
   std::vector<detail::RecordPiece> pieces_;  // a gathered record: into assembled_, keep_, views_
   std::vector<Py_buffer> views_;             // the out-of-band buffers, released on destruction
   py::object buffers_;                       // ... and the objects that export them
+  py::object offers_;                        // what pickling offered (OfferScope), or null
   std::array<std::byte, 128> inline_;        // a compact record that fits (the common small message)
 };
 

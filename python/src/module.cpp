@@ -6,6 +6,7 @@
 #include <cstring>
 #include <string>
 
+#include "codec.hpp"
 #include "common.hpp"
 #include "mproc/barrier.hpp"
 #include "mproc/detail/mapping.hpp"
@@ -128,4 +129,6 @@ PYBIND11_MODULE(_mproc, m) {
   mp::bind_sync(m);
   mp::bind_pipe(m);
   mp::bind_shared(m);
+  m.def("_note_carried", &mp::note_offer, pybind11::arg("offer"),
+        "Notes a descriptor offered to other processes while a message is pickled (mproc._objects).");
 }

@@ -30,9 +30,19 @@ class PyConnection {
     send_raw(static_cast<const std::byte*>(info.ptr) + offset, n);
   }
   void send(py::handle obj) {
-    const py::object p = pickle_dumps(obj);
-    send_raw(reinterpret_cast<const std::byte*>(PyBytes_AS_STRING(p.ptr())),
-             static_cast<std::size_t>(PyBytes_GET_SIZE(p.ptr())));
+    py::object offers;
+    py::object p;
+    {
+      const OfferScope scope(offers);
+      p = pickle_dumps(obj);
+    }
+    try {
+      send_raw(reinterpret_cast<const std::byte*>(PyBytes_AS_STRING(p.ptr())),
+               static_cast<std::size_t>(PyBytes_GET_SIZE(p.ptr())));
+    } catch (...) {
+      revoke_offers(offers);  // not sent: no copy stays offered
+      throw;
+    }
   }
   py::bytes recv_bytes(std::optional<std::size_t> maxlength) {
     Bytes b = recv_raw();

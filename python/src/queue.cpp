@@ -104,15 +104,20 @@ class PyQueue {
   }
 
   void put(py::handle obj, bool block, std::optional<double> timeout) {
-    const Encoded e = encode(obj);
-    // Room now: put with the GIL held (releasing it costs more than a small put). The core
-    // cannot be closed meanwhile: close() needs the GIL.
-    if (e.size <= kReleaseGilAbove) {
-      if (put_once(live_raw().ring(), e, kPast) == RingStatus::ok) return;
-      if (!block) throw full();
+    Encoded e = encode(obj);
+    try {
+      // Room now: put with the GIL held (releasing it costs more than a small put). The core
+      // cannot be closed meanwhile: close() needs the GIL.
+      if (e.size <= kReleaseGilAbove) {
+        if (put_once(live_raw().ring(), e, kPast) == RingStatus::ok) return;
+        if (!block) throw full();
+      }
+      auto core = live();  // from here on the GIL is released: hold the core
+      if (!put_encoded(core->ring(), e, Wait::from(block, timeout))) throw full();
+    } catch (...) {
+      e.revoke_offers();  // a Connection in a message that was not sent: no copy stays offered
+      throw;
     }
-    auto core = live();  // from here on the GIL is released: hold the core
-    if (!put_encoded(core->ring(), e, Wait::from(block, timeout))) throw full();
   }
 
   py::object get(bool block, std::optional<double> timeout) {
@@ -141,6 +146,7 @@ class PyQueue {
       done += put;
       if (done < end) break;  // timed out
     }
+    for (std::size_t i = done; i < encoded.size(); ++i) encoded[i].revoke_offers();  // not sent
     if (done == 0 && !encoded.empty()) throw full();
     return done;
   }

@@ -214,6 +214,13 @@ class PyEvent {
 
 // ---- Condition ---------------------------------------------------------------------------------
 
+// The lock of an mproc.Lock or mproc.RLock (TypeError for anything else).
+detail::RobustLock& robust_lock_of(py::handle lock) {
+  if (py::isinstance<PyLock<Lock>>(lock)) return lock.cast<PyLock<Lock>&>().get();
+  if (py::isinstance<PyLock<RLock>>(lock)) return lock.cast<PyLock<RLock>&>().get();
+  throw py::type_error("Condition(lock): lock must be an mproc.Lock or mproc.RLock");
+}
+
 class PyCondition {
  public:
   /// Named, over an RLock of its own ("<name>.lock").
@@ -223,12 +230,10 @@ class PyCondition {
   /// pickling sends by descriptor while the lock travels by name.
   explicit PyCondition(py::object lock_owner, detail::RobustLock& lock)
       : lock_owner_(std::move(lock_owner)), cond_(std::make_unique<Condition>(lock)) {}
-  /// The same rebuilt in another process around received descriptors (owned from now on).
-  PyCondition(py::object lock_owner, detail::RobustLock& lock, const std::string& bytes, std::vector<int> fds)
-      : lock_owner_(std::move(lock_owner)) {
-    detail::AdoptedDescriptors adopted(std::move(fds));
-    cond_ = detail::decode_condition_over(bytes, lock);
-  }
+  /// The same rebuilt in another process around received descriptors (`adopted`).
+  PyCondition(py::object lock_owner, detail::RobustLock& lock, const std::string& bytes,
+              const detail::AdoptedDescriptors& /*adopted*/)
+      : lock_owner_(std::move(lock_owner)), cond_(detail::decode_condition_over(bytes, lock)) {}
   py::tuple export_block() const {
     std::vector<int> fds;
     const std::string bytes = detail::encode_condition_block(*cond_, fds);
@@ -344,19 +349,15 @@ void bind_event_condition(py::module_& m) {
   py::class_<PyCondition>(m, "_Condition", py::dynamic_attr(), "A condition variable shared by processes.")
       .def(py::init<const std::string&, const std::string&, unsigned, bool>(), py::arg("name"),
            py::arg("how"), py::arg("mode"), py::arg("persistent"))
-      .def(py::init([](py::object owner, PyLock<Lock>* lock, PyLock<RLock>* rlock) {
-             if (lock != nullptr) return std::make_unique<PyCondition>(owner, lock->get());
-             return std::make_unique<PyCondition>(owner, rlock->get());
+      .def(
+          py::init([](py::object lock) { return std::make_unique<PyCondition>(lock, robust_lock_of(lock)); }),
+          py::arg("lock"))
+      .def(py::init([](py::object lock, const std::string& bytes, std::vector<int> fds) {
+             detail::AdoptedDescriptors adopted(std::move(fds));  // closed if the lock is refused
+             detail::RobustLock& l = robust_lock_of(lock);
+             return std::make_unique<PyCondition>(lock, l, bytes, std::move(adopted));
            }),
-           py::arg("owner"), py::arg("lock").none(true), py::arg("rlock").none(true))
-      .def(py::init([](py::object owner, PyLock<Lock>* lock, PyLock<RLock>* rlock, const std::string& bytes,
-                       std::vector<int> fds) {
-             detail::RobustLock& l = lock != nullptr ? static_cast<detail::RobustLock&>(lock->get())
-                                                     : static_cast<detail::RobustLock&>(rlock->get());
-             return std::make_unique<PyCondition>(owner, l, bytes, std::move(fds));
-           }),
-           py::arg("owner"), py::arg("lock").none(true), py::arg("rlock").none(true), py::arg("data"),
-           py::arg("fds"))
+           py::arg("lock"), py::arg("data"), py::arg("fds"))
       .def("_export_block", &PyCondition::export_block)
       .def("acquire", &PyCondition::acquire, py::arg("block") = true, py::arg("timeout") = py::none(),
            "Acquire the underlying lock (OwnerDied as Lock.acquire).")

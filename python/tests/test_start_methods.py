@@ -91,6 +91,22 @@ def reply_through(inbox):
     conn.close()
 
 
+def talk_to_self(a, b):
+    """Both ends of one Pipe in one child: they talk to each other."""
+    a.send("across")
+    assert b.recv() == "across"
+    b.send_bytes(b"back")
+    assert a.recv_bytes() == b"back"
+
+
+def wait_on_queued_condition(inbox, flag, done):
+    """Gets a lock and a Condition over it through a queue, and waits on it for the flag."""
+    lock, cond = inbox.get(timeout=30)
+    with cond:
+        ok = cond.wait_for(lambda: flag.value == 1, timeout=30)
+    done.put((ok, cond._lock_arg is lock))
+
+
 def open_fds():
     return sorted(os.listdir("/proc/self/fd"))
 
@@ -206,6 +222,52 @@ class StartMethods(unittest.TestCase):
             mine.recv()
         mine.close()
         inbox.close()
+
+    def test_both_ends_of_one_pipe_reach_one_child_under_each_start_method(self):
+        for method in START_METHODS:
+            with self.subTest(method=method):
+                a, b = mproc.Pipe()  # one memory, sent once, taken by both ends
+                self.assertEqual(_support.run_child(method, talk_to_self, a, b), 0)
+                a.send("still mine")
+                self.assertEqual(b.recv(), "still mine")
+                a.close()
+                b.close()
+
+    def test_a_condition_over_a_lock_travels_through_a_queue(self):
+        inbox, done = mproc.Queue(), mproc.Queue()
+        lock = mproc.RLock()
+        cond, flag = mproc.Condition(lock), mproc.Value("i", 0)
+        kid = _support.start_child("spawn", wait_on_queued_condition, inbox, flag, done)
+        inbox.put((lock, cond))
+        with cond:
+            flag.value = 1
+            cond.notify_all()
+        self.assertEqual(done.get(timeout=30), (True, True))
+        self.assertEqual(_support.join_child(kid), 0)
+        for o in (inbox, done, cond, lock, flag):
+            o.close()
+
+    def test_a_connection_in_a_put_that_fails_stays_offered_nowhere(self):
+        q = mproc.Queue(maxsize=1)
+        q.put("the one slot")
+        a, b = mproc.Pipe()
+        b.send("warm up")  # the resource sharer's listener, started once, is not a leak
+        self.assertEqual(a.recv(), "warm up")
+        pickle.loads(pickle.dumps(b)).close()
+        before = open_fds()
+        for _ in range(5):
+            with self.assertRaises(mproc.Full):
+                q.put_nowait(b)
+            with self.assertRaises(mproc.Full):
+                q.put(("in a tuple", b), timeout=0.01)
+            with self.assertRaises(mproc.Full):
+                q.put_many([b, ("in a batch", b)], block=False)
+        self.assertEqual(open_fds(), before, "a failed put left copies of the Pipe end open")
+        b.close()
+        with self.assertRaises(EOFError):  # no copy of b's socket keeps the stream open
+            a.recv()
+        a.close()
+        q.close()
 
     def answer_once(self, method):
         mine, theirs = mproc.Pipe()
