@@ -59,6 +59,7 @@ class KillStorm(unittest.TestCase):
         progress = mproc.Semaphore(0)
         producers = {p: start_child("fork", producer, q, acked, p, 0, progress)
                      for p in range(PRODUCERS)}
+        starts = {p: 0 for p in range(PRODUCERS)}  # where each producer's incarnation began
         consumers = [start_child("fork", consumer, q, seen, progress) for _ in range(CONSUMERS)]
         maybe, consumer_kills, producer_kills = set(), 0, 0
         for _ in range(ROUNDS):
@@ -74,10 +75,14 @@ class KillStorm(unittest.TestCase):
                     continue  # it had finished first
                 self.assertEqual(code, -signal.SIGKILL)
                 producer_kills += 1
-                resume = acked[which]
-                maybe.add((which, resume))  # it may have been inside put(resume)
-                producers[which] = start_child("fork", producer, q, acked, which, resume + 1,
-                                               progress)
+                # It may have been inside put(n), n the first seq it had not acknowledged: its
+                # own first one if it acknowledged none (acked still names an older
+                # incarnation's), or none at all if it was killed after its last put.
+                n = max(acked[which], starts[which])
+                if n < PER_PRODUCER:
+                    maybe.add((which, n))
+                starts[which] = n + 1
+                producers[which] = start_child("fork", producer, q, acked, which, n + 1, progress)
             else:
                 consumer_kills += 1
                 consumers[which] = start_child("fork", consumer, q, seen, progress)
