@@ -22,6 +22,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -160,13 +161,16 @@ void arrive_at_barrier(mproc::Barrier& barrier) {
   }
 }
 
-// Waits on the condition until the flag is set, then sets it to 2 and notifies (under the
-// condition's own lock). Exit 2: the wait timed out; 3: the condition's lock did not guard.
+// Under the condition's lock: sets the flag to 1 and notifies, then waits for the parent's 2.
+// Exit 2: a wait timed out (every wake must be a notify's: the parent holds the lock until it
+// waits, so neither notify can come before the other side waits).
 void answer_on_condition(mproc::Condition& cond, Counter& flag) {
   std::unique_lock hold{cond.lock()};
-  if (!cond.wait_for([&] { return *flag == 1; }, mproc_test::kPatience)) mproc::exit(2);
-  *flag = 2;
+  *flag = 1;
   cond.notify_all();
+  while (*flag != 2) {
+    if (cond.wait_for(mproc_test::kPatience).timed_out()) mproc::exit(2);
+  }
 }
 
 // Sends `n` numbers on a SimpleQueue, then its own pid.
@@ -646,14 +650,16 @@ TEST_P(ObjectsTest, anonymous_barrier_lets_children_and_parent_through_together)
 TEST_P(ObjectsTest, anonymous_condition_with_its_own_lock_wakes_and_is_woken_by_a_child) {
   mproc::Condition cond;
   Counter flag(0);
-  Process p = start(answer_on_condition, std::ref(cond), std::ref(flag));
+  std::optional<Process> p;
   {
-    std::unique_lock hold{cond.lock()};  // the child's wait releases this very lock
-    *flag = 1;
+    std::unique_lock hold{cond.lock()};  // the child takes it once this waits
+    p.emplace(start(answer_on_condition, std::ref(cond), std::ref(flag)));
+    while (*flag != 1)
+      ASSERT_FALSE(cond.wait_for(kPatience).timed_out()) << "the child's notify did not arrive";
+    *flag = 2;
     cond.notify_all();
-    EXPECT_TRUE(cond.wait_for([&] { return *flag == 2; }, kPatience)) << "the child's notify did not arrive";
   }
-  EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_EQ(exit_code_of(*p), 0) << "the child's wait timed out (2) or it failed";
 }
 
 TEST_P(ObjectsTest, anonymous_simple_queue_carries_a_childs_messages_in_order) {

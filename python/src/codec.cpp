@@ -3,6 +3,7 @@
 #include <marshal.h>
 
 #include <cstring>
+#include <exception>
 #include <string>
 #include <utility>
 
@@ -431,9 +432,11 @@ namespace {
 thread_local py::object* t_offers = nullptr;
 }  // namespace
 
-OfferScope::OfferScope(py::object& offers) noexcept : previous_(std::exchange(t_offers, &offers)) {}
+OfferScope::OfferScope(py::object& offers) noexcept
+    : offers_(&offers), previous_(std::exchange(t_offers, &offers)), unwinding_(std::uncaught_exceptions()) {}
 OfferScope::~OfferScope() {
   t_offers = previous_;
+  if (std::uncaught_exceptions() > unwinding_) revoke_offers(*offers_);  // the message is not made
 }
 
 void note_offer(py::handle offer) {

@@ -41,7 +41,8 @@ bool known_tag(std::uint32_t tag) noexcept;
 
 /// While one lives, the resource-sharer offers that this thread's pickling makes (a Connection or
 /// a Condition(lock) pickled anywhere but into a child being started: mproc/_objects.py's
-/// _carried) are noted in `offers`, a list made when the first is noted.
+/// _carried) are noted in `offers`, a list made when the first is noted. Left by an exception
+/// (pickling failed), it takes them back at once.
 class OfferScope {
  public:
   explicit OfferScope(py::object& offers) noexcept;
@@ -50,7 +51,9 @@ class OfferScope {
   ~OfferScope();
 
  private:
+  py::object* offers_;
   py::object* previous_;
+  int unwinding_;
 };
 /// _mproc._note_carried: notes `offer` in the innermost OfferScope's list (none: nothing to do).
 void note_offer(py::handle offer);

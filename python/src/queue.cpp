@@ -132,21 +132,34 @@ class PyQueue {
   std::size_t put_many(py::iterable items, bool block, std::optional<double> timeout) {
     auto core = live();
     std::vector<Encoded> encoded;
-    for (py::handle item : items) {
-      encoded.push_back(encode(item, true));
-      encoded.back().flatten();  // a batch's records are single blocks
+    try {
+      for (py::handle item : items) {
+        encoded.push_back(encode(item, true));
+        encoded.back().flatten();  // a batch's records are single blocks
+      }
+    } catch (...) {
+      revoke_offers_from(encoded, 0);  // nothing was sent
+      throw;
     }
     const Wait w = Wait::from(block, timeout);
     // A batch carries one tag: runs of plain pickles and of out-of-band ones go separately.
     std::size_t done = 0;
-    while (done < encoded.size()) {
-      std::size_t end = done;
-      while (end < encoded.size() && encoded[end].tag == encoded[done].tag) ++end;
-      const std::size_t put = put_run(core->ring(), encoded, done, end, w);
-      done += put;
-      if (done < end) break;  // timed out
+    std::size_t end = 0;
+    try {
+      while (done < encoded.size()) {
+        end = done;
+        while (end < encoded.size() && encoded[end].tag == encoded[done].tag) ++end;
+        put_run(core->ring(), encoded, done, end, w);
+        if (done < end) break;  // timed out
+      }
+    } catch (const py::error_already_set&) {
+      revoke_offers_from(encoded, done);  // Ctrl-C between two tries: the last try put nothing
+      throw;
+    } catch (...) {
+      revoke_offers_from(encoded, end);  // inside a try: some of its run may be in, later runs not
+      throw;
     }
-    for (std::size_t i = done; i < encoded.size(); ++i) encoded[i].revoke_offers();  // not sent
+    revoke_offers_from(encoded, done);  // the messages a timeout left out
     if (done == 0 && !encoded.empty()) throw full();
     return done;
   }
@@ -259,9 +272,15 @@ class PyQueue {
     return st == RingStatus::ok;
   }
 
-  // Puts encoded[begin, end) (one tag) as batches until all are in or the deadline passes.
-  static std::size_t put_run(RingView& ring, const std::vector<Encoded>& encoded, std::size_t begin,
-                             std::size_t end, const Wait& w) {
+  static void revoke_offers_from(std::vector<Encoded>& encoded, std::size_t first) noexcept {
+    for (std::size_t i = first; i < encoded.size(); ++i) encoded[i].revoke_offers();
+  }
+
+  // Puts encoded[done, end) (one tag) as batches until all are in or the deadline passes;
+  // `done` counts every message put, also when this throws.
+  static void put_run(RingView& ring, const std::vector<Encoded>& encoded, std::size_t& done, std::size_t end,
+                      const Wait& w) {
+    const std::size_t begin = done;
     struct Src {
       const std::vector<Encoded>* v;
       std::size_t base;
@@ -271,7 +290,6 @@ class PyQueue {
       data = (*s.v)[s.base + i].data;
       size = (*s.v)[s.base + i].size;
     };
-    std::size_t done = begin;
     while (done < end) {
       Src src{&encoded, done};
       const std::size_t put = wait_in_slices(
@@ -283,7 +301,6 @@ class PyQueue {
       if (put == 0) break;
       done += put;
     }
-    return done - begin;
   }
 
   // After a first try with the GIL held that found `st` (not ok): waits in slices with the GIL

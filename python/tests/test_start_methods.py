@@ -99,12 +99,22 @@ def talk_to_self(a, b):
     assert a.recv_bytes() == b"back"
 
 
-def wait_on_queued_condition(inbox, flag, done):
-    """Gets a lock and a Condition over it through a queue, and waits on it for the flag."""
+def answer_on_queued_condition(inbox, flag, done):
+    """Gets a lock and a Condition over it through a queue, then answers the parent on it."""
     lock, cond = inbox.get(timeout=30)
+    done.put((answer_on_condition(cond, flag), cond._lock_arg is lock))
+
+
+def answer_on_condition(cond, flag):
+    """Sets the flag to 1 and notifies, then waits for the parent's 2: every wake a notify's
+    (a wait that times out returns False), as the parent holds the lock until it waits."""
     with cond:
-        ok = cond.wait_for(lambda: flag.value == 1, timeout=30)
-    done.put((ok, cond._lock_arg is lock))
+        flag.value = 1
+        cond.notify_all()
+        while flag.value != 2:
+            if not cond.wait(30):
+                return False
+    return True
 
 
 def open_fds():
@@ -237,10 +247,12 @@ class StartMethods(unittest.TestCase):
         inbox, done = mproc.Queue(), mproc.Queue()
         lock = mproc.RLock()
         cond, flag = mproc.Condition(lock), mproc.Value("i", 0)
-        kid = _support.start_child("spawn", wait_on_queued_condition, inbox, flag, done)
-        inbox.put((lock, cond))
-        with cond:
-            flag.value = 1
+        with cond:  # until the wait below, the child cannot take the lock
+            kid = _support.start_child("spawn", answer_on_queued_condition, inbox, flag, done)
+            inbox.put((lock, cond))
+            while flag.value != 1:
+                self.assertTrue(cond.wait(30), "the child's notify did not arrive")
+            flag.value = 2
             cond.notify_all()
         self.assertEqual(done.get(timeout=30), (True, True))
         self.assertEqual(_support.join_child(kid), 0)
@@ -262,6 +274,13 @@ class StartMethods(unittest.TestCase):
                 q.put(("in a tuple", b), timeout=0.01)
             with self.assertRaises(mproc.Full):
                 q.put_many([b, ("in a batch", b)], block=False)
+            unpicklable = (b, lambda: 0)  # b is pickled (offered), then pickling fails
+            with self.assertRaises((pickle.PicklingError, AttributeError)):
+                q.put(unpicklable)
+            with self.assertRaises((pickle.PicklingError, AttributeError)):
+                q.put_many([b, unpicklable])
+            with self.assertRaises((pickle.PicklingError, AttributeError)):
+                a.send(unpicklable)
         self.assertEqual(open_fds(), before, "a failed put left copies of the Pipe end open")
         b.close()
         with self.assertRaises(EOFError):  # no copy of b's socket keeps the stream open

@@ -48,10 +48,15 @@ def wait_condition(cond, flag, done):
 
 
 def wait_on_a_condition_over(cond, lock, flag, done):
-    """Waits on a Condition over the parent's lock; reports whether it saw the flag, and whether
-    the condition's lock arrived as the same object as the lock argument."""
+    """Over the parent's lock: sets the flag to 1 and notifies, then waits for the parent's 2
+    (a wait that times out returns False: every wake must be a notify's); reports that, and
+    whether the condition's lock arrived as the same object as the lock argument."""
+    ok = True
     with cond:
-        ok = cond.wait_for(lambda: flag.value == 1, timeout=30)
+        flag.value = 1
+        cond.notify_all()
+        while ok and flag.value != 2:
+            ok = cond.wait(30)
     done.put((ok, cond._lock_arg is lock))
 
 
@@ -199,9 +204,11 @@ class EventConditionBarrier(unittest.TestCase):
                 with self.subTest(method=method, lock=lock_type.__name__):
                     lock = lock_type()
                     cond, flag, done = mproc.Condition(lock), mproc.Value("i", 0), mproc.Queue()
-                    kid = start_child(method, wait_on_a_condition_over, cond, lock, flag, done)
-                    with lock:  # the condition's lock is this very lock
-                        flag.value = 1
+                    with lock:  # the condition's lock: the child takes it once this waits
+                        kid = start_child(method, wait_on_a_condition_over, cond, lock, flag, done)
+                        while flag.value != 1:
+                            self.assertTrue(cond.wait(30), "the child's notify did not arrive")
+                        flag.value = 2
                         cond.notify_all()
                     self.assertEqual(done.get(timeout=30), (True, True))
                     self.assertEqual(join_child(kid), 0)

@@ -185,8 +185,9 @@ void close_unclaimed_fds() noexcept {
 
 AdoptedDescriptors::AdoptedDescriptors(std::vector<int> fds) {
   Received& r = received();
+  std::vector<bool> taken(fds.size(), false);  // the allocation first: nothing below throws
   outer_fds_ = std::exchange(r.fds, std::move(fds));
-  outer_taken_ = std::exchange(r.taken, std::vector<bool>(r.fds.size(), false));
+  outer_taken_ = std::exchange(r.taken, std::move(taken));
 }
 
 AdoptedDescriptors::~AdoptedDescriptors() {
