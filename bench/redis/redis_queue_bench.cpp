@@ -12,6 +12,8 @@
 //   put / get           redis::Queue per message (one EVALSHA per round trip)
 //   put_many / get_many redis::Queue, batches of 64
 //   latency put->get    one message put then got, per round trip pair (median of rounds)
+//   get, putter waiting a bounded queue (max 16) kept full by a putter thread (a Queue object,
+//                       so a connection, of its own): every get must wake the waiting putter
 // Each row: messages per second, median of 5 rounds (--quick: 1 round, fewer messages).
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -144,9 +146,30 @@ QueueRates queue_rates(const Target& t, std::size_t n, const std::string& msg, i
   return out;
 }
 
+// Gets from a bounded queue that a putter thread keeps full: each get frees a slot the waiting
+// putter is woken for.
+double get_with_a_waiting_putter(const Target& t, std::size_t n, const std::string& msg, int round) {
+  constexpr std::size_t kMax = 16;
+  const std::string url = t.url_prefix + "bench-full-" + std::to_string(round);
+  mproc::redis::Queue<std::string>::unlink(url);
+  auto q = mproc::redis::Queue<std::string>::create(url, {.max_messages = kMax});
+  for (std::size_t i = 0; i < kMax; ++i) q.put(msg);
+  std::thread putter([&url, &msg, n] {
+    auto p = mproc::redis::Queue<std::string>::open(url);
+    for (std::size_t i = 0; i < n; ++i) p.put(msg);
+  });
+  const auto start = Clock::now();
+  for (std::size_t i = 0; i < n; ++i) (void)q.get();
+  const double r = rate(n, Clock::now() - start);
+  putter.join();
+  for (std::size_t i = 0; i < kMax; ++i) (void)q.get();
+  mproc::redis::Queue<std::string>::unlink(url);
+  return r;
+}
+
 void run_target(const Target& t, std::size_t n, int rounds) {
   const std::string msg(64, 'm');
-  std::vector<double> raw, pipe, read1, read64, put, get, put_many, get_many, lat;
+  std::vector<double> raw, pipe, read1, read64, put, get, put_many, get_many, lat, full;
   for (int r = 0; r < rounds; ++r) {
     raw.push_back(raw_xadd(t, n, msg));
     read1.push_back(raw_xreadgroup(t, n, 1));
@@ -163,6 +186,7 @@ void run_target(const Target& t, std::size_t n, int rounds) {
     put_many.push_back(q.put_many);
     get_many.push_back(q.get_many);
     lat.push_back(q.latency_us);
+    full.push_back(get_with_a_waiting_putter(t, n, msg, r));
   }
   const double raw_m = median(raw), pipe_m = median(pipe), read1_m = median(read1), read64_m = median(read64);
   std::printf("%s (%zu messages of 64 B, median of %d rounds)\n", t.label, n, rounds);
@@ -179,6 +203,8 @@ void run_target(const Target& t, std::size_t n, int rounds) {
   std::printf("  Queue::get_many (64)          %10.0f msg/s  %.2fx raw pipelined  %.2fx raw XREADGROUP 64\n",
               median(get_many), median(get_many) / pipe_m, median(get_many) / read64_m);
   std::printf("  latency put->get              %10.1f us (median)\n", median(lat));
+  std::printf("  Queue::get, putter waiting    %10.0f msg/s  %.2fx raw XREADGROUP\n", median(full),
+              median(full) / read1_m);
 }
 
 }  // namespace
