@@ -49,7 +49,7 @@ std::string words(const std::uint64_t (&w)[N]) {
 template <std::size_t N>
 void read_words(const std::string& bytes, std::uint64_t (&w)[N], const char* what) {
   if (bytes.size() != sizeof w) {
-    throw Error(EINVAL, std::string("cannot rebuild ") + what + " sent to this child",
+    throw Error(EINVAL, std::string("cannot rebuild ") + what + " received by this process",
                 "(" + std::to_string(bytes.size()) + " bytes, expected " + std::to_string(sizeof w) + ")");
   }
   std::memcpy(w, bytes.data(), sizeof w);
@@ -202,7 +202,7 @@ ReceivedData decode_data(const std::string& bytes, bool locked, const char* what
   std::uint64_t w[3];
   read_words(bytes, w, what);
   if ((w[1] != kNone) != locked) {
-    throw Error(EINVAL, std::string("cannot rebuild ") + what + " sent to this child",
+    throw Error(EINVAL, std::string("cannot rebuild ") + what + " received by this process",
                 locked ? "(its lock was not sent)" : "(a lock was sent with it)");
   }
   ReceivedData d;
@@ -241,17 +241,17 @@ Connection Travel<Connection>::decode(const std::string& bytes) {
   if (w[1] != kNone) c.in_fd_ = take_received_fd(w[1]);
   if (w[2] != kNone) c.out_fd_ = take_received_fd(w[2]);
   if ((c.in_fd_ >= 0) != (w[3] != kNone) || (c.out_fd_ >= 0) != (w[4] != kNone) || c.closed()) {
-    throw Error(EINVAL, "cannot rebuild a Connection sent to this child",
+    throw Error(EINVAL, "cannot rebuild a Connection received by this process",
                 "(its description is inconsistent)");
   }
   auto* base = static_cast<std::byte*>(c.mapping_->data());
   const std::size_t size = c.mapping_->size();
   auto ring_at = [&](std::uint64_t offset, int fd) {
     if (offset >= size) {
-      throw Error(EINVAL, "cannot rebuild a Connection sent to this child",
+      throw Error(EINVAL, "cannot rebuild a Connection received by this process",
                   "(a ring at " + std::to_string(offset) + " of " + std::to_string(size) + " bytes)");
     }
-    RingView::check_mapped(base + offset, size - offset, "a Connection sent to this child");
+    RingView::check_mapped(base + offset, size - offset, "a Connection received by this process");
     return RingView(base + offset, fd, "Connection");
   };
   if (c.in_fd_ >= 0) c.in_ = ring_at(w[3], c.in_fd_);
