@@ -80,14 +80,7 @@ class _CarriedFd:
 
     def __init__(self, dup_fd):
         self._dup_fd = dup_fd
-        self._fd = None
-
-    def __getstate__(self):
-        return self._dup_fd
-
-    def __setstate__(self, dup_fd):
-        self._dup_fd = dup_fd
-        self._fd = None
+        self._fd = None  # pickled as None: only the receiving side detaches
 
     def detach(self):
         if self._fd is None:
