@@ -257,14 +257,15 @@ class PyQueue {
     return core_;
   }
 
-  // A put that need not wait runs with the GIL held (cheaper than releasing it); one that must
-  // wait, or copies a large message, releases it and waits in slices (common.hpp).
-  // Waits in slices, with the GIL released, for room (the try with the GIL held came first).
+  // One try until `until`: a record in pieces is gathered into the ring, others copied whole.
   static RingStatus put_once(RingView& ring, const Encoded& e, Clock::time_point until) {
     if (e.gathered()) return ring.put_gather(e.pieces().data(), e.pieces().size(), e.tag, until);
     return ring.put(e.data, e.size, e.tag, until);
   }
 
+  // A put that need not wait runs with the GIL held (cheaper than releasing it); one that must
+  // wait, or copies a large message, releases it and waits in slices (common.hpp).
+  // Waits in slices, with the GIL released, for room (the try with the GIL held came first).
   static bool put_encoded(RingView& ring, const Encoded& e, const Wait& w) {
     const RingStatus st = wait_in_slices(
         w, [&](Clock::time_point until) { return put_once(ring, e, until); },
