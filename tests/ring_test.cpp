@@ -5,17 +5,20 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "mproc/detail/codec.hpp"
 #include "mproc/detail/ring.hpp"
 #include "mproc/error.hpp"
+#include "os/wait.hpp"
 #include "ring/layout.hpp"
 
 namespace {
@@ -47,7 +50,7 @@ class HeapRing {
 
   void put(const std::string& s) { ASSERT_EQ(view.put(s.data(), s.size(), 7, kNow), RingStatus::ok); }
   // The errno of the mproc::Error a get threw, or -1 and the record in `out`.
-  int get(std::string& out) {
+  int get(std::string& out, Clock::time_point deadline = kNow) {
     auto take = [](void* ctx, const RecordView& r) {
       auto& s = *static_cast<std::string*>(ctx);
       s.resize(r.size());
@@ -55,7 +58,7 @@ class HeapRing {
       return true;
     };
     try {
-      EXPECT_EQ(view.get({take, &out}, kNow), RingStatus::ok);
+      EXPECT_EQ(view.get({take, &out}, deadline), RingStatus::ok);
       return -1;
     } catch (const mproc::Error& e) {
       return e.code().value();
@@ -301,4 +304,71 @@ TEST(RingBias, a_put_from_inside_a_put_of_the_same_ring_is_an_error_not_a_deadlo
     }
     EXPECT_EQ(r.view.size(), 0u);
   }
+}
+
+// ---- how long a wait pauses (sys::LearnedPauses, queue.md "Spinning on a crowded machine") ----
+
+TEST(RingSpin, a_wait_that_had_to_yield_quarters_the_next_pause_phase_down_to_none) {
+  std::uint8_t state = 0;
+  mproc::sys::LearnedPauses learned(state);
+  EXPECT_EQ(learned.pauses(), mproc::sys::Spin::kPauses);
+  for (int expected : {64, 16, 4, 1, 0, 0}) {
+    learned.ended(false);
+    EXPECT_EQ(learned.pauses(), expected);
+  }
+}
+
+TEST(RingSpin, every_sixteenth_wait_pauses_in_full_and_one_that_ends_pausing_keeps_it) {
+  std::uint8_t state = 0;
+  mproc::sys::LearnedPauses learned(state);
+  for (int i = 0; i < 15; ++i) learned.ended(false);
+  EXPECT_EQ(learned.pauses(), mproc::sys::Spin::kPauses) << "the probe";
+  learned.ended(false);  // the probe had to yield too
+  EXPECT_EQ(learned.pauses(), 0);
+  for (int i = 0; i < 14; ++i) learned.ended(false);
+  EXPECT_EQ(learned.pauses(), 0);
+  learned.ended(false);
+  EXPECT_EQ(learned.pauses(), mproc::sys::Spin::kPauses) << "the next probe, sixteen waits on";
+  learned.ended(true);  // the peer is back on another CPU
+  EXPECT_EQ(learned.pauses(), mproc::sys::Spin::kPauses);
+  learned.ended(false);
+  EXPECT_EQ(learned.pauses(), 64) << "a full phase resets the count of waits too";
+}
+
+TEST(RingSpin, only_paused_holds_until_the_first_yield) {
+  mproc::sys::Spin none(true, 0);
+  EXPECT_TRUE(none.only_paused());
+  EXPECT_TRUE(none.next());  // a yield at once
+  EXPECT_FALSE(none.only_paused());
+
+  mproc::sys::Spin two(true, 2);
+  EXPECT_TRUE(two.next());
+  EXPECT_TRUE(two.next());
+  EXPECT_TRUE(two.only_paused());
+  EXPECT_TRUE(two.next());
+  EXPECT_FALSE(two.only_paused());
+
+  mproc::sys::Spin off(false);
+  EXPECT_FALSE(off.next());
+  EXPECT_FALSE(off.only_paused()) << "a try_ call learns nothing";
+}
+
+// A view's waits teach its side: a get that had to sleep for its record pauses a quarter as long
+// the next time; the producer's side learned nothing (its put never waited).
+TEST(RingSpin, a_get_that_slept_for_its_record_pauses_less_the_next_time) {
+  HeapRing r;
+  std::thread producer([&r] {
+    // Puts once the consumer has announced its sleep (the waiting flag), whatever the speed.
+    const auto give_up = Clock::now() + std::chrono::seconds(20);
+    while (r.control().get_waiting.load() == 0 && Clock::now() < give_up) std::this_thread::yield();
+    r.put("late");
+  });
+  std::string got;
+  EXPECT_EQ(r.get(got, Clock::now() + std::chrono::seconds(30)), -1);
+  producer.join();
+  EXPECT_EQ(got, "late");
+  std::uint8_t consumers = r.view.state().learned_pauses[1];
+  std::uint8_t producers = r.view.state().learned_pauses[0];
+  EXPECT_EQ(mproc::sys::LearnedPauses(consumers).pauses(), mproc::sys::Spin::kPauses / 4);
+  EXPECT_EQ(mproc::sys::LearnedPauses(producers).pauses(), mproc::sys::Spin::kPauses);
 }

@@ -4,6 +4,7 @@
 // timespecs that futex, ppoll and pthread_mutex_clocklock take.
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <ctime>
 
 #include <sched.h>
@@ -35,8 +36,9 @@ class Spin {
   static constexpr int kPauses = 256;
   static constexpr int kYields = 8;
 
-  /// `enabled` false (a try_ call, a deadline already passed): no spinning at all.
-  explicit Spin(bool enabled) noexcept : left_(enabled ? kPauses + kYields : 0) {}
+  /// `enabled` false (a try_ call, a deadline already passed): no spinning at all. `pauses`:
+  /// fewer pauses than the full phase (LearnedPauses).
+  explicit Spin(bool enabled, int pauses = kPauses) noexcept : left_(enabled ? pauses + kYields : 0) {}
   /// Spends one step of the budget; false once it is spent.
   bool next() noexcept {
     if (left_ == 0) return false;
@@ -47,9 +49,43 @@ class Spin {
     }
     return true;
   }
+  /// Whether every step so far was a pause: no yield yet, the budget not spent.
+  bool only_paused() const noexcept { return left_ >= kYields; }
 
  private:
   int left_;
+};
+
+/// The pause phase one waiter's spins start with, learned from how its earlier waits ended
+/// (docs/design/queue.md, "Spinning on a crowded machine"). A wait that ended while pausing
+/// found its peer running on another CPU: pause in full. One that had to yield or sleep found
+/// the peer not running — idle, or queued behind this very process on an oversubscribed CPU,
+/// where every pause only delays it: the next wait pauses a quarter as long, down to not at
+/// all, and every 16th pauses in full again to see whether that has changed. The state is one
+/// byte the caller keeps (zero: the full phase): the low four bits are the shift of the budget,
+/// the high four count waits since the last full phase.
+class LearnedPauses {
+ public:
+  explicit LearnedPauses(std::uint8_t& state) noexcept : state_(state) {}
+
+  int pauses() const noexcept {
+    if ((state_ >> 4) == 15) return Spin::kPauses;  // the probe
+    return Spin::kPauses >> (state_ & 0x0F);
+  }
+  /// After a wait that ended ready: `while_pausing`, as Spin::only_paused() says.
+  void ended(bool while_pausing) noexcept {
+    if (while_pausing) {
+      state_ = 0;
+      return;
+    }
+    const int shift = std::min((state_ & 0x0F) + 2, kNoPauses);
+    const int waits = ((state_ >> 4) + 1) & 0x0F;
+    state_ = static_cast<std::uint8_t>((waits << 4) | shift);
+  }
+
+ private:
+  static constexpr int kNoPauses = 10;  // 256 >> 10 == 0
+  std::uint8_t& state_;
 };
 
 /// No sleep in mproc lasts longer than this before the sleeper re-checks: it bounds the stall

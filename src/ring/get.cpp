@@ -162,7 +162,7 @@ RingStatus get_records(RingState& s, Take& take, std::size_t max, Clock::time_po
     WantRecord record{s, t};
     record.reload();  // pairs with the producer's commit
     if (!record.ready()) {
-      const RingStatus st = wait_until_ready(s, side, record, deadline);
+      const RingStatus st = wait_until_ready(s, side, record, deadline, &s.learned_pauses[1]);
       if (st != RingStatus::ok) return st;
     }
   }

@@ -182,7 +182,7 @@ bool wait_for_room(RingState& s, Side side, WantRoom room, Word& committed, Cloc
     commit_head(s, room.h);
     committed = room.h;
   }
-  return wait_until_ready(s, side, room, deadline) == RingStatus::ok;
+  return wait_until_ready(s, side, room, deadline, &s.learned_pauses[0]) == RingStatus::ok;
 }
 
 // One put or put_many: `next(i, data, size)` supplies message i of `count`. Everything happens

@@ -40,19 +40,26 @@ bool sleep_once(const RingState& s, Side self, Want& want, Clock::time_point dea
 ///   void before_sleep()          may throw (a put into a closed queue, to a gone peer)
 ///   Verdict after_peer_gone()    after a sleep that found the pipe's peer gone
 /// The caller has reloaded once. Sleeps announce themselves in `self`'s waiting flag.
+/// `learned`: the side's LearnedPauses state in this view, which the caller may write (it holds
+/// the side); null for a fixed full pause phase.
 template <class Want>
-RingStatus wait_until_ready(const RingState& s, Side self, Want& want, Clock::time_point deadline) {
-  sys::Spin spin(sys::may_wait(deadline));  // a try_ call does not spin
+RingStatus wait_until_ready(const RingState& s, Side self, Want& want, Clock::time_point deadline,
+                            std::uint8_t* learned = nullptr) {
+  const int pauses = learned == nullptr ? sys::Spin::kPauses : sys::LearnedPauses(*learned).pauses();
+  sys::Spin spin(sys::may_wait(deadline), pauses);  // a try_ call does not spin
+  bool slept = false;
   while (!want.ready()) {
     Verdict v = want.look_at_close();
     if (v == Verdict::wait && !spin.next()) {
       if (Clock::now() >= deadline) return want.at_deadline();
       want.before_sleep();
+      slept = true;
       if (!sleep_once(s, self, want, deadline)) v = want.after_peer_gone();
     }
     if (v != Verdict::wait) return v == Verdict::ready ? RingStatus::ok : RingStatus::closed;
     want.reload();
   }
+  if (learned != nullptr) sys::LearnedPauses(*learned).ended(!slept && spin.only_paused());
   return RingStatus::ok;
 }
 

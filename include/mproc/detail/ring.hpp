@@ -84,6 +84,7 @@ struct RingState {
   int event_fd = -1;                    // a queue's eventfd for fileno(), or -1
   std::uint8_t waiter = 0;              // how sleepers sleep: futex or socket, fixed at construction
   std::uint32_t keep_behind_rest = 0;   // gets before the consumer may wait to keep behind again
+  std::uint8_t learned_pauses[2] = {};  // how long a put [0] or get [1] pauses before it yields
   std::int64_t next_peer_check_ns = 0;  // pipes: when put() next checks that the peer lives
 };
 
@@ -179,6 +180,8 @@ class RingView {
   void arm_fd() noexcept;
 
   RingControl* control() const noexcept { return s_.ctl; }
+  /// What this view keeps of its own (src/ring/ reads and writes it; tests read it).
+  const RingState& state() const noexcept { return s_; }
 
  private:
   RingState s_;
