@@ -372,3 +372,20 @@ TEST(RingSpin, a_get_that_slept_for_its_record_pauses_less_the_next_time) {
   EXPECT_EQ(mproc::sys::LearnedPauses(consumers).pauses(), mproc::sys::Spin::kPauses / 4);
   EXPECT_EQ(mproc::sys::LearnedPauses(producers).pauses(), mproc::sys::Spin::kPauses);
 }
+
+// A put whose cached tail was stale but which finds room as soon as it looks again did not wait:
+// it teaches nothing, blocking or not. (It once reset, or quartered, what the side had learned.)
+TEST(RingSpin, a_put_that_finds_room_on_its_first_look_teaches_nothing) {
+  HeapRing r;
+  const std::string record(56, 'x');  // 64 bytes with its header: 64 of them fill the ring
+  while (r.view.put(record.data(), record.size(), 7, kNow) == RingStatus::ok) {}
+  std::string got;
+  ASSERT_EQ(r.get(got), -1);  // room for one, which the producer's cached tail does not show
+  std::uint8_t& producers = const_cast<std::uint8_t&>(r.view.state().learned_pauses[0]);
+  producers = 0x02;  // as after one wait that had to yield: 64 pauses
+  ASSERT_EQ(r.view.put(record.data(), record.size(), 7, kNow), RingStatus::ok);  // a try_put
+  EXPECT_EQ(mproc::sys::LearnedPauses(producers).pauses(), 64);
+  ASSERT_EQ(r.get(got), -1);
+  ASSERT_EQ(r.view.put(record.data(), record.size(), 7, Clock::time_point::max()), RingStatus::ok);
+  EXPECT_EQ(mproc::sys::LearnedPauses(producers).pauses(), 64);
+}

@@ -26,10 +26,6 @@ constexpr std::uint32_t kMaxBiasStreak = 1u << 16;  // after many revocations of
 // side keeps it for kLeaseNs if its operations come back to back (on average at most
 // kDenseNs apart, judged over its first 8 operations after the request and then every 64), and
 // declines the bias at once otherwise. A sanitizer build's operations are some ten times slower.
-// Pauses before the yields when a blocking call finds the side's mutex held: about 0.8 us,
-// several operations' worth.
-constexpr int kBlockingLockPauses = 32;
-
 constexpr std::uint64_t kLeaseNs = 500'000;
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 constexpr std::uint64_t kDenseNs = 3'000;
@@ -241,6 +237,10 @@ bool OwnerWait::stop(Side side, Clock::time_point now) noexcept {
 Clock::time_point OwnerWait::slice_end(Clock::time_point now) const noexcept {
   return std::min(now < deadline_ ? deadline_ : patient_, now + std::chrono::milliseconds(1));
 }
+
+// Pauses before the yields when a blocking call finds the side's mutex held: about 1 us,
+// several operations' worth.
+constexpr int kBlockingLockPauses = 32;
 
 bool lock_side(Side side, OwnerWait& wait) {
   const Clock::time_point deadline = wait.deadline();

@@ -41,14 +41,16 @@ bool sleep_once(const RingState& s, Side self, Want& want, Clock::time_point dea
 ///   Verdict after_peer_gone()    after a sleep that found the pipe's peer gone
 /// The caller has reloaded once. Sleeps announce themselves in `self`'s waiting flag.
 /// `learned`: the side's LearnedPauses state in this view, which the caller may write (it holds
-/// the side); null for a fixed full pause phase.
+/// the side); null for a fixed full pause phase. A wait that ends ready teaches it; one that ends
+/// at its deadline, or in a close, leaves it.
 template <class Want>
 RingStatus wait_until_ready(const RingState& s, Side self, Want& want, Clock::time_point deadline,
                             std::uint8_t* learned = nullptr) {
   const int pauses = learned == nullptr ? sys::Spin::kPauses : sys::LearnedPauses(*learned).pauses();
   sys::Spin spin(sys::may_wait(deadline), pauses);  // a try_ call does not spin
-  bool slept = false;
+  bool waited = false, slept = false;
   while (!want.ready()) {
+    waited = true;
     Verdict v = want.look_at_close();
     if (v == Verdict::wait && !spin.next()) {
       if (Clock::now() >= deadline) return want.at_deadline();
@@ -59,7 +61,8 @@ RingStatus wait_until_ready(const RingState& s, Side self, Want& want, Clock::ti
     if (v != Verdict::wait) return v == Verdict::ready ? RingStatus::ok : RingStatus::closed;
     want.reload();
   }
-  if (learned != nullptr) sys::LearnedPauses(*learned).ended(!slept && spin.only_paused());
+  // Only a wait teaches: not a call that found what it wanted at once (a stale cached word).
+  if (learned != nullptr && waited) sys::LearnedPauses(*learned).ended(!slept && spin.only_paused());
   return RingStatus::ok;
 }
 

@@ -83,8 +83,8 @@ struct RingState {
   int wake_fd = -1;                     // a pipe direction's socket, or -1
   int event_fd = -1;                    // a queue's eventfd for fileno(), or -1
   std::uint8_t waiter = 0;              // how sleepers sleep: futex or socket, fixed at construction
-  std::uint32_t keep_behind_rest = 0;   // gets before the consumer may wait to keep behind again
   std::uint8_t learned_pauses[2] = {};  // how long a put [0] or get [1] pauses before it yields
+  std::uint32_t keep_behind_rest = 0;   // gets before the consumer may wait to keep behind again
   std::int64_t next_peer_check_ns = 0;  // pipes: when put() next checks that the peer lives
 };
 
