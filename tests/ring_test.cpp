@@ -350,7 +350,7 @@ TEST(RingSpin, only_paused_holds_until_the_first_yield) {
 
   mproc::sys::Spin off(false);
   EXPECT_FALSE(off.next());
-  EXPECT_FALSE(off.only_paused()) << "a try_ call learns nothing";
+  EXPECT_FALSE(off.only_paused()) << "a spin that may not wait never counts as pausing";
 }
 
 // A view's waits teach its side: a get that had to sleep for its record pauses a quarter as long

@@ -246,23 +246,20 @@ bool lock_side(Side side, OwnerWait& wait) {
   const Clock::time_point deadline = wait.deadline();
   pthread_mutex_t* m = &side.mutex();
   int rc = ::pthread_mutex_trylock(m);
-  if (rc == EBUSY && deadline == Clock::time_point::max()) {
-    // A blocking call spins briefly too before it sleeps on the lock (unless the holder sleeps
-    // for room or data): two streaming producers on a crowded CPU otherwise sleep and wake
-    // each other at every operation, a lock convoy (queue.md, "Spinning on a crowded machine").
-    for (sys::Spin spin(!owner_sleeps(side), kBlockingLockPauses); rc == EBUSY && spin.next();) {
-      rc = ::pthread_mutex_trylock(m);
-    }
-    if (rc == EBUSY) rc = sys::lock_robust_mutex(m, deadline);
-  } else if (rc == EBUSY) {
+  if (rc == EBUSY) {
     // Another thread is inside an operation on this side, or asleep in one. Spin for the usual
-    // case (an operation of some nanoseconds), then sleep on the lock in short slices, looking
-    // between them whether the holder sleeps for room (data).
-    const bool past = !sys::may_wait(deadline);
-    for (sys::Spin spin(!(past && owner_sleeps(side))); rc == EBUSY && spin.next();) {
+    // case (an operation of some nanoseconds), then sleep on the lock: a blocking call until it
+    // is released, a call with a deadline in short slices, looking between them whether the
+    // holder sleeps for room (data). A blocking call spins too, if briefly, unless the holder
+    // sleeps: two streaming producers on a crowded CPU otherwise sleep and wake each other at
+    // every operation, a lock convoy (queue.md, "Spinning on a crowded machine").
+    const bool blocking = deadline == Clock::time_point::max();
+    const bool spin = (!blocking && sys::may_wait(deadline)) || !owner_sleeps(side);
+    for (sys::Spin s(spin, blocking ? kBlockingLockPauses : sys::Spin::kPauses); rc == EBUSY && s.next();) {
       rc = ::pthread_mutex_trylock(m);
     }
-    while (rc == EBUSY || rc == ETIMEDOUT) {
+    if (blocking && rc == EBUSY) rc = sys::lock_robust_mutex(m, deadline);
+    while (!blocking && (rc == EBUSY || rc == ETIMEDOUT)) {
       const Clock::time_point now = Clock::now();
       if (wait.stop(side, now)) {
         rc = ETIMEDOUT;

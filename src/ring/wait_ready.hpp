@@ -48,21 +48,21 @@ RingStatus wait_until_ready(const RingState& s, Side self, Want& want, Clock::ti
                             std::uint8_t* learned = nullptr) {
   const int pauses = learned == nullptr ? sys::Spin::kPauses : sys::LearnedPauses(*learned).pauses();
   sys::Spin spin(sys::may_wait(deadline), pauses);  // a try_ call does not spin
-  bool waited = false, slept = false;
+  bool waited = false;
   while (!want.ready()) {
     waited = true;
     Verdict v = want.look_at_close();
     if (v == Verdict::wait && !spin.next()) {
       if (Clock::now() >= deadline) return want.at_deadline();
       want.before_sleep();
-      slept = true;
       if (!sleep_once(s, self, want, deadline)) v = want.after_peer_gone();
     }
     if (v != Verdict::wait) return v == Verdict::ready ? RingStatus::ok : RingStatus::closed;
     want.reload();
   }
-  // Only a wait teaches: not a call that found what it wanted at once (a stale cached word).
-  if (learned != nullptr && waited) sys::LearnedPauses(*learned).ended(!slept && spin.only_paused());
+  // Only a wait teaches: not a call that found what it wanted at once (a stale cached word). A
+  // wait that slept had spent its spin, so only_paused() is false for it as for one that yielded.
+  if (learned != nullptr && waited) sys::LearnedPauses(*learned).ended(spin.only_paused());
   return RingStatus::ok;
 }
 
